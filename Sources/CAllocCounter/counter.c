@@ -1,0 +1,1 @@
+int peer_alloc_placeholder;
