@@ -10,7 +10,7 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "peer",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "peer-sim", targets: ["peer-sim"]),
         .executable(name: "peer-bench", targets: ["peer-bench"]),

@@ -89,7 +89,10 @@ extension RaftNode {
 
     mutating func broadcastAppend(sendIfEmpty: Bool) {
         for peer in conf.all.sorted() where peer != id {
-            sendAppend(to: peer, sendIfEmpty: sendIfEmpty)
+            // Fill the pipeline: in replicate state several appends may be in flight at once.
+            if sendAppend(to: peer, sendIfEmpty: sendIfEmpty) {
+                while sendAppend(to: peer, sendIfEmpty: false) {}
+            }
         }
     }
 

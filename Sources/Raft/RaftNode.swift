@@ -200,8 +200,8 @@ public struct RaftNode {
     /// The hard state as reported to the driver (a planted bug may hide the vote).
     var reportedHardState: HardState {
         var hs = hardState
-        if config.plantedBugs.contains(.voteNotPersisted) && hs.term == prevHardState.term {
-            hs.vote = prevHardState.vote
+        if config.plantedBugs.contains(.voteNotPersisted) {
+            hs.vote = hs.term == prevHardState.term ? prevHardState.vote : noNode
         }
         return hs
     }

@@ -1,0 +1,178 @@
+import Raft
+
+/// Checks the Raft safety properties (paper Figure 3) against a global view of the cluster,
+/// incrementally, after every event:
+/// - election safety: at most one leader per term;
+/// - log matching: an (index, term) pair names one entry, with one predecessor term;
+/// - leader completeness: a leader's log holds every entry known committed;
+/// - state machine safety: every node applies a prefix of one sequence;
+/// - committed entries never change, on any node, across crashes;
+/// - commit index never decreases (in memory per incarnation; on disk across crashes);
+/// - a vote, once persisted for a term, never changes in that term.
+struct Checker {
+    struct EntryKey: Hashable {
+        var index: LogIndex
+        var term: Term
+    }
+
+    struct EntryFacts {
+        var data: [UInt8]
+        var prevTerm: Term
+    }
+
+    private var leaderOfTerm: [Term: NodeID] = [:]
+    /// `committedTerms[i - 1]` is the term of committed entry `i`.
+    private(set) var committedTerms: [Term] = []
+    /// The one sequence every state machine applies a prefix of.
+    private var appliedSequence: [Entry] = []
+    private var registry: [EntryKey: EntryFacts] = [:]
+    private var lastCommit: [LogIndex]
+    private var verifiedCommit: [LogIndex]
+    private var nextApply: [LogIndex]
+    private var leaderCheckedTerm: [Term]
+
+    init(nodeCount: Int) {
+        lastCommit = Array(repeating: 0, count: nodeCount)
+        verifiedCommit = Array(repeating: 0, count: nodeCount)
+        nextApply = Array(repeating: 1, count: nodeCount)
+        leaderCheckedTerm = Array(repeating: 0, count: nodeCount)
+    }
+
+    mutating func nodeStarted(_ i: Int, raft: RaftNode, disk: MemoryStorage) {
+        lastCommit[i] = raft.commitIndex
+        // Re-verify the restarted node's whole committed prefix: committed entries must survive.
+        verifiedCommit[i] = 0
+        nextApply[i] = raft.appliedIndex + 1
+        leaderCheckedTerm[i] = 0
+    }
+
+    /// After every event, for every live node.
+    mutating func observe(_ i: Int, raft: RaftNode) -> Violation? {
+        if raft.role == .leader, let v = checkLeader(i, raft: raft) { return v }
+        if raft.commitIndex < lastCommit[i] {
+            return Violation(invariant: "commit-monotonic", detail: "node \(raft.id) commit fell from \(lastCommit[i]) to \(raft.commitIndex)")
+        }
+        lastCommit[i] = raft.commitIndex
+        return absorbCommits(i, raft: raft)
+    }
+
+    mutating func becameLeader(_ i: Int, raft: RaftNode) -> Violation? {
+        checkLeader(i, raft: raft)
+    }
+
+    private mutating func checkLeader(_ i: Int, raft: RaftNode) -> Violation? {
+        if let other = leaderOfTerm[raft.term], other != raft.id {
+            return Violation(invariant: "election-safety", detail: "nodes \(other) and \(raft.id) both leaders of term \(raft.term)")
+        }
+        leaderOfTerm[raft.term] = raft.id
+        guard leaderCheckedTerm[i] != raft.term else { return nil }
+        leaderCheckedTerm[i] = raft.term
+        if let v = absorbCommits(i, raft: raft) { return v }
+        for (k, t) in committedTerms.enumerated() {
+            let index = LogIndex(k + 1)
+            if raft.term(at: index) != t {
+                return Violation(invariant: "leader-completeness",
+                                 detail: "leader \(raft.id) of term \(raft.term) lacks committed entry \(index)/t\(t) (has \(raft.term(at: index).map { "t\($0)" } ?? "nothing"))")
+            }
+        }
+        return nil
+    }
+
+    /// Extends the known-committed sequence with the node's committed prefix, or finds a conflict.
+    private mutating func absorbCommits(_ i: Int, raft: RaftNode) -> Violation? {
+        let commit = raft.commitIndex
+        guard verifiedCommit[i] < commit else { return nil }
+        for index in (verifiedCommit[i] + 1)...commit {
+            guard let t = raft.term(at: index) else {
+                return Violation(invariant: "committed-entries-stable", detail: "node \(raft.id) commit \(commit) but has no entry \(index)")
+            }
+            let k = Int(index - 1)
+            if k < committedTerms.count {
+                if committedTerms[k] != t {
+                    return Violation(invariant: "state-machine-safety",
+                                     detail: "node \(raft.id) committed \(index)/t\(t) but \(index)/t\(committedTerms[k]) was committed before")
+                }
+            } else {
+                committedTerms.append(t)
+            }
+        }
+        verifiedCommit[i] = commit
+        return nil
+    }
+
+    /// Before a node persists a Ready: the write must not replace committed entries, must agree
+    /// with every other copy of the same (index, term), and must not move the vote within a term.
+    mutating func willPersist(_ i: Int, _ rd: Ready, node raft: RaftNode, disk: MemoryStorage) -> Violation? {
+        if let first = rd.entries.first {
+            // A node that holds a committed entry never loses it: Raft truncates only entries
+            // that conflict with a leader's log, and every later leader holds every committed
+            // entry. (A lagging node may still hold, or even receive from a stale leader of its
+            // own term, a different entry at a committed index: that one is replaced later.)
+            let committedCount = LogIndex(committedTerms.count)
+            let diskLast = (try? disk.lastIndex()) ?? 0
+            let lastWritten = rd.entries.last!.index
+            let checkedLast = min(diskLast, committedCount)
+            if first.index <= checkedLast {
+                for index in first.index...checkedLast {
+                    let committedTerm = committedTerms[Int(index - 1)]
+                    guard (try? disk.term(index)) == committedTerm else { continue }
+                    let written = index <= lastWritten ? rd.entries[Int(index - first.index)].term : nil
+                    if written != committedTerm {
+                        return Violation(invariant: "committed-entries-stable",
+                                         detail: "node \(raft.id) replaces committed \(index)/t\(committedTerm) with \(written.map { "t\($0)" } ?? "nothing") (writes \(first.index)...\(lastWritten))")
+                    }
+                }
+            }
+            var prevTerm = raft.term(at: first.index - 1) ?? 0
+            for e in rd.entries {
+                let key = EntryKey(index: e.index, term: e.term)
+                if let facts = registry[key] {
+                    if facts.data != e.data || facts.prevTerm != prevTerm {
+                        return Violation(invariant: "log-matching",
+                                         detail: "node \(raft.id) holds \(e.index)/t\(e.term) with different content or predecessor term (t\(prevTerm) vs t\(facts.prevTerm))")
+                    }
+                } else {
+                    registry[key] = EntryFacts(data: e.data, prevTerm: prevTerm)
+                }
+                prevTerm = e.term
+            }
+        }
+        if let hs = rd.hardState {
+            let old = disk.hardState
+            if hs.term < old.term {
+                return Violation(invariant: "term-monotonic", detail: "node \(raft.id) persists term \(hs.term) after \(old.term)")
+            }
+            if hs.term == old.term && old.vote != noNode && hs.vote != old.vote {
+                return Violation(invariant: "one-vote-per-term",
+                                 detail: "node \(raft.id) changes its vote in term \(hs.term) from \(old.vote) to \(hs.vote)")
+            }
+            if hs.commit < old.commit {
+                return Violation(invariant: "commit-monotonic", detail: "node \(raft.id) persists commit \(hs.commit) after \(old.commit)")
+            }
+        }
+        return nil
+    }
+
+    /// When a node applies an entry.
+    mutating func applied(_ i: Int, _ e: Entry, raft: RaftNode) -> Violation? {
+        if e.index != nextApply[i] {
+            return Violation(invariant: "apply-order", detail: "node \(raft.id) applies \(e.index), expected \(nextApply[i])")
+        }
+        if e.index > raft.commitIndex {
+            return Violation(invariant: "apply-committed-only", detail: "node \(raft.id) applies \(e.index) beyond its commit \(raft.commitIndex)")
+        }
+        nextApply[i] = e.index + 1
+        let k = Int(e.index - 1)
+        if k < appliedSequence.count {
+            let want = appliedSequence[k]
+            if want.term != e.term || want.data != e.data {
+                return Violation(invariant: "state-machine-safety",
+                                 detail: "node \(raft.id) applies \(e.index)/t\(e.term) where \(e.index)/t\(want.term) was applied before")
+            }
+        } else {
+            precondition(k == appliedSequence.count, "applied sequence gap")
+            appliedSequence.append(e)
+        }
+        return nil
+    }
+}

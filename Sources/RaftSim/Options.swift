@@ -1,0 +1,74 @@
+import Raft
+
+/// How one simulated run is shaped. Fault rates are per mille so that runs stay integer-exact.
+public struct SimOptions: Sendable {
+    public var nodes = 3
+    /// Events in the safety phase (deliveries, ticks, proposals, faults).
+    public var steps = 2000
+    /// Ticks the liveness phase may take, after healing everything, before it is a violation.
+    public var livenessTicksMax = 3000
+    public var plantedBugs: Set<PlantedBug> = []
+
+    public var dropPerMille = 50
+    public var duplicatePerMille = 30
+    /// Messages are delivered 0...deliveryDelayTicksMax ticks after sending, in random order.
+    public var deliveryDelayTicksMax = 3
+    /// Chance that a node crashes in the middle of handling one Ready.
+    public var crashInReadyPerMille = 10
+    /// How many recent events a violation report shows.
+    public var traceEventsMax = 40
+
+    public init() {}
+}
+
+/// A broken invariant: which one, and what exactly was seen.
+public struct Violation: Sendable, Hashable, CustomStringConvertible {
+    public var invariant: String
+    public var detail: String
+
+    public var description: String { "\(invariant): \(detail)" }
+}
+
+/// Counters a run reports so a summary shows what it covered.
+public struct SimCounters: Sendable, Hashable {
+    public var events = 0
+    public var ticks = 0
+    public var elections = 0
+    public var commits = 0
+    public var proposals = 0
+    public var proposalsRefused = 0
+    public var acked = 0
+    public var delivered = 0
+    public var dropped = 0
+    public var duplicated = 0
+    public var crashes = 0
+    public var restarts = 0
+    public var partitions = 0
+    public var malformed = 0
+
+    public init() {}
+
+    public mutating func add(_ o: SimCounters) {
+        events += o.events; ticks += o.ticks; elections += o.elections;
+        commits += o.commits; proposals += o.proposals; proposalsRefused += o.proposalsRefused
+        acked += o.acked; delivered += o.delivered; dropped += o.dropped; duplicated += o.duplicated
+        crashes += o.crashes; restarts += o.restarts; partitions += o.partitions; malformed += o.malformed
+    }
+
+    /// `key=value` pairs for the summary line, in a fixed order.
+    public var summary: String {
+        "events=\(events) ticks=\(ticks) elections=\(elections) commits=\(commits) "
+            + "proposals=\(proposals) refused=\(proposalsRefused) acked=\(acked) delivered=\(delivered) "
+            + "dropped=\(dropped) duplicated=\(duplicated) crashes=\(crashes) restarts=\(restarts) "
+            + "partitions=\(partitions) malformed=\(malformed)"
+    }
+}
+
+/// The outcome of one seed.
+public struct SimResult: Sendable {
+    public var seed: UInt64
+    public var violation: Violation?
+    /// The last events before the violation (empty when there is none).
+    public var trace: [String]
+    public var counters: SimCounters
+}

@@ -1,0 +1,161 @@
+import Raft
+
+/// One simulated peer: a `RaftNode` while it is up, and its disk, which survives crashes.
+struct SimNode {
+    let id: NodeID
+    let config: RaftConfig
+    /// What is durable. The running node reads it; only `persist` writes it.
+    let disk: MemoryStorage
+    var raft: RaftNode?
+    var incarnation = 0
+    /// The last hard state written with fsync. A write without fsync (`mustSync == false`, only
+    /// the commit index moved) may be lost in a crash.
+    var syncedHardState = HardState.empty
+    var unsyncedWrite = false
+
+    init(id: NodeID, config: RaftConfig, disk: MemoryStorage) {
+        self.id = id
+        self.config = config
+        self.disk = disk
+    }
+
+    mutating func start(seed: UInt64) {
+        incarnation += 1
+        do {
+            raft = try RaftNode(config: config, storage: disk, seed: seed)
+        } catch {
+            preconditionFailure("memory storage cannot fail: \(error)")
+        }
+    }
+
+    /// Writes a Ready's durable part, in the order the contract gives.
+    mutating func persist(_ rd: Ready) {
+        if let s = rd.snapshot { disk.applySnapshot(s) }
+        disk.append(rd.entries)
+        if let hs = rd.hardState { disk.setHardState(hs) }
+        if rd.mustSync {
+            syncedHardState = disk.hardState
+            unsyncedWrite = false
+        } else if rd.hardState != nil {
+            unsyncedWrite = true
+        }
+    }
+
+    /// The process dies: volatile state is gone; an unsynced hard-state write may be lost too.
+    mutating func crash(loseUnsynced: Bool) {
+        raft = nil
+        if unsyncedWrite && loseUnsynced {
+            disk.setHardState(syncedHardState)
+        }
+        unsyncedWrite = false
+    }
+}
+
+/// The simulated network: in-flight messages with a delivery time, and blocked links.
+struct SimNetwork {
+    let delayTicksMax: UInt64
+    private var inFlight: [(deliverAt: UInt64, message: Message)] = []
+    private var blocked: Set<UInt64> = []
+
+    init(delayTicksMax: Int) {
+        self.delayTicksMax = UInt64(delayTicksMax)
+    }
+
+    private static func link(_ from: NodeID, _ to: NodeID) -> UInt64 { from << 32 | to }
+
+    func isBlocked(from: NodeID, to: NodeID) -> Bool { blocked.contains(Self.link(from, to)) }
+
+    mutating func block(from: NodeID, to: NodeID) { blocked.insert(Self.link(from, to)) }
+
+    /// Cuts every link between `side` and the rest, both ways.
+    mutating func isolate(_ side: [NodeID], from all: [NodeID]) {
+        for a in side {
+            for b in all where !side.contains(b) {
+                blocked.insert(Self.link(a, b))
+                blocked.insert(Self.link(b, a))
+            }
+        }
+    }
+
+    mutating func healAll() { blocked.removeAll() }
+
+    mutating func enqueue(_ m: Message, now: UInt64, rng: inout SplitMix64) {
+        let delay = delayTicksMax == 0 ? 0 : rng.next() % (delayTicksMax + 1)
+        inFlight.append((now + delay, m))
+    }
+
+    /// Removes and returns a random message that is due, if any (random choice = reordering).
+    /// Messages on a link cut after they were sent are lost on delivery.
+    mutating func takeDue(now: UInt64, rng: inout SplitMix64) -> Message? {
+        while true {
+            var due: [Int] = []
+            for (k, p) in inFlight.enumerated() where p.deliverAt <= now { due.append(k) }
+            guard !due.isEmpty else { return nil }
+            let k = due[Int(rng.next() % UInt64(due.count))]
+            let m = inFlight[k].message
+            inFlight.swapAt(k, inFlight.count - 1)
+            inFlight.removeLast()
+            if isBlocked(from: m.from, to: m.to) { continue }
+            return m
+        }
+    }
+}
+
+/// What clients proposed and what they were told. A proposal is acknowledged when the node it
+/// was proposed to applies the entry at its index with its term.
+struct ClientLedger {
+    struct Record {
+        var node: NodeID
+        var index: LogIndex
+        var term: Term
+        var acked = false
+        var failed = false
+    }
+
+    private var nextID: UInt64 = 1
+    private var records: [UInt64: Record] = [:]
+    private(set) var ackedCount = 0
+    private(set) var maxAckedIndex: LogIndex = 0
+
+    mutating func newPayload(paddingBytes: Int) -> [UInt8] {
+        var p = withUnsafeBytes(of: nextID.littleEndian) { Array($0) }
+        p.append(contentsOf: repeatElement(UInt8(truncatingIfNeeded: nextID), count: paddingBytes))
+        nextID += 1
+        return p
+    }
+
+    static func payloadID(_ data: [UInt8]) -> UInt64? {
+        guard data.count >= 8 else { return nil }
+        var v: UInt64 = 0
+        for k in 0..<8 { v |= UInt64(data[k]) << (8 * UInt64(k)) }
+        return v
+    }
+
+    mutating func submitted(_ payload: [UInt8], node: NodeID, index: LogIndex, term: Term) {
+        records[Self.payloadID(payload)!] = Record(node: node, index: index, term: term)
+    }
+
+    /// Called for every entry a node applies; returns the payload id if this acknowledges a proposal.
+    mutating func appliedAt(node: NodeID, entry: Entry) -> UInt64? {
+        guard let id = Self.payloadID(entry.data), var r = records[id], !r.acked, r.node == node else { return nil }
+        if r.index == entry.index && r.term == entry.term {
+            r.acked = true
+            ackedCount += 1
+            maxAckedIndex = max(maxAckedIndex, entry.index)
+            records[id] = r
+            return id
+        }
+        return nil
+    }
+
+    func isAcked(_ payload: [UInt8]) -> Bool { records[Self.payloadID(payload)!]?.acked == true }
+
+    /// True once the proposal can no longer be acknowledged as things stand: the proposer applied
+    /// past its index without acknowledging it, or no longer holds it in its log. The client then
+    /// retries with a new proposal (the old one may still commit; that is fine).
+    func isSuperseded(_ payload: [UInt8], proposer: (NodeID) -> RaftNode?) -> Bool {
+        guard let r = records[Self.payloadID(payload)!], !r.acked else { return false }
+        guard let node = proposer(r.node) else { return true }
+        return node.appliedIndex >= r.index || node.term(at: r.index) != r.term
+    }
+}

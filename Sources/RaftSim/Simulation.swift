@@ -1,0 +1,351 @@
+import Raft
+
+/// A whole Raft cluster in one process: N `RaftNode`s over a simulated network and disk, every
+/// choice drawn from one seeded generator, so a seed replays byte for byte.
+///
+/// Phase 1 (safety) injects faults while clients propose; after every event the `Checker`
+/// verifies the Raft safety properties. Phase 2 (liveness) heals everything and requires a
+/// leader and every acknowledged proposal applied everywhere within a bounded number of ticks.
+public final class Simulation {
+    let options: SimOptions
+    let seed: UInt64
+    var rng: SplitMix64
+    var nodes: [SimNode] = []
+    var network: SimNetwork
+    var checker: Checker
+    var clients = ClientLedger()
+    var counters = SimCounters()
+    var trace: [String] = []
+    var traceStart = 0
+    var now: UInt64 = 0
+    var violation: Violation?
+    var lossy = true
+
+    public init(seed: UInt64, options: SimOptions) {
+        self.seed = seed
+        self.options = options
+        rng = SplitMix64(seed: seed)
+        network = SimNetwork(delayTicksMax: options.deliveryDelayTicksMax)
+        checker = Checker(nodeCount: options.nodes)
+        let ids = (1...options.nodes).map { NodeID($0) }
+        let conf = ConfState(voters: Set(ids))
+        // Vary the flow-control limits per seed so batching and window pauses are exercised.
+        let appendBytesMax = [128, 512, 1 << 16][Int(rng.next() % 3)]
+        let inflightMax = [1, 4, 64][Int(rng.next() % 3)]
+        for id in ids {
+            var config = RaftConfig(id: id)
+            config.electionTimeoutTicks = 10
+            config.heartbeatTimeoutTicks = 2
+            config.appendBytesMax = appendBytesMax
+            config.inflightMessagesMax = inflightMax
+            config.uncommittedBytesMax = 16 << 10
+            config.plantedBugs = options.plantedBugs
+            nodes.append(SimNode(id: id, config: config, disk: MemoryStorage(conf: conf)))
+        }
+        for i in nodes.indices { start(i) }
+    }
+
+    /// Runs both phases; stops at the first violation.
+    public func run() -> SimResult {
+        while counters.events < options.steps && violation == nil {
+            step()
+        }
+        if violation == nil { livenessPhase() }
+        for n in nodes {
+            if let r = n.raft { counters.malformed += r.counters.malformedMessages }
+        }
+        counters.commits = checker.committedTerms.count
+        counters.acked = clients.ackedCount
+        return SimResult(seed: seed, violation: violation, trace: violation == nil ? [] : orderedTrace(), counters: counters)
+    }
+
+    // MARK: - Events
+
+    func step() {
+        counters.events += 1
+        let roll = Int(rng.next() % 1000)
+        switch roll {
+        case 0..<540: deliverOne()
+        case 540..<790: tick()
+        case 790..<930: propose()
+        case 930..<940: crash(Int(rng.next() % UInt64(nodes.count)))
+        case 940..<948: crashLeader()
+        case 948..<965: restartOne()
+        case 965..<977: partition()
+        case 977..<992: heal()
+        case 992..<994: powerLoss()
+        default: tick()
+        }
+        processReadies()
+        if violation == nil { checkAfterEvent() }
+    }
+
+    func tick() {
+        now += 1
+        counters.ticks += 1
+        note("tick \(now)")
+        for i in nodes.indices where nodes[i].raft != nil {
+            nodes[i].raft!.tick()
+        }
+    }
+
+    func deliverOne() {
+        guard let m = network.takeDue(now: now, rng: &rng) else {
+            tick()
+            return
+        }
+        deliver(m)
+    }
+
+    func deliver(_ m: Message) {
+        let i = Int(m.to - 1)
+        guard nodes[i].raft != nil else {
+            note("lost (\(m.to) down): \(m)")
+            return
+        }
+        counters.delivered += 1
+        let result = nodes[i].raft!.step(m)
+        note("deliver \(m)\(result == .accepted ? "" : " => \(result)")")
+    }
+
+    func propose() {
+        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        guard !alive.isEmpty else { return }
+        // Mostly to a node that believes it leads; sometimes to anyone (exercises refusals).
+        let leaders = alive.filter { nodes[$0].raft!.role == .leader }
+        let pool = (!leaders.isEmpty && rng.next() % 10 != 0) ? leaders : alive
+        let i = pool[Int(rng.next() % UInt64(pool.count))]
+        let count = 1 + Int(rng.next() % 4)
+        var batch: [[UInt8]] = []
+        for _ in 0..<count {
+            batch.append(clients.newPayload(paddingBytes: Int(rng.next() % 40)))
+        }
+        counters.proposals += count
+        do {
+            let range = try nodes[i].raft!.propose(batch: batch)
+            let term = nodes[i].raft!.term
+            for (k, payload) in batch.enumerated() {
+                clients.submitted(payload, node: nodes[i].id, index: range.lowerBound + LogIndex(k), term: term)
+            }
+            note("propose \(count) at \(nodes[i].id) -> \(range.lowerBound)...\(range.upperBound) t\(term)")
+        } catch {
+            counters.proposalsRefused += count
+            note("propose \(count) at \(nodes[i].id) refused: \(error)")
+        }
+    }
+
+    func crash(_ i: Int) {
+        guard nodes[i].raft != nil else { return }
+        // Ordinary crashes keep a majority up (power loss below takes everyone down at once).
+        let dead = nodes.filter { $0.raft == nil }.count
+        guard dead < nodes.count / 2 else { return }
+        kill(i, why: "crash")
+    }
+
+    /// Leaders are where Raft's hardest cases start (Figure 8): take them down often.
+    func crashLeader() {
+        if let i = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) {
+            crash(i)
+        }
+    }
+
+    func kill(_ i: Int, why: String) {
+        counters.crashes += 1
+        nodes[i].crash(loseUnsynced: rng.next() % 2 == 0)
+        note("\(why) \(nodes[i].id)")
+    }
+
+    func powerLoss() {
+        note("power loss: every node crashes")
+        for i in nodes.indices where nodes[i].raft != nil { kill(i, why: "power loss") }
+    }
+
+    func restartOne() {
+        let dead = nodes.indices.filter { nodes[$0].raft == nil }
+        guard !dead.isEmpty else { return }
+        start(dead[Int(rng.next() % UInt64(dead.count))])
+    }
+
+    func start(_ i: Int) {
+        if nodes[i].incarnation > 0 { counters.restarts += 1 }
+        nodes[i].start(seed: rng.next())
+        checker.nodeStarted(i, raft: nodes[i].raft!, disk: nodes[i].disk)
+        note("start \(nodes[i].id) (incarnation \(nodes[i].incarnation)) term=\(nodes[i].raft!.term) last=\(nodes[i].raft!.lastIndex) commit=\(nodes[i].raft!.commitIndex)")
+    }
+
+    func partition() {
+        counters.partitions += 1
+        let ids = nodes.map(\.id)
+        if rng.next() % 3 == 0 {
+            // Asymmetric: one direction of one link.
+            let a = ids[Int(rng.next() % UInt64(ids.count))]
+            var b = ids[Int(rng.next() % UInt64(ids.count))]
+            if a == b { b = ids[(Int(a) % ids.count)] }
+            network.block(from: a, to: b)
+            note("partition one-way \(a)-x->\(b)")
+        } else {
+            // Symmetric: split into two random sides.
+            var side: [NodeID] = []
+            for id in ids where rng.next() % 2 == 0 { side.append(id) }
+            network.isolate(side, from: ids)
+            note("partition \(side) | \(ids.filter { !side.contains($0) })")
+        }
+    }
+
+    func heal() {
+        network.healAll()
+        note("heal")
+    }
+
+    // MARK: - Ready handling (the simulated driver)
+
+    func processReadies() {
+        var progress = true
+        var rounds = 0
+        while progress && violation == nil {
+            progress = false
+            rounds += 1
+            precondition(rounds < 10_000, "ready loop does not converge")
+            for i in nodes.indices where nodes[i].raft?.hasReady == true {
+                handleReady(i)
+                progress = true
+                if violation != nil { return }
+            }
+        }
+    }
+
+    func handleReady(_ i: Int) {
+        var raft = nodes[i].raft!
+        let rd = raft.ready()
+        let bugSendFirst = options.plantedBugs.contains(.sendBeforePersist)
+        if let ss = rd.softState { observeSoftState(i, ss, term: raft.term) }
+        if violation != nil { return }
+        let crashAt = lossy && Int(rng.next() % 1000) < options.crashInReadyPerMille ? 1 + Int(rng.next() % 3) : 0
+
+        if bugSendFirst { send(rd.messages) }
+        if crashAt == 1 && bugSendFirst { nodes[i].raft = raft; kill(i, why: "crash mid-ready (after send)"); return }
+        if let v = checker.willPersist(i, rd, node: raft, disk: nodes[i].disk) { return fail(v) }
+        nodes[i].persist(rd)
+        if crashAt == 1 { nodes[i].raft = raft; kill(i, why: "crash mid-ready (after persist)"); return }
+        if !bugSendFirst { send(rd.messages) }
+        if crashAt == 2 { nodes[i].raft = raft; kill(i, why: "crash mid-ready (after send)"); return }
+        for e in rd.committedEntries {
+            if let v = checker.applied(i, e, raft: raft) { return fail(v) }
+            if let ack = clients.appliedAt(node: nodes[i].id, entry: e) {
+                note("ack \(ack) at \(nodes[i].id) idx=\(e.index)")
+            }
+        }
+        if crashAt == 3 { nodes[i].raft = raft; kill(i, why: "crash mid-ready (after apply)"); return }
+        raft.advance(rd)
+        nodes[i].raft = raft
+    }
+
+    func send(_ messages: [Message]) {
+        for m in messages {
+            if lossy && Int(rng.next() % 1000) < options.dropPerMille {
+                counters.dropped += 1
+                continue
+            }
+            if network.isBlocked(from: m.from, to: m.to) {
+                counters.dropped += 1
+                continue
+            }
+            network.enqueue(m, now: now, rng: &rng)
+            if lossy && Int(rng.next() % 1000) < options.duplicatePerMille {
+                counters.duplicated += 1
+                network.enqueue(m, now: now, rng: &rng)
+            }
+        }
+    }
+
+    func observeSoftState(_ i: Int, _ ss: SoftState, term: Term) {
+        if ss.role == .leader {
+            counters.elections += 1
+            note("leader \(nodes[i].id) term \(term)")
+            if let v = checker.becameLeader(i, raft: nodes[i].raft!) { fail(v) }
+        }
+    }
+
+    func checkAfterEvent() {
+        for i in nodes.indices {
+            guard let raft = nodes[i].raft else { continue }
+            if let v = checker.observe(i, raft: raft) { return fail(v) }
+        }
+    }
+
+    func fail(_ v: Violation) {
+        if violation == nil {
+            violation = v
+            note("VIOLATION \(v)")
+        }
+    }
+
+    // MARK: - Liveness
+
+    func livenessPhase() {
+        note("liveness: heal, restart all, no loss")
+        network.healAll()
+        lossy = false
+        for i in nodes.indices where nodes[i].raft == nil { start(i) }
+        processReadies()
+        var probe: [UInt8]?
+        var ticks = 0
+        while ticks < options.livenessTicksMax && violation == nil {
+            // Deliver everything due, then advance time.
+            while let m = network.takeDue(now: now, rng: &rng) {
+                deliver(m)
+                processReadies()
+                if violation != nil { return }
+            }
+            if probe == nil, let l = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) {
+                let payload = clients.newPayload(paddingBytes: 0)
+                do {
+                    let ticket = try nodes[l].raft!.propose(payload)
+                    clients.submitted(payload, node: nodes[l].id, index: ticket.index, term: ticket.term)
+                    probe = payload
+                    note("liveness probe at \(nodes[l].id) idx=\(ticket.index)")
+                } catch {
+                    note("liveness probe at \(nodes[l].id) refused: \(error)")
+                }
+            }
+            if let p = probe, clients.isAcked(p) {
+                let needed = max(clients.maxAckedIndex, checker.committedTerms.count > 0 ? LogIndex(checker.committedTerms.count) : 0)
+                if nodes.allSatisfy({ ($0.raft?.appliedIndex ?? 0) >= needed }) {
+                    checkAfterEvent()
+                    return
+                }
+            }
+            if let p = probe, clients.isSuperseded(p, proposer: { id in self.nodes[Int(id - 1)].raft }) {
+                probe = nil
+            }
+            tick()
+            ticks += 1
+            processReadies()
+            if violation == nil { checkAfterEvent() }
+        }
+        if violation != nil { return }
+        let states = nodes.map { n -> String in
+            guard let r = n.raft else { return "\(n.id):down" }
+            return "\(n.id):\(r.role.rawValue) t\(r.term) last=\(r.lastIndex) commit=\(r.commitIndex) applied=\(r.appliedIndex)"
+        }
+        let probeState = probe.map { clients.isAcked($0) ? "acked" : "pending" } ?? "none"
+        fail(Violation(invariant: "liveness",
+                       detail: "after healing, no leader committed a probe and applied every acknowledged entry (max acked index \(clients.maxAckedIndex)) within \(options.livenessTicksMax) ticks (probe \(probeState), committed \(checker.committedTerms.count)); \(states.joined(separator: ", "))"))
+    }
+
+    // MARK: - Trace
+
+    func note(_ s: String) {
+        let line = "[e\(counters.events) t\(now)] \(s)"
+        if trace.count < options.traceEventsMax {
+            trace.append(line)
+        } else {
+            trace[traceStart] = line
+            traceStart = (traceStart + 1) % trace.count
+        }
+    }
+
+    func orderedTrace() -> [String] {
+        Array(trace[traceStart...] + trace[..<traceStart])
+    }
+}

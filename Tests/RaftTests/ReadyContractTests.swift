@@ -1,0 +1,99 @@
+import Raft
+import Testing
+
+/// The driver contract: what a Ready asks to persist comes with the messages that depend on it;
+/// the application only ever sees entries that are already durable.
+@Suite struct ReadyContractTests {
+    @Test func voteIsInTheSameReadyAsTheVoteResponse() {
+        var s = Solo(id: 2) { $0.preVote = false }
+        s.node.step(Message(kind: .vote, from: 1, to: 2, term: 1, logTerm: 0, index: 0))
+        let rd = s.node.ready()
+        #expect(rd.hardState?.vote == 1 && rd.hardState?.term == 1)
+        #expect(rd.messages.contains { $0.kind == .voteResponse && !$0.reject })
+        #expect(rd.mustSync, "a vote must be fsync'd before the response is sent")
+        s.node.advance(rd)
+    }
+
+    @Test func appendedEntriesAreInTheSameReadyAsTheAcknowledgement() {
+        var s = Solo(id: 2)
+        s.node.step(Message(kind: .append, from: 1, to: 2, term: 1, logTerm: 0, index: 0, entries: entries([1, 1])))
+        let rd = s.node.ready()
+        #expect(rd.entries.map(\.index) == [1, 2])
+        #expect(rd.messages.contains { $0.kind == .appendResponse && $0.index == 2 })
+        #expect(rd.mustSync)
+        s.node.advance(rd)
+    }
+
+    @Test func committedEntriesNeverIncludeEntriesNotYetPersisted() throws {
+        // A single voter commits at once, but may apply only after persisting.
+        var c = TestCluster(ids: [1])
+        c.elect(1)
+        try c.nodes[1]!.propose([1])
+        let rd1 = c.nodes[1]!.ready()
+        #expect(rd1.entries.count == 1)
+        #expect(rd1.committedEntries.allSatisfy { e in !rd1.entries.contains { $0.index == e.index } })
+        c.disks[1]!.append(rd1.entries)
+        if let hs = rd1.hardState { c.disks[1]!.setHardState(hs) }
+        c.nodes[1]!.advance(rd1)
+        let rd2 = c.nodes[1]!.ready()
+        #expect(rd2.committedEntries.map(\.data) == [[1]])
+        c.nodes[1]!.advance(rd2)
+    }
+
+    @Test func commitOnlyChangeNeedsNoFsync() throws {
+        var c = TestCluster(ids: [1, 2])
+        c.elect(1)
+        try c.nodes[1]!.propose([1])
+        c.flushReadies()
+        // Deliver the append to 2 and its ack back to 1: on 1 only the commit index moves.
+        while let m = c.pending.first {
+            c.pending.removeFirst()
+            c.nodes[m.to]!.step(m)
+            if m.to == 1 && m.kind == .appendResponse { break }
+            c.flushReadies()
+        }
+        let rd = c.nodes[1]!.ready()
+        #expect(rd.hardState != nil && rd.entries.isEmpty)
+        #expect(!rd.mustSync)
+        c.nodes[1]!.advance(rd)
+    }
+
+    @Test func softStateReportsRoleChanges() {
+        var s = Solo(id: 1, peers: [1])
+        s.node.campaign()
+        let rd = s.ready()
+        #expect(rd.softState == SoftState(leader: 1, role: .leader))
+        #expect(!s.node.hasReady || s.ready().softState == nil)
+    }
+
+    @Test func storageReadFailureHaltsTheNode() {
+        final class FailingStorage: RaftStorage {
+            let inner = MemoryStorage(conf: ConfState(voters: [1, 2, 3]))
+            var failing = false
+            func initialState() throws(StorageError) -> (HardState, ConfState) { try inner.initialState() }
+            func firstIndex() throws(StorageError) -> LogIndex { try inner.firstIndex() }
+            func lastIndex() throws(StorageError) -> LogIndex { try inner.lastIndex() }
+            func term(_ index: LogIndex) throws(StorageError) -> Term {
+                if failing { throw .failed("EIO reading term \(index)") }
+                return try inner.term(index)
+            }
+            func entries(_ lo: LogIndex, _ hi: LogIndex, maxBytes: Int) throws(StorageError) -> [Entry] {
+                if failing { throw .failed("EIO reading entries") }
+                return try inner.entries(lo, hi, maxBytes: maxBytes)
+            }
+            func snapshot() throws(StorageError) -> Snapshot { try inner.snapshot() }
+        }
+        let storage = FailingStorage()
+        storage.inner.append(entries([1, 1]))
+        storage.inner.setHardState(HardState(term: 1))
+        var node = try! RaftNode(config: RaftConfig(id: 1), storage: storage, seed: 1)
+        storage.failing = true
+        node.step(Message(kind: .append, from: 2, to: 1, term: 1, logTerm: 1, index: 2, entries: [Entry(term: 1, index: 3)]))
+        #expect(node.haltReason?.contains("EIO") == true)
+        let rd = node.ready()
+        #expect(rd.messages.isEmpty, "a halted node acknowledges nothing")
+        #expect(rd.haltReason != nil)
+        node.advance(rd)
+        #expect(throws: ProposalError.self) { try node.propose([1]) }
+    }
+}
