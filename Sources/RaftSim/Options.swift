@@ -7,6 +7,8 @@ public struct SimOptions: Sendable {
     public var steps = 2000
     /// Ticks the liveness phase may take, after healing everything, before it is a violation.
     public var livenessTicksMax = 3000
+    /// Messages the liveness phase may deliver: a healed cluster that needs more is storming.
+    public var livenessMessagesMax = 300_000
     public var plantedBugs: Set<PlantedBug> = []
 
     public var dropPerMille = 50

@@ -51,14 +51,20 @@ struct SimNode {
     }
 }
 
-/// The simulated network: in-flight messages with a delivery time, and blocked links.
+/// The simulated network: messages waiting for their delivery tick, messages already due, and
+/// blocked links. Delays are at most `delayTicksMax`, so a ring of buckets indexed by delivery
+/// tick holds every future message; due messages are taken in random order (reordering).
 struct SimNetwork {
     let delayTicksMax: UInt64
-    private var inFlight: [(deliverAt: UInt64, message: Message)] = []
+    private var future: [[Message]]
+    private var due: [Message] = []
+    /// Every bucket for a tick `<= flushedThrough` has been moved into `due`.
+    private var flushedThrough: UInt64 = 0
     private var blocked: Set<UInt64> = []
 
     init(delayTicksMax: Int) {
         self.delayTicksMax = UInt64(delayTicksMax)
+        future = Array(repeating: [], count: delayTicksMax + 1)
     }
 
     private static func link(_ from: NodeID, _ to: NodeID) -> UInt64 { from << 32 | to }
@@ -80,23 +86,35 @@ struct SimNetwork {
     mutating func healAll() { blocked.removeAll() }
 
     mutating func enqueue(_ m: Message, now: UInt64, rng: inout SplitMix64) {
+        flush(through: now)
         let delay = delayTicksMax == 0 ? 0 : rng.next() % (delayTicksMax + 1)
-        inFlight.append((now + delay, m))
+        if delay == 0 {
+            due.append(m)
+        } else {
+            future[Int((now + delay) % UInt64(future.count))].append(m)
+        }
     }
 
     /// Removes and returns a random message that is due, if any (random choice = reordering).
     /// Messages on a link cut after they were sent are lost on delivery.
     mutating func takeDue(now: UInt64, rng: inout SplitMix64) -> Message? {
-        while true {
-            var due: [Int] = []
-            for (k, p) in inFlight.enumerated() where p.deliverAt <= now { due.append(k) }
-            guard !due.isEmpty else { return nil }
-            let k = due[Int(rng.next() % UInt64(due.count))]
-            let m = inFlight[k].message
-            inFlight.swapAt(k, inFlight.count - 1)
-            inFlight.removeLast()
+        flush(through: now)
+        while !due.isEmpty {
+            let k = Int(rng.next() % UInt64(due.count))
+            due.swapAt(k, due.count - 1)
+            let m = due.removeLast()
             if isBlocked(from: m.from, to: m.to) { continue }
             return m
+        }
+        return nil
+    }
+
+    private mutating func flush(through now: UInt64) {
+        while flushedThrough < now {
+            flushedThrough += 1
+            let slot = Int(flushedThrough % UInt64(future.count))
+            due.append(contentsOf: future[slot])
+            future[slot].removeAll(keepingCapacity: true)
         }
     }
 }

@@ -15,7 +15,7 @@ public final class Simulation {
     var checker: Checker
     var clients = ClientLedger()
     var counters = SimCounters()
-    var trace: [String] = []
+    var trace: [TraceEvent] = []
     var traceStart = 0
     var now: UInt64 = 0
     var violation: Violation?
@@ -83,7 +83,7 @@ public final class Simulation {
     func tick() {
         now += 1
         counters.ticks += 1
-        note("tick \(now)")
+        record(.tick)
         for i in nodes.indices where nodes[i].raft != nil {
             nodes[i].raft!.tick()
         }
@@ -100,12 +100,12 @@ public final class Simulation {
     func deliver(_ m: Message) {
         let i = Int(m.to - 1)
         guard nodes[i].raft != nil else {
-            note("lost (\(m.to) down): \(m)")
+            record(.lost(m))
             return
         }
         counters.delivered += 1
         let result = nodes[i].raft!.step(m)
-        note("deliver \(m)\(result == .accepted ? "" : " => \(result)")")
+        record(.deliver(m, result))
     }
 
     func propose() {
@@ -215,29 +215,28 @@ public final class Simulation {
     }
 
     func handleReady(_ i: Int) {
-        var raft = nodes[i].raft!
-        let rd = raft.ready()
+        // Mutate the node in place: copying a RaftNode out and back would copy its buffers.
+        let rd = nodes[i].raft!.ready()
         let bugSendFirst = options.plantedBugs.contains(.sendBeforePersist)
-        if let ss = rd.softState { observeSoftState(i, ss, term: raft.term) }
+        if let ss = rd.softState { observeSoftState(i, ss, term: nodes[i].raft!.term) }
         if violation != nil { return }
         let crashAt = lossy && Int(rng.next() % 1000) < options.crashInReadyPerMille ? 1 + Int(rng.next() % 3) : 0
 
         if bugSendFirst { send(rd.messages) }
-        if crashAt == 1 && bugSendFirst { nodes[i].raft = raft; kill(i, why: "crash mid-ready (after send)"); return }
-        if let v = checker.willPersist(i, rd, node: raft, disk: nodes[i].disk) { return fail(v) }
+        if crashAt == 1 && bugSendFirst { return kill(i, why: "crash mid-ready (after send)") }
+        if let v = checker.willPersist(i, rd, node: nodes[i].raft!, disk: nodes[i].disk) { return fail(v) }
         nodes[i].persist(rd)
-        if crashAt == 1 { nodes[i].raft = raft; kill(i, why: "crash mid-ready (after persist)"); return }
+        if crashAt == 1 { return kill(i, why: "crash mid-ready (after persist)") }
         if !bugSendFirst { send(rd.messages) }
-        if crashAt == 2 { nodes[i].raft = raft; kill(i, why: "crash mid-ready (after send)"); return }
+        if crashAt == 2 { return kill(i, why: "crash mid-ready (after send)") }
         for e in rd.committedEntries {
-            if let v = checker.applied(i, e, raft: raft) { return fail(v) }
+            if let v = checker.applied(i, e, raft: nodes[i].raft!) { return fail(v) }
             if let ack = clients.appliedAt(node: nodes[i].id, entry: e) {
                 note("ack \(ack) at \(nodes[i].id) idx=\(e.index)")
             }
         }
-        if crashAt == 3 { nodes[i].raft = raft; kill(i, why: "crash mid-ready (after apply)"); return }
-        raft.advance(rd)
-        nodes[i].raft = raft
+        if crashAt == 3 { return kill(i, why: "crash mid-ready (after apply)") }
+        nodes[i].raft!.advance(rd)
     }
 
     func send(_ messages: [Message]) {
@@ -290,7 +289,9 @@ public final class Simulation {
         processReadies()
         var probe: [UInt8]?
         var ticks = 0
-        while ticks < options.livenessTicksMax && violation == nil {
+        let deliveredBefore = counters.delivered
+        while ticks < options.livenessTicksMax && violation == nil
+            && counters.delivered - deliveredBefore < options.livenessMessagesMax {
             // Deliver everything due, then advance time.
             while let m = network.takeDue(now: now, rng: &rng) {
                 deliver(m)
@@ -330,22 +331,63 @@ public final class Simulation {
         }
         let probeState = probe.map { clients.isAcked($0) ? "acked" : "pending" } ?? "none"
         fail(Violation(invariant: "liveness",
-                       detail: "after healing, no leader committed a probe and applied every acknowledged entry (max acked index \(clients.maxAckedIndex)) within \(options.livenessTicksMax) ticks (probe \(probeState), committed \(checker.committedTerms.count)); \(states.joined(separator: ", "))"))
+                       detail: "after healing, no leader committed a probe and applied every acknowledged entry (max acked index \(clients.maxAckedIndex)) within \(ticks) ticks and \(counters.delivered - deliveredBefore) messages (limits \(options.livenessTicksMax), \(options.livenessMessagesMax); probe \(probeState), committed \(checker.committedTerms.count)); \(states.joined(separator: ", "))"))
     }
 
     // MARK: - Trace
 
+    /// Frequent events are kept as values and formatted only when a violation is reported.
+    enum TraceEvent {
+        case tick(event: Int, now: UInt64)
+        case deliver(event: Int, now: UInt64, Message, StepResult)
+        case lost(event: Int, now: UInt64, Message)
+        case text(event: Int, now: UInt64, String)
+
+        var line: String {
+            switch self {
+            case .tick(let e, let t): return "[e\(e) t\(t)] tick \(t)"
+            case .deliver(let e, let t, let m, let r):
+                let outcome: String
+                switch r {
+                case .accepted: outcome = ""
+                case .ignored(let why): outcome = " => ignored(\(why))"
+                }
+                return "[e\(e) t\(t)] deliver \(m)\(outcome)"
+            case .lost(let e, let t, let m): return "[e\(e) t\(t)] lost (\(m.to) down): \(m)"
+            case .text(let e, let t, let s): return "[e\(e) t\(t)] \(s)"
+            }
+        }
+    }
+
+    enum TraceKind {
+        case tick
+        case deliver(Message, StepResult)
+        case lost(Message)
+    }
+
+    func record(_ kind: TraceKind) {
+        let e = counters.events
+        switch kind {
+        case .tick: push(.tick(event: e, now: now))
+        case .deliver(let m, let r): push(.deliver(event: e, now: now, m, r))
+        case .lost(let m): push(.lost(event: e, now: now, m))
+        }
+    }
+
     func note(_ s: String) {
-        let line = "[e\(counters.events) t\(now)] \(s)"
+        push(.text(event: counters.events, now: now, s))
+    }
+
+    private func push(_ event: TraceEvent) {
         if trace.count < options.traceEventsMax {
-            trace.append(line)
+            trace.append(event)
         } else {
-            trace[traceStart] = line
+            trace[traceStart] = event
             traceStart = (traceStart + 1) % trace.count
         }
     }
 
     func orderedTrace() -> [String] {
-        Array(trace[traceStart...] + trace[..<traceStart])
+        (trace[traceStart...] + trace[..<traceStart]).map(\.line)
     }
 }

@@ -1,0 +1,42 @@
+# The two commands of the README, and a few helpers. Every target installs what it needs.
+SHELL := /bin/bash
+SIM_SEEDS ?= 1000
+SIM_SEEDS_5 ?= 300
+SIM_STEPS ?= 2000
+JOBS ?= $(shell nproc)
+
+.PHONY: deps demo test check-imports sim bench clean
+
+## deps: system packages the build and tests need (idempotent; apt-get only when missing).
+deps:
+	@bash .ci/install-deps
+
+## demo: the main job. For now: the deterministic cluster simulator, 3 and 5 nodes.
+demo: deps
+	swift build -c release --product peer-sim
+	.build/release/peer-sim --seed 1 --seeds 200 --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
+	.build/release/peer-sim --seed 1 --seeds 100 --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+
+## test: import rules, simulator seeds (release build), then every unit and integration test.
+test: deps check-imports sim
+	swift build --build-tests
+	swift test
+
+check-imports:
+	@bash .ci/check-imports
+
+sim:
+	swift build -c release --product peer-sim
+	.build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
+	.build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+
+## bench: the core's benchmarks (results are recorded in docs/benchmarks.md).
+bench: deps
+	swift build -c release --product peer-bench --product peer-sim
+	.build/release/peer-bench raft --batch 1 --proposals 200000
+	.build/release/peer-bench raft --batch 16 --proposals 1000000
+	.build/release/peer-bench raft --batch 256 --proposals 2000000
+	time .build/release/peer-sim --seeds 2000 --steps 2000 --jobs $(JOBS)
+
+clean:
+	rm -rf .build
