@@ -45,7 +45,7 @@ let package = Package(
         // Child process of the crash test: appends as fast as it can, reports each acknowledged write.
         .executableTarget(name: "peer-store-crash", dependencies: ["PeerStore", "Raft"], swiftSettings: swiftSettings),
         .executableTarget(name: "peer-store-bench", dependencies: ["PeerStore", "Raft"], swiftSettings: swiftSettings),
-        .testTarget(name: "PeerStoreTests", dependencies: ["PeerStore", "Raft", "peer-store-crash"], swiftSettings: swiftSettings),
+        .testTarget(name: "PeerStoreTests", dependencies: ["PeerStore", "Raft", "peer-store-crash", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),
     ]

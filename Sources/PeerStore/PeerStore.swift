@@ -87,7 +87,10 @@ public final class PeerStore: RaftStorage {
             let rows = try dbQueue.inDatabase { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
             return rows == ["ok"] ? [] : rows
         } catch {
-            throw PeerStoreError.from(error, path: path)
+            let e = PeerStoreError.from(error, path: path)
+            // SQLite may stop the check with SQLITE_CORRUPT instead of listing problems.
+            if case .corrupt(_, let detail) = e { return [detail] }
+            throw e
         }
     }
 

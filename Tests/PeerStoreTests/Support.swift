@@ -34,7 +34,7 @@ struct TempDir {
 let testCluster = "cluster-test"
 let testConf = ConfState(voters: [1, 2, 3])
 
-func openStore(_ path: String, cluster: String = testCluster, peer: NodeID = 1, options: PeerStore.Options = .init()) throws -> PeerStore {
+func openStore(_ path: String, cluster: String = testCluster, peer: NodeID = 1, options: PeerStore.Options = .init()) throws(PeerStoreError) -> PeerStore {
     try PeerStore.open(path: path, clusterID: cluster, peerID: peer, initialConf: testConf, options: options)
 }
 
