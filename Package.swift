@@ -41,7 +41,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Storage (issue 4): durable Raft log on SQLite. Imports Raft and GRDB, no other adapter.
-        .target(name: "PeerStore", dependencies: ["Raft", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
+        .target(name: "PeerStore", dependencies: ["Raft", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")], swiftSettings: swiftSettings),
         // Child process of the crash test: appends as fast as it can, reports each acknowledged write.
         .executableTarget(name: "peer-store-crash", dependencies: ["PeerStore", "Raft"], swiftSettings: swiftSettings),
         .executableTarget(name: "peer-store-bench", dependencies: ["PeerStore", "Raft"], swiftSettings: swiftSettings),

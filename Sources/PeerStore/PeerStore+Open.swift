@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import Raft
 
 #if canImport(Glibc)
@@ -85,7 +86,14 @@ extension PeerStore {
             // Every commit fsyncs the WAL before returning (docs/adr/0003-storage-durability.md).
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(opts.walAutocheckpointPages)")
-            try db.execute(sql: "PRAGMA journal_size_limit = \(opts.walBytesMax)")
+            // Keep the WAL file, at its size, across close and reopen: commits then overwrite
+            // allocated blocks (one fdatasync, no file-size journaling) instead of growing a
+            // new WAL after every restart. The size stays bounded by the autocheckpoint, and
+            // `persist`/`compact` truncate it after a transaction larger than `walBytesMax`.
+            // (A non-negative journal_size_limit would make SQLite truncate it to 0 at close.)
+            var persistWAL: Int32 = 1
+            let rc = sqlite3_file_control(db.sqliteConnection, "main", SQLITE_FCNTL_PERSIST_WAL, &persistWAL)
+            guard rc == SQLITE_OK else { throw DatabaseError(resultCode: ResultCode(rawValue: rc)) }
             if let quota = opts.databaseBytesMax {
                 let pageBytes = try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
                 _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(max(1, quota / pageBytes))")
@@ -109,12 +117,40 @@ extension PeerStore {
                     try db.execute(sql: "UPDATE peer_meta SET schema_version = ?", arguments: [Schema.version])
                 }
             }
+            // The warm-up grows the database file by the WAL's size: not under a small quota.
+            if options.databaseBytesMax.map({ $0 >= 4 * options.walAutocheckpointPages * 4096 }) ?? true {
+                try warmUpWAL(queue, pages: options.walAutocheckpointPages)
+            }
             let state = try queue.writeWithoutTransaction { db in
                 try loadState(db, path: path, clusterID: clusterID, peerID: peerID, allowOlderSchema: false)
             }
             return PeerStore(path: path, clusterID: clusterID, peerID: peerID, options: options, dbQueue: queue, state: state)
         } catch {
             throw PeerStoreError.from(error, path: path)
+        }
+    }
+
+    /// Gives a new store its full-size WAL file once, so that commits overwrite allocated WAL
+    /// blocks from the first one on instead of growing the file (each growth makes fdatasync
+    /// journal the new size too; see docs/benchmarks.md). Writes one scratch transaction of
+    /// `pages` pages (the autocheckpoint then copies it and restarts the WAL), then drops the
+    /// scratch table; its pages go to the freelist and are reused by log entries. The WAL file
+    /// is kept from then on (PERSIST_WAL). Runs when the WAL is smaller than that, which is
+    /// after creation or after a large-snapshot truncation; a crash in between leaves only
+    /// the scratch table, dropped here at the next open.
+    static func warmUpWAL(_ queue: DatabaseQueue, pages: Int) throws {
+        let walPath = queue.path + "-wal"
+        let walBytes = (try? FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int) ?? 0
+        let pageBytes = try queue.inDatabase { db in try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096 }
+        let hasScratch = try queue.inDatabase { db in try db.tableExists("wal_warmup") }
+        if walBytes < pages * pageBytes {
+            try queue.write { db in
+                try db.execute(sql: "CREATE TABLE IF NOT EXISTS wal_warmup (b BLOB)")
+                try db.execute(sql: "INSERT INTO wal_warmup VALUES (zeroblob(?))", arguments: [pages * pageBytes])
+            }
+        }
+        if hasScratch || walBytes < pages * pageBytes {
+            try queue.write { db in try db.execute(sql: "DROP TABLE wal_warmup") }
         }
     }
 

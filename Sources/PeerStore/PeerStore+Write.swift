@@ -72,6 +72,7 @@ extension PeerStore {
             cache.append(entries)
         }
         if let hs = hardState { self.hardState = hs }
+        if let snap = newSnapshot { truncateWALAfterLargeWrite(snap.data.count) }
     }
 
     /// Compacts the log: records a snapshot at `index` (which the application has applied) with
@@ -99,6 +100,19 @@ extension PeerStore {
         }
         snapshotMetadata = snap.metadata
         cache.dropPrefix(through: index)
+        truncateWALAfterLargeWrite(data.count)
+    }
+
+    /// After a transaction of about `bytes` beyond `walBytesMax`, checkpoint and truncate the
+    /// WAL so the file does not stay that large (it is kept between writes otherwise). The data
+    /// is already durable; a failure here still halts the store, as the disk is failing.
+    private func truncateWALAfterLargeWrite(_ bytes: Int) {
+        guard bytes > options.walBytesMax else { return }
+        do {
+            try dbQueue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        } catch {
+            halt(PeerStoreError.from(error, path: path))
+        }
     }
 
     // MARK: - Helpers

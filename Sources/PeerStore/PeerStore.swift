@@ -26,8 +26,9 @@ public final class PeerStore: RaftStorage {
         /// WAL pages after which a commit also checkpoints the WAL into the database
         /// (SQLite's `wal_autocheckpoint`; 4 KiB pages). Bounds the WAL replayed at open.
         public var walAutocheckpointPages = 1000
-        /// The WAL file is truncated back to this size after a checkpoint if it grew beyond
-        /// (SQLite's `journal_size_limit`): a large snapshot must not leave a huge WAL behind.
+        /// A write transaction larger than this (a large snapshot) is followed by a checkpoint
+        /// that truncates the WAL, so it does not leave a huge WAL behind (the WAL file is kept
+        /// between writes and restarts, see `openForWriting`).
         public var walBytesMax = 64 << 20
         /// A quota on the database size; nil for none. Writes beyond it fail with `.diskFull`.
         public var databaseBytesMax: Int?
@@ -65,15 +66,10 @@ public final class PeerStore: RaftStorage {
         self.cache = EntryCache(entriesMax: options.cacheEntriesMax, bytesMax: options.cacheBytesMax)
     }
 
-    /// Closes the database: checkpoints the WAL (so the next open replays nothing) and releases
-    /// the file lock. The store must not be used afterwards.
+    /// Closes the database: SQLite checkpoints the WAL into the database file (the WAL file is
+    /// kept for reuse) and the file lock is released. The store must not be used afterwards.
     public func close() throws(PeerStoreError) {
         do {
-            if failure == nil {
-                try dbQueue.writeWithoutTransaction { db in
-                    try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
-                }
-            }
             try dbQueue.close()
         } catch {
             throw PeerStoreError.from(error, path: path)

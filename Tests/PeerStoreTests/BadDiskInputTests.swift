@@ -7,11 +7,14 @@ import Raft
 /// A peer must refuse to start on a file that is not its own or not sound, say which file and
 /// why, and leave every byte on disk as it was.
 @Suite struct BadDiskInputTests {
-    /// Makes a valid store with a few entries and closes it.
+    /// Makes a valid store with a few entries and closes it. The close checkpointed everything
+    /// into the database file; the kept WAL is removed so that damage done to the database
+    /// file is not masked by page copies still in the WAL (SQLite reads those first).
     func makeStore(_ path: String, entryCount: Int = 50, size: Int = 100) throws {
         let s = try openStore(path)
         try s.persist(entries: entries(from: 1, count: entryCount, term: 2, size: size), hardState: HardState(term: 2, vote: 1, commit: 10))
         try s.close()
+        try FileManager.default.removeItem(atPath: path + "-wal")
     }
 
     /// Opens `path` expecting a refusal; checks the directory is byte-for-byte unchanged.

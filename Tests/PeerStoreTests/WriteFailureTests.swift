@@ -11,6 +11,7 @@ import Raft
         let path = dir.file("peer.sqlite")
         var options = PeerStore.Options()
         options.databaseBytesMax = 256 << 10  // a quota standing in for a full file system
+        options.walAutocheckpointPages = 16   // small WAL: frequent checkpoints near the limit too
         let store = try openStore(path, options: options)
         var acknowledged: LogIndex = 0
         var failure: PeerStoreError?
@@ -53,6 +54,7 @@ import Raft
         let path = dir.file("peer.sqlite")
         var options = PeerStore.Options()
         options.databaseBytesMax = 128 << 10
+        options.walAutocheckpointPages = 16
         let store = try openStore(path, options: options)
         var node = try RaftNode(config: RaftConfig(id: 1), storage: store, seed: 1)
         var i: LogIndex = 1
