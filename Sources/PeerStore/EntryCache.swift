@@ -7,7 +7,8 @@ import Raft
 /// that always ends at the store's last index; nothing enters the cache before the transaction
 /// that wrote it has committed (and so was fsync'd), so the cache never answers anything that is
 /// not durable. Bounded by `entriesMax` and `bytesMax` (whichever is hit first); the oldest
-/// entries are evicted first, and a read of an evicted entry goes to SQLite.
+/// entries are evicted first (an entry larger than `bytesMax` is not cached), and a read of an
+/// entry not in the cache goes to SQLite.
 struct EntryCache {
     let entriesMax: Int
     let bytesMax: Int

@@ -147,3 +147,56 @@ import Raft
 func result<T: Equatable>(_ f: () throws -> T) -> Result<T, StorageError> {
     do { return .success(try f()) } catch { return .failure(error as? StorageError ?? .failed("\(error)")) }
 }
+
+/// The driver-facing write API beyond the storage contract.
+@Suite struct PersistReadyTests {
+    @Test func persistOfAReadyStoresEntriesAndHardStateTogether() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let path = dir.file("peer.sqlite")
+        var store = try openStore(path)
+        var ready = Ready()
+        ready.entries = entries(from: 1, count: 3, term: 1)
+        ready.hardState = HardState(term: 1, vote: 2, commit: 1)
+        ready.mustSync = true
+        try store.persist(ready)
+        // Only the commit index moved: the core says no fsync is needed.
+        var commitOnly = Ready()
+        commitOnly.hardState = HardState(term: 1, vote: 2, commit: 3)
+        commitOnly.mustSync = false
+        try store.persist(commitOnly)
+        #expect(try store.initialState().0.commit == 3)
+        try store.close()
+        store = try openStore(path)
+        #expect(try store.initialState().0 == HardState(term: 1, vote: 2, commit: 3))
+        #expect(try allEntries(store) == entries(from: 1, count: 3, term: 1))
+    }
+}
+
+/// The cache holds a bounded, contiguous suffix of durable entries.
+@Suite struct EntryCacheTests {
+    @Test func cacheEvictsOldestEntriesBeyondItsEntryAndByteLimits() {
+        var cache = EntryCache(entriesMax: 4, bytesMax: 1000)
+        cache.append(entries(from: 1, count: 10, term: 1, size: 10))
+        #expect(cache.count == 4)
+        #expect(cache.firstIndex == 7)
+        #expect(cache.entry(6) == nil)
+        #expect(cache.entry(10)?.index == 10)
+        cache.append(entries(from: 11, count: 1, term: 1, size: 2000))
+        #expect(cache.count == 0)  // an entry over the byte limit alone is not cached at all
+        #expect(cache.bytes == 0)
+    }
+
+    @Test func cacheTruncationAndCompactionFollowTheLog() {
+        var cache = EntryCache(entriesMax: 100, bytesMax: 1 << 20)
+        cache.append(entries(from: 1, count: 10, term: 1))
+        cache.append(entries(from: 6, count: 2, term: 2))
+        #expect(cache.entry(5)?.term == 1)
+        #expect(cache.entry(6)?.term == 2)
+        #expect(cache.entry(8) == nil)
+        cache.dropPrefix(through: 6)
+        #expect(cache.firstIndex == 7)
+        // Not contiguous (a snapshot jumped ahead): the cache restarts there.
+        cache.append(entries(from: 50, count: 1, term: 3))
+        #expect(cache.firstIndex == 50 && cache.count == 1)
+    }
+}

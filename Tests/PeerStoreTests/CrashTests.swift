@@ -28,7 +28,12 @@ import Glibc
             // Kill after the k-th report line: right after an "I" (inside the write) or an "A"
             // (between writes); sometimes before the store is even open ("R").
             let linesBeforeKill = rng.next() % 8 == 0 ? Int(rng.next() % 2) : Int(rng.next() % 120) + 1
-            let run = try runAndKill(child, args: [path, testCluster, "1", String(seed &+ UInt64(round))], afterLines: linesBeforeKill)
+            // Half the kills land a seeded 0-1000 µs after that line, anywhere in the next write
+            // (its SQL, its WAL write, its fdatasync); this randomizes the moment, it does not
+            // wait for anything.
+            let delayMicros = rng.next() % 2 == 0 ? 0 : UInt32(rng.next() % 1000)
+            let run = try runAndKill(child, args: [path, testCluster, "1", String(seed &+ UInt64(round))],
+                                     afterLines: linesBeforeKill, delayMicros: delayMicros)
             var pending: CrashOp?
             for line in run.lines {
                 if line.hasPrefix("E ") {
@@ -77,7 +82,7 @@ import Glibc
 
     /// Starts the child, reads its report lines, sends SIGKILL to that PID after `afterLines`
     /// lines, drains what it wrote before dying, and reaps it.
-    func runAndKill(_ binary: String, args: [String], afterLines: Int) throws -> (lines: [String], status: Int32) {
+    func runAndKill(_ binary: String, args: [String], afterLines: Int, delayMicros: UInt32) throws -> (lines: [String], status: Int32) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw CrashTestError.spawn("pipe: \(errno)") }
         // Neither end leaks into other children; dup2 onto the child's stdout clears the flag.
@@ -116,6 +121,7 @@ import Glibc
                 lines.append(String(decoding: buffer[..<nl], as: UTF8.self))
                 buffer.removeSubrange(...nl)
                 if !killed && lines.count >= afterLines {
+                    if delayMicros > 0 { usleep(delayMicros) }
                     kill(pid, SIGKILL)
                     killed = true
                 }
