@@ -14,9 +14,6 @@ let package = Package(
     products: [
         .executable(name: "peer-sim", targets: ["peer-sim"]),
         .executable(name: "peer-bench", targets: ["peer-bench"]),
-        // Storage (issue 4): crash-test child and benchmark.
-        .executable(name: "peer-store-crash", targets: ["peer-store-crash"]),
-        .executable(name: "peer-store-bench", targets: ["peer-store-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
