@@ -24,8 +24,8 @@ extension PeerStore {
     /// Refuses, and changes nothing on disk, when the file is corrupt, not a peer store, belongs
     /// to another cluster or peer, or has a newer schema than this binary. The checks are done
     /// first through a read-only connection; only a file that passed them is opened for writing.
-    /// Open time does not grow with the log: a few B-tree lookups, plus the replay of the WAL
-    /// left by a crash (bounded by `Options.walAutocheckpointPages`).
+    /// Open time does not grow with the log: a few B-tree lookups, plus the replay of the kept
+    /// WAL (bounded by `Options.walAutocheckpointPages`, about 4 MiB).
     public static func open(
         path: String,
         clusterID: String,
