@@ -62,6 +62,20 @@ public enum PeerStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The same failure as a `StorageError`, for the Raft core (which halts on `.failed`).
     var storageError: StorageError { .failed(description) }
 
+    /// Which system call failed, from SQLite's extended I/O error code (sqlite.org/rescode.html).
+    static func ioErrorName(_ code: Int32) -> String {
+        switch code {
+        case 266: return "read failed (SQLITE_IOERR_READ)"
+        case 522: return "short read (SQLITE_IOERR_SHORT_READ)"
+        case 778: return "write failed (SQLITE_IOERR_WRITE)"
+        case 1034: return "fsync failed (SQLITE_IOERR_FSYNC)"
+        case 1290: return "directory fsync failed (SQLITE_IOERR_DIR_FSYNC)"
+        case 1546: return "truncate failed (SQLITE_IOERR_TRUNCATE)"
+        case 1802: return "fstat failed (SQLITE_IOERR_FSTAT)"
+        default: return "SQLite extended code \(code)"
+        }
+    }
+
     /// Maps an error thrown by GRDB/SQLite to a typed error naming `path`.
     static func from(_ error: any Error, path: String) -> PeerStoreError {
         if let e = error as? PeerStoreError { return e }
@@ -73,7 +87,7 @@ public enum PeerStoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case .SQLITE_FULL:
             return .diskFull(path: path, detail: detail)
         case .SQLITE_IOERR:
-            return .ioError(path: path, detail: "\(detail), code \(db.extendedResultCode.rawValue)")
+            return .ioError(path: path, detail: "\(detail): \(ioErrorName(db.extendedResultCode.rawValue))")
         case .SQLITE_CORRUPT, .SQLITE_NOTADB:
             return .corrupt(path: path, detail: detail)
         case .SQLITE_BUSY, .SQLITE_LOCKED:

@@ -9,7 +9,11 @@
 //   "C <index>"                                               compact up to index
 // Entry payloads are `crashPayload(index:term:)`, which the test repeats byte for byte.
 //
-// Usage: peer-store-crash <db-path> <cluster-id> <peer-id> <seed>
+// Usage: peer-store-crash <db-path> <cluster-id> <peer-id> <seed> [<file-size-limit-bytes>]
+//
+// With a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) the kernel fails every write past
+// that size with EFBIG: a real I/O error under SQLite. The child then reports the error, tries
+// one more write, reports its refusal as "H <message>", and exits 2.
 
 import PeerStore
 import Raft
@@ -39,14 +43,27 @@ func say(_ line: String) {
 }
 
 let args = CommandLine.arguments
-guard args.count == 5, let peerID = NodeID(args[3]), let seed = UInt64(args[4]) else {
-    say("E usage: peer-store-crash <db-path> <cluster-id> <peer-id> <seed>")
+guard args.count == 5 || args.count == 6, let peerID = NodeID(args[3]), let seed = UInt64(args[4]) else {
+    say("E usage: peer-store-crash <db-path> <cluster-id> <peer-id> <seed> [<file-size-limit-bytes>]")
     exit(64)
+}
+/// Under a file size limit the log must grow to reach it: no compaction then.
+let fileSizeLimited = args.count == 6
+if args.count == 6, let limit = UInt64(args[5]) {
+    signal(SIGXFSZ, SIG_IGN)
+    var rl = rlimit(rlim_cur: rlim_t(limit), rlim_max: rlim_t(limit))
+    guard setrlimit(Int32(RLIMIT_FSIZE.rawValue), &rl) == 0 else {
+        say("E setrlimit failed: \(errno)")
+        exit(2)
+    }
 }
 
 let store: PeerStore
 do {
-    store = try PeerStore.open(path: args[1], clusterID: args[2], peerID: peerID, initialConf: ConfState(voters: [1, 2, 3]))
+    var options = PeerStore.Options()
+    // A small WAL under a file size limit, so that the limit is reached after few writes.
+    if fileSizeLimited { options.walAutocheckpointPages = 64 }
+    store = try PeerStore.open(path: args[1], clusterID: args[2], peerID: peerID, initialConf: ConfState(voters: [1, 2, 3]), options: options)
 } catch {
     say("E \(error)")
     exit(2)
@@ -63,7 +80,7 @@ while true {
     do {
         let first = try store.firstIndex(), last = try store.lastIndex()
         let roll = rng.next() % 100
-        if hs.commit >= first && (roll < 5 || last - first > logEntriesMax) {
+        if !fileSizeLimited && hs.commit >= first && (roll < 5 || last - first > logEntriesMax) {
             say("I C \(hs.commit)")
             try store.compact(upTo: hs.commit, conf: ConfState(voters: [1, 2, 3]), data: crashPayload(index: hs.commit, term: 0))
         } else {
@@ -88,6 +105,12 @@ while true {
         say("A")
     } catch {
         say("E \(error)")
+        do {
+            try store.persist(hardState: HardState(term: term + 1, vote: 0, commit: hs.commit))
+            say("E a write after a failed write was accepted")
+        } catch {
+            say("H \(error)")
+        }
         exit(2)
     }
 }

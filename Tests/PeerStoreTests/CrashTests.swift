@@ -69,6 +69,35 @@ import Glibc
         #expect(acknowledgedTotal > kills, "seed \(seed): too few acknowledged writes (\(acknowledgedTotal)) to prove anything")
     }
 
+    /// A real I/O error: the child runs under a file size limit, so the kernel fails SQLite's
+    /// write with EFBIG. The write is refused with a typed error, the next one with `.halted`,
+    /// and the file still holds exactly the acknowledged writes.
+    @Test func ioErrorIsTypedHaltsTheStoreAndLosesNothingAcknowledged() throws {
+        let child = try childBinary()
+        let dir = TempDir(); defer { dir.remove() }
+        let path = dir.file("peer.sqlite")
+        let limitBytes = 1 << 20  // the child then uses a 64-page WAL: reached after ~1 MiB of log
+        let run = try runAndKill(child, args: [path, testCluster, "1", "7", String(limitBytes)], afterLines: 400_000, delayMicros: 0)
+        var model = CrashModel()
+        var pending: CrashOp?
+        var acknowledged = 0
+        for line in run.lines {
+            if line.hasPrefix("I ") { pending = CrashOp(line) }
+            if line == "A" { model.apply(pending!); pending = nil; acknowledged += 1 }
+        }
+        let errors = run.lines.filter { $0.hasPrefix("E ") }
+        #expect(errors.count == 1 && errors[0].contains("I/O error") && errors[0].contains(path), "\(errors)")
+        #expect(run.lines.last?.hasPrefix("H ") == true && run.lines.last?.contains("halted") == true, "\(run.lines.suffix(2))")
+        #expect(acknowledged > 100)
+        let store = try openStore(path)
+        let found = try CrashModel(store)
+        var withPending = model
+        if let pending { withPending.apply(pending) }
+        #expect(found == model || found == withPending, "found \(found.summary)\n acked \(model.summary)")
+        #expect(try store.integrityProblems().isEmpty)
+        try store.close()
+    }
+
     func childBinary() throws -> String {
         if let p = ProcessInfo.processInfo.environment["PEER_STORE_CRASH_BIN"] { return p }
         let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
