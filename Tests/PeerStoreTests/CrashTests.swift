@@ -11,7 +11,9 @@ import Glibc
 /// kill, that the reopened store holds every acknowledged write, in a gap-free log, with an
 /// untorn hard state, and that SQLite finds the file sound.
 ///
-/// `PEER_CRASH_KILLS` sets the number of kills (default 20), `PEER_CRASH_SEED` the seed.
+/// `PEER_CRASH_KILLS` sets the number of kills (default 20), `PEER_CRASH_SEED` the seed. The seed
+/// fixes the kill schedule (after which report line, with which delay) and the child's writes;
+/// where exactly a kill lands inside a write still depends on the machine's timing.
 @Suite struct CrashTests {
     @Test func everyAcknowledgedWriteSurvivesSIGKILL() throws {
         let env = ProcessInfo.processInfo.environment
