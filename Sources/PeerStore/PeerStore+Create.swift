@@ -1,0 +1,92 @@
+import Foundation
+import GRDB
+import Raft
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Creating a store, and giving it its WAL file (see docs/adr/0003-storage-durability.md).
+extension PeerStore {
+    /// Gives a new store its full-size WAL file once, so that commits overwrite allocated WAL
+    /// blocks from the first one on instead of growing the file (each growth makes fdatasync
+    /// journal the new size too; see docs/benchmarks.md). Writes one scratch transaction of
+    /// `pages` pages (the autocheckpoint then copies it and restarts the WAL), then drops the
+    /// scratch table; its pages go to the freelist and are reused by log entries. The WAL file
+    /// is kept from then on (PERSIST_WAL). Runs when the WAL is smaller than that, which is
+    /// after creation or after a large-snapshot truncation; a crash in between leaves only
+    /// the scratch table, dropped here at the next open.
+    static func warmUpWAL(_ queue: DatabaseQueue, pages: Int) throws {
+        let walPath = queue.path + "-wal"
+        let walBytes = (try? FileManager.default.attributesOfItem(atPath: walPath)[.size] as? Int) ?? 0
+        let pageBytes = try queue.inDatabase { db in try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096 }
+        let hasScratch = try queue.inDatabase { db in try db.tableExists("wal_warmup") }
+        if walBytes < pages * pageBytes {
+            try queue.write { db in
+                try db.execute(sql: "CREATE TABLE IF NOT EXISTS wal_warmup (b BLOB)")
+                try db.execute(sql: "INSERT INTO wal_warmup VALUES (zeroblob(?))", arguments: [pages * pageBytes])
+            }
+        }
+        if hasScratch || walBytes < pages * pageBytes {
+            try queue.write { db in try db.execute(sql: "DROP TABLE wal_warmup") }
+        }
+    }
+
+    /// Creates a new store atomically: built under a temporary name, checkpointed into one
+    /// file, fsync'd, renamed into place, and the directory fsync'd. A crash during creation
+    /// leaves no file at `path` (the temporary is replaced by the next attempt).
+    static func create(path: String, clusterID: String, peerID: NodeID, initialConf: ConfState) throws(PeerStoreError) {
+        let tmp = path + ".creating"
+        let fm = FileManager.default
+        for suffix in ["", "-wal", "-shm", "-journal"] { try? fm.removeItem(atPath: tmp + suffix) }
+        do {
+            var config = Configuration()
+            config.label = "PeerStore.create"
+            let queue = try DatabaseQueue(path: tmp, configuration: config)
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                guard mode == "wal" else {
+                    throw PeerStoreError.cannotOpen(path: path, detail: "could not enable WAL mode (got \(mode ?? "nil"))")
+                }
+            }
+            try Schema.migrator.migrate(queue)
+            try queue.write { db in
+                try db.execute(
+                    sql: "INSERT INTO peer_meta (id, cluster_id, peer_id, schema_version) VALUES (1, ?, ?, ?)",
+                    arguments: [clusterID, peerID.sql, Schema.version])
+                try db.execute(sql: "INSERT INTO hard_state (id, term, vote, commit_index) VALUES (1, 0, 0, 0)")
+                try db.execute(
+                    sql: "INSERT INTO snapshot (id, snap_index, snap_term, voters, learners, data) VALUES (1, 0, 0, ?, ?, ?)",
+                    arguments: [encodeIDs(initialConf.voters), encodeIDs(initialConf.learners), Data()])
+            }
+            try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            try queue.close()
+        } catch {
+            throw PeerStoreError.from(error, path: path)
+        }
+        try fsyncPath(tmp, path: path)
+        guard rename(tmp, path) == 0 else {
+            throw PeerStoreError.cannotOpen(path: path, detail: "rename from \(tmp): \(String(cString: strerror(errno)))")
+        }
+        try fsyncPath((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, path: path)
+        for suffix in ["-wal", "-shm"] { try? fm.removeItem(atPath: tmp + suffix) }
+    }
+
+    private static func fsyncPath(_ file: String, path: String) throws(PeerStoreError) {
+        if let why = fsyncFile(file) {
+            throw PeerStoreError.ioError(path: path, detail: "fsync \(file): \(why)")
+        }
+    }
+}
+
+/// fsyncs a file or directory; returns why it failed, or nil. At file scope so that `open` is
+/// the C function, not `PeerStore.open`.
+private func fsyncFile(_ file: String) -> String? {
+    let fd = open(file, O_RDONLY)
+    guard fd >= 0 else { return String(cString: strerror(errno)) }
+    defer { _ = close(fd) }
+    return fsync(fd) == 0 ? nil : String(cString: strerror(errno))
+}

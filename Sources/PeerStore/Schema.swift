@@ -1,0 +1,74 @@
+import GRDB
+import Raft
+
+/// The on-disk layout (docs/storage.md §Schema). One database file per peer.
+///
+/// Integers are SQLite INTEGER (signed 64-bit). Indexes must stay below 2^63 so that `idx`
+/// orders correctly; terms, votes and peer ids are stored by bit pattern.
+enum Schema {
+    /// The schema version this binary writes. Bump it with every new migration.
+    static let version = 1
+
+    /// Every schema change is a new registered migration, never an edit of an old one. The
+    /// migrator records applied identifiers in `grdb_migrations`; an identifier we do not know
+    /// means a newer binary wrote the file and we refuse it.
+    static let migrator: DatabaseMigrator = {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-log-hardstate-snapshot-meta") { db in
+            // Singleton rows: `id = 1` makes a second row impossible.
+            try db.execute(sql: """
+                CREATE TABLE peer_meta (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    cluster_id TEXT NOT NULL,
+                    peer_id INTEGER NOT NULL,
+                    schema_version INTEGER NOT NULL
+                );
+                CREATE TABLE hard_state (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    term INTEGER NOT NULL,
+                    vote INTEGER NOT NULL,
+                    commit_index INTEGER NOT NULL
+                );
+                CREATE TABLE snapshot (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    snap_index INTEGER NOT NULL,
+                    snap_term INTEGER NOT NULL,
+                    voters TEXT NOT NULL,
+                    learners TEXT NOT NULL,
+                    data BLOB NOT NULL
+                );
+                -- `idx` is the rowid: the B-tree is ordered by index, first/last are O(log n).
+                CREATE TABLE entry (
+                    idx INTEGER PRIMARY KEY,
+                    term INTEGER NOT NULL,
+                    kind INTEGER NOT NULL,
+                    data BLOB NOT NULL
+                );
+                """)
+        }
+        return m
+    }()
+}
+
+// MARK: - Value codecs
+
+extension UInt64 {
+    /// Stored by bit pattern: SQLite INTEGER is signed.
+    var sql: Int64 { Int64(bitPattern: self) }
+    init(sql: Int64) { self = UInt64(bitPattern: sql) }
+}
+
+/// Encodes a set of node ids as sorted decimal text ("1,2,3"): readable with the sqlite3 shell.
+func encodeIDs(_ ids: Set<NodeID>) -> String {
+    ids.sorted().map(String.init).joined(separator: ",")
+}
+
+func decodeIDs(_ text: String) -> Set<NodeID>? {
+    if text.isEmpty { return [] }
+    var out: Set<NodeID> = []
+    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+        guard let id = NodeID(part) else { return nil }
+        out.insert(id)
+    }
+    return out
+}

@@ -1,0 +1,116 @@
+// The child process of the crash test (Tests/PeerStoreTests/CrashTests.swift): it writes to a
+// PeerStore as fast as it can and reports on stdout, one line each,
+//   "R"                 the store is open (after recovery),
+//   "I <op>"            it is about to perform <op>,
+//   "A"                 <op> returned, so it is durable (acknowledged),
+//   "E <message>"       a write failed (then it exits 2),
+// until the parent kills it with SIGKILL. Ops, written so the parent can replay them:
+//   "P <first> <count> <term> <hsTerm> <hsVote> <hsCommit>"  persist entries + hard state
+//   "C <index>"                                               compact up to index
+// Entry payloads are `crashPayload(index:term:)`, which the test repeats byte for byte.
+//
+// Usage: peer-store-crash <db-path> <cluster-id> <peer-id> <seed> [<file-size-limit-bytes>]
+//
+// With a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) the kernel fails every write past
+// that size with EFBIG: a real I/O error under SQLite. The child then reports the error, tries
+// one more write, reports its refusal as "H <message>", and exits 2.
+
+import PeerStore
+import Raft
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Deterministic payload for entry (index, term); the test has the same function.
+func crashPayload(index: LogIndex, term: Term) -> [UInt8] {
+    var rng = SplitMix64(seed: index &* 0x9E37_79B9 &+ term)
+    let size = Int(rng.next() % 300)
+    return (0..<size).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+}
+
+/// The vote is a function of term and commit: a torn hard state would break the relation.
+func crashVote(term: Term, commit: LogIndex) -> NodeID { (term &* 2_654_435_761 &+ commit) % 5 + 1 }
+
+func say(_ line: String) {
+    var bytes = Array((line + "\n").utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + off, $0.count - off) }
+        if n <= 0 { exit(3) }
+        off += n
+    }
+}
+
+let args = CommandLine.arguments
+guard args.count == 5 || args.count == 6, let peerID = NodeID(args[3]), let seed = UInt64(args[4]) else {
+    say("E usage: peer-store-crash <db-path> <cluster-id> <peer-id> <seed> [<file-size-limit-bytes>]")
+    exit(64)
+}
+/// Under a file size limit the log must grow to reach it: no compaction then.
+let fileSizeLimited = args.count == 6
+if args.count == 6, let limit = UInt64(args[5]) {
+    signal(SIGXFSZ, SIG_IGN)
+    var rl = rlimit(rlim_cur: rlim_t(limit), rlim_max: rlim_t(limit))
+    guard setrlimit(Int32(RLIMIT_FSIZE.rawValue), &rl) == 0 else {
+        say("E setrlimit failed: \(errno)")
+        exit(2)
+    }
+}
+
+let store: PeerStore
+do {
+    var options = PeerStore.Options()
+    // A small WAL under a file size limit, so that the limit is reached after few writes.
+    if fileSizeLimited { options.walAutocheckpointPages = 64 }
+    store = try PeerStore.open(path: args[1], clusterID: args[2], peerID: peerID, initialConf: ConfState(voters: [1, 2, 3]), options: options)
+} catch {
+    say("E \(error)")
+    exit(2)
+}
+say("R")
+
+var rng = SplitMix64(seed: seed)
+var hs = store.hardState
+var term = max(hs.term, 1)
+/// Bounds the log so that the parent's check of the whole log stays cheap.
+let logEntriesMax: LogIndex = 2000
+
+while true {
+    do {
+        let first = try store.firstIndex(), last = try store.lastIndex()
+        let roll = rng.next() % 100
+        if !fileSizeLimited && hs.commit >= first && (roll < 5 || last - first > logEntriesMax) {
+            say("I C \(hs.commit)")
+            try store.compact(upTo: hs.commit, conf: ConfState(voters: [1, 2, 3]), data: crashPayload(index: hs.commit, term: 0))
+        } else {
+            var from = last + 1
+            if roll < 15 && last > hs.commit && last >= first {
+                // A new leader overwrites our uncommitted suffix (Raft §5.3).
+                term += 1
+                from = hs.commit + 1 + rng.next() % (last - hs.commit)
+            }
+            let count = rng.next() % 10 == 0 ? Int(rng.next() % 64) + 1 : Int(rng.next() % 16) + 1
+            let batch = (0..<count).map { i in
+                let index = from + LogIndex(i)
+                return Entry(term: term, index: index, data: crashPayload(index: index, term: term))
+            }
+            let newLast = from + LogIndex(count) - 1
+            let commit = min(newLast, hs.commit + rng.next() % LogIndex(count + 1))
+            let newHS = HardState(term: term, vote: crashVote(term: term, commit: commit), commit: commit)
+            say("I P \(from) \(count) \(term) \(newHS.term) \(newHS.vote) \(newHS.commit)")
+            try store.persist(entries: batch, hardState: newHS)
+            hs = newHS
+        }
+        say("A")
+    } catch {
+        say("E \(error)")
+        do {
+            try store.persist(hardState: HardState(term: term + 1, vote: 0, commit: hs.commit))
+            say("E a write after a failed write was accepted")
+        } catch {
+            say("H \(error)")
+        }
+        exit(2)
+    }
+}
