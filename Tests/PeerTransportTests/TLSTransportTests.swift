@@ -108,6 +108,7 @@ import Testing
         #expect(a.transport.send(Message(kind: .heartbeat, from: 1, to: 2, term: 1)) == .dropped(.peerUnreachable))
 
         let b = try await Node.start(2, security: .mutualTLS(try pki.peer(2)))
+        b.transport.setPeer(1, address: a.address)  // makes 1 a member B accepts
         a.transport.setPeer(2, address: b.address)
         #expect(await a.connected(to: 2))
         let m = Message(kind: .heartbeat, from: 1, to: 2, term: 2)

@@ -202,8 +202,9 @@ final class OpenSSLProcess: @unchecked Sendable {
         return await exited.first(timeout: .seconds(5), where: { _ in true })
     }
 
+    /// SIGKILL to the one process this object started (by its pid): `s_server` may linger on SIGTERM.
     func terminate() async {
-        if process.isRunning { process.terminate() }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         _ = await exited.first(timeout: .seconds(5), where: { _ in true })
     }
 
