@@ -23,11 +23,9 @@ struct CertsInit: ParsableCommand {
     }
 }
 
-/// Turns a `CertsError` into a clean one-line failure instead of a stack of Swift error text.
+/// Runs a certificate operation. `CertsError` is CustomStringConvertible, so ArgumentParser
+/// prints it as one "Error: ..." line and exits 1, without the usage text a ValidationError adds
+/// (the arguments were fine; the files or values were not).
 func runReportingCertsError<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let error as CertsError {
-        throw ValidationError(error.description)
-    }
+    try body()
 }
