@@ -62,6 +62,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        if case .established(let peer, _) = machine.state { core.inboundClosed(peer, channel: context.channel) }
         if !machine.isEstablished, machine.state != .closed, machine.state != .awaitingTLS {
             core.logger.debug("inbound connection closed before hello", metadata: ["remote": "\(remote)"])
         }
@@ -98,6 +99,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
             timeout?.cancel()
             write(.hello(answer), context: context)
             core.logger.info("inbound peer connected", metadata: ["peer": "\(peer)", "version": "\(version)", "remote": "\(remote)"])
+            core.inboundEstablished(peer, channel: context.channel)
             core.events.yield(.inboundEstablished(peer, protocolVersion: version))
         case .deliver(let m):
             core.deliver(m)

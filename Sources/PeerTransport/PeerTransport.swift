@@ -111,6 +111,7 @@ public final class PeerTransport: Sendable {
     public func removePeer(_ id: NodeID) {
         core.setMember(id, present: false)
         links.withLockedValue { $0.removeValue(forKey: id) }?.stop()
+        for channel in core.takeInbound(id) { channel.close(promise: nil) }
     }
 
     /// Queues `message` for `message.to`. Never blocks; see `SendQueue` for what is dropped.
@@ -144,6 +145,7 @@ public final class PeerTransport: Sendable {
         if let channel = server.withLockedValue({ s -> (any Channel)? in defer { s = nil }; return s }) {
             try? await channel.close()
         }
+        for channel in core.takeInbound(nil) { try? await channel.close() }
         core.events.finish()
         core.incoming.finish()
         if ownsGroup {

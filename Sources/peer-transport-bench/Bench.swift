@@ -76,12 +76,12 @@ struct Serve: AsyncParsableCommand {
         let transport = try PeerTransport(configuration: makeConfig(node: 2, mode: mode, dir: dir))
         try await transport.start()
         transport.setPeer(1, address: PeerAddress(host: "127.0.0.1", port: peerPort))
-        print("PORT \(transport.listeningPort!)")
-        fflush(stdout)
+        // Unbuffered, so the parent sees the port at once.
+        FileHandle.standardOutput.write(Data("PORT \(transport.listeningPort!)\n".utf8))
         // Exit when the parent closes our stdin (it owns our lifetime).
         Thread.detachNewThread {
             while let _ = readLine() {}
-            exit(0)
+            Foundation.exit(0)
         }
         var received: UInt64 = 0
         for await m in transport.messages {
@@ -180,8 +180,7 @@ struct Run: AsyncParsableCommand {
             sendRetrying(transport, Wire.ping(seq))
             let echo = try await inbox.next()
             precondition(echo.commit == seq, "echo out of order: \(echo.commit) != \(seq)")
-            rtts.append(Double((ContinuousClock.now - start).components.attoseconds) / 1e12
-                        + Double((ContinuousClock.now - start).components.seconds) * 1e6)
+            rtts.append((ContinuousClock.now - start).seconds * 1e6)
         }
         rtts.sort()
 

@@ -118,6 +118,25 @@ import Testing
         await b.transport.shutdown()
     }
 
+    @Test func removedPeerIsDisconnectedAndRefusedWhenItRedials() async throws {
+        let pki = try TestPKI()
+        defer { pki.cleanup() }
+        let a = try await Node.start(1, security: .mutualTLS(try pki.peer(1)))
+        let b = try await Node.start(2, security: .mutualTLS(try pki.peer(2)))
+        a.transport.setPeer(2, address: b.address)
+        b.transport.setPeer(1, address: a.address)
+        #expect(await b.connected(to: 1))
+        #expect(await a.events.first { if case .inboundEstablished(2, _) = $0 { return true }; return false } != nil)
+
+        a.transport.removePeer(2)
+        // B's link to A drops, and its redial is refused: membership is the revocation.
+        #expect(await b.events.first { if case .peerUnreachable(1, _) = $0 { return true }; return false } != nil)
+        #expect(await a.rejection(.unknownPeer) != nil)
+        #expect(a.transport.send(Message(kind: .heartbeat, from: 1, to: 2, term: 1)) == .dropped(.unknownPeer))
+        await a.transport.shutdown()
+        await b.transport.shutdown()
+    }
+
     // MARK: - Refusals, with OpenSSL as the other side
 
     @Test func plaintextClientIsRefusedAndLogged() async throws {
