@@ -67,6 +67,24 @@ import Testing
         await b.transport.shutdown()
     }
 
+    @Test func plaintextModeExchangesMessagesAndChecksTheHelloAgainstMembership() async throws {
+        let a = try await Node.start(1, security: .insecurePlaintext)
+        let b = try await Node.start(2, security: .insecurePlaintext)
+        a.transport.setPeer(2, address: b.address)
+        b.transport.setPeer(1, address: a.address)
+        #expect(await a.connected(to: 2))
+        let m = sampleAppend(from: 1, to: 2)
+        #expect(a.transport.send(m) == .queued)
+        #expect(await b.received { $0 == m } != nil)
+        // A third node that B does not know is refused on its hello.
+        let c = try await Node.start(3, security: .insecurePlaintext)
+        c.transport.setPeer(2, address: b.address)
+        #expect(await b.rejection(.unknownPeer) != nil)
+        await a.transport.shutdown()
+        await b.transport.shutdown()
+        await c.transport.shutdown()
+    }
+
     @Test func snapshotChunksStreamWithFlowControl() async throws {
         let pki = try TestPKI()
         defer { pki.cleanup() }
