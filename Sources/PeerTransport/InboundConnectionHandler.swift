@@ -15,6 +15,8 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     private let verdict: VerdictBox?
     private var remote = "?"
     private var timeout: Scheduled<Void>?
+    /// Set when an error ends the connection without a refusal to report.
+    private var quietClose = false
 
     init(core: TransportCore, verdict: VerdictBox?) {
         self.core = core
@@ -58,6 +60,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         perform(failure(for: error), context: context)
+        if quietClose { context.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -73,19 +76,17 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         switch error {
         case let e as FrameError:
             return machine.failed(.frameTooLarge, e.description, tellRemote: true)
-        case let e as NIOSSLError:
-            if case .handshakeFailed = e {
-                let (reason, detail) = classifyHandshakeFailure(e, verdict: verdict?.verdict)
-                return machine.failed(reason, detail, tellRemote: false)
-            }
-            return machine.failed(.tlsHandshakeFailed, "\(e)", tellRemote: false)
-        case let e as BoringSSLError:
-            let (reason, detail) = classifyHandshakeFailure(e, verdict: verdict?.verdict)
+        case NIOSSLError.handshakeFailed, is BoringSSLError:
+            let (reason, detail) = classifyHandshakeFailure(error, verdict: verdict?.verdict)
             return machine.failed(reason, detail, tellRemote: false)
-        default:
-            // Connection resets and the like: nothing to refuse, just close quietly.
-            core.logger.debug("inbound connection error: \(error)", metadata: ["remote": "\(remote)"])
+        case is NIOSSLError where !machine.isEstablished && machine.state != .closed:
             return machine.failed(.tlsHandshakeFailed, "\(error)", tellRemote: false)
+        default:
+            // Resets, unclean TLS shutdowns of a live connection and the like: the peer went
+            // away, nobody is being refused. Close quietly; the dialler's side reports it.
+            core.logger.debug("inbound connection error: \(error)", metadata: ["remote": "\(remote)"])
+            quietClose = true
+            return .none
         }
     }
 

@@ -74,10 +74,14 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
         switch error {
         case let e as FrameError:
             action = machine.failed(.frameTooLarge, e.description, tellRemote: true)
-        case is NIOSSLError, is BoringSSLError:
+        case NIOSSLError.handshakeFailed, is BoringSSLError:
             let (reason, detail) = classifyHandshakeFailure(error, verdict: verdict?.verdict)
             action = machine.failed(reason, detail, tellRemote: false)
+        case is NIOSSLError where machine.state == .awaitingTLS || machine.state == .awaitingAnswer:
+            action = machine.failed(.tlsHandshakeFailed, "\(error)", tellRemote: false)
         default:
+            // The connection died (reset, unclean shutdown): not a refusal. The link logs it
+            // as "peer link down" and reports the peer unreachable.
             lostReason = "\(error)"
             action = .none
             context.close(promise: nil)

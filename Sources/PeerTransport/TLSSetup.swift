@@ -40,9 +40,13 @@ struct TLSMaterial: Sendable {
 
         // Refuse to start with a certificate that peers would refuse: fail here, loudly, rather
         // than as a stream of handshake errors on every other node.
-        let selfCheck = policy.verify(chain: [ownX509], expecting: .exactly(nodeID), usage: .clientAuth, now: Date())
-        if case .rejected(let reason, let detail) = selfCheck {
-            throw TransportSetupError.certificateDoesNotNameThisNode(path: files.certificatePath, detail: "\(reason.rawValue): \(detail)")
+        // Peers both dial (client auth) and accept (server auth) with the same certificate.
+        for usage in [ExtendedKeyUsage.Usage.clientAuth, .serverAuth] {
+            let selfCheck = policy.verify(chain: [ownX509], expecting: .exactly(nodeID), usage: usage, now: Date())
+            if case .rejected(let reason, let detail) = selfCheck {
+                throw TransportSetupError.certificateDoesNotNameThisNode(
+                    path: files.certificatePath, detail: "\(reason.rawValue): \(detail)")
+            }
         }
 
         var server = TLSConfiguration.makeServerConfiguration(

@@ -155,6 +155,30 @@ import Testing
         await b.transport.shutdown()
     }
 
+    @Test func peerGoingAwayIsReportedUnreachableNotAsARefusal() async throws {
+        let pki = try TestPKI()
+        defer { pki.cleanup() }
+        let a = try await Node.start(1, security: .mutualTLS(try pki.peer(1)))
+        let b = try await Node.start(2, security: .mutualTLS(try pki.peer(2)))
+        a.transport.setPeer(2, address: b.address)
+        b.transport.setPeer(1, address: a.address)
+        #expect(await a.connected(to: 2))
+        #expect(await a.events.first { if case .inboundEstablished(2, _) = $0 { return true }; return false } != nil)
+        await b.transport.shutdown()
+        #expect(await a.events.first { if case .peerUnreachable(2, _) = $0 { return true }; return false } != nil)
+        let seen = await a.events.items
+        #expect(!seen.contains { if case .connectionRejected = $0 { return true }; return false }, "\(seen)")
+        await a.transport.shutdown()
+    }
+
+    @Test func transportRefusesToStartWithAnotherNodesCertificate() throws {
+        let pki = try TestPKI()
+        defer { pki.cleanup() }
+        let config = TransportConfiguration(clusterID: pki.clusterID, nodeID: 1, listen: PeerAddress(host: "127.0.0.1", port: 0),
+                                            security: .mutualTLS(try pki.peer(2)))
+        #expect(throws: TransportSetupError.self) { try PeerTransport(configuration: config) }
+    }
+
     // MARK: - Refusals, with OpenSSL as the other side
 
     @Test func plaintextClientIsRefusedAndLogged() async throws {
