@@ -16,6 +16,8 @@ public struct RaftConfig: Sendable {
     public var uncommittedBytesMax: Int = 64 << 20
     /// Upper bound on the entry bytes handed to the application in one `Ready`.
     public var applyBytesMaxPerReady: Int = 64 << 20
+    /// Linearizable reads (ReadIndex) the leader holds unconfirmed at once; more are refused.
+    public var readRequestsMax: Int = 4096
     /// Thesis §9.6: ask "would you vote for me?" before incrementing the term.
     public var preVote = true
     /// Thesis §6.2: a leader steps down when it has not heard from a quorum for an election
@@ -40,6 +42,7 @@ public struct RaftConfig: Sendable {
         if appendBytesMax <= 0 { return "appendBytesMax must be positive, got \(appendBytesMax)" }
         if inflightMessagesMax <= 0 { return "inflightMessagesMax must be positive, got \(inflightMessagesMax)" }
         if uncommittedBytesMax < 0 { return "uncommittedBytesMax must not be negative, got \(uncommittedBytesMax)" }
+        if readRequestsMax <= 0 { return "readRequestsMax must be positive, got \(readRequestsMax)" }
         if applyBytesMaxPerReady <= 0 { return "applyBytesMaxPerReady must be positive, got \(applyBytesMaxPerReady)" }
         return nil
     }
@@ -59,6 +62,9 @@ public enum PlantedBug: String, Sendable, Hashable, CaseIterable {
     /// Log truncation: on every append, drop the follower's entries after the appended ones,
     /// even ones the leader already counted (stale, reordered appends erase acknowledged entries).
     case truncateOnStaleAppend = "truncate-on-stale-append"
+    /// Reads: the leader answers a ReadIndex request with its commit index at once, without
+    /// confirming with a quorum that it still leads (a deposed leader serves stale reads).
+    case readWithoutQuorumCheck = "read-without-quorum-check"
     /// Persistence order (a driver bug, planted in the simulator's driver): messages are sent
     /// before the Ready's state is persisted.
     case sendBeforePersist = "send-before-persist"

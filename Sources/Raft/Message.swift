@@ -80,6 +80,10 @@ public struct Message: Sendable, Hashable {
         self.snapshot = snapshot
     }
 
+    /// `context` of a vote request sent because the leader transferred leadership: voters
+    /// grant it even while they hear from that leader (thesis §3.10).
+    public static let leadershipTransferContext: UInt64 = 0x7472_616E_7366_6572  // "transfer"
+
     /// True for the messages that ask for or answer a (pre-)vote.
     public var isVoteKind: Bool {
         switch kind {

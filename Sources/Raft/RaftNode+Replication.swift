@@ -9,6 +9,7 @@ extension RaftNode {
         case .appendResponse:
             return handleAppendResponse(m)
         case .heartbeatResponse:
+            if m.context != 0 { readConfirmed(context: m.context, by: m.from) }
             progress[m.from]!.recentActive = true
             progress[m.from]!.probeSent = false
             if progress[m.from]!.state == .replicate && progress[m.from]!.inflights.isFull {
@@ -19,6 +20,8 @@ extension RaftNode {
                 sendAppend(to: m.from, sendIfEmpty: true)
             }
             return .accepted
+        case .readIndex:
+            return handleReadIndexRequest(context: m.context, from: m.from)
         case .append, .heartbeat, .snapshot:
             // Another leader in our own term would violate election safety (§5.2).
             return .ignored(.malformed("\(m.kind) from \(m.from) claims leadership of term \(m.term), which this node leads"))
@@ -57,11 +60,16 @@ extension RaftNode {
         if maybeCommit() {
             // Tell every follower the new commit index now rather than at the next heartbeat.
             broadcastAppend(sendIfEmpty: true)
+            releaseReadsWaitingForTermCommit()
         } else if wasPaused {
             sendAppend(to: peer, sendIfEmpty: true)
         }
         // Pipelining: keep the window full while there is something to send.
         while sendAppend(to: peer, sendIfEmpty: false) {}
+        if peer == leadTransferee && progress[peer]!.match == log.lastIndex {
+            // The transferee caught up: hand over now.
+            send(Message(kind: .timeoutNow, from: id, to: peer, term: term))
+        }
         return .accepted
     }
 
@@ -69,7 +77,7 @@ extension RaftNode {
     mutating func appendAsLeader(_ entries: [Entry]) {
         let last = log.append(entries)
         _ = progress[id]?.maybeUpdate(last)
-        _ = maybeCommit()
+        if maybeCommit() { releaseReadsWaitingForTermCommit() }
     }
 
     /// Commits the highest index stored on a quorum of voters, if it is of the current term.
@@ -130,11 +138,12 @@ extension RaftNode {
         false
     }
 
-    mutating func broadcastHeartbeat() {
+    /// `context` tags the round for a ReadIndex confirmation (0: a plain heartbeat).
+    mutating func broadcastHeartbeat(context: UInt64 = 0) {
         for peer in conf.all.sorted() where peer != id {
             // Never tell a follower a commit index beyond what it is known to store.
             let commit = min(progress[peer]?.match ?? 0, log.committed)
-            send(Message(kind: .heartbeat, from: id, to: peer, term: term, commit: commit))
+            send(Message(kind: .heartbeat, from: id, to: peer, term: term, commit: commit, context: context))
         }
     }
 
@@ -153,7 +162,13 @@ extension RaftNode {
             electionElapsed = 0
             leader = m.from
             log.commit(to: m.commit)
-            send(Message(kind: .heartbeatResponse, from: id, to: m.from, term: term))
+            send(Message(kind: .heartbeatResponse, from: id, to: m.from, term: term, context: m.context))
+            return .accepted
+        case .timeoutNow:
+            return handleTimeoutNow(m)
+        case .readIndexResponse:
+            readStates.append(ReadState(index: m.index, context: m.context))
+            counters.readsConfirmed += 1
             return .accepted
         default:
             return .ignored(.irrelevantForRole)

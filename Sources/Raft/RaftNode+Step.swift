@@ -29,8 +29,10 @@ extension RaftNode {
             if m.kind == .vote || m.kind == .preVote {
                 // A follower that hears from a leader ignores disruptive candidates (check-quorum
                 // lease, thesis §4.2.3). The leader itself answers nothing either.
+                // A transfer the leader asked for (thesis §3.10) overrides the lease.
+                let forced = m.kind == .vote && m.context == Message.leadershipTransferContext
                 let inLease = config.checkQuorum && leader != noNode && electionElapsed < config.electionTimeoutTicks
-                if inLease { return .ignored(.leaderLease) }
+                if inLease && !forced { return .ignored(.leaderLease) }
             }
             switch m.kind {
             case .preVote:
@@ -89,6 +91,8 @@ extension RaftNode {
             }
         case .appendResponse:
             if m.reject && m.rejectHint > m.index { return "reject hint \(m.rejectHint) beyond rejected index \(m.index)" }
+        case .readIndex, .readIndexResponse:
+            if m.context == 0 { return "\(m.kind) without a request id (context 0)" }
         case .vote, .preVote:
             if m.logTerm > m.term { return "candidate's last term \(m.logTerm) above its term \(m.term)" }
         default:
@@ -137,6 +141,11 @@ extension RaftNode {
         electionElapsed += 1
         if electionElapsed >= config.electionTimeoutTicks {
             electionElapsed = 0
+            if leadTransferee != noNode {
+                // Thesis §3.10: a transfer that did not finish within an election timeout is
+                // abandoned, and the leader accepts proposals again.
+                leadTransferee = noNode
+            }
             if config.checkQuorum {
                 // Thesis §6.2: a leader that has not heard from a quorum for an election timeout
                 // steps down, so a partitioned leader stops believing it leads.
@@ -176,7 +185,7 @@ extension RaftNode {
         }
     }
 
-    mutating func campaign(preVote: Bool) {
+    mutating func campaign(preVote: Bool, transfer: Bool = false) {
         let voteTerm: Term
         let kind: MessageKind
         if preVote {
@@ -201,11 +210,20 @@ extension RaftNode {
         let last = log.lastIndex
         let lastTerm = log.lastTerm
         for peer in conf.voters.sorted() where peer != id {
-            send(Message(kind: kind, from: id, to: peer, term: voteTerm, logTerm: lastTerm, index: last))
+            send(Message(kind: kind, from: id, to: peer, term: voteTerm, logTerm: lastTerm, index: last,
+                         context: transfer ? Message.leadershipTransferContext : 0))
         }
     }
 
     enum VoteTally { case won, lost, pending }
+
+    /// The leader chose this node to succeed it: campaign now, with a real vote (no pre-vote),
+    /// and tell voters to ignore their leader lease (thesis §3.10).
+    mutating func handleTimeoutNow(_ m: Message) -> StepResult {
+        guard isPromotable else { return .ignored(.irrelevantForRole) }
+        campaign(preVote: false, transfer: true)
+        return .accepted
+    }
 
     mutating func recordVote(from peer: NodeID, granted: Bool) -> VoteTally {
         guard conf.voters.contains(peer) else { return .pending }

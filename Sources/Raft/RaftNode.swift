@@ -31,6 +31,13 @@ public struct RaftNode {
     /// Proposals arrived since the last Ready: one broadcast carries them all.
     var proposalsPending = false
 
+    /// Leadership transfer in progress to this voter (thesis §3.10), or `noNode`.
+    public internal(set) var leadTransferee: NodeID = noNode
+    /// Linearizable reads waiting for leadership confirmation (thesis §6.4).
+    var reads = ReadIndexQueue()
+    /// Reads confirmed since the last Ready.
+    var readStates: [ReadState] = []
+
     /// Messages produced since the last Ready.
     var outbox: [Message] = []
     var prevHardState: HardState
@@ -111,6 +118,7 @@ public struct RaftNode {
         precondition(!batch.isEmpty, "empty proposal batch")
         if let why = haltReason { throw .halted(why) }
         guard role == .leader else { throw .notLeader(leader: leader) }
+        if leadTransferee != noNode { throw .transferInProgress(to: leadTransferee) }
         let bytes = batch.reduce(0) { $0 + $1.count }
         if config.uncommittedBytesMax > 0 && uncommittedBytes > 0 && uncommittedBytes + bytes > config.uncommittedBytesMax {
             counters.proposalsRefused += 1
@@ -146,7 +154,7 @@ public struct RaftNode {
 
     /// True if `ready()` has something for the driver.
     public var hasReady: Bool {
-        if proposalsPending || !outbox.isEmpty || !log.unstable.isEmpty || log.unstableSnapshot != nil { return true }
+        if proposalsPending || !outbox.isEmpty || !readStates.isEmpty || !log.unstable.isEmpty || log.unstableSnapshot != nil { return true }
         if softState != prevSoftState || reportedHardState != prevHardState { return true }
         return log.hasNextCommittedEntries
     }
@@ -166,6 +174,8 @@ public struct RaftNode {
         rd.committedEntries = log.nextCommittedEntries(maxBytes: config.applyBytesMaxPerReady)
         rd.messages = outbox
         outbox = []
+        rd.readStates = readStates
+        readStates = []
         let hs = reportedHardState
         if hs != prevHardState {
             rd.hardState = hs
@@ -253,6 +263,9 @@ public struct RaftNode {
         votes = [:]
         uncommittedBytes = 0
         proposalsPending = false
+        leadTransferee = noNode
+        // Unconfirmed reads are dropped: the driver fails them when it sees the role change.
+        reads = ReadIndexQueue()
         let last = log.lastIndex
         var fresh: [NodeID: Progress] = [:]
         for peer in conf.all {
@@ -300,6 +313,8 @@ public struct Ready: Sendable {
     public var committedEntries: [Entry] = []
     /// Send AFTER persisting. Delivery may fail: Raft retries.
     public var messages: [Message] = []
+    /// Confirmed linearizable reads: serve each once the applied index reaches `index`.
+    public var readStates: [ReadState] = []
     /// Whether the writes above must be fsync'd before sending (false when only `commit` moved).
     public var mustSync = false
     /// Set once the node halted (storage failure): stop the peer and report it.
@@ -309,7 +324,7 @@ public struct Ready: Sendable {
 
     public var isEmpty: Bool {
         softState == nil && hardState == nil && entries.isEmpty && snapshot == nil
-            && committedEntries.isEmpty && messages.isEmpty
+            && committedEntries.isEmpty && messages.isEmpty && readStates.isEmpty
     }
 }
 
@@ -319,6 +334,8 @@ public struct RaftCounters: Sendable, Hashable {
     public var preVotesStarted = 0
     public var leadersElected = 0
     public var proposalsRefused = 0
+    public var transfersStarted = 0
+    public var readsConfirmed = 0
     public var messagesIgnored = 0
     public var malformedMessages = 0
 

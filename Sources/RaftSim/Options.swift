@@ -15,8 +15,6 @@ public struct SimOptions: Sendable {
     public var duplicatePerMille = 30
     /// Messages are delivered 0...deliveryDelayTicksMax ticks after sending, in random order.
     public var deliveryDelayTicksMax = 3
-    /// Chance that a node crashes in the middle of handling one Ready.
-    public var crashInReadyPerMille = 30
     /// How many recent events a violation report shows.
     public var traceEventsMax = 40
 
@@ -47,6 +45,8 @@ public struct SimCounters: Sendable, Hashable {
     public var restarts = 0
     public var partitions = 0
     public var malformed = 0
+    public var transfers = 0
+    public var reads = 0
 
     public init() {}
 
@@ -55,6 +55,7 @@ public struct SimCounters: Sendable, Hashable {
         commits += o.commits; proposals += o.proposals; proposalsRefused += o.proposalsRefused
         acked += o.acked; delivered += o.delivered; dropped += o.dropped; duplicated += o.duplicated
         crashes += o.crashes; restarts += o.restarts; partitions += o.partitions; malformed += o.malformed
+        transfers += o.transfers; reads += o.reads
     }
 
     /// `key=value` pairs for the summary line, in a fixed order.
@@ -62,7 +63,7 @@ public struct SimCounters: Sendable, Hashable {
         "events=\(events) ticks=\(ticks) elections=\(elections) commits=\(commits) "
             + "proposals=\(proposals) refused=\(proposalsRefused) acked=\(acked) delivered=\(delivered) "
             + "dropped=\(dropped) duplicated=\(duplicated) crashes=\(crashes) restarts=\(restarts) "
-            + "partitions=\(partitions) malformed=\(malformed)"
+            + "partitions=\(partitions) malformed=\(malformed) transfers=\(transfers) reads=\(reads)"
     }
 }
 

@@ -8,6 +8,8 @@ struct SimNode {
     let disk: MemoryStorage
     var raft: RaftNode?
     var incarnation = 0
+    /// 0, or the step of the next Ready handling at which this node crashes (1...3).
+    var crashAtNextReady = 0
     /// The last hard state written with fsync. A write without fsync (`mustSync == false`, only
     /// the commit index moved) may be lost in a crash.
     var syncedHardState = HardState.empty
@@ -44,6 +46,7 @@ struct SimNode {
     /// The process dies: volatile state is gone; an unsynced hard-state write may be lost too.
     mutating func crash(loseUnsynced: Bool) {
         raft = nil
+        crashAtNextReady = 0
         if unsyncedWrite && loseUnsynced {
             disk.setHardState(syncedHardState)
         }

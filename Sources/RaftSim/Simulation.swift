@@ -20,6 +20,11 @@ public final class Simulation {
     var now: UInt64 = 0
     var violation: Violation?
     var lossy = true
+    /// Reads in flight: request id -> the highest acknowledged write index when the read began.
+    /// A read must return an index at least that high (linearizability).
+    var readFloors: [UInt64: LogIndex] = [:]
+    var nextReadID: UInt64 = 1
+    var pendingTransfer: NodeID = noNode
 
     public init(seed: UInt64, options: SimOptions) {
         self.seed = seed
@@ -65,15 +70,18 @@ public final class Simulation {
         counters.events += 1
         let roll = Int(rng.next() % 1000)
         switch roll {
-        case 0..<540: deliverOne()
-        case 540..<790: tick()
-        case 790..<930: propose()
-        case 930..<940: crash(Int(rng.next() % UInt64(nodes.count)))
-        case 940..<948: crashLeader()
-        case 948..<965: restartOne()
-        case 965..<977: partition()
-        case 977..<992: heal()
-        case 992..<994: powerLoss()
+        case 0..<520: deliverOne()
+        case 520..<760: tick()
+        case 760..<870: propose()
+        case 870..<895: read()
+        case 895..<900: transfer()
+        case 900..<908: crash(Int(rng.next() % UInt64(nodes.count)))
+        case 908..<915: crashLeader()
+        case 915..<925: crashDuringNextReady()
+        case 925..<960: restartOne()
+        case 960..<972: partition()
+        case 972..<990: heal()
+        case 990..<992: powerLoss()
         default: tick()
         }
         processReadies()
@@ -134,12 +142,50 @@ public final class Simulation {
         }
     }
 
+    func read() {
+        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        guard !alive.isEmpty else { return }
+        let i = alive[Int(rng.next() % UInt64(alive.count))]
+        let id = nextReadID
+        nextReadID += 1
+        do {
+            try nodes[i].raft!.readIndex(context: id)
+            readFloors[id] = clients.maxAckedIndex
+            note("read \(id) at \(nodes[i].id) (floor \(clients.maxAckedIndex))")
+        } catch {
+            note("read \(id) at \(nodes[i].id) refused: \(error)")
+        }
+    }
+
+    func transfer() {
+        guard let i = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) else { return }
+        let others = nodes.map(\.id).filter { $0 != nodes[i].id }
+        let target = others[Int(rng.next() % UInt64(others.count))]
+        do {
+            try nodes[i].raft!.transferLeadership(to: target)
+            pendingTransfer = target
+            note("transfer leadership \(nodes[i].id) -> \(target)")
+        } catch {
+            note("transfer \(nodes[i].id) -> \(target) refused: \(error)")
+        }
+    }
+
     func crash(_ i: Int) {
         guard nodes[i].raft != nil else { return }
         // Ordinary crashes keep a majority up (power loss below takes everyone down at once).
         let dead = nodes.filter { $0.raft == nil }.count
         guard dead < nodes.count / 2 else { return }
         kill(i, why: "crash")
+    }
+
+    /// Arms a crash inside the node's next Ready handling: after persisting, after sending, or
+    /// after applying (or, with the send-before-persist bug, after sending and before persisting).
+    func crashDuringNextReady() {
+        let dead = nodes.filter { $0.raft == nil }.count
+        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        guard dead < nodes.count / 2, !alive.isEmpty else { return }
+        let i = alive[Int(rng.next() % UInt64(alive.count))]
+        nodes[i].crashAtNextReady = 1 + Int(rng.next() % 3)
     }
 
     /// Leaders are where Raft's hardest cases start (Figure 8): take them down often.
@@ -220,7 +266,8 @@ public final class Simulation {
         let bugSendFirst = options.plantedBugs.contains(.sendBeforePersist)
         if let ss = rd.softState { observeSoftState(i, ss, term: nodes[i].raft!.term) }
         if violation != nil { return }
-        let crashAt = lossy && Int(rng.next() % 1000) < options.crashInReadyPerMille ? 1 + Int(rng.next() % 3) : 0
+        let crashAt = lossy ? nodes[i].crashAtNextReady : 0
+        nodes[i].crashAtNextReady = 0
 
         if bugSendFirst { send(rd.messages) }
         if crashAt == 1 && bugSendFirst { return kill(i, why: "crash mid-ready (after send)") }
@@ -233,6 +280,14 @@ public final class Simulation {
             if let v = checker.applied(i, e, raft: nodes[i].raft!) { return fail(v) }
             if let ack = clients.appliedAt(node: nodes[i].id, entry: e) {
                 note("ack \(ack) at \(nodes[i].id) idx=\(e.index)")
+            }
+        }
+        for rs in rd.readStates {
+            guard let floor = readFloors.removeValue(forKey: rs.context) else { continue }
+            counters.reads += 1
+            if rs.index < floor {
+                return fail(Violation(invariant: "linearizable-read",
+                                      detail: "read \(rs.context) at node \(nodes[i].id) returned index \(rs.index), but a write at \(floor) was acknowledged before the read began"))
             }
         }
         if crashAt == 3 { return kill(i, why: "crash mid-ready (after apply)") }
@@ -260,6 +315,10 @@ public final class Simulation {
     func observeSoftState(_ i: Int, _ ss: SoftState, term: Term) {
         if ss.role == .leader {
             counters.elections += 1
+            if nodes[i].id == pendingTransfer {
+                counters.transfers += 1
+                pendingTransfer = noNode
+            }
             note("leader \(nodes[i].id) term \(term)")
             if let v = checker.becameLeader(i, raft: nodes[i].raft!) { fail(v) }
         }

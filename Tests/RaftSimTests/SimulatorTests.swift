@@ -20,11 +20,14 @@ import Testing
     func realCoreHasNoViolations(nodes: Int) {
         var options = SimOptions()
         options.nodes = nodes
+        var total = SimCounters()
         for seed in UInt64(1)...10 {
             let r = Simulation(seed: seed, options: options).run()
             #expect(r.violation == nil, "seed \(seed): \(r.violation!)\n\(r.trace.joined(separator: "\n"))")
             #expect(r.counters.acked > 0 && r.counters.crashes > 0 && r.counters.partitions > 0)
+            total.add(r.counters)
         }
+        #expect(total.reads > 0 && total.transfers > 0, "the default run exercises reads and transfers")
     }
 
     /// Each planted bug is found within a bounded number of seeds (the first failing seed is
@@ -36,6 +39,7 @@ import Testing
         (.commitByCountingOldTerms, 100),
         (.truncateOnStaleAppend, 20),
         (.sendBeforePersist, 100),
+        (.readWithoutQuorumCheck, 40),
     ])
     func simulatorFindsPlantedBug(bug: PlantedBug, seedsMax: Int) {
         var options = SimOptions()
