@@ -94,7 +94,10 @@ extension ClusterState {
 
     /// ARCHITECTURE §12: a command type is usable only once every member understands it.
     private func checkGate(_ body: Command.OneOf_Body) throws(Rejection) {
-        let needed = body.introducedInProtocolVersion
+        try Self.checkGate(needed: body.introducedInProtocolVersion, minProtocolVersion: minProtocolVersion)
+    }
+
+    static func checkGate(needed: UInt32, minProtocolVersion: UInt32) throws(Rejection) {
         let gate = max(1, minProtocolVersion)
         guard needed <= gate else {
             throw Rejection(.commandGated, "command needs protocol version \(needed); the cluster's min protocol version is \(gate)")
