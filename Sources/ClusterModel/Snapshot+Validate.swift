@@ -31,12 +31,15 @@ extension ClusterState {
         for operation in wire.operations {
             try Validate.id(operation.id, "operation id")
             try check(operations[operation.id] == nil, "operation \(Validate.quoted(operation.id)) appears twice")
+            try Validate.id(operation.tenantID, "operation tenant id")
             try check([.inProgress, .succeeded, .failed].contains(operation.state), "operation \(Validate.quoted(operation.id)) has state \(operation.state)")
             operations[operation.id] = operation
         }
         for intent in wire.intents {
             try Validate.id(intent.id, "intent id")
+            try Validate.id(intent.instanceID, "intent instance id")
             try check(intents[intent.id] == nil, "intent \(Validate.quoted(intent.id)) appears twice")
+            try check(intent.kind == .provision || intent.kind == .decommission, "intent \(Validate.quoted(intent.id)) has kind \(intent.kind)")
             intents[intent.id] = intent
         }
         for session in wire.sessions {
@@ -73,6 +76,7 @@ extension ClusterState {
         try check([.preparing, .active, .draining].contains(placement.phase), "\(name) has phase \(placement.phase)")
         let siblings = placements[placement.tenantID] ?? [:]
         try check(siblings[placement.instanceID] == nil, "\(name) appears twice")
+        try check(siblings.count < ClusterLimits.placementsPerTenantMax, "tenant \(Validate.quoted(placement.tenantID)) has more than placementsPerTenantMax placements")
         if placement.phase == .active || placement.phase == .preparing {
             try check(!siblings.values.contains { $0.phase == placement.phase }, "tenant \(Validate.quoted(placement.tenantID)) has two \(placement.phase) placements")
         }

@@ -11,6 +11,9 @@ public enum SnapshotError: Error, Equatable, Sendable {
     case digestMismatch
     /// The state bytes are not a valid protobuf `State`.
     case undecodable(String)
+    /// The state holds top-level fields this version does not know (written by a newer peer):
+    /// upgrade this peer before it loads the snapshot, rather than drop state silently.
+    case newerFormat(fieldNumbers: [UInt64])
     /// The state decodes but breaks a rule of the model (the reason names the object).
     case invalidState(String)
 }
@@ -58,6 +61,8 @@ extension ClusterState {
         } catch {
             throw .undecodable("\(error)")
         }
+        let unknown = UnknownFields.fieldNumbers(wire.unknownFields)
+        guard unknown.isEmpty else { throw .newerFormat(fieldNumbers: unknown) }
         try self.init(validating: wire)
     }
 
