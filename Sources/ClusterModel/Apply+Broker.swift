@@ -13,7 +13,7 @@ extension ClusterState {
         guard bindingIdsByTokenHash[c.tokenSha256Hex] == nil else {
             throw Rejection(.conflict, "this token hash is already bound")
         }
-        let perTenant = bindings.values.count { $0.tenantID == c.tenantID }
+        let perTenant = bindingCountsByTenant[c.tenantID, default: 0]
         guard perTenant < ClusterLimits.bindingsPerTenantMax else {
             throw Rejection(.limitReached, "bindingsPerTenantMax \(ClusterLimits.bindingsPerTenantMax) reached for tenant \(Validate.quoted(c.tenantID))")
         }
@@ -24,13 +24,22 @@ extension ClusterState {
         binding.createdMs = now
         bindings[c.id] = binding
         bindingIdsByTokenHash[c.tokenSha256Hex] = c.id
+        bindingCountsByTenant[c.tenantID, default: 0] += 1
     }
 
     mutating func applyDeleteBinding(_ c: PBDeleteBinding) throws(Rejection) {
         try Validate.id(c.id, "id")
         guard let binding = bindings[c.id] else { throw Rejection(.notFound, "binding \(Validate.quoted(c.id)) does not exist") }
-        bindings[c.id] = nil
+        removeBinding(binding)
+    }
+
+    /// The one place a binding leaves, so the derived indexes stay in step.
+    mutating func removeBinding(_ binding: Binding) {
+        bindings[binding.id] = nil
         bindingIdsByTokenHash[binding.tokenSha256Hex] = nil
+        let remaining = bindingCountsByTenant[binding.tenantID, default: 0] - 1
+        precondition(remaining >= 0, "binding count of tenant \(binding.tenantID) went negative")
+        bindingCountsByTenant[binding.tenantID] = remaining == 0 ? nil : remaining
     }
 
     mutating func applyStartOperation(_ c: PBStartOperation, now: Int64) throws(Rejection) {
@@ -40,8 +49,8 @@ extension ClusterState {
             throw Rejection(.invalidField, "kind must be provision, deprovision or update, got \(c.kind)")
         }
         guard operations[c.id] == nil else { throw Rejection(.alreadyExists, "operation \(Validate.quoted(c.id)) exists") }
-        if let running = operations.values.first(where: { $0.tenantID == c.tenantID && $0.state == .inProgress }) {
-            throw Rejection(.conflict, "tenant \(Validate.quoted(c.tenantID)) has operation \(Validate.quoted(running.id)) in progress")
+        if let running = inProgressOperationIdsByTenant[c.tenantID] {
+            throw Rejection(.conflict, "tenant \(Validate.quoted(c.tenantID)) has operation \(Validate.quoted(running)) in progress")
         }
         guard operations.count < ClusterLimits.operationsMax else {
             throw Rejection(.limitReached, "operationsMax \(ClusterLimits.operationsMax) reached")
@@ -54,6 +63,7 @@ extension ClusterState {
         operation.startedMs = now
         operation.updatedMs = now
         operations[c.id] = operation
+        inProgressOperationIdsByTenant[c.tenantID] = c.id
     }
 
     mutating func applyFinishOperation(_ c: PBFinishOperation, now: Int64) throws(Rejection) {
@@ -70,5 +80,6 @@ extension ClusterState {
         operation.description_p = c.description_p
         operation.updatedMs = now
         operations[c.id] = operation
+        inProgressOperationIdsByTenant[operation.tenantID] = nil
     }
 }

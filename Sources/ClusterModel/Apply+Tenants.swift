@@ -55,9 +55,9 @@ extension ClusterState {
         guard remaining == 0 else {
             throw Rejection(.notEmpty, "tenant \(Validate.quoted(c.id)) still has \(remaining) placement(s)")
         }
+        // Linear in all bindings; deletes are rare and bounded by the broker's rate.
         for binding in bindings.values where binding.tenantID == c.id {
-            bindings[binding.id] = nil
-            bindingIdsByTokenHash[binding.tokenSha256Hex] = nil
+            removeBinding(binding)
         }
         tenants[c.id] = nil
         placements[c.id] = nil

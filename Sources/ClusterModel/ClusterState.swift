@@ -41,6 +41,11 @@ public struct ClusterState: Equatable, Sendable {
     /// token hash → binding id, so a router's token check is one lookup. Derived, not encoded.
     var bindingIdsByTokenHash: [String: String] = [:]
     var operations: [String: BrokerOperation] = [:]
+    /// tenant id → its in-progress operation id. Derived, not encoded: keeps the one-operation-
+    /// per-tenant check O(1) when `operations` holds `operationsMax` finished ones.
+    var inProgressOperationIdsByTenant: [String: String] = [:]
+    /// tenant id → number of bindings. Derived, not encoded.
+    var bindingCountsByTenant: [String: Int] = [:]
     var intents: [String: Intent] = [:]
     var sessions: [String: PBSession] = [:]
 

@@ -34,6 +34,10 @@ extension ClusterState {
             try Validate.id(operation.tenantID, "operation tenant id")
             try check([.inProgress, .succeeded, .failed].contains(operation.state), "operation \(Validate.quoted(operation.id)) has state \(operation.state)")
             operations[operation.id] = operation
+            if operation.state == .inProgress {
+                try check(inProgressOperationIdsByTenant[operation.tenantID] == nil, "tenant \(Validate.quoted(operation.tenantID)) has two operations in progress")
+                inProgressOperationIdsByTenant[operation.tenantID] = operation.id
+            }
         }
         for intent in wire.intents {
             try Validate.id(intent.id, "intent id")
@@ -89,8 +93,10 @@ extension ClusterState {
         try check(tenants[binding.tenantID] != nil, "binding \(Validate.quoted(binding.id)) names an unknown tenant")
         try check(bindings[binding.id] == nil, "binding \(Validate.quoted(binding.id)) appears twice")
         try check(bindingIdsByTokenHash[binding.tokenSha256Hex] == nil, "binding \(Validate.quoted(binding.id)) reuses a token hash")
+        try check(bindingCountsByTenant[binding.tenantID, default: 0] < ClusterLimits.bindingsPerTenantMax, "tenant \(Validate.quoted(binding.tenantID)) has more than bindingsPerTenantMax bindings")
         bindings[binding.id] = binding
         bindingIdsByTokenHash[binding.tokenSha256Hex] = binding.id
+        bindingCountsByTenant[binding.tenantID, default: 0] += 1
     }
 
     private func check(_ condition: Bool, _ reason: @autoclosure () -> String) throws(Rejection) {
