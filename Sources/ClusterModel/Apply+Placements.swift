@@ -29,6 +29,7 @@ extension ClusterState {
         placement.phase = .preparing
         placement.phaseSinceMs = now
         placements[c.tenantID, default: [:]][c.instanceID] = placement
+        tenantIdsByInstance[c.instanceID, default: []].insert(c.tenantID)
     }
 
     mutating func applySetPlacementPhase(_ c: PBSetPlacementPhase, now: Int64) throws(Rejection) {
@@ -59,6 +60,8 @@ extension ClusterState {
         case (.draining, .gone), (.preparing, .gone):
             placements[c.tenantID]?[c.instanceID] = nil
             if placements[c.tenantID]?.isEmpty == true { placements[c.tenantID] = nil }
+            tenantIdsByInstance[c.instanceID]?.remove(c.tenantID)
+            if tenantIdsByInstance[c.instanceID]?.isEmpty == true { tenantIdsByInstance[c.instanceID] = nil }
         default:
             throw Rejection(.invalidTransition, "placement \(Validate.quoted(c.tenantID))@\(Validate.quoted(c.instanceID)): \(placement.phase) → \(c.phase) is not allowed")
         }

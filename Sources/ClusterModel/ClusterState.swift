@@ -37,6 +37,9 @@ public struct ClusterState: Equatable, Sendable {
     /// tenant id → instance id → placement. Invariant: at most one `.active` and at most one
     /// `.preparing` per tenant; no `.gone` (a gone placement is deleted).
     var placements: [String: [String: Placement]] = [:]
+    /// instance id → ids of tenants placed there (any phase). Derived, not encoded: the agent
+    /// asks for its instance's placements after every apply.
+    var tenantIdsByInstance: [String: Set<String>] = [:]
     var bindings: [String: Binding] = [:]
     /// token hash → binding id, so a router's token check is one lookup. Derived, not encoded.
     var bindingIdsByTokenHash: [String: String] = [:]
@@ -97,7 +100,7 @@ extension ClusterState {
 
     /// Every placement on an instance (what its agent must run), sorted by tenant id.
     public func placements(onInstance instanceId: String) -> [Placement] {
-        placements.values.compactMap { $0[instanceId] }.sorted { $0.tenantID < $1.tenantID }
+        (tenantIdsByInstance[instanceId] ?? []).sorted().compactMap { placements[$0]?[instanceId] }
     }
 
     /// Active tenants per instance id, for balancing and `peer status`.
@@ -121,6 +124,12 @@ extension ClusterState {
     public func operation(_ id: String) -> BrokerOperation? { operations[id] }
 
     public var allIntents: [Intent] { intents.values.sorted { $0.id < $1.id } }
+
+    /// Intents whose deadline passed at `nowMs` (the leader's clock): the controller retries or
+    /// undoes them. A query, not apply: apply never decides by time on its own.
+    public func intents(pastDeadlineAt nowMs: Int64) -> [Intent] {
+        allIntents.filter { $0.deadlineMs <= nowMs }
+    }
 
     /// The last sequence applied for a client, so a proposer can resume its numbering.
     public func lastSequence(ofClient clientId: String) -> UInt64? { sessions[clientId]?.lastSequence }

@@ -85,6 +85,7 @@ extension ClusterState {
             try check(!siblings.values.contains { $0.phase == placement.phase }, "tenant \(Validate.quoted(placement.tenantID)) has two \(placement.phase) placements")
         }
         placements[placement.tenantID, default: [:]][placement.instanceID] = placement
+        tenantIdsByInstance[placement.instanceID, default: []].insert(placement.tenantID)
     }
 
     private mutating func loadBinding(_ binding: Binding) throws(Rejection) {

@@ -90,6 +90,8 @@ struct TenantAndBrokerTests {
         replica.expectRejected(Make.intent("p2", .unspecified, instance: "i2", deadlineMs: now + 60_000), .invalidField)
         replica.expectApplied(Make.intent("d1", .decommission, instance: "i3", deadlineMs: now + 60_000))
         #expect(replica.state.allIntents.map(\.id) == ["d1", "p1"])
+        #expect(replica.state.intents(pastDeadlineAt: now + 59_999).isEmpty)
+        #expect(replica.state.intents(pastDeadlineAt: now + 60_000).map(\.id) == ["d1", "p1"])
         replica.expectApplied(Make.resolve("p1"))
         replica.expectRejected(Make.resolve("p1"), .notFound)
     }
