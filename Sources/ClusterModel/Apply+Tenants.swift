@@ -2,7 +2,7 @@
 
 extension ClusterState {
     mutating func applyCreateTenant(_ c: PBCreateTenant, now: Int64) throws(Rejection) {
-        try Validate.id(c.id, "id")
+        try Validate.tenantId(c.id)
         try Validate.text(c.plan, "plan", max: ClusterLimits.planBytesMax, required: true)
         let components = try Validate.components(c.components)
         guard tenants[c.id] == nil else { throw Rejection(.alreadyExists, "tenant \(Validate.quoted(c.id)) exists") }

@@ -3,6 +3,8 @@
 /// safe; lowering one can make an old snapshot undecodable, so it needs a migration note.
 public enum ClusterLimits {
     public static let idBytesMax = 64
+    /// A DNS label's limit: tenant ids are host names.
+    public static let tenantIdBytesMax = 63
     public static let addressBytesMax = 255
     public static let versionBytesMax = 64
     public static let planBytesMax = 64
@@ -31,6 +33,18 @@ enum Validate {
         }
         for byte in bytes where !isIdByte(byte) {
             throw Rejection(.invalidField, "\(field) may hold only a-z, 0-9, '-', '_', '.': \(quoted(value))")
+        }
+    }
+
+    /// Tenant ids become host names (`<tenant>.<domain>`, ARCHITECTURE §10): a DNS label, so
+    /// 1...63 bytes of a-z, 0-9 and '-', not starting or ending with '-'.
+    static func tenantId(_ value: String) throws(Rejection) {
+        try id(value, "tenant id")
+        let bytes = Array(value.utf8)
+        guard bytes.count <= ClusterLimits.tenantIdBytesMax, bytes.first != 0x2D, bytes.last != 0x2D,
+              bytes.allSatisfy({ $0 != 0x2E && $0 != 0x5F })
+        else {
+            throw Rejection(.invalidField, "tenant id must be a DNS label (a-z, 0-9, '-', at most \(ClusterLimits.tenantIdBytesMax) bytes): \(quoted(value))")
         }
     }
 

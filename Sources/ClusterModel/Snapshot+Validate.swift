@@ -66,7 +66,7 @@ extension ClusterState {
     }
 
     private mutating func loadTenant(_ tenant: Tenant) throws(Rejection) {
-        try Validate.id(tenant.id, "tenant id")
+        try Validate.tenantId(tenant.id)
         try check(tenants[tenant.id] == nil, "tenant \(Validate.quoted(tenant.id)) appears twice")
         try check(try Validate.components(tenant.components) == tenant.components, "tenant \(Validate.quoted(tenant.id)) components are not sorted")
         try check((1...3).contains(tenant.state.rawValue), "tenant \(Validate.quoted(tenant.id)) has state \(tenant.state)")

@@ -9,6 +9,9 @@ struct TenantAndBrokerTests {
         #expect(replica.state.tenant("t1")?.components == ["dfc", "dfx-dev"])
         #expect(replica.state.tenant("t1")?.state == .provisioning)
         replica.expectRejected(Make.createTenant("t1"), .alreadyExists)
+        for badId in ["", "-t", "t-", "t.x", "t_x", "T1", String(repeating: "t", count: 64)] {
+            replica.expectRejected(Make.createTenant(badId), .invalidField)
+        }
         replica.expectRejected(Make.createTenant("t2", plan: ""), .invalidField)
         replica.expectRejected(Make.createTenant("t2", components: []), .invalidField)
         replica.expectRejected(Make.createTenant("t2", components: ["dfc", "dfc"]), .invalidField)
