@@ -14,14 +14,26 @@ let package = Package(
     products: [
         .executable(name: "peer-sim", targets: ["peer-sim"]),
         .executable(name: "peer-bench", targets: ["peer-bench"]),
+        // --- transport (issue 5) ---
+        .executable(name: "peer", targets: ["peer"]),
+        .executable(name: "peer-transport-bench", targets: ["peer-transport-bench"]),
+        .executable(name: "peer-wire-fuzz", targets: ["peer-wire-fuzz"]),
+        // --- end transport ---
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // Storage (issue 4): SQLite through GRDB, linking the system libsqlite3 (libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
-        // Cluster model (issue 6): protobuf commands and snapshots, SHA-256 state digest.
+        // --- transport (issue 5) ---
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // --- end transport ---
+        // Cluster model (issue 6) uses swift-protobuf and swift-crypto, declared above.
     ],
     targets: [
         // Pure consensus core: imports only the Swift standard library.
@@ -46,6 +58,81 @@ let package = Package(
         .executableTarget(name: "peer-store-crash", dependencies: ["PeerStore", "Raft"], swiftSettings: swiftSettings),
         .executableTarget(name: "peer-store-bench", dependencies: ["PeerStore", "Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "PeerStoreTests", dependencies: ["PeerStore", "Raft", "peer-store-crash", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: swiftSettings),
+        // --- transport (issue 5) ---
+        // The cluster's own certificate authority: create the CA, issue peer and client
+        // certificates, list expiry. Files only; no networking.
+        .target(
+            name: "PeerCerts",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The peer wire format: length-prefixed protobuf frames <-> Raft.Message, validated on
+        // decode. No sockets, so the fuzzer builds it alone.
+        .target(
+            name: "PeerWire",
+            dependencies: [
+                "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Proto/peer.proto", "Proto/generate.sh"],
+            swiftSettings: swiftSettings
+        ),
+        // libFuzzer target for the frame and message decoders (docs/transport.md §Fuzzing).
+        // A normal build makes a seeded mutational runner; `-DFUZZING -sanitize=fuzzer` makes the fuzzer.
+        .executableTarget(name: "peer-wire-fuzz", dependencies: ["PeerWire", "Raft"], swiftSettings: swiftSettings),
+        // Mutual-TLS peer transport carrying Raft messages (ARCHITECTURE.md §8).
+        .target(
+            name: "PeerTransport",
+            dependencies: [
+                "Raft", "PeerCerts", "PeerWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The operator CLI. Only `peer certs` lives here for now; other subcommands come later.
+        .executableTarget(
+            name: "peer",
+            dependencies: ["PeerCerts", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        // Two-process loopback benchmark of PeerTransport, mutual TLS against plain TCP.
+        .executableTarget(
+            name: "peer-transport-bench",
+            dependencies: [
+                "PeerTransport", "PeerCerts", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PeerTransportTests",
+            dependencies: [
+                "PeerTransport", "PeerWire", "PeerCerts", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // --- end transport ---
         // Cluster model (issue 6): the replicated state machine. Pure: SwiftProtobuf and Crypto only.
         .target(
             name: "ClusterModel",

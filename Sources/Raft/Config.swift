@@ -59,9 +59,6 @@ public enum PlantedBug: String, Sendable, Hashable, CaseIterable {
     /// Log truncation: on every append, drop the follower's entries after the appended ones,
     /// even ones the leader already counted (stale, reordered appends erase acknowledged entries).
     case truncateOnStaleAppend = "truncate-on-stale-append"
-    /// Commit: a follower commits the leader's commit index without checking that its log
-    /// matches the leader's that far.
-    case followerCommitsUnmatched = "follower-commits-unmatched"
     /// Persistence order (a driver bug, planted in the simulator's driver): messages are sent
     /// before the Ready's state is persisted.
     case sendBeforePersist = "send-before-persist"

@@ -169,12 +169,6 @@ extension RaftNode {
         if config.plantedBugs.contains(.truncateOnStaleAppend), log.matchTerm(m.index, m.logTerm) {
             return handleAppendTruncatingStale(m)
         }
-        if config.plantedBugs.contains(.followerCommitsUnmatched), log.matchTerm(m.index, m.logTerm) {
-            let lastNew = log.maybeAppend(index: m.index, logTerm: m.logTerm, committed: 0, entries: m.entries)!
-            log.commit(to: min(m.commit, log.lastIndex))
-            send(Message(kind: .appendResponse, from: id, to: m.from, term: term, index: lastNew))
-            return .accepted
-        }
         if let lastNew = log.maybeAppend(index: m.index, logTerm: m.logTerm, committed: m.commit, entries: m.entries) {
             send(Message(kind: .appendResponse, from: id, to: m.from, term: term, index: lastNew))
             return .accepted

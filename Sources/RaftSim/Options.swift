@@ -16,7 +16,7 @@ public struct SimOptions: Sendable {
     /// Messages are delivered 0...deliveryDelayTicksMax ticks after sending, in random order.
     public var deliveryDelayTicksMax = 3
     /// Chance that a node crashes in the middle of handling one Ready.
-    public var crashInReadyPerMille = 10
+    public var crashInReadyPerMille = 30
     /// How many recent events a violation report shows.
     public var traceEventsMax = 40
 

@@ -32,9 +32,10 @@ import Testing
     @Test(arguments: [
         (PlantedBug.voteIgnoresLog, 20),
         (.voteTwicePerTerm, 20),
-        (.voteNotPersisted, 40),
-        (.commitByCountingOldTerms, 150),
-        (.truncateOnStaleAppend, 40),
+        (.voteNotPersisted, 60),
+        (.commitByCountingOldTerms, 100),
+        (.truncateOnStaleAppend, 20),
+        (.sendBeforePersist, 100),
     ])
     func simulatorFindsPlantedBug(bug: PlantedBug, seedsMax: Int) {
         var options = SimOptions()

@@ -1,0 +1,215 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A certificate written to disk: where, and what it says.
+public struct IssuedCertificate: Sendable {
+    public var certificatePath: String
+    public var privateKeyPath: String
+    public var certificate: Certificate
+}
+
+/// The cluster's own certificate authority (ECDSA P-256). Only certificates it signed are trusted
+/// by the peer transport, so it is created once per cluster and never overwritten.
+public struct CertificateAuthority: Sendable {
+    public let directory: String
+    public let clusterID: String
+    public let certificate: Certificate
+    let privateKey: P256.Signing.PrivateKey
+
+    public var certificatePath: String { CertificateFiles.join(directory, CertificateFiles.caCertificate) }
+
+    /// Creates `ca.pem` and `ca.key` (0600) in `directory`. Fails if either exists.
+    public static func create(
+        directory: String, clusterID: String, validity: Validity = .days(Validity.caDaysDefault)
+    ) throws -> CertificateAuthority {
+        guard PeerIdentity.isValidName(clusterID) else { throw CertsError.invalidClusterID(clusterID) }
+        try validity.check()
+        try CertificateFiles.ensureDirectory(directory)
+        let certPath = CertificateFiles.join(directory, CertificateFiles.caCertificate)
+        let keyPath = CertificateFiles.join(directory, CertificateFiles.caPrivateKey)
+        for path in [certPath, keyPath] where CertificateFiles.exists(path) {
+            throw CertsError.caAlreadyExists(path: path)
+        }
+        let key = P256.Signing.PrivateKey()
+        let name = try DistinguishedName {
+            CommonName("peer cluster CA \(clusterID)")
+            OrganizationName(clusterID)
+        }
+        let publicKey = Certificate.PublicKey(key.publicKey)
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+            Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+            SubjectKeyIdentifier(hash: publicKey)
+        }
+        let cert = try Certificate(
+            version: .v3, serialNumber: randomSerialNumber(), publicKey: publicKey,
+            notValidBefore: validity.notBefore, notValidAfter: validity.notAfter,
+            issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: extensions, issuerPrivateKey: Certificate.PrivateKey(key))
+        // Key first: a crash between the two writes leaves a key without a certificate, which
+        // `create` still refuses to overwrite, rather than a certificate whose key is lost.
+        try CertificateFiles.writeNew(key.pemRepresentation, to: keyPath, mode: CertificateFiles.privateKeyMode)
+        try CertificateFiles.writeNew(
+            try cert.serializeAsPEM().pemString, to: certPath, mode: CertificateFiles.certificateMode)
+        return CertificateAuthority(directory: directory, clusterID: clusterID, certificate: cert, privateKey: key)
+    }
+
+    /// Loads the CA from `directory` (needs both files: only the CA signs).
+    public static func load(directory: String) throws -> CertificateAuthority {
+        let certPath = CertificateFiles.join(directory, CertificateFiles.caCertificate)
+        let keyPath = CertificateFiles.join(directory, CertificateFiles.caPrivateKey)
+        guard CertificateFiles.exists(certPath), CertificateFiles.exists(keyPath) else {
+            throw CertsError.caNotFound(directory: directory)
+        }
+        let cert = try loadCertificate(path: certPath)
+        let key: P256.Signing.PrivateKey
+        do {
+            key = try P256.Signing.PrivateKey(pemRepresentation: try CertificateFiles.read(keyPath))
+        } catch let error as CertsError {
+            throw error
+        } catch {
+            throw CertsError.malformedPrivateKey(path: keyPath, reason: "\(error)")
+        }
+        guard cert.publicKey == Certificate.PublicKey(key.publicKey) else {
+            throw CertsError.caKeyMismatch(directory: directory)
+        }
+        guard let clusterID = organizationName(of: cert), PeerIdentity.isValidName(clusterID) else {
+            throw CertsError.malformedCertificate(path: certPath, reason: "no cluster id in its Organization")
+        }
+        return CertificateAuthority(directory: directory, clusterID: clusterID, certificate: cert, privateKey: key)
+    }
+
+    /// Issues `peer-<id>.pem`/`.key` for a Raft peer: its identity URI plus its addresses as SANs,
+    /// usable both to accept (server auth) and to dial (client auth).
+    public func issuePeer(
+        nodeID: UInt64, ipAddresses: [String] = [], dnsNames: [String] = [],
+        validity: Validity = .days(Validity.leafDaysDefault), outputDirectory: String? = nil
+    ) throws -> IssuedCertificate {
+        guard nodeID != 0 else { throw CertsError.invalidNodeID(nodeID) }
+        var names: [GeneralName] = [
+            .uniformResourceIdentifier(PeerIdentity(clusterID: clusterID, role: .node(nodeID)).uri)
+        ]
+        for dns in dnsNames {
+            guard Self.isValidDNSName(dns) else { throw CertsError.invalidDNSName(dns) }
+            names.append(.dnsName(dns))
+        }
+        for ip in ipAddresses {
+            names.append(.ipAddress(ASN1OctetString(contentBytes: try Self.ipAddressBytes(ip)[...])))
+        }
+        return try issue(
+            commonName: "peer-\(nodeID)", names: names, usages: [.serverAuth, .clientAuth], validity: validity,
+            certificateFile: CertificateFiles.peerCertificate(nodeID: nodeID),
+            keyFile: CertificateFiles.peerPrivateKey(nodeID: nodeID), outputDirectory: outputDirectory)
+    }
+
+    /// Issues `client-<name>.pem`/`.key` for an operator or tool (client auth only).
+    public func issueClient(
+        name: String, validity: Validity = .days(Validity.leafDaysDefault), outputDirectory: String? = nil
+    ) throws -> IssuedCertificate {
+        guard PeerIdentity.isValidName(name) else { throw CertsError.invalidClientName(name) }
+        return try issue(
+            commonName: name,
+            names: [.uniformResourceIdentifier(PeerIdentity(clusterID: clusterID, role: .client(name)).uri)],
+            usages: [.clientAuth], validity: validity,
+            certificateFile: CertificateFiles.clientCertificate(name: name),
+            keyFile: CertificateFiles.clientPrivateKey(name: name), outputDirectory: outputDirectory)
+    }
+
+    private func issue(
+        commonName: String, names: [GeneralName], usages: [ExtendedKeyUsage.Usage], validity: Validity,
+        certificateFile: String, keyFile: String, outputDirectory: String?
+    ) throws -> IssuedCertificate {
+        try validity.check()
+        let outDir = outputDirectory ?? directory
+        try CertificateFiles.ensureDirectory(outDir)
+        let certPath = CertificateFiles.join(outDir, certificateFile)
+        let keyPath = CertificateFiles.join(outDir, keyFile)
+        for path in [certPath, keyPath] where CertificateFiles.exists(path) {
+            throw CertsError.fileAlreadyExists(path: path)
+        }
+        let key = P256.Signing.PrivateKey()
+        let publicKey = Certificate.PublicKey(key.publicKey)
+        let subject = try DistinguishedName {
+            CommonName(commonName)
+            OrganizationName(clusterID)
+        }
+        let caKeyID = try certificate.extensions.subjectKeyIdentifier?.keyIdentifier
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.notCertificateAuthority)
+            Critical(KeyUsage(digitalSignature: true))
+            try ExtendedKeyUsage(usages)
+            SubjectAlternativeNames(names)
+            SubjectKeyIdentifier(hash: publicKey)
+            AuthorityKeyIdentifier(keyIdentifier: caKeyID)
+        }
+        let cert = try Certificate(
+            version: .v3, serialNumber: Self.randomSerialNumber(), publicKey: publicKey,
+            notValidBefore: validity.notBefore, notValidAfter: validity.notAfter,
+            issuer: certificate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: extensions, issuerPrivateKey: Certificate.PrivateKey(privateKey))
+        try CertificateFiles.writeNew(key.pemRepresentation, to: keyPath, mode: CertificateFiles.privateKeyMode)
+        try CertificateFiles.writeNew(
+            try cert.serializeAsPEM().pemString, to: certPath, mode: CertificateFiles.certificateMode)
+        return IssuedCertificate(certificatePath: certPath, privateKeyPath: keyPath, certificate: cert)
+    }
+
+    /// 16 random bytes, top bit clear so the DER integer stays positive (RFC 5280 §4.1.2.2).
+    static func randomSerialNumber() -> Certificate.SerialNumber {
+        var rng = SystemRandomNumberGenerator()
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        bytes[0] = (bytes[0] & 0x7F) | 0x01
+        return Certificate.SerialNumber(bytes: bytes)
+    }
+
+    static func ipAddressBytes(_ text: String) throws -> [UInt8] {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            return withUnsafeBytes(of: &v4) { Array($0) }
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { Array($0) }
+        }
+        throw CertsError.invalidIPAddress(text)
+    }
+
+    static func isValidDNSName(_ name: String) -> Bool {
+        let dnsNameBytesMax = 253
+        guard !name.isEmpty, name.utf8.count <= dnsNameBytesMax else { return false }
+        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.utf8.allSatisfy { c in
+                    (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D
+                }
+        }
+    }
+
+    static func organizationName(of cert: Certificate) -> String? {
+        for rdn in cert.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.organizationName {
+                return String(describing: attribute.value)
+            }
+        }
+        return nil
+    }
+}
+
+/// Reads one PEM certificate.
+public func loadCertificate(path: String) throws -> Certificate {
+    let pem = try CertificateFiles.read(path)
+    do {
+        return try Certificate(pemEncoded: pem)
+    } catch {
+        throw CertsError.malformedCertificate(path: path, reason: "\(error)")
+    }
+}

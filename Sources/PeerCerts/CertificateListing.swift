@@ -1,0 +1,58 @@
+import Foundation
+import X509
+
+/// One certificate file as `peer certs list` shows it.
+public struct CertificateSummary: Sendable {
+    public var file: String
+    public var subject: String
+    public var subjectAlternativeNames: [String]
+    public var notBefore: Date
+    public var notAfter: Date
+    public var isCertificateAuthority: Bool
+
+    public func isExpired(at now: Date) -> Bool { now >= notAfter }
+
+    /// Whole days until expiry, negative once expired.
+    public func daysLeft(at now: Date) -> Int { Int((notAfter.timeIntervalSince(now) / 86_400).rounded(.down)) }
+}
+
+/// Lists every `*.pem` certificate in `directory`, sorted by file name. A file that does not
+/// parse is an error naming it: a listing that skipped it would hide the problem.
+public func listCertificates(directory: String) throws -> [CertificateSummary] {
+    let names: [String]
+    do {
+        names = try FileManager.default.contentsOfDirectory(atPath: directory)
+    } catch {
+        throw CertsError.unreadableFile(path: directory, reason: "\(error.localizedDescription)")
+    }
+    return try names.filter { $0.hasSuffix(".pem") }.sorted().map { name in
+        let cert = try loadCertificate(path: CertificateFiles.join(directory, name))
+        return CertificateSummary(
+            file: name, subject: cert.subject.description,
+            subjectAlternativeNames: (try? cert.extensions.subjectAlternativeNames)??.map(describe) ?? [],
+            notBefore: cert.notValidBefore, notAfter: cert.notValidAfter,
+            isCertificateAuthority: isCA(cert))
+    }
+}
+
+private func isCA(_ cert: Certificate) -> Bool {
+    if case .isCertificateAuthority = (try? cert.extensions.basicConstraints) ?? nil { return true }
+    return false
+}
+
+private func describe(_ name: GeneralName) -> String {
+    switch name {
+    case .dnsName(let s): return "DNS:\(s)"
+    case .uniformResourceIdentifier(let s): return "URI:\(s)"
+    case .rfc822Name(let s): return "email:\(s)"
+    case .ipAddress(let octets):
+        let b = Array(octets.bytes)
+        if b.count == 4 { return "IP:" + b.map(String.init).joined(separator: ".") }
+        if b.count == 16 {
+            return "IP:" + stride(from: 0, to: 16, by: 2).map { String(UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]), radix: 16) }
+                .joined(separator: ":")
+        }
+        return "IP:?"
+    default: return "\(name)"
+    }
+}

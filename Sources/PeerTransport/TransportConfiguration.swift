@@ -1,0 +1,82 @@
+import Logging
+import PeerWire
+import Raft
+
+/// Where a peer listens.
+public struct PeerAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// How connections are secured.
+public enum TransportSecurity: Sendable {
+    /// Mutual TLS 1.3 with the cluster CA: the only mode for a real cluster.
+    case mutualTLS(TLSFiles)
+    /// No TLS; the peer's identity is whatever its hello claims. For the benchmark's baseline and
+    /// tests only: never configure a cluster with it.
+    case insecurePlaintext
+}
+
+/// The PEM files one peer needs (as written by `peer certs`).
+public struct TLSFiles: Sendable, Hashable {
+    public var caCertificatePath: String
+    public var certificatePath: String
+    public var privateKeyPath: String
+
+    public init(caCertificatePath: String, certificatePath: String, privateKeyPath: String) {
+        self.caCertificatePath = caCertificatePath
+        self.certificatePath = certificatePath
+        self.privateKeyPath = privateKeyPath
+    }
+}
+
+/// Everything a `PeerTransport` needs. Limits carry their unit last.
+public struct TransportConfiguration: Sendable {
+    public var clusterID: String
+    public var nodeID: NodeID
+    /// Address to accept peers on; port 0 picks a free port (see `PeerTransport.listeningPort`).
+    public var listen: PeerAddress
+    public var security: TransportSecurity
+
+    /// Largest frame body accepted or sent; a bigger one closes the connection.
+    public var frameBytesMax = Framing.frameBytesMaxDefault
+    /// Per-peer send queue bounds (drop-newest beyond them, see `SendQueue`).
+    public var sendQueueMessagesMax = 4096
+    public var sendQueueBytesMax = 64 * 1024 * 1024
+    /// Below this many queued bytes, `waitForSendCapacity` returns (snapshot flow control).
+    public var sendQueueLowWaterBytes = 8 * 1024 * 1024
+    /// Bytes handed to the socket per flush pass before checking writability again.
+    public var flushBatchBytesMax = 256 * 1024
+    /// Socket write buffer watermarks: above high the channel is unwritable and we stop writing.
+    public var writeBufferLowWaterBytes = 256 * 1024
+    public var writeBufferHighWaterBytes = 1024 * 1024
+    /// Inbound messages buffered for the consumer of `messages`; beyond it new ones are dropped.
+    public var incomingMessagesMax = 8192
+    /// TCP connect plus TLS plus hello must finish within these.
+    public var connectTimeoutMs: Int64 = 3_000
+    public var helloTimeoutMs: Int64 = 5_000
+    public var backoff = Backoff()
+    public var protocolVersionMin = ProtocolVersion.min
+    public var protocolVersionMax = ProtocolVersion.max
+    public var logger = Logger(label: "peer.transport")
+
+    public init(clusterID: String, nodeID: NodeID, listen: PeerAddress, security: TransportSecurity) {
+        precondition(nodeID != noNode, "node id 0 is reserved")
+        self.clusterID = clusterID
+        self.nodeID = nodeID
+        self.listen = listen
+        self.security = security
+    }
+
+    var localHello: Hello {
+        Hello(clusterID: clusterID, nodeID: nodeID, protocolVersionMin: protocolVersionMin,
+              protocolVersionMax: protocolVersionMax)
+    }
+}
