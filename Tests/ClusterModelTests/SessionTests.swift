@@ -92,3 +92,20 @@ func rejectionCode(_ result: ApplyResult) -> RejectionCode? {
     if case .rejected(let rejection) = result { return rejection.code }
     return nil
 }
+
+/// Every outcome survives the session's wire form, so a retry after a snapshot answers alike.
+struct OutcomeWireTests {
+    @Test(arguments: RejectionCode.allCases)
+    func everyRejectionCodeRoundTripsThroughTheSession(code: RejectionCode) {
+        let outcome = Outcome.rejected(Rejection(code, "why"))
+        #expect(Outcome(wire: outcome.wire) == outcome)
+    }
+
+    @Test func unknownOutcomeCodeIsNotDecoded() {
+        var wire = PBOutcome()
+        wire.code = 99
+        #expect(Outcome(wire: wire) == nil)
+        #expect(Outcome(wire: Outcome.applied.wire) == .applied)
+        #expect(Outcome(wire: Outcome.skipped(reason: "r").wire) == .skipped(reason: "r"))
+    }
+}
