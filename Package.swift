@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // --- end transport ---
+        // Cluster model (issue 6) uses swift-protobuf and swift-crypto, declared above.
     ],
     targets: [
         // Pure consensus core: imports only the Swift standard library.
@@ -132,6 +133,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // --- end transport ---
+        // Cluster model (issue 6): the replicated state machine. Pure: SwiftProtobuf and Crypto only.
+        .target(
+            name: "ClusterModel",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["Proto"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),
     ]

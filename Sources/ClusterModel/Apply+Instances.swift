@@ -1,0 +1,98 @@
+// Instances: join, lifecycle (joining → active ⇄ draining → drained → active | removed), role,
+// reported version. Removed instances stay as tombstones so an id is never reused.
+
+extension ClusterState {
+    mutating func applyAddInstance(_ c: PBAddInstance, now: Int64) throws(Rejection) {
+        try Validate.id(c.id, "id")
+        try Validate.address(c.address)
+        try Validate.text(c.version, "version", max: ClusterLimits.versionBytesMax, required: true)
+        try Self.validateRole(c.role)
+        try checkProtocolVersion(c.protocolVersion)
+        if let existing = instances[c.id] {
+            let reason = existing.state == .removed ? "was removed; instance ids are never reused" : "exists"
+            throw Rejection(.alreadyExists, "instance \(Validate.quoted(c.id)) \(reason)")
+        }
+        guard instances.count < ClusterLimits.instancesMax else {
+            throw Rejection(.limitReached, "instancesMax \(ClusterLimits.instancesMax) reached")
+        }
+        if let clash = instances.values.first(where: { $0.address == c.address && $0.state != .removed }) {
+            throw Rejection(.conflict, "address \(Validate.quoted(c.address)) is used by instance \(Validate.quoted(clash.id))")
+        }
+        var instance = Instance()
+        instance.id = c.id
+        instance.address = c.address
+        instance.role = c.role
+        instance.version = c.version
+        instance.protocolVersion = c.protocolVersion
+        instance.state = .joining
+        instance.stateSinceMs = now
+        instances[c.id] = instance
+    }
+
+    mutating func applySetInstanceState(_ c: PBSetInstanceState, now: Int64) throws(Rejection) {
+        var instance = try existingInstance(c.id)
+        let from = instance.state
+        guard Self.instanceTransitionAllowed(from: from, to: c.state) else {
+            throw Rejection(.invalidTransition, "instance \(Validate.quoted(c.id)): \(from) → \(c.state) is not allowed")
+        }
+        if c.state == .drained || c.state == .removed {
+            let remaining = placements(onInstance: c.id)
+            guard remaining.isEmpty else {
+                throw Rejection(.notEmpty, "instance \(Validate.quoted(c.id)) still has \(remaining.count) placement(s); drain moves them first")
+            }
+        }
+        instance.state = c.state
+        instance.stateSinceMs = now
+        instances[c.id] = instance
+    }
+
+    mutating func applySetInstanceRole(_ c: PBSetInstanceRole) throws(Rejection) {
+        var instance = try existingInstance(c.id)
+        try Self.validateRole(c.role)
+        guard instance.state != .removed else {
+            throw Rejection(.invalidTransition, "instance \(Validate.quoted(c.id)) is removed")
+        }
+        instance.role = c.role
+        instances[c.id] = instance
+    }
+
+    mutating func applyReportInstanceVersion(_ c: PBReportInstanceVersion) throws(Rejection) {
+        var instance = try existingInstance(c.id)
+        try Validate.text(c.version, "version", max: ClusterLimits.versionBytesMax, required: true)
+        try checkProtocolVersion(c.protocolVersion)
+        guard instance.state != .removed else {
+            throw Rejection(.invalidTransition, "instance \(Validate.quoted(c.id)) is removed")
+        }
+        instance.version = c.version
+        instance.protocolVersion = c.protocolVersion
+        instances[c.id] = instance
+    }
+
+    func existingInstance(_ id: String) throws(Rejection) -> Instance {
+        try Validate.id(id, "instance id")
+        guard let instance = instances[id] else { throw Rejection(.notFound, "instance \(Validate.quoted(id)) does not exist") }
+        return instance
+    }
+
+    func checkProtocolVersion(_ version: UInt32) throws(Rejection) {
+        guard version >= 1 else { throw Rejection(.invalidField, "protocol_version must be at least 1") }
+        guard version >= minProtocolVersion else {
+            throw Rejection(.belowMinVersion, "protocol version \(version) is below the cluster's min protocol version \(minProtocolVersion)")
+        }
+    }
+
+    static func validateRole(_ role: PBInstanceRole) throws(Rejection) {
+        guard role == .voter || role == .learner else { throw Rejection(.invalidField, "role must be voter or learner, got \(role)") }
+    }
+
+    /// ARCHITECTURE §12: drain, then drained, then (after the upgrade) active again or removed.
+    static func instanceTransitionAllowed(from: PBInstanceState, to: PBInstanceState) -> Bool {
+        switch (from, to) {
+        case (.joining, .active), (.active, .draining), (.draining, .active), (.draining, .drained),
+             (.drained, .active), (.joining, .removed), (.drained, .removed):
+            return true
+        default:
+            return false
+        }
+    }
+}

@@ -1,0 +1,69 @@
+// Placements and make-before-break moves (ARCHITECTURE §10):
+//   place on target (preparing) → target active, old active draining in the same entry →
+//   routers ack, grace period → old gone. At no index does a staying tenant lack an active
+//   placement once it had one, and at most one is active.
+
+extension ClusterState {
+    mutating func applyPlaceTenant(_ c: PBPlaceTenant, now: Int64) throws(Rejection) {
+        let tenant = try existingTenant(c.tenantID)
+        let instance = try existingInstance(c.instanceID)
+        guard tenant.state != .deprovisioning else {
+            throw Rejection(.invalidTransition, "tenant \(Validate.quoted(c.tenantID)) is deprovisioning")
+        }
+        guard instance.state == .active else {
+            throw Rejection(.invalidTransition, "instance \(Validate.quoted(c.instanceID)) is \(instance.state), not active")
+        }
+        let current = placements[c.tenantID] ?? [:]
+        if let existing = current[c.instanceID] {
+            throw Rejection(.alreadyExists, "tenant \(Validate.quoted(c.tenantID)) is already placed on \(Validate.quoted(c.instanceID)) (\(existing.phase))")
+        }
+        if let preparing = current.values.first(where: { $0.phase == .preparing }) {
+            throw Rejection(.conflict, "tenant \(Validate.quoted(c.tenantID)) already has a move in flight to \(Validate.quoted(preparing.instanceID))")
+        }
+        guard current.count < ClusterLimits.placementsPerTenantMax else {
+            throw Rejection(.limitReached, "placementsPerTenantMax \(ClusterLimits.placementsPerTenantMax) reached for tenant \(Validate.quoted(c.tenantID))")
+        }
+        var placement = Placement()
+        placement.tenantID = c.tenantID
+        placement.instanceID = c.instanceID
+        placement.phase = .preparing
+        placement.phaseSinceMs = now
+        placements[c.tenantID, default: [:]][c.instanceID] = placement
+        tenantIdsByInstance[c.instanceID, default: []].insert(c.tenantID)
+    }
+
+    mutating func applySetPlacementPhase(_ c: PBSetPlacementPhase, now: Int64) throws(Rejection) {
+        let tenant = try existingTenant(c.tenantID)
+        try Validate.id(c.instanceID, "instance id")
+        guard var placement = placements[c.tenantID]?[c.instanceID] else {
+            throw Rejection(.notFound, "tenant \(Validate.quoted(c.tenantID)) has no placement on \(Validate.quoted(c.instanceID))")
+        }
+        switch (placement.phase, c.phase) {
+        case (.preparing, .active):
+            // Make before break: the old active placement starts draining in this same entry.
+            if let previous = placements[c.tenantID]?.values.first(where: { $0.phase == .active }) {
+                var draining = previous
+                draining.phase = .draining
+                draining.phaseSinceMs = now
+                placements[c.tenantID]?[previous.instanceID] = draining
+            }
+            placement.phase = .active
+            placement.phaseSinceMs = now
+            placements[c.tenantID]?[c.instanceID] = placement
+        case (.active, .draining):
+            guard tenant.state == .deprovisioning else {
+                throw Rejection(.breakBeforeMake, "tenant \(Validate.quoted(c.tenantID)) would lose its active placement; activate a new one (it drains this one) or deprovision first")
+            }
+            placement.phase = .draining
+            placement.phaseSinceMs = now
+            placements[c.tenantID]?[c.instanceID] = placement
+        case (.draining, .gone), (.preparing, .gone):
+            placements[c.tenantID]?[c.instanceID] = nil
+            if placements[c.tenantID]?.isEmpty == true { placements[c.tenantID] = nil }
+            tenantIdsByInstance[c.instanceID]?.remove(c.tenantID)
+            if tenantIdsByInstance[c.instanceID]?.isEmpty == true { tenantIdsByInstance[c.instanceID] = nil }
+        default:
+            throw Rejection(.invalidTransition, "placement \(Validate.quoted(c.tenantID))@\(Validate.quoted(c.instanceID)): \(placement.phase) → \(c.phase) is not allowed")
+        }
+    }
+}

@@ -1,0 +1,179 @@
+import SwiftProtobuf
+
+// The entry point of the state machine, Nomad `fsm.go` style: decode, check the client session,
+// then a flat switch with one `applyX` per command. Each `applyX` validates everything first and
+// mutates last, so a rejected command leaves the state untouched.
+
+extension ClusterState {
+    /// Applies one committed Raft entry's bytes. Bytes that are not a `Command` are rejected
+    /// (deterministically, on every replica) and the index still advances.
+    /// - Throws: `ApplyHalt` when the entry holds a command this version does not know and the
+    ///   proposer did not flag it skippable; nothing changes and the caller must stop applying.
+    public mutating func apply(_ bytes: [UInt8], at index: UInt64) throws(ApplyHalt) -> ApplyResult {
+        let command: Command
+        do {
+            command = try Command(serializedBytes: bytes)
+        } catch {
+            advance(to: index)
+            return .rejected(Rejection(.malformedCommand, "entry \(index) is not a Command: \(error)"))
+        }
+        return try apply(command, at: index)
+    }
+
+    /// Applies one decoded command committed at `index`.
+    public mutating func apply(_ command: Command, at index: UInt64) throws(ApplyHalt) -> ApplyResult {
+        precondition(index > appliedIndex, "apply index \(index) not after applied index \(appliedIndex)")
+        guard command.hasRequest else {
+            advance(to: index)
+            return .rejected(Rejection(.malformedCommand, "command has no request id"))
+        }
+        let request = command.request
+        do throws(Rejection) {
+            try Validate.text(request.clientID, "request.client_id", max: ClusterLimits.clientIdBytesMax, required: true)
+            guard request.sequence > 0 else { throw Rejection(.malformedCommand, "request.sequence must start at 1") }
+            try Validate.time(command.leaderTimeMs, "leader_time_ms")
+        } catch {
+            advance(to: index)
+            return .rejected(error)
+        }
+        if let session = sessions[request.clientID], request.sequence <= session.lastSequence {
+            advance(to: index)
+            if request.sequence == session.lastSequence, let previous = Outcome(wire: session.lastOutcome) {
+                return .duplicate(previous: previous)
+            }
+            return .rejected(Rejection(.staleSequence, "client \(Validate.quoted(request.clientID)) sequence \(request.sequence) < last applied \(session.lastSequence)"))
+        }
+        let outcome: Outcome
+        if let body = command.body {
+            lastLeaderTimeMs = max(lastLeaderTimeMs, command.leaderTimeMs)
+            do throws(Rejection) {
+                try applyBody(body, now: lastLeaderTimeMs)
+                outcome = .applied
+            } catch {
+                outcome = .rejected(error)
+            }
+        } else {
+            let unknown = UnknownFields.fieldNumbers(command.unknownFields)
+            if unknown.isEmpty {
+                outcome = .rejected(Rejection(.malformedCommand, "command has no body"))
+            } else if command.skippableIfUnknown {
+                outcome = .skipped(reason: "unknown command field \(unknown) flagged skippable")
+            } else {
+                throw .unsupportedCommand(index: index, fieldNumbers: unknown)
+            }
+        }
+        advance(to: index)
+        recordSession(request, outcome: outcome, index: index)
+        return ApplyResult(outcome)
+    }
+
+    /// The flat switch: one line per command, each to its own `applyX`.
+    private mutating func applyBody(_ body: Command.OneOf_Body, now: Int64) throws(Rejection) {
+        try checkGate(body)
+        switch body {
+        case .addInstance(let c): try applyAddInstance(c, now: now)
+        case .setInstanceState(let c): try applySetInstanceState(c, now: now)
+        case .setInstanceRole(let c): try applySetInstanceRole(c)
+        case .reportInstanceVersion(let c): try applyReportInstanceVersion(c)
+        case .createTenant(let c): try applyCreateTenant(c, now: now)
+        case .updateTenant(let c): try applyUpdateTenant(c)
+        case .setTenantState(let c): try applySetTenantState(c)
+        case .deleteTenant(let c): try applyDeleteTenant(c)
+        case .placeTenant(let c): try applyPlaceTenant(c, now: now)
+        case .setPlacementPhase(let c): try applySetPlacementPhase(c, now: now)
+        case .createBinding(let c): try applyCreateBinding(c, now: now)
+        case .deleteBinding(let c): try applyDeleteBinding(c)
+        case .startOperation(let c): try applyStartOperation(c, now: now)
+        case .finishOperation(let c): try applyFinishOperation(c, now: now)
+        case .recordIntent(let c): try applyRecordIntent(c, now: now)
+        case .resolveIntent(let c): try applyResolveIntent(c)
+        case .setSettings(let c): try applySetSettings(c)
+        case .setMinVersion(let c): try applySetMinVersion(c)
+        }
+    }
+
+    /// ARCHITECTURE §12: a command type is usable only once every member understands it.
+    private func checkGate(_ body: Command.OneOf_Body) throws(Rejection) {
+        try Self.checkGate(needed: body.introducedInProtocolVersion, minProtocolVersion: minProtocolVersion)
+    }
+
+    static func checkGate(needed: UInt32, minProtocolVersion: UInt32) throws(Rejection) {
+        let gate = max(1, minProtocolVersion)
+        guard needed <= gate else {
+            throw Rejection(.commandGated, "command needs protocol version \(needed); the cluster's min protocol version is \(gate)")
+        }
+    }
+
+    private mutating func advance(to index: UInt64) {
+        precondition(index > appliedIndex, "apply index \(index) not after applied index \(appliedIndex)")
+        appliedIndex = index
+    }
+
+    /// Raft thesis §6.3: remember the last outcome per client; when the table is full, expire
+    /// the session used least recently (smallest index), which every replica picks alike.
+    private mutating func recordSession(_ request: PBRequestId, outcome: Outcome, index: UInt64) {
+        if sessions[request.clientID] == nil, sessions.count >= ClusterLimits.clientSessionsMax {
+            let oldest = sessions.values.min { ($0.lastIndex, $0.clientID) < ($1.lastIndex, $1.clientID) }
+            if let oldest { sessions[oldest.clientID] = nil }
+        }
+        var session = PBSession()
+        session.clientID = request.clientID
+        session.lastSequence = request.sequence
+        session.lastIndex = index
+        session.lastOutcome = outcome.wire
+        sessions[request.clientID] = session
+    }
+}
+
+extension Command.OneOf_Body {
+    /// The protocol version that introduced each command. A new command gets the next version
+    /// here (docs/cluster-model.md, checklist), so it is refused until the gate reaches it.
+    public var introducedInProtocolVersion: UInt32 {
+        switch self {
+        case .addInstance, .setInstanceState, .setInstanceRole, .reportInstanceVersion,
+             .createTenant, .updateTenant, .setTenantState, .deleteTenant,
+             .placeTenant, .setPlacementPhase, .createBinding, .deleteBinding,
+             .startOperation, .finishOperation, .recordIntent, .resolveIntent,
+             .setSettings, .setMinVersion:
+            return 1
+        }
+    }
+}
+
+/// Reads the field numbers out of a message's unknown fields (protobuf wire format), so a halt
+/// can name the command tag that this version does not know.
+enum UnknownFields {
+    static func fieldNumbers(_ storage: UnknownStorage) -> [UInt64] {
+        let bytes = [UInt8](storage.data)
+        var numbers: [UInt64] = []
+        var position = 0
+        while position < bytes.count {
+            guard let key = varint(bytes, &position) else { break }
+            let number = key >> 3
+            if !numbers.contains(number) { numbers.append(number) }
+            switch key & 7 {
+            case 0: guard varint(bytes, &position) != nil else { return numbers }
+            case 1: position += 8
+            case 2:
+                guard let length = varint(bytes, &position), length <= UInt64(bytes.count - position) else { return numbers }
+                position += Int(length)
+            case 5: position += 4
+            default: return numbers
+            }
+        }
+        return numbers
+    }
+
+    private static func varint(_ bytes: [UInt8], _ position: inout Int) -> UInt64? {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while position < bytes.count, shift < 64 {
+            let byte = bytes[position]
+            position += 1
+            value |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return value }
+            shift += 7
+        }
+        return nil
+    }
+}

@@ -1,0 +1,136 @@
+import SwiftProtobuf
+
+/// A member machine of the cluster, as replicated (ARCHITECTURE §2 "instance"). The generated
+/// protobuf messages are the domain records: one schema, no mapping layer to drift (ADR 0004).
+public typealias Instance = PBInstance
+/// A customer of the platform with its plan, required components and quotas.
+public typealias Tenant = PBTenant
+/// (tenant, instance, phase): where a tenant is served; phases preparing → active → draining → gone.
+public typealias Placement = PBPlacement
+/// A tenant user credential; holds only the SHA-256 of the token, never the token.
+public typealias Binding = PBBinding
+/// An asynchronous broker operation (OSB `last_operation`), whose progress survives failover.
+public typealias BrokerOperation = PBOperation
+/// A leader decision committed before its action (provision or decommission an instance).
+public typealias Intent = PBIntent
+/// Controller thresholds, replicated so every leader decides with the same numbers.
+public typealias Settings = PBSettings
+/// A replicated command: one Raft log entry.
+public typealias Command = PBCommand
+
+/// The replicated cluster state machine (ARCHITECTURE §5). A value type: apply a committed
+/// entry, read it, snapshot it. Pure: no I/O, no clock, no randomness, so every replica that
+/// applies the same entries holds equal state and reports the same `stateDigest`.
+public struct ClusterState: Equatable, Sendable {
+    /// Index of the last Raft entry applied. Strictly increasing.
+    public internal(set) var appliedIndex: UInt64 = 0
+    /// The gate of ARCHITECTURE §12: no instance below it may join, and a command type newer
+    /// than it is refused. It only moves up.
+    public internal(set) var minProtocolVersion: UInt32 = 0
+    public internal(set) var settings: Settings = ClusterState.defaultSettings
+    /// The largest leader time seen; times in the state never go backwards even when a new
+    /// leader's clock is behind the old one's.
+    public internal(set) var lastLeaderTimeMs: Int64 = 0
+
+    var instances: [String: Instance] = [:]
+    var tenants: [String: Tenant] = [:]
+    /// tenant id → instance id → placement. Invariant: at most one `.active` and at most one
+    /// `.preparing` per tenant; no `.gone` (a gone placement is deleted).
+    var placements: [String: [String: Placement]] = [:]
+    /// instance id → ids of tenants placed there (any phase). Derived, not encoded: the agent
+    /// asks for its instance's placements after every apply.
+    var tenantIdsByInstance: [String: Set<String>] = [:]
+    var bindings: [String: Binding] = [:]
+    /// token hash → binding id, so a router's token check is one lookup. Derived, not encoded.
+    var bindingIdsByTokenHash: [String: String] = [:]
+    var operations: [String: BrokerOperation] = [:]
+    /// tenant id → its in-progress operation id. Derived, not encoded: keeps the one-operation-
+    /// per-tenant check O(1) when `operations` holds `operationsMax` finished ones.
+    var inProgressOperationIdsByTenant: [String: String] = [:]
+    /// tenant id → number of bindings. Derived, not encoded.
+    var bindingCountsByTenant: [String: Int] = [:]
+    var intents: [String: Intent] = [:]
+    var sessions: [String: PBSession] = [:]
+
+    public init() {}
+
+    public static let defaultSettings: Settings = {
+        var settings = Settings()
+        settings.cpuHighPermille = 800
+        settings.cpuLowPermille = 300
+        settings.moveGraceMs = 5_000
+        settings.scaleDownCooldownMs = 300_000
+        settings.votersTarget = 3
+        return settings
+    }()
+}
+
+// MARK: - Queries for `peer status`, the controller, the broker and the router.
+
+extension ClusterState {
+    /// Every instance, removed ones included (ids are never reused), sorted by id.
+    public var allInstances: [Instance] { instances.values.sorted { $0.id < $1.id } }
+
+    public func instance(_ id: String) -> Instance? { instances[id] }
+
+    public func instances(in state: PBInstanceState) -> [Instance] {
+        allInstances.filter { $0.state == state }
+    }
+
+    public func tenant(_ id: String) -> Tenant? { tenants[id] }
+
+    public var allTenants: [Tenant] { tenants.values.sorted { $0.id < $1.id } }
+
+    public var tenantCount: Int { tenants.count }
+
+    /// Tenant counts per lifecycle state, for `peer status`.
+    public var tenantCountsByState: [PBTenantState: Int] {
+        tenants.values.reduce(into: [:]) { $0[$1.state, default: 0] += 1 }
+    }
+
+    /// A tenant's placements sorted by instance id.
+    public func placements(ofTenant tenantId: String) -> [Placement] {
+        (placements[tenantId] ?? [:]).values.sorted { $0.instanceID < $1.instanceID }
+    }
+
+    /// Where the routers send the tenant's requests now; nil while it has no active placement.
+    public func activeInstance(ofTenant tenantId: String) -> String? {
+        placements[tenantId]?.values.first { $0.phase == .active }?.instanceID
+    }
+
+    /// Every placement on an instance (what its agent must run), sorted by tenant id.
+    public func placements(onInstance instanceId: String) -> [Placement] {
+        (tenantIdsByInstance[instanceId] ?? []).sorted().compactMap { placements[$0]?[instanceId] }
+    }
+
+    /// Active tenants per instance id, for balancing and `peer status`.
+    public var activeTenantCountsByInstance: [String: Int] {
+        var counts: [String: Int] = [:]
+        for byInstance in placements.values {
+            for placement in byInstance.values where placement.phase == .active {
+                counts[placement.instanceID, default: 0] += 1
+            }
+        }
+        return counts
+    }
+
+    public func binding(_ id: String) -> Binding? { bindings[id] }
+
+    /// The binding a user token hash belongs to, for the router's local token check.
+    public func binding(forTokenSHA256Hex hash: String) -> Binding? {
+        bindingIdsByTokenHash[hash].flatMap { bindings[$0] }
+    }
+
+    public func operation(_ id: String) -> BrokerOperation? { operations[id] }
+
+    public var allIntents: [Intent] { intents.values.sorted { $0.id < $1.id } }
+
+    /// Intents whose deadline passed at `nowMs` (the leader's clock): the controller retries or
+    /// undoes them. A query, not apply: apply never decides by time on its own.
+    public func intents(pastDeadlineAt nowMs: Int64) -> [Intent] {
+        allIntents.filter { $0.deadlineMs <= nowMs }
+    }
+
+    /// The last sequence applied for a client, so a proposer can resume its numbering.
+    public func lastSequence(ofClient clientId: String) -> UInt64? { sessions[clientId]?.lastSequence }
+}

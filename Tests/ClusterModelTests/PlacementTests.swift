@@ -1,0 +1,74 @@
+@testable import ClusterModel
+import Testing
+
+/// Placements and moves (ARCHITECTURE §10, issue 8).
+struct PlacementTests {
+    @Test func placementMovesAreMakeBeforeBreak() {
+        var replica = Make.clusterWithServedTenant()
+        replica.expectApplied(Make.place("t1", on: "i2"))
+        // While the target prepares, the source still serves.
+        #expect(replica.state.activeInstance(ofTenant: "t1") == "i1")
+        #expect(replica.state.placements(ofTenant: "t1").map(\.phase) == [.active, .preparing])
+        // One entry flips both: target active, source draining. Never zero active placements.
+        replica.expectApplied(Make.phase("t1", on: "i2", .active))
+        #expect(replica.state.activeInstance(ofTenant: "t1") == "i2")
+        #expect(replica.state.placements(ofTenant: "t1").map(\.phase) == [.draining, .active])
+        replica.expectApplied(Make.phase("t1", on: "i1", .gone))
+        #expect(replica.state.placements(ofTenant: "t1").map(\.instanceID) == ["i2"])
+        #expect(replica.state.placements(onInstance: "i1").isEmpty)
+    }
+
+    @Test func activePlacementCannotDrainWhileTheTenantStays() {
+        var replica = Make.clusterWithServedTenant()
+        replica.expectRejected(Make.phase("t1", on: "i1", .draining), .breakBeforeMake)
+        replica.expectRejected(Make.phase("t1", on: "i1", .gone), .invalidTransition)
+        #expect(replica.state.activeInstance(ofTenant: "t1") == "i1")
+    }
+
+    @Test func oneMoveInFlightPerTenant() {
+        var replica = Make.clusterWithServedTenant()
+        replica.expectApplied(Make.place("t1", on: "i2"))
+        replica.expectRejected(Make.place("t1", on: "i3"), .conflict)
+        replica.expectRejected(Make.place("t1", on: "i2"), .alreadyExists)
+        // Aborting the move frees the slot.
+        replica.expectApplied(Make.phase("t1", on: "i2", .gone))
+        replica.expectApplied(Make.place("t1", on: "i3"))
+    }
+
+    @Test func placingNeedsAnActiveInstanceAndALiveTenant() {
+        var replica = Make.clusterWithServedTenant()
+        replica.run(Make.addInstance("i9", port: 7009))
+        replica.expectRejected(Make.place("t1", on: "i9"), .invalidTransition)  // still joining
+        replica.expectRejected(Make.place("t1", on: "nope"), .notFound)
+        replica.expectRejected(Make.place("ghost", on: "i2"), .notFound)
+        replica.expectRejected(Make.place("t1", on: "I2!"), .invalidField)
+        replica.expectRejected(Make.phase("t1", on: "i3", .active), .notFound)
+    }
+
+    @Test func deprovisionDrainsThenDeletesTheTenant() {
+        var replica = Make.clusterWithServedTenant()
+        replica.run(Make.bind("b1", tenant: "t1", token: "secret"))
+        replica.expectRejected(Make.deleteTenant("t1"), .invalidTransition)
+        replica.expectApplied(Make.tenantState("t1", .deprovisioning))
+        replica.expectRejected(Make.place("t1", on: "i2"), .invalidTransition)
+        replica.expectRejected(Make.deleteTenant("t1"), .notEmpty)
+        replica.expectApplied(Make.phase("t1", on: "i1", .draining))
+        replica.expectApplied(Make.phase("t1", on: "i1", .gone))
+        replica.expectApplied(Make.deleteTenant("t1"))
+        #expect(replica.state.tenant("t1") == nil)
+        #expect(replica.state.binding("b1") == nil)
+        #expect(replica.state.binding(forTokenSHA256Hex: TokenHash.sha256Hex(of: Array("secret".utf8))) == nil)
+    }
+
+    @Test func drainLeavesAnInstanceOnlyWhenItServesNoTenant() {
+        var replica = Make.clusterWithServedTenant()
+        replica.expectApplied(Make.instanceState("i1", .draining))
+        replica.expectRejected(Make.instanceState("i1", .drained), .notEmpty)
+        replica.expectRejected(Make.place("t1", on: "i1"), .invalidTransition)  // no new tenant on a draining instance
+        replica.expectApplied(Make.place("t1", on: "i2"))
+        replica.expectApplied(Make.phase("t1", on: "i2", .active))
+        replica.expectApplied(Make.phase("t1", on: "i1", .gone))
+        replica.expectApplied(Make.instanceState("i1", .drained))
+        #expect(replica.state.instance("i1")?.state == .drained)
+    }
+}
