@@ -17,8 +17,12 @@ import Glibc
 @Suite struct CrashTests {
     @Test func everyAcknowledgedWriteSurvivesSIGKILL() throws {
         let env = ProcessInfo.processInfo.environment
-        let kills = Int(env["PEER_CRASH_KILLS"] ?? "") ?? 20
-        let seed = UInt64(env["PEER_CRASH_SEED"] ?? "") ?? 20_261_125
+        // A set but unusable value is an error, never a silent fallback to the default.
+        let kills = try #require(env["PEER_CRASH_KILLS"].map { Int($0) } ?? 20,
+                                 "PEER_CRASH_KILLS must be a whole number, got '\(env["PEER_CRASH_KILLS"] ?? "")'")
+        try #require(kills >= 1, "PEER_CRASH_KILLS must be at least 1, got \(kills)")
+        let seed = try #require(env["PEER_CRASH_SEED"].map { UInt64($0) } ?? 20_261_125,
+                                "PEER_CRASH_SEED must be a whole number, got '\(env["PEER_CRASH_SEED"] ?? "")'")
         let child = try childBinary()
         let dir = TempDir(); defer { dir.remove() }
         let path = dir.file("peer.sqlite")
