@@ -15,6 +15,8 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     private let verdict: VerdictBox?
     private var remote = "?"
     private var timeout: Scheduled<Void>?
+    /// Closes the connection `rejectCloseGraceMs` after a `Reject` was written.
+    private var hardClose: Scheduled<Void>?
     /// Set when an error ends the connection without a refusal to report.
     private var quietClose = false
 
@@ -36,6 +38,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
+        hardClose?.cancel()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -113,6 +116,12 @@ final class InboundConnectionHandler: ChannelInboundHandler {
                 var buf = context.channel.allocator.buffer(capacity: 64)
                 Framing.writeFrame(WireCodec.encode(.reject(reason: reason.rawValue, detail: detail)), into: &buf)
                 context.writeAndFlush(wrapOutboundOut(buf)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                // The write may never complete (a peer that does not read, or TLS still buffering):
+                // close regardless after a short grace, so a refused connection cannot linger.
+                let channel = context.channel
+                hardClose = context.eventLoop.scheduleTask(in: .milliseconds(core.config.rejectCloseGraceMs)) {
+                    hardCloseNow(channel)
+                }
             } else {
                 context.close(promise: nil)
             }
@@ -123,5 +132,16 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         var buf = context.channel.allocator.buffer(capacity: 64)
         Framing.writeFrame(WireCodec.encode(frame), into: &buf)
         context.writeAndFlush(wrapOutboundOut(buf), promise: nil)
+    }
+}
+
+/// Closes `channel`'s socket now. A close from the tail would pass through `NIOSSLHandler`, which
+/// waits up to its `shutdownTimeout` (5 s) for the other side's close_notify; a close issued from
+/// the TLS handler's own context starts below it, at the socket. Call on the channel's event loop.
+func hardCloseNow(_ channel: any Channel) {
+    if let tls = try? channel.pipeline.syncOperations.context(handlerType: NIOSSLHandler.self) {
+        tls.close(promise: nil)
+    } else {
+        channel.close(promise: nil)
     }
 }

@@ -17,6 +17,8 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
     private let verdict: VerdictBox?
     private var remote = "?"
     private var timeout: Scheduled<Void>?
+    /// Closes the connection `rejectCloseGraceMs` after a `Reject` was written.
+    private var hardClose: Scheduled<Void>?
     private var lostReason = "connection closed"
 
     init(core: TransportCore, link: OutboundLink, generation: Int, verdict: VerdictBox?) {
@@ -44,6 +46,7 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
+        hardClose?.cancel()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -115,6 +118,12 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
                 var buf = context.channel.allocator.buffer(capacity: 64)
                 Framing.writeFrame(WireCodec.encode(.reject(reason: reason.rawValue, detail: detail)), into: &buf)
                 context.writeAndFlush(wrapOutboundOut(buf)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                // The write may never complete (a peer that does not read, or TLS still buffering):
+                // close regardless after a short grace, so a refused connection cannot linger.
+                let channel = context.channel
+                hardClose = context.eventLoop.scheduleTask(in: .milliseconds(core.config.rejectCloseGraceMs)) {
+                    hardCloseNow(channel)
+                }
             } else {
                 context.close(promise: nil)
             }

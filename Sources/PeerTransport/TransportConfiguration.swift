@@ -62,6 +62,9 @@ public struct TransportConfiguration: Sendable {
     /// TCP connect plus TLS plus hello must finish within these.
     public var connectTimeoutMs: Int64 = 3_000
     public var helloTimeoutMs: Int64 = 5_000
+    /// After writing a `Reject`, the connection is closed this long later even if the write has
+    /// not completed (a peer that does not read must not keep the connection open).
+    public var rejectCloseGraceMs: Int64 = 1_000
     public var backoff = Backoff()
     public var protocolVersionMin = ProtocolVersion.min
     public var protocolVersionMax = ProtocolVersion.max

@@ -224,3 +224,23 @@ func sampleAppend(from: NodeID, to: NodeID, entries: Int = 3, bytes: Int = 16) -
             entries: (0..<entries).map { Entry(term: 7, index: UInt64(11 + $0), data: Array(repeating: UInt8($0), count: bytes)) },
             commit: 9)
 }
+
+/// Runs `body`, then `cleanup` whether or not `body` threw: `defer` cannot await, and a transport
+/// that is never shut down leaks its event-loop thread into the next test.
+func withCleanup(_ body: () async throws -> Void, cleanup: () async -> Void) async throws {
+    do {
+        try await body()
+    } catch {
+        await cleanup()
+        throw error
+    }
+    await cleanup()
+}
+
+/// True if `channel` closes within `timeout`. The bound only limits a failing test; the wait is
+/// on the close event, and it does not block (a pending `closeFuture.get()` is not cancellable).
+func closes(_ channel: any Channel, within timeout: Duration) async -> Bool {
+    let closed = Recorder<Bool>()
+    channel.closeFuture.whenComplete { _ in Task { await closed.append(true) } }
+    return await closed.first(timeout: timeout) { $0 } != nil
+}
