@@ -100,10 +100,15 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         case .send(let frame):
             write(frame, context: context)
         case .answerAndEstablish(let answer, let peer, let version):
+            // Membership was checked when TLS finished; `removePeer` may have run since. The
+            // registration re-checks it under the lock `removePeer` takes, before we answer.
+            guard core.inboundEstablished(peer, channel: context.channel) else {
+                perform(machine.failed(.unknownPeer, "peer \(peer) was removed during the handshake", tellRemote: true), context: context)
+                return
+            }
             timeout?.cancel()
             write(.hello(answer), context: context)
             core.logger.info("inbound peer connected", metadata: ["peer": "\(peer)", "version": "\(version)", "remote": "\(remote)"])
-            core.inboundEstablished(peer, channel: context.channel)
             core.events.yield(.inboundEstablished(peer, protocolVersion: version))
         case .deliver(let m):
             core.deliver(m)

@@ -109,9 +109,9 @@ public final class PeerTransport: Sendable {
 
     /// Forgets a peer: its connection closes and it may no longer dial us.
     public func removePeer(_ id: NodeID) {
-        core.setMember(id, present: false)
+        let inbound = core.removeMember(id)
         links.withLockedValue { $0.removeValue(forKey: id) }?.stop()
-        for channel in core.takeInbound(id) { channel.close(promise: nil) }
+        for channel in inbound { channel.close(promise: nil) }
     }
 
     /// Queues `message` for `message.to`. Never blocks; see `SendQueue` for what is dropped.
