@@ -98,4 +98,7 @@ public enum DropReason: String, Sendable, Hashable {
     case peerUnreachable = "peer-unreachable"
     case unknownPeer = "unknown-peer"
     case stopped = "stopped"
+    /// Its encoded frame would exceed `frameBytesMax`: the peer would refuse it, so it can never
+    /// be delivered. Raft must send fewer entries per append (or smaller snapshot chunks).
+    case tooLarge = "too-large"
 }
