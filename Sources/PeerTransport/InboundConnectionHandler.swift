@@ -20,9 +20,15 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     /// Set when an error ends the connection without a refusal to report.
     private var quietClose = false
 
-    init(core: TransportCore, verdict: VerdictBox?) {
+    /// Holds one of `core`'s handshake slots until the hello succeeds or the connection ends.
+    private var holdsHandshakeSlot: Bool
+
+    /// `holdsHandshakeSlot`: the caller took a slot with `core.beginHandshake()` for this handler
+    /// to return.
+    init(core: TransportCore, verdict: VerdictBox?, holdsHandshakeSlot: Bool = false) {
         self.core = core
         self.verdict = verdict
+        self.holdsHandshakeSlot = holdsHandshakeSlot
         self.machine = InboundHandshake(local: core.config.localHello, members: core.members)
     }
 
@@ -39,6 +45,14 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
         hardClose?.cancel()
+        releaseHandshakeSlot()
+    }
+
+    private func releaseHandshakeSlot() {
+        if holdsHandshakeSlot {
+            holdsHandshakeSlot = false
+            core.endHandshake()
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -68,6 +82,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        releaseHandshakeSlot()
         if case .established(let peer, _) = machine.state { core.inboundClosed(peer, channel: context.channel) }
         if !machine.isEstablished, machine.state != .closed, machine.state != .awaitingTLS {
             core.logger.debug("inbound connection closed before hello", metadata: ["remote": "\(remote)"])
@@ -102,9 +117,16 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         case .answerAndEstablish(let answer, let peer, let version):
             // Membership was checked when TLS finished; `removePeer` may have run since. The
             // registration re-checks it under the lock `removePeer` takes, before we answer.
-            guard core.inboundEstablished(peer, channel: context.channel) else {
+            guard let evicted = core.inboundEstablished(peer, channel: context.channel) else {
                 perform(machine.failed(.unknownPeer, "peer \(peer) was removed during the handshake", tellRemote: true), context: context)
                 return
+            }
+            releaseHandshakeSlot()
+            for old in evicted {
+                core.reportRejection(ConnectionRejection(
+                    reason: .tooManyConnections, detail: "peer \(peer) has more than \(core.config.inboundConnectionsPerPeerMax) connections: closing its oldest",
+                    direction: .inbound, remote: old.remoteAddress.map { "\($0)" } ?? "?", peer: peer))
+                old.close(promise: nil)
             }
             timeout?.cancel()
             write(.hello(answer), context: context)

@@ -19,8 +19,12 @@ final class TransportCore: Sendable {
 
     struct Peers {
         var members: Set<NodeID> = []
-        var inbound: [NodeID: [ObjectIdentifier: any Channel]] = [:]
+        /// Per peer, oldest first (the per-peer cap closes the oldest).
+        var inbound: [NodeID: [any Channel]] = [:]
     }
+
+    /// Accepted connections still in their handshake, and whether a refusal run was reported.
+    private let handshakingBox = NIOLockedValueBox((count: 0, refusing: false))
 
     init(config: TransportConfiguration, tls: TLSMaterial?,
          events: AsyncStream<TransportEvent>.Continuation, incoming: AsyncStream<Message>.Continuation) {
@@ -46,30 +50,59 @@ final class TransportCore: Sendable {
     func removeMember(_ id: NodeID) -> [any Channel] {
         peersBox.withLockedValue { p in
             p.members.remove(id)
-            return Array((p.inbound.removeValue(forKey: id) ?? [:]).values)
+            return p.inbound.removeValue(forKey: id) ?? []
         }
     }
 
-    /// Registers an inbound connection whose hello succeeded. False when `peer` is no longer a
-    /// member: it was removed after its certificate was checked, and must be refused.
-    func inboundEstablished(_ peer: NodeID, channel: any Channel) -> Bool {
+    /// Takes a handshake slot for a newly accepted connection. Not admitted when
+    /// `handshakingConnectionsMax` are taken; `report` is true on the first refusal of a run (a
+    /// flood logs one warning, not one per socket).
+    func beginHandshake() -> (admitted: Bool, report: Bool) {
+        handshakingBox.withLockedValue { h in
+            if h.count < config.handshakingConnectionsMax {
+                h.count += 1
+                return (true, false)
+            }
+            defer { h.refusing = true }
+            return (false, !h.refusing)
+        }
+    }
+
+    /// Returns a slot taken by `beginHandshake` (the hello succeeded, or the connection ended).
+    func endHandshake() {
+        handshakingBox.withLockedValue { h in
+            h.count -= 1
+            h.refusing = false
+        }
+    }
+
+    /// Registers an inbound connection whose hello succeeded, returning the connections of `peer`
+    /// it pushes past `inboundConnectionsPerPeerMax` (oldest first) for the caller to close.
+    /// Nil when `peer` is no longer a member: it was removed after its certificate was checked,
+    /// and must be refused.
+    func inboundEstablished(_ peer: NodeID, channel: any Channel) -> [any Channel]? {
         peersBox.withLockedValue { p in
-            guard p.members.contains(peer) else { return false }
-            p.inbound[peer, default: [:]][ObjectIdentifier(channel)] = channel
-            return true
+            guard p.members.contains(peer) else { return nil }
+            var list = p.inbound[peer, default: []]
+            list.append(channel)
+            let excess = max(0, list.count - config.inboundConnectionsPerPeerMax)
+            let evicted = Array(list.prefix(excess))
+            list.removeFirst(excess)
+            p.inbound[peer] = list
+            return evicted
         }
     }
 
     func inboundClosed(_ peer: NodeID, channel: any Channel) {
-        peersBox.withLockedValue { _ = $0.inbound[peer]?.removeValue(forKey: ObjectIdentifier(channel)) }
+        peersBox.withLockedValue { p in p.inbound[peer]?.removeAll { $0 === channel } }
     }
 
     /// Removes and returns the inbound connections of `peer` (all peers when nil).
     func takeInbound(_ peer: NodeID?) -> [any Channel] {
         peersBox.withLockedValue { p in
-            if let peer { return Array((p.inbound.removeValue(forKey: peer) ?? [:]).values) }
+            if let peer { return p.inbound.removeValue(forKey: peer) ?? [] }
             defer { p.inbound.removeAll() }
-            return p.inbound.values.flatMap { $0.values }
+            return p.inbound.values.flatMap { $0 }
         }
     }
 
