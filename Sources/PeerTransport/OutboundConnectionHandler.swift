@@ -20,6 +20,8 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
     /// Closes the connection `rejectCloseGraceMs` after a `Reject` was written.
     private var hardClose: Scheduled<Void>?
     private var lostReason = "connection closed"
+    /// Closes the connection if it stays unwritable longer than `writeStallMsMax`.
+    private var writeStall: Scheduled<Void>?
 
     init(core: TransportCore, link: OutboundLink, generation: Int, verdict: VerdictBox?) {
         self.core = core
@@ -47,6 +49,7 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
         hardClose?.cancel()
+        writeStall?.cancel()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -68,7 +71,22 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { link.flushOnLoop() }
+        if context.channel.isWritable {
+            writeStall?.cancel()
+            writeStall = nil
+            link.flushOnLoop()
+        } else if writeStall == nil {
+            // A peer that stops reading (hung process, stuck consumer) would otherwise keep the
+            // link "connected" forever while every send fills the queue: bound the stall, then
+            // treat the peer as unreachable so Raft hears of it and the link redials.
+            let stallMs = core.config.writeStallMsMax
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let channel = context.channel
+            writeStall = context.eventLoop.scheduleTask(in: .milliseconds(stallMs)) {
+                loopBound.value.lostReason = "write stalled: unwritable for more than \(stallMs) ms"
+                hardCloseNow(channel)
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -94,6 +112,7 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        writeStall?.cancel()
         link.failed(generation: generation, reason: lostReason)
         context.fireChannelInactive()
     }

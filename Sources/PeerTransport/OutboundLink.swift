@@ -174,6 +174,8 @@ final class OutboundLink: Sendable {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.milliseconds(config.connectTimeoutMs))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            // Detects a peer that vanished without FIN/RST even while the link is idle.
+            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark,
                            value: .init(low: config.writeBufferLowWaterBytes, high: config.writeBufferHighWaterBytes))
             .channelInitializer { [self] channel in
