@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PeerCerts
@@ -243,4 +244,29 @@ func closes(_ channel: any Channel, within timeout: Duration) async -> Bool {
     let closed = Recorder<Bool>()
     channel.closeFuture.whenComplete { _ in Task { await closed.append(true) } }
     return await closed.first(timeout: timeout) { $0 } != nil
+}
+
+/// The nodes one test starts, all shut down when the test ends (see `withNodes`).
+final class NodeScope: Sendable {
+    private let nodes = NIOLockedValueBox<[Node]>([])
+
+    func start(_ id: NodeID, security: TransportSecurity, clusterID: String = "test-cluster",
+               tune: (inout TransportConfiguration) -> Void = { _ in }) async throws -> Node {
+        let node = try await Node.start(id, security: security, clusterID: clusterID, tune: tune)
+        nodes.withLockedValue { $0.append(node) }
+        return node
+    }
+
+    /// Shuts down every node started here (`shutdown` is idempotent, so nodes a test already
+    /// shut down are fine).
+    func shutdownAll() async {
+        for node in nodes.withLockedValue({ $0 }) { await node.transport.shutdown() }
+    }
+}
+
+/// Runs `body` with a `NodeScope` whose nodes are shut down however `body` ends: a failing
+/// `try` must not leak transports' event-loop threads into later tests.
+func withNodes(_ body: (NodeScope) async throws -> Void) async throws {
+    let scope = NodeScope()
+    try await withCleanup({ try await body(scope) }, cleanup: { await scope.shutdownAll() })
 }
