@@ -20,6 +20,9 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
     /// Closes the connection `rejectCloseGraceMs` after a `Reject` was written.
     private var hardClose: Scheduled<Void>?
     private var lostReason = "connection closed"
+    /// Set when we close the connection ourselves with a reason, so the errors that close causes
+    /// (an unclean TLS shutdown) do not overwrite it.
+    private var closingDeliberately = false
     /// Closes the connection if it stays unwritable longer than `writeStallMsMax`.
     private var writeStall: Scheduled<Void>?
 
@@ -84,6 +87,7 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
             let channel = context.channel
             writeStall = context.eventLoop.scheduleTask(in: .milliseconds(stallMs)) {
                 loopBound.value.lostReason = "write stalled: unwritable for more than \(stallMs) ms"
+                loopBound.value.closingDeliberately = true
                 hardCloseNow(channel)
             }
         }
@@ -103,7 +107,8 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
         default:
             // The connection died (reset, unclean shutdown): not a refusal. The link logs it
             // as "peer link down" and reports the peer unreachable.
-            lostReason = "\(error)"
+            // Keep a reason already set (a write stall): the error is that close's echo.
+            if !closingDeliberately { lostReason = "\(error)" }
             action = .none
             context.close(promise: nil)
         }

@@ -8,9 +8,9 @@ import Testing
     @Test func sendRefusesAMessageLargerThanAFrameAndCountsIt() async throws {
         let frameBytesMax = 4096
         let tune: (inout TransportConfiguration) -> Void = { $0.frameBytesMax = frameBytesMax }
-        let a = try await Node.start(1, security: .insecurePlaintext, tune: tune)
-        let b = try await Node.start(2, security: .insecurePlaintext, tune: tune)
-        try await withCleanup {
+        try await withNodes { scope in
+            let a = try await scope.start(1, security: .insecurePlaintext, tune: tune)
+            let b = try await scope.start(2, security: .insecurePlaintext, tune: tune)
             a.transport.setPeer(2, address: b.address)
             b.transport.setPeer(1, address: a.address)
             #expect(await a.connected(to: 2))
@@ -28,9 +28,6 @@ import Testing
             let fits = sampleAppend(from: 1, to: 2, entries: 1, bytes: frameBytesMax - 200)
             #expect(a.transport.send(fits) == .queued)
             #expect(await b.received { $0 == fits } != nil)
-        } cleanup: {
-            await a.transport.shutdown()
-            await b.transport.shutdown()
         }
     }
 
