@@ -78,9 +78,13 @@ struct InboundHandshake {
         }
     }
 
+    /// The hello timeout fired. While TLS is still handshaking nothing can reach the other side
+    /// (NIOSSL buffers writes until the handshake completes, so a `Reject` write would never
+    /// finish and the close waiting on it would never come): close at once, telling nobody.
     mutating func timedOut() -> HandshakeAction {
         switch state {
-        case .awaitingTLS, .awaitingHello: return close(.helloTimeout, "no hello within the hello timeout")
+        case .awaitingTLS: return close(.helloTimeout, "TLS handshake not done within the hello timeout", tellRemote: false)
+        case .awaitingHello: return close(.helloTimeout, "no hello within the hello timeout")
         case .established, .closed: return .none
         }
     }
@@ -167,9 +171,12 @@ struct OutboundHandshake {
         }
     }
 
+    /// The hello timeout fired. As on the accepting side, a `Reject` cannot be written before TLS
+    /// is up, so in `.awaitingTLS` the connection closes at once without one.
     mutating func timedOut() -> HandshakeAction {
         switch state {
-        case .awaitingTLS, .awaitingAnswer: return close(.helloTimeout, "no hello answer within the hello timeout")
+        case .awaitingTLS: return close(.helloTimeout, "TLS handshake not done within the hello timeout", tellRemote: false)
+        case .awaitingAnswer: return close(.helloTimeout, "no hello answer within the hello timeout")
         case .established, .closed: return .none
         }
     }

@@ -15,12 +15,20 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     private let verdict: VerdictBox?
     private var remote = "?"
     private var timeout: Scheduled<Void>?
+    /// Closes the connection `rejectCloseGraceMs` after a `Reject` was written.
+    private var hardClose: Scheduled<Void>?
     /// Set when an error ends the connection without a refusal to report.
     private var quietClose = false
 
-    init(core: TransportCore, verdict: VerdictBox?) {
+    /// Holds one of `core`'s handshake slots until the hello succeeds or the connection ends.
+    private var holdsHandshakeSlot: Bool
+
+    /// `holdsHandshakeSlot`: the caller took a slot with `core.beginHandshake()` for this handler
+    /// to return.
+    init(core: TransportCore, verdict: VerdictBox?, holdsHandshakeSlot: Bool = false) {
         self.core = core
         self.verdict = verdict
+        self.holdsHandshakeSlot = holdsHandshakeSlot
         self.machine = InboundHandshake(local: core.config.localHello, members: core.members)
     }
 
@@ -36,6 +44,15 @@ final class InboundConnectionHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
+        hardClose?.cancel()
+        releaseHandshakeSlot()
+    }
+
+    private func releaseHandshakeSlot() {
+        if holdsHandshakeSlot {
+            holdsHandshakeSlot = false
+            core.endHandshake()
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -65,6 +82,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        releaseHandshakeSlot()
         if case .established(let peer, _) = machine.state { core.inboundClosed(peer, channel: context.channel) }
         if !machine.isEstablished, machine.state != .closed, machine.state != .awaitingTLS {
             core.logger.debug("inbound connection closed before hello", metadata: ["remote": "\(remote)"])
@@ -97,10 +115,22 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         case .send(let frame):
             write(frame, context: context)
         case .answerAndEstablish(let answer, let peer, let version):
+            // Membership was checked when TLS finished; `removePeer` may have run since. The
+            // registration re-checks it under the lock `removePeer` takes, before we answer.
+            guard let evicted = core.inboundEstablished(peer, channel: context.channel) else {
+                perform(machine.failed(.unknownPeer, "peer \(peer) was removed during the handshake", tellRemote: true), context: context)
+                return
+            }
+            releaseHandshakeSlot()
+            for old in evicted {
+                core.reportRejection(ConnectionRejection(
+                    reason: .tooManyConnections, detail: "peer \(peer) has more than \(core.config.inboundConnectionsPerPeerMax) connections: closing its oldest",
+                    direction: .inbound, remote: old.remoteAddress.map { "\($0)" } ?? "?", peer: peer))
+                old.close(promise: nil)
+            }
             timeout?.cancel()
             write(.hello(answer), context: context)
             core.logger.info("inbound peer connected", metadata: ["peer": "\(peer)", "version": "\(version)", "remote": "\(remote)"])
-            core.inboundEstablished(peer, channel: context.channel)
             core.events.yield(.inboundEstablished(peer, protocolVersion: version))
         case .deliver(let m):
             core.deliver(m)
@@ -113,6 +143,12 @@ final class InboundConnectionHandler: ChannelInboundHandler {
                 var buf = context.channel.allocator.buffer(capacity: 64)
                 Framing.writeFrame(WireCodec.encode(.reject(reason: reason.rawValue, detail: detail)), into: &buf)
                 context.writeAndFlush(wrapOutboundOut(buf)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                // The write may never complete (a peer that does not read, or TLS still buffering):
+                // close regardless after a short grace, so a refused connection cannot linger.
+                let channel = context.channel
+                hardClose = context.eventLoop.scheduleTask(in: .milliseconds(core.config.rejectCloseGraceMs)) {
+                    hardCloseNow(channel)
+                }
             } else {
                 context.close(promise: nil)
             }
@@ -123,5 +159,16 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         var buf = context.channel.allocator.buffer(capacity: 64)
         Framing.writeFrame(WireCodec.encode(frame), into: &buf)
         context.writeAndFlush(wrapOutboundOut(buf), promise: nil)
+    }
+}
+
+/// Closes `channel`'s socket now. A close from the tail would pass through `NIOSSLHandler`, which
+/// waits up to its `shutdownTimeout` (5 s) for the other side's close_notify; a close issued from
+/// the TLS handler's own context starts below it, at the socket. Call on the channel's event loop.
+func hardCloseNow(_ channel: any Channel) {
+    if let tls = try? channel.pipeline.syncOperations.context(handlerType: NIOSSLHandler.self) {
+        tls.close(promise: nil)
+    } else {
+        channel.close(promise: nil)
     }
 }

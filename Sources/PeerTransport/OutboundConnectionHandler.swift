@@ -17,7 +17,14 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
     private let verdict: VerdictBox?
     private var remote = "?"
     private var timeout: Scheduled<Void>?
+    /// Closes the connection `rejectCloseGraceMs` after a `Reject` was written.
+    private var hardClose: Scheduled<Void>?
     private var lostReason = "connection closed"
+    /// Set when we close the connection ourselves with a reason, so the errors that close causes
+    /// (an unclean TLS shutdown) do not overwrite it.
+    private var closingDeliberately = false
+    /// Closes the connection if it stays unwritable longer than `writeStallMsMax`.
+    private var writeStall: Scheduled<Void>?
 
     init(core: TransportCore, link: OutboundLink, generation: Int, verdict: VerdictBox?) {
         self.core = core
@@ -44,6 +51,8 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
+        hardClose?.cancel()
+        writeStall?.cancel()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -65,7 +74,23 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { link.flushOnLoop() }
+        if context.channel.isWritable {
+            writeStall?.cancel()
+            writeStall = nil
+            link.flushOnLoop()
+        } else if writeStall == nil {
+            // A peer that stops reading (hung process, stuck consumer) would otherwise keep the
+            // link "connected" forever while every send fills the queue: bound the stall, then
+            // treat the peer as unreachable so Raft hears of it and the link redials.
+            let stallMs = core.config.writeStallMsMax
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let channel = context.channel
+            writeStall = context.eventLoop.scheduleTask(in: .milliseconds(stallMs)) {
+                loopBound.value.lostReason = "write stalled: unwritable for more than \(stallMs) ms"
+                loopBound.value.closingDeliberately = true
+                hardCloseNow(channel)
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -82,7 +107,8 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
         default:
             // The connection died (reset, unclean shutdown): not a refusal. The link logs it
             // as "peer link down" and reports the peer unreachable.
-            lostReason = "\(error)"
+            // Keep a reason already set (a write stall): the error is that close's echo.
+            if !closingDeliberately { lostReason = "\(error)" }
             action = .none
             context.close(promise: nil)
         }
@@ -91,6 +117,7 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        writeStall?.cancel()
         link.failed(generation: generation, reason: lostReason)
         context.fireChannelInactive()
     }
@@ -115,6 +142,12 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
                 var buf = context.channel.allocator.buffer(capacity: 64)
                 Framing.writeFrame(WireCodec.encode(.reject(reason: reason.rawValue, detail: detail)), into: &buf)
                 context.writeAndFlush(wrapOutboundOut(buf)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                // The write may never complete (a peer that does not read, or TLS still buffering):
+                // close regardless after a short grace, so a refused connection cannot linger.
+                let channel = context.channel
+                hardClose = context.eventLoop.scheduleTask(in: .milliseconds(core.config.rejectCloseGraceMs)) {
+                    hardCloseNow(channel)
+                }
             } else {
                 context.close(promise: nil)
             }

@@ -59,20 +59,40 @@ public final class PeerTransport: Sendable {
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    var box: VerdictBox?
-                    if let tls = core.tls {
-                        let verdict = VerdictBox()
-                        box = verdict
-                        try sync.addHandler(NIOSSLServerHandler(
-                            context: tls.serverContext,
-                            customVerificationCallback: tls.verificationCallback(
-                                expecting: { .anyOf(core.members) }, usage: .clientAuth, box: verdict)))
+                    // Cap connections still in their handshake: each holds an fd (and TLS state)
+                    // until the hello timeout, so an unbounded number is an fd-exhaustion attack.
+                    let admission = core.beginHandshake()
+                    guard admission.admitted else {
+                        if admission.report {
+                            core.reportRejection(ConnectionRejection(
+                                reason: .tooManyHandshakes,
+                                detail: "\(config.handshakingConnectionsMax) connections already in their handshake",
+                                direction: .inbound, remote: channel.remoteAddress.map { "\($0)" } ?? "?", peer: nil))
+                        }
+                        channel.close(promise: nil)
+                        return
                     }
-                    try sync.addHandler(ByteToMessageHandler(FrameDecoder(frameBytesMax: config.frameBytesMax)))
-                    try sync.addHandler(InboundConnectionHandler(core: core, verdict: box))
+                    do {
+                        let sync = channel.pipeline.syncOperations
+                        var box: VerdictBox?
+                        if let tls = core.tls {
+                            let verdict = VerdictBox()
+                            box = verdict
+                            try sync.addHandler(NIOSSLServerHandler(
+                                context: tls.serverContext,
+                                customVerificationCallback: tls.verificationCallback(
+                                    expecting: { .anyOf(core.members) }, usage: .clientAuth, box: verdict)))
+                        }
+                        try sync.addHandler(ByteToMessageHandler(FrameDecoder(frameBytesMax: config.frameBytesMax)))
+                        try sync.addHandler(InboundConnectionHandler(core: core, verdict: box, holdsHandshakeSlot: true))
+                    } catch {
+                        // The handler that would have returned the slot was never added.
+                        core.endHandshake()
+                        throw error
+                    }
                 }
             }
         let channel: any Channel
@@ -109,9 +129,9 @@ public final class PeerTransport: Sendable {
 
     /// Forgets a peer: its connection closes and it may no longer dial us.
     public func removePeer(_ id: NodeID) {
-        core.setMember(id, present: false)
+        let inbound = core.removeMember(id)
         links.withLockedValue { $0.removeValue(forKey: id) }?.stop()
-        for channel in core.takeInbound(id) { channel.close(promise: nil) }
+        for channel in inbound { channel.close(promise: nil) }
     }
 
     /// Queues `message` for `message.to`. Never blocks; see `SendQueue` for what is dropped.

@@ -44,6 +44,12 @@ public enum RejectReason: String, Sendable, Hashable, CaseIterable {
     case messageMisaddressed = "message-misaddressed"
     /// The other side sent a `Reject` frame.
     case rejectedByRemote = "rejected-by-remote"
+
+    // Limits.
+    /// `handshakingConnectionsMax` connections were already in their handshake.
+    case tooManyHandshakes = "too-many-handshakes"
+    /// The peer opened a connection beyond `inboundConnectionsPerPeerMax`; its oldest was closed.
+    case tooManyConnections = "too-many-connections"
 }
 
 /// Which way a refused connection was going.
@@ -98,4 +104,7 @@ public enum DropReason: String, Sendable, Hashable {
     case peerUnreachable = "peer-unreachable"
     case unknownPeer = "unknown-peer"
     case stopped = "stopped"
+    /// Its encoded frame would exceed `frameBytesMax`: the peer would refuse it, so it can never
+    /// be delivered. Raft must send fewer entries per append (or smaller snapshot chunks).
+    case tooLarge = "too-large"
 }

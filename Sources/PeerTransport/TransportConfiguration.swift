@@ -62,6 +62,18 @@ public struct TransportConfiguration: Sendable {
     /// TCP connect plus TLS plus hello must finish within these.
     public var connectTimeoutMs: Int64 = 3_000
     public var helloTimeoutMs: Int64 = 5_000
+    /// After writing a `Reject`, the connection is closed this long later even if the write has
+    /// not completed (a peer that does not read must not keep the connection open).
+    public var rejectCloseGraceMs: Int64 = 1_000
+    /// Accepted connections still in TLS or the hello; beyond it a new connection is closed at
+    /// once, so a flood of idle sockets cannot exhaust file descriptors before the hello timeout.
+    public var handshakingConnectionsMax = 64
+    /// Established inbound connections kept per peer (a peer needs one; a second covers a
+    /// redial racing the close of the first). The oldest is closed when a newer one passes it.
+    public var inboundConnectionsPerPeerMax = 2
+    /// After this long unwritable (TCP back-pressure that never eases), a dialled connection is
+    /// closed and the peer reported unreachable.
+    public var writeStallMsMax: Int64 = 30_000
     public var backoff = Backoff()
     public var protocolVersionMin = ProtocolVersion.min
     public var protocolVersionMax = ProtocolVersion.max

@@ -11,10 +11,20 @@ final class TransportCore: Sendable {
     let tls: TLSMaterial?
     let events: AsyncStream<TransportEvent>.Continuation
     let incoming: AsyncStream<Message>.Continuation
-    private let membersBox: NIOLockedValueBox<Set<NodeID>>
-    /// Established inbound connections by peer, so removing a member (or shutting down) closes
-    /// the connections it already has: membership is the revocation (docs/tls.md).
-    private let inboundBox = NIOLockedValueBox<[NodeID: [ObjectIdentifier: any Channel]]>([:])
+    /// Membership and the established inbound connections by peer, under one lock: a connection
+    /// registers only while its peer is a member, and removing a member takes its connections in
+    /// the same step, so no connection can register after its peer was removed (membership is
+    /// the revocation, docs/tls.md).
+    private let peersBox = NIOLockedValueBox(Peers())
+
+    struct Peers {
+        var members: Set<NodeID> = []
+        /// Per peer, oldest first (the per-peer cap closes the oldest).
+        var inbound: [NodeID: [any Channel]] = [:]
+    }
+
+    /// Accepted connections still in their handshake, and whether a refusal run was reported.
+    private let handshakingBox = NIOLockedValueBox((count: 0, refusing: false))
 
     init(config: TransportConfiguration, tls: TLSMaterial?,
          events: AsyncStream<TransportEvent>.Continuation, incoming: AsyncStream<Message>.Continuation) {
@@ -22,31 +32,77 @@ final class TransportCore: Sendable {
         self.tls = tls
         self.events = events
         self.incoming = incoming
-        self.membersBox = NIOLockedValueBox([])
     }
 
     var logger: Logger { config.logger }
 
     /// Peers allowed to dial us: every peer with an address, never ourselves.
-    var members: Set<NodeID> { membersBox.withLockedValue { $0 } }
+    var members: Set<NodeID> { peersBox.withLockedValue { $0.members } }
     func setMember(_ id: NodeID, present: Bool) {
-        membersBox.withLockedValue { if present { $0.insert(id) } else { $0.remove(id) } }
+        if present {
+            peersBox.withLockedValue { _ = $0.members.insert(id) }
+        } else {
+            for channel in removeMember(id) { channel.close(promise: nil) }
+        }
     }
 
-    func inboundEstablished(_ peer: NodeID, channel: any Channel) {
-        inboundBox.withLockedValue { $0[peer, default: [:]][ObjectIdentifier(channel)] = channel }
+    /// Revokes `id` and returns its established inbound connections (for the caller to close).
+    func removeMember(_ id: NodeID) -> [any Channel] {
+        peersBox.withLockedValue { p in
+            p.members.remove(id)
+            return p.inbound.removeValue(forKey: id) ?? []
+        }
+    }
+
+    /// Takes a handshake slot for a newly accepted connection. Not admitted when
+    /// `handshakingConnectionsMax` are taken; `report` is true on the first refusal of a run (a
+    /// flood logs one warning, not one per socket).
+    func beginHandshake() -> (admitted: Bool, report: Bool) {
+        handshakingBox.withLockedValue { h in
+            if h.count < config.handshakingConnectionsMax {
+                h.count += 1
+                return (true, false)
+            }
+            defer { h.refusing = true }
+            return (false, !h.refusing)
+        }
+    }
+
+    /// Returns a slot taken by `beginHandshake` (the hello succeeded, or the connection ended).
+    func endHandshake() {
+        handshakingBox.withLockedValue { h in
+            h.count -= 1
+            h.refusing = false
+        }
+    }
+
+    /// Registers an inbound connection whose hello succeeded, returning the connections of `peer`
+    /// it pushes past `inboundConnectionsPerPeerMax` (oldest first) for the caller to close.
+    /// Nil when `peer` is no longer a member: it was removed after its certificate was checked,
+    /// and must be refused.
+    func inboundEstablished(_ peer: NodeID, channel: any Channel) -> [any Channel]? {
+        peersBox.withLockedValue { p in
+            guard p.members.contains(peer) else { return nil }
+            var list = p.inbound[peer, default: []]
+            list.append(channel)
+            let excess = max(0, list.count - config.inboundConnectionsPerPeerMax)
+            let evicted = Array(list.prefix(excess))
+            list.removeFirst(excess)
+            p.inbound[peer] = list
+            return evicted
+        }
     }
 
     func inboundClosed(_ peer: NodeID, channel: any Channel) {
-        inboundBox.withLockedValue { _ = $0[peer]?.removeValue(forKey: ObjectIdentifier(channel)) }
+        peersBox.withLockedValue { p in p.inbound[peer]?.removeAll { $0 === channel } }
     }
 
     /// Removes and returns the inbound connections of `peer` (all peers when nil).
     func takeInbound(_ peer: NodeID?) -> [any Channel] {
-        inboundBox.withLockedValue { box in
-            if let peer { return Array((box.removeValue(forKey: peer) ?? [:]).values) }
-            defer { box.removeAll() }
-            return box.values.flatMap { $0.values }
+        peersBox.withLockedValue { p in
+            if let peer { return p.inbound.removeValue(forKey: peer) ?? [] }
+            defer { p.inbound.removeAll() }
+            return p.inbound.values.flatMap { $0 }
         }
     }
 

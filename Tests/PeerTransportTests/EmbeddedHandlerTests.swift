@@ -9,6 +9,11 @@ import Testing
 /// every byte in and out inspected.
 @Suite struct EmbeddedHandlerTests {
     func makeChannel() throws -> (EmbeddedChannel, AsyncStream<Message>, AsyncStream<TransportEvent>) {
+        let (channel, messages, events, _) = try makeChannelAndCore()
+        return (channel, messages, events)
+    }
+
+    func makeChannelAndCore() throws -> (EmbeddedChannel, AsyncStream<Message>, AsyncStream<TransportEvent>, TransportCore) {
         let config = TransportConfiguration(
             clusterID: "c", nodeID: 1, listen: PeerAddress(host: "127.0.0.1", port: 0), security: .insecurePlaintext)
         let (messages, mc) = AsyncStream.makeStream(of: Message.self)
@@ -19,7 +24,7 @@ import Testing
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(frameBytesMax: 1024)))
         try channel.pipeline.syncOperations.addHandler(InboundConnectionHandler(core: core, verdict: nil))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
-        return (channel, messages, events)
+        return (channel, messages, events, core)
     }
 
     func framed(_ f: WireFrame) -> ByteBuffer { ByteBuffer(bytes: frameBytes(f)) }
@@ -54,6 +59,21 @@ import Testing
             return
         }
         #expect(r.reason == .malformedFrame)
+    }
+
+    @Test func peerRemovedDuringTheHandshakeIsRefusedAtTheHello() throws {
+        // The handler was set up while 2 was a member (as when the TLS check passed); `removePeer`
+        // runs before the hello arrives. The connection must not register afterwards (S4).
+        let (channel, _, _, core) = try makeChannelAndCore()
+        _ = core.removeMember(2)
+        try channel.writeInbound(framed(.hello(Hello(clusterID: "c", nodeID: 2, protocolVersionMin: 1, protocolVersionMax: 1))))
+        guard case .reject(let reason, _)? = try readFrame(channel) else {
+            Issue.record("expected a Reject frame, not a hello answer")
+            return
+        }
+        #expect(reason == RejectReason.unknownPeer.rawValue)
+        #expect(!channel.isActive)
+        #expect(core.takeInbound(nil).isEmpty, "a removed peer's connection was registered")
     }
 
     @Test func oversizedLengthClosesWithFrameTooLarge() throws {

@@ -68,6 +68,18 @@ import X509
         else { Issue.record("expected unknown-peer"); return }
     }
 
+    @Test func helloTimeoutDuringTLSClosesWithoutAReject() {
+        // Nothing can be written before TLS is up: waiting for a Reject write would never close.
+        var inbound = InboundHandshake(local: local, members: [2])
+        guard case .reject(.helloTimeout, _, tellRemote: false) = inbound.timedOut() else { Issue.record("expected a silent close"); return }
+        var outbound = OutboundHandshake(local: local, expectedPeer: 2)
+        guard case .reject(.helloTimeout, _, tellRemote: false) = outbound.timedOut() else { Issue.record("expected a silent close"); return }
+        // Once TLS is up, the other side is told why.
+        var afterTLS = InboundHandshake(local: local, members: [2])
+        _ = afterTLS.transportReady(certified: 2)
+        guard case .reject(.helloTimeout, _, tellRemote: true) = afterTLS.timedOut() else { Issue.record("expected a Reject"); return }
+    }
+
     @Test func helloTimeoutClosesOnlyUnfinishedHandshakes() {
         var m = InboundHandshake(local: local, members: [2])
         guard case .reject(.helloTimeout, _, _) = m.timedOut() else { Issue.record("expected hello-timeout"); return }

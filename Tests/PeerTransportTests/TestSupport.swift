@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PeerCerts
@@ -223,4 +224,49 @@ func sampleAppend(from: NodeID, to: NodeID, entries: Int = 3, bytes: Int = 16) -
     Message(kind: .append, from: from, to: to, term: 7, logTerm: 6, index: 10,
             entries: (0..<entries).map { Entry(term: 7, index: UInt64(11 + $0), data: Array(repeating: UInt8($0), count: bytes)) },
             commit: 9)
+}
+
+/// Runs `body`, then `cleanup` whether or not `body` threw: `defer` cannot await, and a transport
+/// that is never shut down leaks its event-loop thread into the next test.
+func withCleanup(_ body: () async throws -> Void, cleanup: () async -> Void) async throws {
+    do {
+        try await body()
+    } catch {
+        await cleanup()
+        throw error
+    }
+    await cleanup()
+}
+
+/// True if `channel` closes within `timeout`. The bound only limits a failing test; the wait is
+/// on the close event, and it does not block (a pending `closeFuture.get()` is not cancellable).
+func closes(_ channel: any Channel, within timeout: Duration) async -> Bool {
+    let closed = Recorder<Bool>()
+    channel.closeFuture.whenComplete { _ in Task { await closed.append(true) } }
+    return await closed.first(timeout: timeout) { $0 } != nil
+}
+
+/// The nodes one test starts, all shut down when the test ends (see `withNodes`).
+final class NodeScope: Sendable {
+    private let nodes = NIOLockedValueBox<[Node]>([])
+
+    func start(_ id: NodeID, security: TransportSecurity, clusterID: String = "test-cluster",
+               tune: (inout TransportConfiguration) -> Void = { _ in }) async throws -> Node {
+        let node = try await Node.start(id, security: security, clusterID: clusterID, tune: tune)
+        nodes.withLockedValue { $0.append(node) }
+        return node
+    }
+
+    /// Shuts down every node started here (`shutdown` is idempotent, so nodes a test already
+    /// shut down are fine).
+    func shutdownAll() async {
+        for node in nodes.withLockedValue({ $0 }) { await node.transport.shutdown() }
+    }
+}
+
+/// Runs `body` with a `NodeScope` whose nodes are shut down however `body` ends: a failing
+/// `try` must not leak transports' event-loop threads into later tests.
+func withNodes(_ body: (NodeScope) async throws -> Void) async throws {
+    let scope = NodeScope()
+    try await withCleanup({ try await body(scope) }, cleanup: { await scope.shutdownAll() })
 }
