@@ -129,6 +129,10 @@ public struct CertificateAuthority: Sendable {
         commonName: String, names: [GeneralName], usages: [ExtendedKeyUsage.Usage], validity: Validity,
         certificateFile: String, keyFile: String, outputDirectory: String?
     ) throws -> IssuedCertificate {
+        // A leaf never outlives the CA that signs it: peers would refuse it from the CA's expiry
+        // on, while `peer certs list` showed it as still valid.
+        var validity = validity
+        validity.notAfter = min(validity.notAfter, certificate.notValidAfter)
         try validity.check()
         let outDir = outputDirectory ?? directory
         try CertificateFiles.ensureDirectory(outDir)

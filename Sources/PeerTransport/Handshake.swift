@@ -65,7 +65,7 @@ struct InboundHandshake {
         case (.awaitingHello, .message), (.awaitingTLS, _):
             return close(.expectedHello, "first frame was not a hello")
         case (_, .reject(let reason, let detail)):
-            return close(.rejectedByRemote, "\(reason): \(detail)", tellRemote: false)
+            return close(.rejectedByRemote, "\(RemoteText.sanitized(reason)): \(RemoteText.sanitized(detail))", tellRemote: false)
         case (.established(let peer, _), .message(let m)):
             guard m.from == peer, m.to == local.nodeID else {
                 return close(.messageMisaddressed, "message \(m.from)->\(m.to) on a connection from \(peer) to \(local.nodeID)")
@@ -160,7 +160,7 @@ struct OutboundHandshake {
         case (.closed, _):
             return .none
         case (_, .reject(let reason, let detail)):
-            return close(.rejectedByRemote, "\(reason): \(detail)", tellRemote: false)
+            return close(.rejectedByRemote, "\(RemoteText.sanitized(reason)): \(RemoteText.sanitized(detail))", tellRemote: false)
         case (.awaitingAnswer, .hello(let h)):
             return answerReceived(h)
         case (.awaitingTLS, _), (.awaitingAnswer, .message):

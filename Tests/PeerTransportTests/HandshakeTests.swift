@@ -205,3 +205,18 @@ struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct RemoteTextTests {
+    @Test func remoteRejectTextCannotForgeLogLines() {
+        var m = InboundHandshake(local: Hello(clusterID: "c", nodeID: 1, protocolVersionMin: 1, protocolVersionMax: 1), members: [2])
+        _ = m.transportReady(certified: 2)
+        let forged = "bye\nlevel=info msg=\"all good\"\u{1B}[2J" + String(repeating: "x", count: 2000)
+        guard case .reject(.rejectedByRemote, let detail, false) = m.frameReceived(.reject(reason: "r\r", detail: forged)) else {
+            Issue.record("expected rejected-by-remote")
+            return
+        }
+        #expect(!detail.contains("\n") && !detail.contains("\r") && !detail.contains("\u{1B}"))
+        #expect(detail.contains("\\n") && detail.hasSuffix("…(cut)"))
+        #expect(detail.count < 600)
+    }
+}

@@ -22,6 +22,15 @@ import Testing
         #expect(loaded.certificate == ca.certificate)
     }
 
+    @Test func leafNeverOutlivesTheCAThatSignsIt() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ca = try CertificateAuthority.create(directory: dir, clusterID: "c-1", validity: .days(30))
+        let issued = try ca.issuePeer(nodeID: 1)  // asks for the 365-day default
+        #expect(issued.certificate.notValidAfter <= ca.certificate.notValidAfter)
+        #expect(issued.certificate.notValidAfter == ca.certificate.notValidAfter)
+    }
+
     @Test func peerCertificateNamesItsIdentityAddressesAndIsNotReissuedOverTheOldOne() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
