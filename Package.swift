@@ -141,6 +141,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        // The driver (issue 6): the Ready loop, proposals and reads over the ports it declares
+        // (LogStore, MessageSender). Knows neither SQLite nor NIO (`.ci/check-imports`).
+        .target(name: "PeerNode", dependencies: ["Raft", "ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "PeerNodeTests", dependencies: ["PeerNode", "Raft", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),
     ]

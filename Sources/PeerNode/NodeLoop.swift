@@ -1,0 +1,381 @@
+import ClusterModel
+import Raft
+
+/// The state only the node's thread touches, and the loop itself.
+final class NodeLoop {
+    let options: PeerNodeOptions
+    let store: any LogStore
+    let send: MessageSender
+    let mailbox: Mailbox<Message, Request>
+    var raft: RaftNode
+    var state: ClusterState
+    var snapshotIndex: LogIndex
+    var haltReason: String?
+    var stopping = false
+
+    struct PendingProposal {
+        var term: Term
+        var deadline: UInt64
+        var cont: CheckedContinuation<Result<ApplyResult, ProposeError>, Never>
+    }
+    /// Proposals appended to the log, by index, waiting for that index to apply.
+    var proposals: [LogIndex: PendingProposal] = [:]
+
+    struct PendingRead {
+        var waiter: ReadWaiter
+        var deadline: UInt64
+        /// Known once the ReadIndex round confirmed it.
+        var index: LogIndex?
+    }
+    var reads: [UInt64: PendingRead] = [:]
+    var nextReadContext: UInt64 = 1
+
+    /// Monotonic nanos of the last message from each peer.
+    var lastContact: [NodeID: UInt64] = [:]
+    var softState: SoftState
+    var publish: (@Sendable (PeerNode.Published) -> Void)?
+    var onExit: (@Sendable () -> Void)?
+
+    init(options: PeerNodeOptions, store: any LogStore, send: @escaping MessageSender, mailbox: Mailbox<Message, Request>) throws(PeerNodeError) {
+        self.options = options
+        self.store = store
+        self.send = send
+        self.mailbox = mailbox
+        // The state is the snapshot's, and the core re-delivers every committed entry after it.
+        let snap: SnapshotMetadata
+        let data: [UInt8]
+        do {
+            snap = try store.snapshot().metadata
+            data = try store.currentSnapshotData()
+        } catch {
+            throw .storage("\(error)")
+        }
+        if snap.index > 0 {
+            do {
+                state = try ClusterState(snapshot: data)
+            } catch {
+                throw .snapshot("snapshot at index \(snap.index): \(error)")
+            }
+        } else {
+            state = ClusterState()
+        }
+        snapshotIndex = snap.index
+        var raftConfig = options.raft
+        raftConfig.applied = snap.index
+        do {
+            raft = try RaftNode(config: raftConfig, storage: store, seed: UInt64(truncatingIfNeeded: MonotonicTime.nanos()) ^ options.raft.id)
+        } catch {
+            throw .storage("\(error)")
+        }
+        softState = raft.softState
+    }
+
+    // MARK: - The loop
+
+    func run() {
+        let tickNanos = UInt64(options.tickMillis) * 1_000_000
+        var nextTick = MonotonicTime.nanos() + tickNanos
+        while !stopping {
+            let (messages, requests) = mailbox.take(waitingUntil: nextTick)
+            let now = MonotonicTime.nanos()
+            if haltReason == nil {
+                for m in messages {
+                    lastContact[m.from] = now
+                    raft.step(m)
+                }
+            }
+            var batch: [([UInt8], CheckedContinuation<Result<ApplyResult, ProposeError>, Never>)] = []
+            for r in requests {
+                switch r {
+                case .propose(let bytes, let cont):
+                    if batch.count < options.proposalBatchMax {
+                        batch.append((bytes, cont))
+                    } else {
+                        cont.resume(returning: .failure(.notApplied(reason: "more than \(options.proposalBatchMax) proposals arrived at once")))
+                    }
+                case .read(let linearizable, let waiter):
+                    startRead(linearizable: linearizable, waiter, now: now)
+                case .status(let cont):
+                    cont.resume(returning: .success(currentStatus(now: now)))
+                case .transfer(let target, let cont):
+                    cont.resume(returning: startTransfer(to: target))
+                case .unreachable:
+                    // The core's reaction (probe / fast pre-vote) lands with Raft part 2.
+                    break
+                case .stop:
+                    stopping = true
+                }
+            }
+            if !batch.isEmpty { proposeBatch(batch, now: now) }
+            if now >= nextTick {
+                if haltReason == nil { raft.tick() }
+                expire(now: now)
+                nextTick += tickNanos
+                if nextTick <= now { nextTick = now + tickNanos }  // fell behind: no burst of ticks
+            }
+            handleReady()
+            maybeSnapshot()
+            publishNow()
+        }
+        failEverything()
+        onExit?()
+    }
+
+    func publishNow() {
+        publish?(PeerNode.Published(leader: raft.leader, role: raft.role, term: raft.term, appliedIndex: raft.appliedIndex, haltReason: haltReason))
+    }
+
+    // MARK: - Ready: persist, then send, then apply, then advance
+
+    func handleReady() {
+        while haltReason == nil && raft.hasReady {
+            let rd = raft.ready()
+            if let why = rd.haltReason {
+                halt(why)
+                return
+            }
+            do {
+                try store.persist(rd)
+            } catch {
+                halt("persisting the log failed: \(error)")
+                return
+            }
+            assertPersisted(rd)
+            for m in rd.messages { send(m) }
+            if let snap = rd.snapshot {
+                restoreState(from: snap.metadata)
+                if haltReason != nil { return }
+            }
+            for entry in rd.committedEntries {
+                apply(entry)
+                if haltReason != nil { return }
+            }
+            if let ss = rd.softState { softStateChanged(to: ss) }
+            if rd.hardState != nil || rd.softState != nil { failProposalsOfOtherTerms() }
+            for rs in rd.readStates {
+                if var r = reads[rs.context] {
+                    r.index = rs.index
+                    reads[rs.context] = r
+                }
+            }
+            raft.advance(rd)
+            serveReads()
+        }
+    }
+
+    /// The Ready contract is asserted, not assumed: nothing is sent before the store shows it.
+    func assertPersisted(_ rd: Ready) {
+        if let last = rd.entries.last {
+            let storedLast = (try? store.lastIndex()) ?? 0
+            let storedTerm = try? store.term(last.index)
+            precondition(storedLast >= last.index && storedTerm == last.term,
+                         "Ready contract: entry \(last.index) (term \(last.term)) not in the store after persist (last \(storedLast), term \(String(describing: storedTerm)))")
+        }
+        if let hs = rd.hardState {
+            let stored = try? store.initialState().0
+            precondition(stored == hs, "Ready contract: hard state \(hs) not in the store after persist (\(String(describing: stored)))")
+        }
+    }
+
+    func apply(_ entry: Entry) {
+        var result: ApplyResult?
+        if entry.kind == .normal && !entry.data.isEmpty {
+            do {
+                result = try state.apply(entry.data, at: entry.index)
+            } catch {
+                halt("entry \(entry.index) cannot be applied by this version: \(error); upgrade this peer")
+                return
+            }
+        }
+        guard let pending = proposals.removeValue(forKey: entry.index) else { return }
+        if pending.term != entry.term {
+            pending.cont.resume(returning: .failure(.notApplied(reason: "entry \(entry.index) was replaced by a leader of term \(entry.term)")))
+        } else if let result {
+            pending.cont.resume(returning: .success(result))
+        } else {
+            pending.cont.resume(returning: .failure(.notApplied(reason: "entry \(entry.index) is not a command")))
+        }
+    }
+
+    func restoreState(from metadata: SnapshotMetadata) {
+        do {
+            let data = try store.currentSnapshotData()
+            state = try ClusterState(snapshot: data)
+            snapshotIndex = metadata.index
+        } catch {
+            halt("installing the snapshot at \(metadata.index) failed: \(error)")
+            return
+        }
+        // Proposals at or below the snapshot can no longer learn their result here.
+        for index in proposals.keys where index <= metadata.index {
+            proposals.removeValue(forKey: index)?.cont.resume(returning: .failure(.outcomeUnknown(reason: "a snapshot replaced the log up to \(metadata.index)")))
+        }
+    }
+
+    /// Entries this peer appended as leader of a term it no longer leads may or may not commit
+    /// under the next leader: their proposers learn "outcome unknown" now. Entries known
+    /// committed will apply here, so those keep waiting (and learn their real result).
+    func failProposalsOfOtherTerms() {
+        let leading = raft.role == .leader
+        let commit = raft.commitIndex
+        for (index, p) in proposals where index > commit && (!leading || p.term != raft.term) {
+            proposals.removeValue(forKey: index)
+            p.cont.resume(returning: .failure(.outcomeUnknown(reason: "leadership of term \(p.term) lost before entry \(index) committed")))
+        }
+    }
+
+    func softStateChanged(to ss: SoftState) {
+        let was = softState
+        softState = ss
+        if was.leader != ss.leader {
+            // The core dropped every unconfirmed read when the leader changed.
+            for (ctx, r) in reads where r.index == nil {
+                reads.removeValue(forKey: ctx)
+                r.waiter.fail(.leadershipChanged)
+            }
+        }
+    }
+
+    // MARK: - Proposals and reads
+
+    func proposeBatch(_ batch: [([UInt8], CheckedContinuation<Result<ApplyResult, ProposeError>, Never>)], now: UInt64) {
+        if let why = haltReason {
+            for (_, c) in batch { c.resume(returning: .failure(.halted(reason: why))) }
+            return
+        }
+        do {
+            let range = try raft.propose(batch: batch.map(\.0))
+            let deadline = now + UInt64(options.proposalTimeoutMillis) * 1_000_000
+            var index = range.lowerBound
+            for (_, c) in batch {
+                proposals[index] = PendingProposal(term: raft.term, deadline: deadline, cont: c)
+                index += 1
+            }
+        } catch {
+            let e: ProposeError
+            switch error {
+            case .notLeader(let leader): e = .notLeader(leader: leader)
+            case .halted(let why): e = .halted(reason: why)
+            case .transferInProgress(let to): e = .notApplied(reason: "leadership is being transferred to peer \(to)")
+            case .uncommittedLogFull(let u, let p, let l): e = .notApplied(reason: "uncommitted log full (\(u) + \(p) bytes > \(l))")
+            }
+            for (_, c) in batch { c.resume(returning: .failure(e)) }
+        }
+    }
+
+    func startRead(linearizable: Bool, _ waiter: ReadWaiter, now: UInt64) {
+        if let why = haltReason {
+            waiter.fail(.halted(reason: why))
+            return
+        }
+        guard linearizable else {
+            waiter.serve(state)
+            return
+        }
+        let ctx = nextReadContext
+        nextReadContext += 1
+        do {
+            try raft.readIndex(context: ctx)
+        } catch {
+            switch error {
+            case .noLeader: waiter.fail(.noLeader)
+            case .tooManyPending: waiter.fail(.overloaded)
+            case .halted(let why): waiter.fail(.halted(reason: why))
+            case .invalidContext: preconditionFailure("read context 0")
+            }
+            return
+        }
+        reads[ctx] = PendingRead(waiter: waiter, deadline: now + UInt64(options.readTimeoutMillis) * 1_000_000, index: nil)
+    }
+
+    func serveReads() {
+        let applied = raft.appliedIndex
+        for (ctx, r) in reads {
+            if let index = r.index, index <= applied {
+                reads.removeValue(forKey: ctx)
+                r.waiter.serve(state)
+            }
+        }
+    }
+
+    func startTransfer(to target: NodeID) -> Result<Void, ProposeError> {
+        if let why = haltReason { return .failure(.halted(reason: why)) }
+        do {
+            try raft.transferLeadership(to: target)
+            return .success(())
+        } catch {
+            switch error {
+            case .notLeader(let leader): return .failure(.notLeader(leader: leader))
+            case .notAVoter(let id): return .failure(.notApplied(reason: "peer \(id) is not a voter"))
+            case .halted(let why): return .failure(.halted(reason: why))
+            }
+        }
+    }
+
+    func expire(now: UInt64) {
+        for (index, p) in proposals where p.deadline <= now {
+            proposals.removeValue(forKey: index)
+            p.cont.resume(returning: .failure(.outcomeUnknown(reason: "entry \(index) did not apply within \(options.proposalTimeoutMillis) ms")))
+        }
+        for (ctx, r) in reads where r.deadline <= now {
+            reads.removeValue(forKey: ctx)
+            r.waiter.fail(.timedOut)
+        }
+    }
+
+    // MARK: - Snapshots
+
+    func maybeSnapshot() {
+        guard haltReason == nil else { return }
+        let applied = raft.appliedIndex
+        guard applied >= snapshotIndex + options.snapshotEveryEntries else { return }
+        do {
+            try store.compact(upTo: applied, conf: raft.conf, data: state.encodeSnapshot())
+            snapshotIndex = applied
+        } catch {
+            halt("compacting the log at \(applied) failed: \(error)")
+        }
+    }
+
+    // MARK: - Status, halt, stop
+
+    func currentStatus(now: UInt64) -> NodeStatus {
+        NodeStatus(
+            id: raft.id, role: raft.role, term: raft.term, leader: raft.leader,
+            commitIndex: raft.commitIndex, appliedIndex: raft.appliedIndex,
+            firstIndex: raft.firstIndex, lastIndex: raft.lastIndex, snapshotIndex: snapshotIndex,
+            voters: raft.conf.voters.sorted(), learners: raft.conf.learners.sorted(),
+            stateDigest: state.stateDigestHex, progress: raft.progressView,
+            lastContactMillis: lastContact.mapValues { Int((now - min($0, now)) / 1_000_000) },
+            haltReason: haltReason, droppedMessages: mailbox.droppedMessages,
+            tenantCount: state.tenantCount, instanceCount: state.allInstances.count
+        )
+    }
+
+    func halt(_ why: String) {
+        guard haltReason == nil else { return }
+        haltReason = why
+        for (_, p) in proposals { p.cont.resume(returning: .failure(.halted(reason: why))) }
+        proposals = [:]
+        for (_, r) in reads { r.waiter.fail(.halted(reason: why)) }
+        reads = [:]
+    }
+
+    func failEverything() {
+        for (_, p) in proposals { p.cont.resume(returning: .failure(.stopped)) }
+        proposals = [:]
+        for (_, r) in reads { r.waiter.fail(.stopped) }
+        reads = [:]
+        // Requests that raced with stop; later posts are refused by the closed mailbox.
+        let (_, late) = mailbox.close()
+        for r in late {
+            switch r {
+            case .propose(_, let c): c.resume(returning: .failure(.stopped))
+            case .read(_, let w): w.fail(.stopped)
+            case .status(let c): c.resume(returning: .success(currentStatus(now: MonotonicTime.nanos())))
+            case .transfer(_, let c): c.resume(returning: .failure(.stopped))
+            case .unreachable, .stop: break
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Raft
+
+/// How one node runs. Timing comes from the cluster configuration file.
+public struct PeerNodeOptions: Sendable {
+    /// The Raft core's configuration (id, ticks, limits).
+    public var raft: RaftConfig
+    /// Wall time of one Raft tick.
+    public var tickMillis: Int = 100
+    /// Take a snapshot and compact the log once this many entries were applied since the last.
+    public var snapshotEveryEntries: UInt64 = 10_000
+    /// Bound of the peer-message lane (Raft retries what is dropped).
+    public var messageQueueMax = 16_384
+    /// Bound of the request lane (proposals, reads, status): beyond it requests fail at once.
+    public var requestQueueMax = 8_192
+    /// How long a proposal may wait for its entry to apply before it fails "outcome unknown".
+    public var proposalTimeoutMillis: Int = 10_000
+    /// How long a linearizable read may wait for confirmation.
+    public var readTimeoutMillis: Int = 5_000
+    /// Proposals appended per loop iteration (one durable write): the group-commit batch.
+    public var proposalBatchMax = 4_096
+
+    public init(raft: RaftConfig) {
+        self.raft = raft
+    }
+
+    public func validationError() -> String? {
+        if let e = raft.validationError() { return e }
+        if tickMillis < 1 || tickMillis > 10_000 { return "tickMillis \(tickMillis) must be 1...10000" }
+        if snapshotEveryEntries < 1 { return "snapshotEveryEntries must be >= 1" }
+        if messageQueueMax < 1 || requestQueueMax < 1 || proposalBatchMax < 1 { return "queue bounds must be >= 1" }
+        if proposalTimeoutMillis < 1 || readTimeoutMillis < 1 { return "timeouts must be >= 1 ms" }
+        return nil
+    }
+}
+
+/// One node's view of itself, for `peer status`. Taken on the node's thread, so every field is
+/// from the same instant.
+public struct NodeStatus: Sendable, Hashable {
+    public var id: NodeID
+    public var role: Role
+    public var term: Term
+    /// The leader this node knows, or 0.
+    public var leader: NodeID
+    public var commitIndex: LogIndex
+    public var appliedIndex: LogIndex
+    public var firstIndex: LogIndex
+    public var lastIndex: LogIndex
+    public var snapshotIndex: LogIndex
+    public var voters: [NodeID]
+    public var learners: [NodeID]
+    /// SHA-256 of the applied cluster state (hex).
+    public var stateDigest: String
+    /// Only on the leader: how each follower replicates, and when it was last heard from.
+    public var progress: [PeerProgressView]
+    /// Milliseconds since a message from each peer arrived here (absent: never).
+    public var lastContactMillis: [NodeID: Int]
+    /// Set when the node halted; it then serves status only.
+    public var haltReason: String?
+    public var droppedMessages: Int
+    public var tenantCount: Int
+    public var instanceCount: Int
+}

@@ -1,0 +1,147 @@
+import ClusterModel
+import Raft
+import Synchronization
+@testable import PeerNode
+
+/// MemoryStorage as the node's durable log (the tests' "disk"), counting durable writes.
+/// Only the node's thread touches it while the node runs; tests read it after `stop`.
+final class TestStore: LogStore, @unchecked Sendable {
+    let memory: MemoryStorage
+    private(set) var persists = 0
+    private(set) var syncedPersists = 0
+
+    init(conf: ConfState) { memory = MemoryStorage(conf: conf) }
+
+    func initialState() throws(StorageError) -> (HardState, ConfState) { try memory.initialState() }
+    func firstIndex() throws(StorageError) -> LogIndex { try memory.firstIndex() }
+    func lastIndex() throws(StorageError) -> LogIndex { try memory.lastIndex() }
+    func term(_ index: LogIndex) throws(StorageError) -> Term { try memory.term(index) }
+    func entries(_ lo: LogIndex, _ hi: LogIndex, maxBytes: Int) throws(StorageError) -> [Entry] { try memory.entries(lo, hi, maxBytes: maxBytes) }
+    func snapshot() throws(StorageError) -> Snapshot { try memory.snapshot() }
+
+    func persist(_ ready: Ready) throws {
+        persists += 1
+        if ready.mustSync { syncedPersists += 1 }
+        if let s = ready.snapshot { memory.applySnapshot(s) }
+        memory.append(ready.entries)
+        if let hs = ready.hardState { memory.setHardState(hs) }
+    }
+
+    func compact(upTo index: LogIndex, conf: ConfState, data: [UInt8]) throws {
+        memory.createSnapshot(at: index, conf: conf, data: data)
+    }
+
+    func currentSnapshotData() throws -> [UInt8] { memory.latestSnapshot.data }
+}
+
+/// Delivers messages between in-process nodes; a cut node neither sends nor receives.
+final class LocalNetwork: Sendable {
+    let nodes = Mutex<[NodeID: PeerNode]>([:])
+    let cut = Mutex<Set<NodeID>>([])
+
+    func sender(for id: NodeID) -> MessageSender {
+        { [self] m in
+            let blocked = cut.withLock { $0.contains(m.from) || $0.contains(m.to) }
+            if blocked { return }
+            let target = nodes.withLock { $0[m.to] }
+            target?.receive(m)
+        }
+    }
+}
+
+/// A cluster of in-process PeerNodes over MemoryStorage, ticking every `tickMillis` ms.
+final class LocalCluster {
+    let network = LocalNetwork()
+    var nodes: [NodeID: PeerNode] = [:]
+    var stores: [NodeID: TestStore] = [:]
+    let ids: [NodeID]
+    let tickMillis: Int
+    let snapshotEvery: UInt64
+
+    init(size: Int, tickMillis: Int = 5, snapshotEvery: UInt64 = 10_000) throws {
+        ids = (1...UInt64(size)).map { $0 }
+        self.tickMillis = tickMillis
+        self.snapshotEvery = snapshotEvery
+        for id in ids {
+            stores[id] = TestStore(conf: ConfState(voters: Set(ids)))
+            try startNode(id)
+        }
+    }
+
+    func options(_ id: NodeID) -> PeerNodeOptions {
+        var raft = RaftConfig(id: id)
+        raft.electionTimeoutTicks = 10
+        var o = PeerNodeOptions(raft: raft)
+        o.tickMillis = tickMillis
+        o.snapshotEveryEntries = snapshotEvery
+        o.proposalTimeoutMillis = 5_000
+        return o
+    }
+
+    func startNode(_ id: NodeID) throws {
+        let node = try PeerNode(options: options(id), store: stores[id]!, send: network.sender(for: id))
+        nodes[id] = node
+        network.nodes.withLock { $0[id] = node }
+        node.start()
+    }
+
+    /// Stops a node; its store (the durable part) survives for a restart.
+    func stopNode(_ id: NodeID) async {
+        network.nodes.withLock { $0[id] = nil }
+        await nodes.removeValue(forKey: id)?.stop()
+    }
+
+    func stopAll() async {
+        for id in Array(nodes.keys) { await stopNode(id) }
+    }
+
+    /// Polls statuses until one node of `among` leads with the others agreeing, bounded by `tries`.
+    func waitForLeader(among: [NodeID]? = nil, tries: Int = 2_000) async throws -> NodeID {
+        let group = among ?? Array(nodes.keys)
+        for _ in 0..<tries {
+            var leaders: Set<NodeID> = []
+            var known = true
+            for id in group {
+                guard let s = try? await nodes[id]?.status() else { known = false; break }
+                leaders.insert(s.role == .leader ? s.id : s.leader)
+            }
+            if known, leaders.count == 1, let l = leaders.first, l != noNode,
+               let ls = try? await nodes[l]?.status(), ls.role == .leader {
+                return l
+            }
+            await Task.yield()
+            try await Task.sleep(for: .milliseconds(tickMillis))
+        }
+        throw ClusterTimeout(what: "no single leader among \(group)")
+    }
+
+    /// Polls until every running node applied at least `index` (bounded).
+    func waitForApplied(_ index: LogIndex, tries: Int = 4_000) async throws {
+        for _ in 0..<tries {
+            var ok = true
+            for node in nodes.values {
+                guard let s = try? await node.status(), s.appliedIndex >= index else { ok = false; break }
+            }
+            if ok { return }
+            try await Task.sleep(for: .milliseconds(tickMillis))
+        }
+        throw ClusterTimeout(what: "not every node applied \(index)")
+    }
+}
+
+struct ClusterTimeout: Error, CustomStringConvertible {
+    var what: String
+    var description: String { "timed out: \(what)" }
+}
+
+let testSequence = Atomic<UInt64>(0)
+
+/// A CreateTenant command with a fresh client id.
+func createTenant(_ id: String, client: String? = nil, sequence: UInt64 = 1) -> [UInt8] {
+    var body = PBCreateTenant()
+    body.id = id
+    body.plan = "dev"
+    body.components = ["dfx-dev"]
+    let n = testSequence.add(1, ordering: .relaxed).newValue
+    return Command(clientId: client ?? "test-\(n)", sequence: sequence, leaderTimeMs: 1_700_000_000_000, .createTenant(body)).entryBytes()
+}
