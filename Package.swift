@@ -34,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // --- end transport ---
         // Cluster model (issue 6) uses swift-protobuf and swift-crypto, declared above.
+        // Admin HTTPS API (issue 6).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // Pure consensus core: imports only the Swift standard library.
@@ -101,10 +103,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The operator CLI. Only `peer certs` lives here for now; other subcommands come later.
+        // The operator CLI and the peer process itself: the only target that sees every module.
         .executableTarget(
             name: "peer",
-            dependencies: ["PeerCerts", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "PeerCerts", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Two-process loopback benchmark of PeerTransport, mutual TLS against plain TCP.
@@ -144,6 +151,22 @@ let package = Package(
         // The driver (issue 6): the Ready loop, proposals and reads over the ports it declares
         // (LogStore, MessageSender). Knows neither SQLite nor NIO (`.ci/check-imports`).
         .target(name: "PeerNode", dependencies: ["Raft", "ClusterModel"], swiftSettings: swiftSettings),
+        // The HTTPS APIs (admin /v1; the broker's /v2 later) over PeerNode, and the client the
+        // CLI and forwarding followers use. An adapter: never imports another adapter.
+        .target(
+            name: "PeerAPI",
+            dependencies: [
+                "PeerNode", "ClusterModel", "Raft",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "PeerNodeTests", dependencies: ["PeerNode", "Raft", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),

@@ -1,0 +1,350 @@
+import ClusterModel
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import PeerNode
+import Raft
+
+/// Where a member listens.
+public struct MemberAddresses: Sendable, Hashable {
+    /// Peer-to-peer TLS address, host:port (as configured).
+    public var peer: String
+    public var apiHost: String
+    public var apiPort: Int
+
+    public init(peer: String, apiHost: String, apiPort: Int) {
+        self.peer = peer
+        self.apiHost = apiHost
+        self.apiPort = apiPort
+    }
+
+    public var api: String { apiHost.contains(":") ? "[\(apiHost)]:\(apiPort)" : "\(apiHost):\(apiPort)" }
+}
+
+/// How the admin API runs on one peer.
+public struct AdminServerConfiguration: Sendable {
+    public var selfID: NodeID
+    public var members: [NodeID: MemberAddresses]
+    /// This peer's certificate (server side) and the CA that must have issued every client's.
+    public var tls: APITLSFiles
+    public var version: String
+    public var protocolVersion: UInt32
+    public var pid: Int32
+    public var startedAtMs: Int64
+    /// Largest request body accepted.
+    public var bodyBytesMax = 64 * 1024
+    public var logger = Logger(label: "peer.api")
+
+    public init(selfID: NodeID, members: [NodeID: MemberAddresses], tls: APITLSFiles, version: String, protocolVersion: UInt32, pid: Int32, startedAtMs: Int64) {
+        self.selfID = selfID
+        self.members = members
+        self.tls = tls
+        self.version = version
+        self.protocolVersion = protocolVersion
+        self.pid = pid
+        self.startedAtMs = startedAtMs
+    }
+}
+
+/// The admin HTTPS API (`/v1`, docs/api.md) of one peer. Mutual TLS: a client must present a
+/// certificate issued by the cluster CA (an operator's client certificate, or a peer's own when
+/// a follower forwards a write). Writes are served by the leader; followers forward them.
+public final class AdminServer: Sendable {
+    let config: AdminServerConfiguration
+    let node: PeerNode
+    let forwarder: AdminClient
+
+    public init(configuration: AdminServerConfiguration, node: PeerNode) throws(AdminClientError) {
+        config = configuration
+        self.node = node
+        forwarder = try AdminClient(tls: configuration.tls)
+    }
+
+    func serverTLS() throws -> TLSConfiguration {
+        let chain = try NIOSSLCertificate.fromPEMFile(config.tls.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: config.tls.privateKeyPath, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = .tlsv13
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(config.tls.caCertificatePath))
+        // Require a client certificate that chains to the cluster CA (the only trust root).
+        tls.certificateVerification = .noHostnameVerification
+        return tls
+    }
+
+    /// Serves until the calling task is cancelled. `onListening` gets the bound port.
+    public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        guard let me = config.members[config.selfID] else {
+            throw APIError("config", "peer \(config.selfID) has no API address")
+        }
+        let router = Router(context: BasicRequestContext.self)
+        addRoutes(to: router)
+        let app = Application(
+            router: router,
+            server: try .tls(.http1(), tlsConfiguration: serverTLS()),
+            configuration: .init(address: .hostname(me.apiHost, port: me.apiPort), serverName: "peer/\(config.version)"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? me.apiPort) },
+            logger: config.logger
+        )
+        try await app.run()
+    }
+
+    // MARK: - Routes
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.get("v1/status") { request, _ in
+            await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
+        }
+        router.get("v1/tenants") { request, _ in
+            await self.respond { () async throws(APIError) -> [TenantInfo] in try await self.listTenants(consistent: Self.flag(request, "consistent")) }
+        }
+        router.post("v1/tenants") { request, _ in
+            var request = request
+            return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (WriteResult, HTTPResponse.Status) in
+                let req: CreateTenantRequest
+                do { req = try JSONDecoder().decode(CreateTenantRequest.self, from: Data(body)) } catch {
+                    throw APIError("badRequest", "the body is not a tenant request: \(error)")
+                }
+                return try await self.createTenant(req)
+            }
+        }
+        router.delete("v1/tenants/:id") { request, context in
+            var request = request
+            let id = context.parameters.get("id") ?? ""
+            let client = request.uri.queryParameters.get("clientId").map { String($0) }
+            let sequence = request.uri.queryParameters.get("sequence").flatMap { UInt64($0) }
+            return await self.write(request: &request) { (_: [UInt8]) async throws(APIError) -> (WriteResult, HTTPResponse.Status) in
+                try await self.deleteTenant(id, clientId: client, sequence: sequence)
+            }
+        }
+    }
+
+    static func flag(_ request: Request, _ name: String) -> Bool {
+        guard let v = request.uri.queryParameters.get(name) else { return false }
+        return v == "true" || v == "1" || v.isEmpty
+    }
+
+    /// Runs a read handler and turns its result or error into a JSON response.
+    func respond<T: Encodable>(_ body: () async throws(APIError) -> T) async -> Response {
+        do {
+            return Self.json(try await body())
+        } catch {
+            return Self.json(error, status: Self.httpStatus(for: error))
+        }
+    }
+
+    /// Serves a write on the leader, forwards it from a follower (once), and maps errors.
+    func write<T: Encodable>(request: inout Request, _ handler: ([UInt8]) async throws(APIError) -> (T, HTTPResponse.Status)) async -> Response {
+        let bytes: [UInt8]
+        do {
+            var buffer = try await request.collectBody(upTo: config.bodyBytesMax)
+            bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        } catch {
+            return Self.json(APIError("tooLarge", "the request body is larger than \(config.bodyBytesMax) bytes or unreadable: \(error)"), status: .contentTooLarge)
+        }
+        let hint = node.leaderHint
+        if hint.role != .leader {
+            let forwarded = request.headers.contains { $0.name.canonicalName == "x-peer-forwarded-by" }
+            guard hint.leader != noNode, !forwarded, let leader = config.members[hint.leader] else {
+                let e = hint.leader == noNode
+                    ? APIError("noLeader", "no leader is known right now (election in progress?); retry", retryable: true)
+                    : APIError("notLeader", "this peer does not lead; the leader is peer \(hint.leader)", retryable: true, leader: hint.leader)
+                return Self.json(e, status: .serviceUnavailable)
+            }
+            return await forward(request: request, body: bytes, to: leader)
+        }
+        do {
+            let (value, status) = try await handler(bytes)
+            return Self.json(value, status: status)
+        } catch {
+            return Self.json(error, status: Self.httpStatus(for: error))
+        }
+    }
+
+    func forward(request: Request, body: [UInt8], to leader: MemberAddresses) async -> Response {
+        let method = HTTPMethod(rawValue: request.method.rawValue)
+        do {
+            let answer = try await forwarder.request(
+                host: leader.apiHost, port: leader.apiPort, method: method, path: request.uri.description,
+                headers: [("X-Peer-Forwarded-By", "\(config.selfID)")], body: body.isEmpty && method == .DELETE ? nil : body,
+                timeoutMillis: 15_000
+            )
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json"
+            return Response(status: HTTPResponse.Status(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+        } catch {
+            // The leader may have received it: a write's outcome is unknown; retry with the same id.
+            return Self.json(APIError("outcomeUnknown", "forwarding to the leader at \(leader.api) failed: \(error)", retryable: true, outcomeUnknown: true), status: .serviceUnavailable)
+        }
+    }
+
+    // MARK: - Handlers
+
+    func status(consistent: Bool) async throws(APIError) -> MemberStatus {
+        struct Summary: Sendable {
+            var instances: [InstanceInfo]
+            var tenantCount: Int
+        }
+        let summarize: @Sendable (ClusterState) -> Summary = { state in
+            let active = state.activeTenantCountsByInstance
+            return Summary(
+                instances: state.allInstances.map {
+                    InstanceInfo(id: $0.id, address: $0.address, role: Names.instanceRole($0.role), state: Names.instanceState($0.state), version: $0.version, activeTenants: active[$0.id] ?? 0)
+                },
+                tenantCount: state.tenantCount
+            )
+        }
+        let summary: Summary
+        do {
+            summary = try await node.read(linearizable: consistent, summarize)
+        } catch {
+            throw Self.apiError(error)
+        }
+        let s: NodeStatus
+        do {
+            s = try await node.status()
+        } catch {
+            throw Self.apiError(error)
+        }
+        let me = config.members[config.selfID]
+        let role = s.voters.contains(s.id) ? "voter" : s.learners.contains(s.id) ? "learner" : "none"
+        return MemberStatus(
+            id: s.id, address: me?.peer ?? "", apiAddress: me?.api ?? "", role: role, state: s.role.rawValue,
+            term: s.term, leader: s.leader == noNode ? nil : s.leader,
+            commitIndex: s.commitIndex, appliedIndex: s.appliedIndex, firstIndex: s.firstIndex, lastIndex: s.lastIndex,
+            snapshotIndex: s.snapshotIndex, stateDigest: s.stateDigest, pid: config.pid, version: config.version,
+            protocolVersion: config.protocolVersion, reportedAtMs: Self.nowMs(), startedAtMs: config.startedAtMs,
+            haltReason: s.haltReason,
+            progress: s.role == .leader ? s.progress.map { FollowerProgress(id: $0.id, match: $0.match, next: $0.next, state: $0.state, learner: $0.isLearner, recentActive: $0.recentActive) } : nil,
+            lastContactMs: Dictionary(uniqueKeysWithValues: s.lastContactMillis.map { ("\($0.key)", $0.value) }),
+            voters: s.voters, learners: s.learners, tenantCount: summary.tenantCount, droppedMessages: s.droppedMessages,
+            source: consistent ? "linearizable" : "local", instances: summary.instances
+        )
+    }
+
+    func listTenants(consistent: Bool) async throws(APIError) -> [TenantInfo] {
+        do {
+            return try await node.read(linearizable: consistent) { state in state.allTenants.map { TenantInfo($0, state: state) } }
+        } catch {
+            throw Self.apiError(error)
+        }
+    }
+
+    func createTenant(_ req: CreateTenantRequest) async throws(APIError) -> (WriteResult, HTTPResponse.Status) {
+        var body = PBCreateTenant()
+        body.id = req.id
+        body.plan = req.plan ?? "development"
+        body.components = req.components ?? ["dfx-dev", "dfc"]
+        let result = try await propose(.createTenant(body), clientId: req.clientId, sequence: req.sequence, firstOf: 1)
+        let tenant = try? await node.read(linearizable: false) { state in state.tenant(req.id).map { TenantInfo($0, state: state) } }
+        switch result {
+        case .applied: return (WriteResult(result: "applied", tenant: tenant ?? nil), .created)
+        case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: tenant ?? nil), .ok)
+        default: throw Self.apiError(result)
+        }
+    }
+
+    /// Deletes a tenant with no placement: it enters `deprovisioning`, then is deleted (two
+    /// commands, sequences s and s+1 of the caller's session).
+    func deleteTenant(_ id: String, clientId: String?, sequence: UInt64?) async throws(APIError) -> (WriteResult, HTTPResponse.Status) {
+        let client = clientId ?? Self.freshClientID()
+        let first = sequence ?? 1
+        var state = PBSetTenantState()
+        state.id = id
+        state.state = .deprovisioning
+        let r1 = try await propose(.setTenantState(state), clientId: client, sequence: first, firstOf: 2)
+        switch r1 {
+        case .applied, .duplicate(.applied): break
+        case .rejected(let r) where r.code == .invalidTransition: break  // already deprovisioning
+        default: throw Self.apiError(r1)
+        }
+        var del = PBDeleteTenant()
+        del.id = id
+        let r2 = try await propose(.deleteTenant(del), clientId: client, sequence: first + 1, firstOf: 2)
+        switch r2 {
+        case .applied: return (WriteResult(result: "applied", tenant: nil), .ok)
+        case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: nil), .ok)
+        default: throw Self.apiError(r2)
+        }
+    }
+
+    func propose(_ body: Command.OneOf_Body, clientId: String?, sequence: UInt64?, firstOf _: Int) async throws(APIError) -> ApplyResult {
+        let client = clientId ?? Self.freshClientID()
+        let seq = sequence ?? 1
+        guard seq >= 1 else { throw APIError("badRequest", "sequence must be >= 1") }
+        let command = Command(clientId: client, sequence: seq, leaderTimeMs: Self.nowMs(), body)
+        do {
+            return try await node.propose(command.entryBytes())
+        } catch {
+            switch error {
+            case .notLeader(let leader):
+                throw APIError("notLeader", "\(error)", retryable: true, leader: leader == noNode ? nil : leader)
+            case .notApplied:
+                throw APIError("unavailable", "\(error)", retryable: true)
+            case .outcomeUnknown:
+                throw APIError("outcomeUnknown", "\(error)", retryable: true, outcomeUnknown: true)
+            case .stopped:
+                throw APIError("unavailable", "\(error)", retryable: true, outcomeUnknown: true)
+            case .halted:
+                throw APIError("halted", "\(error)")
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func apiError(_ result: ApplyResult) -> APIError {
+        switch result {
+        case .rejected(let r), .duplicate(.rejected(let r)):
+            switch r.code {
+            case .notFound: return APIError("notFound", r.detail)
+            case .alreadyExists: return APIError("conflict", r.detail)
+            case .invalidField, .malformedCommand, .staleSequence: return APIError("badRequest", r.detail)
+            case .limitReached: return APIError("limitReached", r.detail)
+            default: return APIError("conflict", "\(r.code): \(r.detail)")
+            }
+        case .skipped(let reason), .duplicate(.skipped(let reason)):
+            return APIError("conflict", "skipped: \(reason)")
+        case .applied, .duplicate(.applied):
+            return APIError("internal", "unexpected success")
+        }
+    }
+
+    static func apiError(_ e: ReadError) -> APIError {
+        switch e {
+        case .noLeader: return APIError("noLeader", "\(e)", retryable: true)
+        case .halted: return APIError("halted", "\(e)")
+        default: return APIError("unavailable", "\(e)", retryable: true)
+        }
+    }
+
+    static func httpStatus(for e: APIError) -> HTTPResponse.Status {
+        switch e.code {
+        case "badRequest": return .badRequest
+        case "notFound": return .notFound
+        case "conflict", "limitReached": return .conflict
+        case "tooLarge": return .contentTooLarge
+        case "halted": return .internalServerError
+        default: return .serviceUnavailable
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("{\"error\":\"encoding failed\",\"code\":\"internal\",\"retryable\":false,\"outcomeUnknown\":false}".utf8)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    static func freshClientID() -> String {
+        var g = SystemRandomNumberGenerator()
+        return "api-" + String(g.next(), radix: 16) + String(g.next(), radix: 16)
+    }
+}

@@ -1,0 +1,163 @@
+import ClusterModel
+import PeerNode
+import Raft
+
+// The admin API's JSON bodies (docs/api.md). Field names are part of the interface: tools and
+// tests parse them. Add fields; never rename or remove one.
+
+/// One member's own report (`GET /v1/status`).
+public struct MemberStatus: Codable, Sendable, Hashable {
+    public var id: UInt64
+    /// Peer-to-peer mutual-TLS address, host:port.
+    public var address: String
+    /// Admin HTTPS API address, host:port.
+    public var apiAddress: String
+    /// `voter` or `learner` (or `none` if the member is not in the configuration it knows).
+    public var role: String
+    /// `leader`, `follower`, `candidate`, `preCandidate`; the CLI adds `unreachable`.
+    public var state: String
+    public var term: UInt64
+    /// The leader this member knows, or nil.
+    public var leader: UInt64?
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var firstIndex: UInt64
+    public var lastIndex: UInt64
+    public var snapshotIndex: UInt64
+    /// SHA-256 of the applied cluster state, hex.
+    public var stateDigest: String
+    public var pid: Int32
+    public var version: String
+    public var protocolVersion: UInt32
+    /// Milliseconds since the Unix epoch when this member answered.
+    public var reportedAtMs: Int64
+    public var startedAtMs: Int64
+    public var haltReason: String?
+    /// On the leader: replication to each other member.
+    public var progress: [FollowerProgress]?
+    /// Milliseconds since this member last heard from each other member (keys are ids).
+    public var lastContactMs: [String: Int]
+    public var voters: [UInt64]
+    public var learners: [UInt64]
+    public var tenantCount: Int
+    public var droppedMessages: Int
+    /// How this report was read: `local` (this member's applied state, possibly stale) or
+    /// `linearizable` (after a ReadIndex round through the leader).
+    public var source: String
+    public var instances: [InstanceInfo]
+}
+
+public struct FollowerProgress: Codable, Sendable, Hashable {
+    public var id: UInt64
+    public var match: UInt64
+    public var next: UInt64
+    /// `probe`, `replicate` or `snapshot`.
+    public var state: String
+    public var learner: Bool
+    public var recentActive: Bool
+}
+
+public struct InstanceInfo: Codable, Sendable, Hashable {
+    public var id: String
+    public var address: String
+    public var role: String
+    public var state: String
+    public var version: String
+    public var activeTenants: Int
+}
+
+public struct TenantInfo: Codable, Sendable, Hashable {
+    public var id: String
+    public var plan: String
+    public var state: String
+    public var components: [String]
+    /// The instance serving it, if any.
+    public var activeInstance: String?
+    public var createdAtMs: Int64
+}
+
+/// `POST /v1/tenants`.
+public struct CreateTenantRequest: Codable, Sendable, Hashable {
+    public var id: String
+    public var plan: String?
+    public var components: [String]?
+    /// Client session (Raft thesis §6.3): a retry with the same pair applies at most once.
+    public var clientId: String?
+    public var sequence: UInt64?
+
+    public init(id: String, plan: String? = nil, components: [String]? = nil, clientId: String? = nil, sequence: UInt64? = nil) {
+        self.id = id
+        self.plan = plan
+        self.components = components
+        self.clientId = clientId
+        self.sequence = sequence
+    }
+}
+
+/// Every error body. `retryable`: the request changed nothing, or (with `outcomeUnknown`) may
+/// have; retry it with the same client id and sequence.
+public struct APIError: Codable, Sendable, Hashable, Error {
+    public var error: String
+    /// A stable code: `badRequest`, `notFound`, `conflict`, `notLeader`, `noLeader`,
+    /// `outcomeUnknown`, `unavailable`, `halted`, `unauthorized`, `tooLarge`, ...
+    public var code: String
+    public var retryable: Bool
+    public var outcomeUnknown: Bool
+    public var leader: UInt64?
+
+    public init(_ code: String, _ error: String, retryable: Bool = false, outcomeUnknown: Bool = false, leader: UInt64? = nil) {
+        self.code = code
+        self.error = error
+        self.retryable = retryable
+        self.outcomeUnknown = outcomeUnknown
+        self.leader = leader
+    }
+}
+
+/// The result of a write.
+public struct WriteResult: Codable, Sendable, Hashable {
+    /// `applied` or `duplicate` (a retry of a request that had applied).
+    public var result: String
+    public var tenant: TenantInfo?
+}
+
+extension TenantInfo {
+    init(_ t: Tenant, state: ClusterState) {
+        id = t.id
+        plan = t.plan
+        self.state = Names.tenantState(t.state)
+        components = t.components
+        activeInstance = state.activeInstance(ofTenant: t.id)
+        createdAtMs = t.createdMs
+    }
+}
+
+enum Names {
+    static func tenantState(_ s: PBTenantState) -> String {
+        switch s {
+        case .provisioning: return "provisioning"
+        case .ready: return "ready"
+        case .deprovisioning: return "deprovisioning"
+        default: return "unknown"
+        }
+    }
+
+    static func instanceState(_ s: PBInstanceState) -> String {
+        switch s {
+        case .joining: return "joining"
+        case .active: return "active"
+        case .draining: return "draining"
+        case .drained: return "drained"
+        case .removed: return "removed"
+        default: return "unknown"
+        }
+    }
+
+    static func instanceRole(_ r: PBInstanceRole) -> String {
+        switch r {
+        case .voter: return "voter"
+        case .learner: return "learner"
+        default: return "unknown"
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import ClusterModel
+import Foundation
+import Logging
+import PeerAPI
+import PeerNode
+import PeerStore
+import PeerTransport
+import Raft
+
+/// This build's identity, shown by `peer status`.
+enum PeerVersion {
+    static let build = "0.1.0-dev"
+    /// The highest cluster-model protocol version this build applies (ClusterModel §Versioning).
+    static let protocolVersion: UInt32 = 1
+}
+
+/// The durable log of a real peer: SQLite through PeerStore.
+extension PeerStore: LogStore {
+    public func currentSnapshotData() throws -> [UInt8] { try snapshot().data }
+}
+
+/// Everything one `peer run` needs, resolved from the cluster configuration.
+struct RuntimeSettings: Sendable {
+    struct Member: Sendable {
+        var id: NodeID
+        var peerHost: String
+        var peerPort: Int
+        var apiHost: String
+        var apiPort: Int
+        var peerAddress: String { peerHost.contains(":") ? "[\(peerHost)]:\(peerPort)" : "\(peerHost):\(peerPort)" }
+    }
+
+    var clusterID: String
+    var selfID: NodeID
+    var members: [Member]
+    var dataDirectory: String
+    var caCertificatePath: String
+    var certificatePath: String
+    var privateKeyPath: String
+    var tickMillis: Int
+    var electionTicks: Int
+    var heartbeatTicks: Int
+    var snapshotEveryEntries: UInt64
+
+    var me: Member { members.first { $0.id == selfID }! }
+}
+
+/// Runs one peer in the foreground until SIGTERM or SIGINT, then stops gracefully: the API
+/// stops accepting, waiting requests fail with a clear error, the node's thread exits after its
+/// last durable write, the transport closes, the store closes.
+enum PeerRuntime {
+    static func run(_ s: RuntimeSettings, logger: Logger) async throws {
+        let started = Int64(Date().timeIntervalSince1970 * 1000)
+        try FileManager.default.createDirectory(atPath: s.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let voters = Set(s.members.map(\.id))
+        let storePath = s.dataDirectory + "/raft.sqlite"
+        let store = try PeerStore.open(path: storePath, clusterID: s.clusterID, peerID: s.selfID, initialConf: ConfState(voters: voters))
+        logger.info("store open", metadata: ["path": "\(storePath)", "last": "\((try? store.lastIndex()) ?? 0)"])
+
+        var tconf = TransportConfiguration(
+            clusterID: s.clusterID, nodeID: s.selfID,
+            listen: PeerAddress(host: s.me.peerHost, port: s.me.peerPort),
+            security: .mutualTLS(TLSFiles(caCertificatePath: s.caCertificatePath, certificatePath: s.certificatePath, privateKeyPath: s.privateKeyPath))
+        )
+        tconf.logger = logger
+        let transport = try PeerTransport(configuration: tconf)
+        for m in s.members where m.id != s.selfID {
+            transport.setPeer(m.id, address: PeerAddress(host: m.peerHost, port: m.peerPort))
+        }
+
+        var raft = RaftConfig(id: s.selfID)
+        raft.electionTimeoutTicks = s.electionTicks
+        raft.heartbeatTimeoutTicks = s.heartbeatTicks
+        var options = PeerNodeOptions(raft: raft)
+        options.tickMillis = s.tickMillis
+        options.snapshotEveryEntries = s.snapshotEveryEntries
+        let node = try PeerNode(options: options, store: store, send: { m in _ = transport.send(m) })
+
+        var apiConfig = AdminServerConfiguration(
+            selfID: s.selfID,
+            members: Dictionary(uniqueKeysWithValues: s.members.map { ($0.id, MemberAddresses(peer: $0.peerAddress, apiHost: $0.apiHost, apiPort: $0.apiPort)) }),
+            tls: APITLSFiles(caCertificatePath: s.caCertificatePath, certificatePath: s.certificatePath, privateKeyPath: s.privateKeyPath),
+            version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion,
+            pid: getpid(), startedAtMs: started
+        )
+        apiConfig.logger = logger
+        let api = try AdminServer(configuration: apiConfig, node: node)
+
+        try await transport.start()
+        node.start()
+        logger.info("peer running", metadata: [
+            "id": "\(s.selfID)", "cluster": "\(s.clusterID)", "peer": "\(s.me.peerAddress)", "api": "\(s.me.apiHost):\(s.me.apiPort)",
+        ])
+
+        let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await m in transport.messages { node.receive(m) }
+            }
+            group.addTask {
+                for await e in transport.events {
+                    if case .peerUnreachable(let id, _) = e { node.reportUnreachable(id) }
+                }
+            }
+            group.addTask {
+                do {
+                    try await api.run()
+                } catch {
+                    logger.error("admin API stopped: \(error)")
+                }
+            }
+            group.addTask {
+                await Registrar(node: node, settings: s, logger: logger).run()
+            }
+            let signal = await signals.next()
+            logger.info("signal \(signal): stopping gracefully")
+            group.cancelAll()
+            await node.stop()
+            await transport.shutdown()
+        }
+        do {
+            try store.close()
+        } catch {
+            logger.error("closing the store failed: \(error)")
+        }
+        logger.info("peer stopped", metadata: ["id": "\(s.selfID)"])
+    }
+}
+
+/// While this peer leads, makes sure every configured member is an instance in the replicated
+/// state (AddInstance, then active), so `peer status` and placement see them.
+struct Registrar {
+    let node: PeerNode
+    let settings: RuntimeSettings
+    let logger: Logger
+
+    func run() async {
+        var sequence: UInt64 = 0
+        var clientTerm: Term = 0
+        while !Task.isCancelled {
+            let hint = node.leaderHint
+            if hint.role == .leader {
+                if hint.term != clientTerm {
+                    clientTerm = hint.term
+                    sequence = 0
+                }
+                let missing = (try? await node.read(linearizable: false) { state in
+                    settings.members.filter { m in state.instance("\(m.id)").map { $0.state != .active } ?? true }
+                        .map { m in (m, state.instance("\(m.id)") != nil) }
+                }) ?? []
+                for (m, exists) in missing {
+                    let client = "registrar-\(settings.selfID)-\(clientTerm)"
+                    if !exists {
+                        var add = PBAddInstance()
+                        add.id = "\(m.id)"
+                        add.address = m.peerAddress
+                        add.role = .voter
+                        add.version = PeerVersion.build
+                        add.protocolVersion = PeerVersion.protocolVersion
+                        sequence += 1
+                        await propose(Command(clientId: client, sequence: sequence, leaderTimeMs: nowMs(), .addInstance(add)))
+                    }
+                    var active = PBSetInstanceState()
+                    active.id = "\(m.id)"
+                    active.state = .active
+                    sequence += 1
+                    await propose(Command(clientId: client, sequence: sequence, leaderTimeMs: nowMs(), .setInstanceState(active)))
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    func propose(_ c: Command) async {
+        do {
+            let r = try await node.propose(c.entryBytes())
+            if case .rejected(let why) = r { logger.debug("registrar: \(why)") }
+        } catch {
+            logger.debug("registrar: \(error)")
+        }
+    }
+
+    func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// Waits for one of `signals` (handled through Dispatch, so no code runs in a signal handler).
+// The sources are only retained (a source released is cancelled), never touched after init.
+final class SignalWaiter: @unchecked Sendable {
+    let stream: AsyncStream<Int32>
+    let sources: [any DispatchSourceSignal]
+
+    init(signals: [Int32]) {
+        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(4))
+        self.stream = stream
+        var sources: [any DispatchSourceSignal] = []
+        for sig in signals {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { continuation.yield(sig) }
+            source.resume()
+            sources.append(source)
+        }
+        self.sources = sources
+    }
+
+    func next() async -> Int32 {
+        for await s in stream { return s }
+        return SIGTERM
+    }
+}
