@@ -2,11 +2,13 @@ import ArgumentParser
 
 /// The `peer` executable's root. Other engineers add their groups to `subcommands`.
 @main
-struct PeerCommand: ParsableCommand {
+struct PeerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "peer",
         abstract: "Cluster controller: Raft peers, certificates and operations.",
-        subcommands: [CertsCommand.self]
+        subcommands: [
+            RunCommand.self, UpCommand.self, DownCommand.self, StatusCommand.self, TenantsCommand.self, CertsCommand.self,
+        ]
     )
 }
 

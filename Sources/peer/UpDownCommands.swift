@@ -1,0 +1,119 @@
+import ArgumentParser
+import Foundation
+import PeerAPI
+import PeerConfig
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `peer up --config FILE`: every peer of FILE that is not running, in the background.
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Start every peer of the configuration that is not already running, in the background (pid and log files in runDir); return once a leader exists.")
+
+    @Option(help: "The cluster configuration file.")
+    var config: String
+
+    @Option(help: "Give up waiting for a leader after this many seconds.")
+    var timeout: Int = 30
+
+    func run() async throws {
+        guard timeout > 0 && timeout <= 3_600 else { throw ValidationError("--timeout must be 1...3600 seconds") }
+        let configPath = URL(fileURLWithPath: config).standardizedFileURL.path
+        let ctx = try ClusterContext(configPath: configPath)
+        let cfg = ctx.config
+        try FileManager.default.createDirectory(atPath: cfg.runDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var started: [UInt64: pid_t] = [:]
+        for p in cfg.peers {
+            let pidFile = cfg.pidFilePath(for: p.id)
+            if let pid = PeerProcesses.runningPID(pidFile: pidFile, id: p.id) {
+                print("peer \(p.id): already running (pid \(pid))")
+                continue
+            }
+            let pid = try PeerProcesses.spawn(config: configPath, id: p.id, logFile: cfg.logFilePath(for: p.id))
+            try "\(pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+            started[p.id] = pid
+            print("peer \(p.id): started (pid \(pid)), log \(cfg.logFilePath(for: p.id))")
+        }
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        var last: [(ClusterConfig.Peer, Result<MemberStatus, CLIError>)] = []
+        while ContinuousClock.now < deadline {
+            for (id, pid) in started {
+                let (exited, status) = PeerProcesses.childExited(pid)
+                if exited {
+                    try? FileManager.default.removeItem(atPath: cfg.pidFilePath(for: id))
+                    throw CLIError("peer \(id) (pid \(pid)) exited with status \(status) before a leader was elected; its log ends:\n\(PeerProcesses.tail(cfg.logFilePath(for: id)))")
+                }
+            }
+            last = await ctx.memberStatuses(consistent: false, timeoutMillis: 1_000)
+            let up = last.compactMap { try? $0.1.get() }
+            if let leader = up.first(where: { $0.state == "leader" }), up.filter({ $0.leader == leader.id }).count * 2 > cfg.peers.count {
+                print("leader: peer \(leader.id) (term \(leader.term)); \(up.count)/\(cfg.peers.count) members answering")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        var why = "no leader within \(timeout) s:"
+        for (p, r) in last {
+            switch r {
+            case .success(let s): why += "\n  peer \(p.id): \(s.state), term \(s.term), leader \(s.leader.map(String.init) ?? "none")"
+            case .failure(let e): why += "\n  peer \(p.id): \(e)"
+            }
+        }
+        throw CLIError(why)
+    }
+}
+
+/// `peer down --config FILE`: stop the peers `peer up` started, gracefully.
+struct DownCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "down",
+        abstract: "Stop every running peer of the configuration gracefully (SIGTERM), waiting for each to exit.")
+
+    @Option(help: "The cluster configuration file.")
+    var config: String
+
+    @Option(help: "Seconds to wait for a peer to exit after SIGTERM.")
+    var timeout: Int = 20
+
+    @Flag(help: "SIGKILL a peer that has not exited after --timeout.")
+    var force = false
+
+    func run() async throws {
+        guard timeout > 0 && timeout <= 3_600 else { throw ValidationError("--timeout must be 1...3600 seconds") }
+        let cfg: ClusterConfig
+        do { cfg = try ClusterConfig.load(path: config) } catch { throw CLIError("\(error)") }
+        var stopping: [(UInt64, pid_t)] = []
+        for p in cfg.peers {
+            let pidFile = cfg.pidFilePath(for: p.id)
+            guard let pid = PeerProcesses.runningPID(pidFile: pidFile, id: p.id) else {
+                if FileManager.default.fileExists(atPath: pidFile) { try? FileManager.default.removeItem(atPath: pidFile) }
+                print("peer \(p.id): not running")
+                continue
+            }
+            kill(pid, SIGTERM)
+            stopping.append((p.id, pid))
+        }
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while !stopping.isEmpty && ContinuousClock.now < deadline {
+            stopping.removeAll { id, pid in
+                if PeerProcesses.isPeer(pid: pid, id: id) && PeerProcesses.alive(pid) { return false }
+                try? FileManager.default.removeItem(atPath: cfg.pidFilePath(for: id))
+                print("peer \(id): stopped (pid \(pid))")
+                return true
+            }
+            if !stopping.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        guard !stopping.isEmpty else { return }
+        if force {
+            for (id, pid) in stopping {
+                kill(pid, SIGKILL)
+                try? FileManager.default.removeItem(atPath: cfg.pidFilePath(for: id))
+                print("peer \(id): killed (pid \(pid)) after \(timeout) s")
+            }
+            return
+        }
+        throw CLIError("still running after \(timeout) s: " + stopping.map { "peer \($0.0) (pid \($0.1))" }.joined(separator: ", ") + "; see their logs, or use --force")
+    }
+}
