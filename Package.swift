@@ -34,6 +34,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // --- end transport ---
         // Cluster model (issue 6) uses swift-protobuf and swift-crypto, declared above.
+        // --- config (issue 6) ---
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // --- end config ---
     ],
     targets: [
         // Pure consensus core: imports only the Swift standard library.
@@ -104,7 +107,7 @@ let package = Package(
         // The operator CLI. Only `peer certs` lives here for now; other subcommands come later.
         .executableTarget(
             name: "peer",
-            dependencies: ["PeerCerts", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PeerCerts", "PeerConfig", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         // Two-process loopback benchmark of PeerTransport, mutual TLS against plain TCP.
@@ -141,6 +144,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        // --- config (issue 6) ---
+        // The cluster configuration file (YAML) as plain values, validated with key paths.
+        // Reads one file; imports only Yams and Foundation (`.ci/check-imports`).
+        .target(name: "PeerConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
+        // Depends on `peer` so the built binary is there for the `peer init` process tests.
+        .testTarget(
+            name: "PeerConfigTests",
+            dependencies: ["PeerConfig", "PeerCerts", "peer", .product(name: "X509", package: "swift-certificates")],
+            swiftSettings: swiftSettings
+        ),
+        // --- end config ---
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),
     ]
