@@ -36,6 +36,9 @@ let package = Package(
         // Cluster model (issue 6) uses swift-protobuf and swift-crypto, declared above.
         // Admin HTTPS API (issue 6).
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // --- config (issue 6) ---
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // --- end config ---
     ],
     targets: [
         // Pure consensus core: imports only the Swift standard library.
@@ -107,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "peer",
             dependencies: [
-                "PeerCerts", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
+                "PeerCerts", "PeerConfig", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -168,6 +171,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "PeerNodeTests", dependencies: ["PeerNode", "Raft", "ClusterModel"], swiftSettings: swiftSettings),
+        // --- config (issue 6) ---
+        // The cluster configuration file (YAML) as plain values, validated with key paths.
+        // Reads one file; imports only Yams and Foundation (`.ci/check-imports`).
+        .target(name: "PeerConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
+        // Depends on `peer` so the built binary is there for the `peer init` process tests.
+        .testTarget(
+            name: "PeerConfigTests",
+            dependencies: ["PeerConfig", "PeerCerts", "peer", .product(name: "X509", package: "swift-certificates")],
+            swiftSettings: swiftSettings
+        ),
+        // --- end config ---
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),
     ]

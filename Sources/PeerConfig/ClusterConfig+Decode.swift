@@ -1,0 +1,138 @@
+@preconcurrency import Yams
+
+/// Turns the composed YAML tree into a `ClusterConfig`, key by key, in the schema of
+/// docs/configuration.md. Cross-field rules (unique ids and addresses, timing ratios) are in
+/// `ClusterConfig+Validate.swift`; they use the lines this decoder records.
+struct ConfigDecoder {
+    let reader: YAMLReader
+    /// Absolute: where relative paths in the file resolve (the file's own directory).
+    let baseDirectory: String
+    /// Line of each value read, by key path, for errors found after decoding.
+    private(set) var lines: [String: Int] = [:]
+
+    static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin"]
+    static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries", "keepEntriesAfterSnapshot"]
+    static let peerKeys = ["id", "peer", "api", "router"]
+    static let adminKeys = ["tokenFile"]
+    /// Where pid and log files go when `runDir` is not given: inside the data directory.
+    static let runDirDefaultName = "run"
+
+    init(reader: YAMLReader, baseDirectory: String) {
+        self.reader = reader
+        self.baseDirectory = baseDirectory
+    }
+
+    mutating func decode(_ root: Node, file: String?) throws(ConfigError) -> ClusterConfig {
+        let top = try reader.mapping(root, at: "", allowed: Self.topKeys, what: "cluster settings (\(Self.topKeys.joined(separator: ", ")))")
+        let cluster = try clusterID(try reader.required(top, "cluster"), at: "cluster")
+        let dataDir = try path(try reader.required(top, "dataDir"), at: "dataDir")
+        let tlsDir = try path(try reader.required(top, "tlsDir"), at: "tlsDir")
+        let runDir = try top.value("runDir").map { (node) throws(ConfigError) in try path(node, at: "runDir") }
+            ?? FilePath.join(dataDir, Self.runDirDefaultName)
+        let timing = try top.value("timing").map { (node) throws(ConfigError) in try self.timing(node, at: "timing") } ?? .defaults
+        let peers = try self.peers(try reader.required(top, "peers"), at: "peers")
+        let admin = try top.value("admin").map { (node) throws(ConfigError) in try self.admin(node, at: "admin") }
+            ?? ClusterConfig.Admin(tokenFile: nil)
+        return ClusterConfig(
+            cluster: cluster, dataDir: dataDir, tlsDir: tlsDir, runDir: runDir, timing: timing, peers: peers,
+            admin: admin, file: file)
+    }
+
+    private mutating func record(_ keyPath: String, _ node: Node) {
+        if let line = node.mark?.line { lines[keyPath] = line }
+    }
+
+    /// 1-63 of `[a-z0-9-]`, starting and ending with a letter or digit: one DNS label, so the id
+    /// is also valid in the certificate URI and in PeerCerts' wider name rule.
+    private mutating func clusterID(_ node: Node, at keyPath: String) throws(ConfigError) -> String {
+        record(keyPath, node)
+        let id = try reader.string(node, at: keyPath)
+        let allowed = id.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        guard allowed, id.count <= ClusterConfig.clusterCharactersMax, !id.hasPrefix("-"), !id.hasSuffix("-") else {
+            throw reader.error(keyPath, node, "invalid cluster id '\(id)': use 1-\(ClusterConfig.clusterCharactersMax) lower-case letters, digits and '-', starting and ending with a letter or digit")
+        }
+        return id
+    }
+
+    /// A directory or file path; relative ones resolve against the config file's directory.
+    private mutating func path(_ node: Node, at keyPath: String) throws(ConfigError) -> String {
+        record(keyPath, node)
+        let text = try reader.string(node, at: keyPath)
+        if text.hasPrefix("~") {
+            throw reader.error(keyPath, node, "'~' is not expanded; use an absolute path or one relative to the config file, got '\(text)'")
+        }
+        if text.contains("\0") { throw reader.error(keyPath, node, "a path cannot contain a NUL character") }
+        return FilePath.resolve(text, against: baseDirectory)
+    }
+
+    private mutating func timing(_ node: Node, at keyPath: String) throws(ConfigError) -> ClusterConfig.Timing {
+        let map = try reader.mapping(node, at: keyPath, allowed: Self.timingKeys, what: "Raft timings")
+        var timing = ClusterConfig.Timing.defaults
+        func read(_ key: String, _ range: ClosedRange<Int>, into field: inout Int) throws(ConfigError) {
+            guard let value = map.value(key) else { return }
+            record(map.path(key), value)
+            field = try reader.integer(value, at: map.path(key), in: range)
+        }
+        typealias T = ClusterConfig.Timing
+        try read("tickMs", T.tickMsRange, into: &timing.tickMs)
+        try read("electionTicks", T.electionTicksRange, into: &timing.electionTicks)
+        try read("heartbeatTicks", T.heartbeatTicksRange, into: &timing.heartbeatTicks)
+        try read("snapshotEveryEntries", T.snapshotEveryEntriesRange, into: &timing.snapshotEveryEntries)
+        try read("keepEntriesAfterSnapshot", T.keepEntriesAfterSnapshotRange, into: &timing.keepEntriesAfterSnapshot)
+        return timing
+    }
+
+    private mutating func peers(_ node: Node, at keyPath: String) throws(ConfigError) -> [ClusterConfig.Peer] {
+        record(keyPath, node)
+        let items = try reader.sequence(node, at: keyPath, what: "peers (each with id, peer, api)")
+        guard !items.isEmpty else { throw reader.error(keyPath, node, "at least one peer is required") }
+        guard items.count <= ClusterConfig.peersMax else {
+            throw reader.error(keyPath, node, "\(items.count) peers is more than the \(ClusterConfig.peersMax) a file may list")
+        }
+        var peers: [ClusterConfig.Peer] = []
+        for (i, item) in items.enumerated() {
+            peers.append(try peer(item, at: "\(keyPath)[\(i)]"))
+        }
+        return peers
+    }
+
+    private mutating func peer(_ node: Node, at keyPath: String) throws(ConfigError) -> ClusterConfig.Peer {
+        record(keyPath, node)
+        let map = try reader.mapping(node, at: keyPath, allowed: Self.peerKeys, what: "peer settings (\(Self.peerKeys.joined(separator: ", ")))")
+        let idNode = try reader.required(map, "id")
+        record(map.path("id"), idNode)
+        let id: UInt64 = try reader.integer(idNode, at: map.path("id"), in: ClusterConfig.peerIDRange)
+        let peerAddress = try address(try reader.required(map, "peer"), at: map.path("peer"), dialled: true)
+        let apiAddress = try address(try reader.required(map, "api"), at: map.path("api"), dialled: true)
+        let routerAddress = try map.value("router").map { (node) throws(ConfigError) in
+            try address(node, at: map.path("router"), dialled: false)
+        }
+        return ClusterConfig.Peer(id: id, peerAddress: peerAddress, apiAddress: apiAddress, routerAddress: routerAddress)
+    }
+
+    /// `host:port`. A `dialled` address is one other processes connect to, so it must name a
+    /// host, not "every address" (`0.0.0.0`, `[::]`).
+    private mutating func address(_ node: Node, at keyPath: String, dialled: Bool) throws(ConfigError) -> HostPort {
+        record(keyPath, node)
+        guard case .scalar = node else {
+            // `peer: [::1]:7101` unquoted is YAML flow syntax, not a string.
+            throw reader.error(keyPath, node, "must be a string host:port, got \(reader.describe(node)) (quote an IPv6 address: \"[::1]:7101\")")
+        }
+        let text = try reader.string(node, at: keyPath)
+        switch HostPort.parse(text) {
+        case .failure(let problem):
+            throw reader.error(keyPath, node, problem.reason)
+        case .success(let address):
+            if dialled && address.isUnspecified {
+                throw reader.error(keyPath, node, "\(address) means every address of the machine, which no one can dial; give this peer's own address")
+            }
+            return address
+        }
+    }
+
+    private mutating func admin(_ node: Node, at keyPath: String) throws(ConfigError) -> ClusterConfig.Admin {
+        let map = try reader.mapping(node, at: keyPath, allowed: Self.adminKeys, what: "admin API settings")
+        let tokenFile = try map.value("tokenFile").map { (node) throws(ConfigError) in try path(node, at: map.path("tokenFile")) }
+        return ClusterConfig.Admin(tokenFile: tokenFile)
+    }
+}

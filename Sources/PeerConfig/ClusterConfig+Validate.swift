@@ -1,0 +1,65 @@
+/// Rules that relate several values: unique peer ids, no address used twice, sane timings.
+/// Each failure points at the later of the two values involved, the one an operator just added.
+struct ConfigValidator {
+    let config: ClusterConfig
+    let reader: YAMLReader
+    let lines: [String: Int]
+
+    func validate() throws(ConfigError) {
+        try uniquePeerIDs()
+        try uniqueAddresses()
+        try timingRatio()
+    }
+
+    private func error(_ keyPath: String, _ reason: String) -> ConfigError {
+        reader.error(keyPath, line: lines[keyPath], reason)
+    }
+
+    private func uniquePeerIDs() throws(ConfigError) {
+        var seen: [UInt64: Int] = [:]
+        for (i, peer) in config.peers.enumerated() {
+            if let first = seen[peer.id] {
+                throw error("peers[\(i)].id", "duplicate peer id \(peer.id) (also peers[\(first)])")
+            }
+            seen[peer.id] = i
+        }
+    }
+
+    /// Two listeners on one port of one host cannot both bind. Hosts are compared in canonical
+    /// form; an unspecified host (`0.0.0.0`, `[::]`, allowed for `router`) takes the port on
+    /// every address of its machine, which is the machine of its peer's `peer` address.
+    /// Different names for one machine (`localhost`, `127.0.0.1`) cannot be told apart here.
+    private func uniqueAddresses() throws(ConfigError) {
+        struct Listener {
+            var address: HostPort
+            var keyPath: String
+            var machine: String
+        }
+        var seen: [Listener] = []
+        for (i, peer) in config.peers.enumerated() {
+            let mine: [(String, HostPort?)] = [("peer", peer.peerAddress), ("api", peer.apiAddress), ("router", peer.routerAddress)]
+            for case let (key, address?) in mine {
+                let listener = Listener(address: address, keyPath: "peers[\(i)].\(key)", machine: peer.peerAddress.host)
+                for other in seen where other.address.port == address.port {
+                    if other.address.host == address.host {
+                        throw error(listener.keyPath, "address \(address) is already used by \(other.keyPath)")
+                    }
+                    if (other.address.isUnspecified || address.isUnspecified) && other.machine == listener.machine {
+                        throw error(listener.keyPath, "address \(address) overlaps \(other.address) (\(other.keyPath)) on the same host \(listener.machine): both take port \(address.port)")
+                    }
+                }
+                seen.append(listener)
+            }
+        }
+    }
+
+    /// A follower campaigns after `electionTicks` without a heartbeat; with fewer than three
+    /// heartbeats in that window, one or two lost packets start an election.
+    private func timingRatio() throws(ConfigError) {
+        let t = config.timing
+        let ratio = ClusterConfig.Timing.electionToHeartbeatRatioMin
+        guard t.electionTicks < ratio * t.heartbeatTicks else { return }
+        let keyPath = lines["timing.electionTicks"] != nil ? "timing.electionTicks" : "timing.heartbeatTicks"
+        throw error(keyPath, "electionTicks (\(t.electionTicks)) must be at least \(ratio) x heartbeatTicks (\(t.heartbeatTicks)), that is \(ratio * t.heartbeatTicks)")
+    }
+}
