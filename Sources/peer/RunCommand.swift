@@ -29,7 +29,7 @@ struct RunCommand: AsyncParsableCommand {
             return h
         }
         var logger = Logger(label: "peer")
-        logger[metadataKey: "peer"] = "\(id)"
+        logger[metadataKey: "node"] = "\(id)"
         do {
             try await PeerRuntime.run(settings, logger: logger)
         } catch {

@@ -118,6 +118,8 @@ struct StatusCommand: AsyncParsableCommand {
         )
     }
 
+    static func cell<T: CustomStringConvertible>(_ v: T?) -> String { v.map { $0.description } ?? "-" }
+
     static func render(_ s: ClusterStatus) -> String {
         var out = ""
         let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(s.readAtMs) / 1000))
@@ -127,12 +129,16 @@ struct StatusCommand: AsyncParsableCommand {
         out += "source: \(source), at \(when)\n\n"
         var rows = [["ID", "ADDRESS", "ROLE", "STATE", "TERM", "COMMIT", "APPLIED", "TRAILS", "CONTACT", "VERSION", "DIGEST", "PID"]]
         for m in s.members {
-            rows.append([
-                String(m.id), m.address, m.role, m.state,
-                m.term.map(String.init) ?? "-", m.commitIndex.map(String.init) ?? "-", m.appliedIndex.map(String.init) ?? "-",
-                m.trailsLeaderBy.map(String.init) ?? "-", m.lastContactMs.map { "\($0)ms" } ?? "-",
-                m.version ?? "-", m.stateDigest.map { String($0.prefix(12)) } ?? "-", m.pid.map(String.init) ?? "-",
-            ])
+            var row: [String] = [String(m.id), m.address, m.role, m.state]
+            row.append(Self.cell(m.term))
+            row.append(Self.cell(m.commitIndex))
+            row.append(Self.cell(m.appliedIndex))
+            row.append(Self.cell(m.trailsLeaderBy))
+            row.append(m.lastContactMs.map { "\($0)ms" } ?? "-")
+            row.append(m.version ?? "-")
+            row.append(m.stateDigest.map { String($0.prefix(12)) } ?? "-")
+            row.append(Self.cell(m.pid))
+            rows.append(row)
         }
         out += Table.render(rows)
         for m in s.members {
