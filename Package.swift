@@ -36,6 +36,7 @@ let package = Package(
         // Cluster model (issue 6) uses swift-protobuf and swift-crypto, declared above.
         // Admin HTTPS API (issue 6).
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // --- config (issue 6) ---
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         // --- end config ---
@@ -162,6 +163,7 @@ let package = Package(
                 "PeerNode", "ClusterModel", "Raft",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -170,6 +172,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Real `peer` processes on loopback, driven through the CLI (issue 6).
+        .testTarget(name: "PeerProcessTests", dependencies: ["peer"], swiftSettings: swiftSettings),
         .testTarget(name: "PeerNodeTests", dependencies: ["PeerNode", "Raft", "ClusterModel"], swiftSettings: swiftSettings),
         // --- config (issue 6) ---
         // The cluster configuration file (YAML) as plain values, validated with key paths.

@@ -8,6 +8,8 @@ import NIOHTTP1
 import NIOSSL
 import PeerNode
 import Raft
+import ServiceLifecycle
+import Synchronization
 
 /// Where a member listens.
 public struct MemberAddresses: Sendable, Hashable {
@@ -57,6 +59,12 @@ public final class AdminServer: Sendable {
     let config: AdminServerConfiguration
     let node: PeerNode
     let forwarder: AdminClient
+    let running = Mutex(Running())
+
+    struct Running: Sendable {
+        var group: ServiceGroup?
+        var stopRequested = false
+    }
 
     public init(configuration: AdminServerConfiguration, node: PeerNode) throws(AdminClientError) {
         config = configuration
@@ -75,7 +83,7 @@ public final class AdminServer: Sendable {
         return tls
     }
 
-    /// Serves until the calling task is cancelled. `onListening` gets the bound port.
+    /// Serves until `shutdown()`. `onListening` gets the bound port.
     public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         guard let me = config.members[config.selfID] else {
             throw APIError("config", "peer \(config.selfID) has no API address")
@@ -89,7 +97,23 @@ public final class AdminServer: Sendable {
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? me.apiPort) },
             logger: config.logger
         )
-        try await app.run()
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: config.logger))
+        let stopEarly = running.withLock { r -> Bool in
+            if r.stopRequested { return true }
+            r.group = group
+            return false
+        }
+        if stopEarly { return }
+        try await group.run()
+    }
+
+    /// Stops serving gracefully: no new connections; requests in flight finish. `run` returns.
+    public func shutdown() async {
+        let group = running.withLock { r -> ServiceGroup? in
+            r.stopRequested = true
+            return r.group
+        }
+        await group?.triggerGracefulShutdown()
     }
 
     // MARK: - Routes

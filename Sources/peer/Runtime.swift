@@ -93,6 +93,13 @@ enum PeerRuntime {
         ])
 
         let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
+        let apiTask = Task {
+            do {
+                try await api.run()
+            } catch {
+                logger.error("admin API stopped: \(error)")
+            }
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await m in transport.messages { node.receive(m) }
@@ -103,17 +110,14 @@ enum PeerRuntime {
                 }
             }
             group.addTask {
-                do {
-                    try await api.run()
-                } catch {
-                    logger.error("admin API stopped: \(error)")
-                }
-            }
-            group.addTask {
                 await Registrar(node: node, settings: s, logger: logger).run()
             }
             let signal = await signals.next()
             logger.info("signal \(signal): stopping gracefully")
+            // The API first (requests in flight finish against a live node), then the node
+            // (what still waits fails with a clear error), then the transport.
+            await api.shutdown()
+            await apiTask.value
             group.cancelAll()
             await node.stop()
             await transport.shutdown()

@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real cluster of `peer` processes on loopback, in a temporary directory, driven only
+/// through the CLI (the same commands an operator types). Every process it ends is one it
+/// started, found through the pid files `peer up` wrote.
+final class ProcessCluster {
+    let dir: String
+    let configPath: String
+    let binary: String
+    let size: Int
+
+    init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50) throws {
+        binary = try Self.peerBinary()
+        self.size = size
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("peer-proc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let ports = try Self.freePorts(2 * size)
+        var yaml = """
+        cluster: proc-test
+        dataDir: data
+        tlsDir: tls
+        runDir: run
+        timing:
+          tickMs: \(tickMs)
+          electionTicks: 10
+          heartbeatTicks: 1
+          snapshotEveryEntries: \(snapshotEveryEntries)
+        peers:
+
+        """
+        for i in 0..<size {
+            yaml += "  - id: \(i + 1)\n    peer: 127.0.0.1:\(ports[2 * i])\n    api: 127.0.0.1:\(ports[2 * i + 1])\n"
+        }
+        configPath = dir + "/cluster.yaml"
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    deinit {
+        _ = try? run(["down", "--config", configPath, "--timeout", "10", "--force"], timeoutSeconds: 30)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `peer ARGS` to completion (bounded) and returns what it printed.
+    @discardableResult
+    func run(_ args: [String], timeoutSeconds: Double = 60) throws -> Output {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        // Read both pipes to the end (the child exits, or the deadline kills it).
+        let deadline = DispatchTime.now() + timeoutSeconds
+        let group = DispatchGroup()
+        nonisolated(unsafe) var stdoutData = Data(), stderrData = Data()
+        group.enter()
+        DispatchQueue.global().async { stdoutData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { stderrData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        if group.wait(timeout: deadline) == .timedOut {
+            p.terminate()
+            group.wait()
+            p.waitUntilExit()
+            throw ProcessTestError("peer \(args.joined(separator: " ")) did not finish within \(timeoutSeconds) s")
+        }
+        p.waitUntilExit()
+        return Output(status: p.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self), stderr: String(decoding: stderrData, as: UTF8.self))
+    }
+
+    /// Runs `peer ARGS` and requires exit status 0.
+    @discardableResult
+    func must(_ args: [String], timeoutSeconds: Double = 60) throws -> String {
+        let o = try run(args, timeoutSeconds: timeoutSeconds)
+        guard o.status == 0 else {
+            throw ProcessTestError("peer \(args.joined(separator: " ")) exited \(o.status)\nstdout: \(o.stdout)\nstderr: \(o.stderr)")
+        }
+        return o.stdout
+    }
+
+    func statusJSON(consistent: Bool = false) throws -> [String: Any] {
+        let o = try run(["status", "--config", configPath, "--output", "json"] + (consistent ? ["--consistent"] : []))
+        guard let obj = try JSONSerialization.jsonObject(with: Data(o.stdout.utf8)) as? [String: Any] else {
+            throw ProcessTestError("status --output json printed no object: \(o.stdout) \(o.stderr)")
+        }
+        return obj
+    }
+
+    func members(_ status: [String: Any]) -> [[String: Any]] { status["members"] as? [[String: Any]] ?? [] }
+
+    func pid(of id: Int) -> pid_t? {
+        guard let t = try? String(contentsOfFile: "\(dir)/run/peer-\(id).pid", encoding: .utf8) else { return nil }
+        return pid_t(t.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Polls `peer status` until `done` holds (bounded by `seconds`); returns the last status.
+    @discardableResult
+    func waitForStatus(_ what: String, seconds: Double = 30, _ done: ([String: Any]) -> Bool) throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: [String: Any] = [:]
+        while Date() < deadline {
+            last = (try? statusJSON()) ?? [:]
+            if done(last) { return last }
+            usleep(100_000)
+        }
+        throw ProcessTestError("timed out after \(seconds) s waiting for \(what); last status: \(last)")
+    }
+
+    /// True when every member answers with one applied index and one state digest.
+    static func converged(_ status: [String: Any], members n: Int) -> Bool {
+        let ms = status["members"] as? [[String: Any]] ?? []
+        guard ms.count == n, ms.allSatisfy({ ($0["state"] as? String) != "unreachable" }) else { return false }
+        let applied = Set(ms.compactMap { $0["appliedIndex"] as? Int })
+        let digests = Set(ms.compactMap { $0["stateDigest"] as? String })
+        let commits = Set(ms.compactMap { $0["commitIndex"] as? Int })
+        return applied.count == 1 && digests.count == 1 && commits == applied
+    }
+
+    static func peerBinary() throws -> String {
+        if let p = ProcessInfo.processInfo.environment["PEER_BIN"] { return p }
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let p = candidate.appendingPathComponent("peer").path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        throw ProcessTestError("peer binary not found next to \(dir.path); run `swift build --product peer`")
+    }
+
+    /// Distinct free loopback TCP ports (bound, then released).
+    static func freePorts(_ n: Int) throws -> [Int] {
+        var fds: [Int32] = []
+        defer { fds.forEach { close($0) } }
+        var ports: [Int] = []
+        for _ in 0..<n {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw ProcessTestError("socket: \(errno)") }
+            fds.append(fd)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = 0
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let ok = withUnsafeMutablePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            }
+            guard ok else { throw ProcessTestError("bind: \(errno)") }
+            ports.append(Int(UInt16(bigEndian: addr.sin_port)))
+        }
+        return ports
+    }
+}
+
+struct ProcessTestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
