@@ -104,7 +104,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The operator CLI. Only `peer certs` lives here for now; other subcommands come later.
+        // The operator CLI: `peer init` and `peer certs` so far; other subcommands come later.
         .executableTarget(
             name: "peer",
             dependencies: ["PeerCerts", "PeerConfig", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -151,7 +151,7 @@ let package = Package(
         // Depends on `peer` so the built binary is there for the `peer init` process tests.
         .testTarget(
             name: "PeerConfigTests",
-            dependencies: ["PeerConfig", "PeerCerts", "peer", .product(name: "X509", package: "swift-certificates")],
+            dependencies: ["PeerConfig", "PeerCerts", "peer"],
             swiftSettings: swiftSettings
         ),
         // --- end config ---

@@ -6,7 +6,7 @@ struct PeerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "peer",
         abstract: "Cluster controller: Raft peers, certificates and operations.",
-        subcommands: [CertsCommand.self]
+        subcommands: [Init.self, CertsCommand.self]
     )
 }
 
