@@ -23,7 +23,7 @@ struct Init: ParsableCommand {
         abstract: "Create the CA, peer and admin certificates and data directories for FILE (docs/configuration.md).",
         discussion: "Creates only what is missing and never overwrites; refuses (exit 1, nothing written) if an existing CA or certificate does not fit FILE.")
 
-    @Option(help: "The cluster configuration file (YAML).")
+    @Option(help: ArgumentHelp("The cluster configuration file (YAML).", valueName: "file"))
     var config: String
 
     func run() throws {
