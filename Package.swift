@@ -184,7 +184,7 @@ let package = Package(
         // Depends on `peer` so the built binary is there for the `peer init` process tests.
         .testTarget(
             name: "PeerConfigTests",
-            dependencies: ["PeerConfig", "PeerCerts", "peer", .product(name: "X509", package: "swift-certificates")],
+            dependencies: ["PeerConfig", "PeerCerts", "peer"],
             swiftSettings: swiftSettings
         ),
         // --- end config ---
