@@ -12,6 +12,7 @@ final class ProcessCluster {
     let configPath: String
     let binary: String
     let size: Int
+    var commandCount = 0
 
     init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50) throws {
         binary = try Self.peerBinary()
@@ -50,33 +51,37 @@ final class ProcessCluster {
         var stderr: String
     }
 
-    /// Runs `peer ARGS` to completion (bounded) and returns what it printed.
+    /// Runs `peer ARGS` to completion (bounded) and returns what it printed. Spawned and reaped
+    /// directly (posix_spawn, waitpid): output goes to files, so no pipe can keep us waiting.
     @discardableResult
     func run(_ args: [String], timeoutSeconds: Double = 60) throws -> Output {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        // Read both pipes to the end (the child exits, or the deadline kills it).
-        let deadline = DispatchTime.now() + timeoutSeconds
-        let group = DispatchGroup()
-        nonisolated(unsafe) var stdoutData = Data(), stderrData = Data()
-        group.enter()
-        DispatchQueue.global().async { stdoutData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.enter()
-        DispatchQueue.global().async { stderrData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        if group.wait(timeout: deadline) == .timedOut {
-            p.terminate()
-            group.wait()
-            p.waitUntilExit()
-            throw ProcessTestError("peer \(args.joined(separator: " ")) did not finish within \(timeoutSeconds) s")
+        commandCount += 1
+        let outPath = "\(dir)/cmd-\(commandCount).out", errPath = "\(dir)/cmd-\(commandCount).err"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, binary, &actions, nil, argv, environ)
+        guard rc == 0 else { throw ProcessTestError("posix_spawn \(binary): \(rc)") }
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if Date() > deadline {
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                throw ProcessTestError("peer \(args.joined(separator: " ")) did not finish within \(timeoutSeconds) s")
+            }
+            usleep(5_000)
         }
-        p.waitUntilExit()
-        return Output(status: p.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self), stderr: String(decoding: stderrData, as: UTF8.self))
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return Output(status: code, stdout: out, stderr: err)
     }
 
     /// Runs `peer ARGS` and requires exit status 0.
