@@ -174,6 +174,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "PeerAPITests",
+            dependencies: [
+                "PeerAPI", "PeerNode", "PeerCerts", "ClusterModel", "Raft",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Real `peer` processes on loopback, driven through the CLI (issue 6).
         .testTarget(name: "PeerProcessTests", dependencies: ["peer"], swiftSettings: swiftSettings),
         .testTarget(name: "PeerNodeTests", dependencies: ["PeerNode", "Raft", "ClusterModel"], swiftSettings: swiftSettings),
