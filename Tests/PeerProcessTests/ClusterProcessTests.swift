@@ -60,6 +60,30 @@ struct ClusterProcessTests {
         try c.must(["down", "--config", cfg])
     }
 
+    @Test("a peer that was down while the leader compacted catches up through a snapshot")
+    func catchUpThroughSnapshot() throws {
+        let c = try ProcessCluster(snapshotEveryEntries: 16)
+        let cfg = c.configPath
+        try c.must(["init", "--config", cfg])
+        try c.must(["up", "--config", cfg])
+        let s1 = try c.statusJSON()
+        let leader = try #require(s1["leader"] as? Int)
+        let follower = try #require(c.members(s1).first { $0["id"] as? Int != leader })
+        let fid = try #require(follower["id"] as? Int)
+        #expect(kill(try #require(c.pid(of: fid)), SIGKILL) == 0)
+        for i in 0..<50 { try c.must(["tenants", "create", "snap-\(i)", "--config", cfg]) }
+        // The survivors compacted past everything the dead peer has.
+        let s2 = try c.statusJSON()
+        let lead = try #require(c.members(s2).first { $0["id"] as? Int == leader })
+        #expect((lead["snapshotIndex"] as? Int ?? 0) >= 16)
+        try c.must(["up", "--config", cfg])
+        let s3 = try c.waitForStatus("convergence after catch-up") { ProcessCluster.converged($0, members: 3) }
+        let back = try #require(c.members(s3).first { $0["id"] as? Int == fid })
+        #expect((back["snapshotsInstalled"] as? Int ?? 0) >= 1, "the restarted peer must have caught up through a snapshot: \(back)")
+        #expect(s3["tenants"] as? Int == 50)
+        try c.must(["down", "--config", cfg])
+    }
+
     @Test("a wrong configuration is refused with the key and the reason")
     func wrongConfigRefused() throws {
         let c = try ProcessCluster()

@@ -9,7 +9,9 @@ import Glibc
 
 /// Kills a writing child process with SIGKILL at seeded random moments and checks, after each
 /// kill, that the reopened store holds every acknowledged write, in a gap-free log, with an
-/// untorn hard state, and that SQLite finds the file sound.
+/// untorn hard state, and that SQLite finds the file sound. The child also receives snapshots
+/// (staged in chunks over several writes, then installed): a kill while staging leaves the old
+/// snapshot and log intact, a kill during the install leaves the old or the new, never a mix.
 ///
 /// `PEER_CRASH_KILLS` sets the number of kills (default 20), `PEER_CRASH_SEED` the seed. The seed
 /// fixes the kill schedule (after which report line, with which delay) and the child's writes;
@@ -29,7 +31,7 @@ import Glibc
         var rng = SplitMix64(seed: seed)
         var model = CrashModel()
         var acknowledgedTotal = 0
-        var inFlightLanded = 0, inFlightLost = 0, killedBeforeOpen = 0
+        var inFlightLanded = 0, inFlightLost = 0, killedBeforeOpen = 0, killedDuringStaging = 0, killedDuringInstall = 0
         for round in 0..<kills {
             // Kill after the k-th report line: right after an "I" (inside the write) or an "A"
             // (between writes); sometimes before the store is even open ("R").
@@ -66,12 +68,14 @@ import Glibc
             #expect(try store.integrityProblems().isEmpty, "seed \(seed) round \(round): integrity_check failed")
             try store.close()
             if pending != nil && withPending != model { if found == withPending { inFlightLanded += 1 } else { inFlightLost += 1 } }
+            if case .install? = pending { killedDuringInstall += 1 }
+            if case .stage? = pending { killedDuringStaging += 1 }
             model = found  // the in-flight write may have landed: continue from what is durable
             if !consistent { return }  // the seed is printed above; later rounds would only repeat it
         }
         print("crash test: seed \(seed), \(kills) SIGKILLs, \(acknowledgedTotal) acknowledged writes all found; "
               + "killed mid-write \(inFlightLanded + inFlightLost) times (write landed \(inFlightLanded), lost \(inFlightLost)), "
-              + "before open \(killedBeforeOpen); final log \(model.summary)")
+              + "before open \(killedBeforeOpen), staging a snapshot \(killedDuringStaging), installing one \(killedDuringInstall); final log \(model.summary)")
         #expect(acknowledgedTotal > kills, "seed \(seed): too few acknowledged writes (\(acknowledgedTotal)) to prove anything")
     }
 
@@ -184,6 +188,10 @@ func crashVote(term: Term, commit: LogIndex) -> NodeID { (term &* 2_654_435_761 
 enum CrashOp {
     case persist(first: LogIndex, count: Int, term: Term, hardState: HardState)
     case compact(LogIndex)
+    /// Snapshot chunks staged: nothing observable changes.
+    case stage
+    /// The staged snapshot installed: it replaces the snapshot and the whole log.
+    case install(index: LogIndex, term: Term, hardState: HardState)
 
     init?(_ line: String) {
         let f = line.split(separator: " ").dropFirst().map(String.init)
@@ -195,6 +203,12 @@ enum CrashOp {
         case "C":
             guard f.count == 2, let i = UInt64(f[1]) else { return nil }
             self = .compact(i)
+        case "T":
+            self = .stage
+        case "N":
+            let n = f.dropFirst().compactMap { UInt64($0) }
+            guard n.count == 5 else { return nil }
+            self = .install(index: n[0], term: n[1], hardState: HardState(term: n[2], vote: n[3], commit: n[4]))
         default:
             return nil
         }
@@ -215,10 +229,11 @@ struct CrashModel: Equatable {
 
     /// Reads a store and checks what the model cannot express: payloads and gap-freedom.
     init(_ store: PeerStore) throws {
-        let snap = try store.snapshot()
-        snapshotIndex = snap.metadata.index
-        snapshotTerm = snap.metadata.term
-        snapshotDataOK = snapshotIndex == 0 ? snap.data.isEmpty : snap.data == crashPayload(index: snapshotIndex, term: 0)
+        let meta = try store.snapshotMetadata()
+        let data = try store.snapshotData()
+        snapshotIndex = meta.index
+        snapshotTerm = meta.term
+        snapshotDataOK = snapshotIndex == 0 ? data.isEmpty : data == crashPayload(index: snapshotIndex, term: 0)
         hardState = try store.initialState().0
         let log = try allEntries(store)
         for (i, e) in log.enumerated() {
@@ -242,6 +257,14 @@ struct CrashModel: Equatable {
             snapshotTerm = terms[k - 1]
             terms.removeFirst(k)
             snapshotIndex = index
+        case .stage:
+            break
+        case let .install(index, term, hs):
+            precondition(index > snapshotIndex, "install at \(index) not after the snapshot \(snapshotIndex)")
+            snapshotIndex = index
+            snapshotTerm = term
+            terms = []
+            hardState = hs
         }
     }
 
