@@ -17,7 +17,11 @@ import Glibc
 /// fixes the kill schedule (after which report line, with which delay) and the child's writes;
 /// where exactly a kill lands inside a write still depends on the machine's timing.
 @Suite struct CrashTests {
-    @Test func everyAcknowledgedWriteSurvivesSIGKILL() throws {
+    @Test func everyAcknowledgedWriteSurvivesSIGKILL() async throws {
+        try await offCooperativePool { try self.everyAcknowledgedWriteSurvivesSIGKILLBody() }
+    }
+
+    func everyAcknowledgedWriteSurvivesSIGKILLBody() throws {
         let env = ProcessInfo.processInfo.environment
         // A set but unusable value is an error, never a silent fallback to the default.
         let kills = try #require(env["PEER_CRASH_KILLS"].map { Int($0) } ?? 20,
@@ -82,7 +86,11 @@ import Glibc
     /// A real I/O error: the child runs under a file size limit, so the kernel fails SQLite's
     /// write with EFBIG. The write is refused with a typed error, the next one with `.halted`,
     /// and the file still holds exactly the acknowledged writes.
-    @Test func ioErrorIsTypedHaltsTheStoreAndLosesNothingAcknowledged() throws {
+    @Test func ioErrorIsTypedHaltsTheStoreAndLosesNothingAcknowledged() async throws {
+        try await offCooperativePool { try self.ioErrorBody() }
+    }
+
+    func ioErrorBody() throws {
         let child = try childBinary()
         let dir = TempDir(); defer { dir.remove() }
         let path = dir.file("peer.sqlite")
@@ -270,5 +278,23 @@ struct CrashModel: Equatable {
 
     var summary: String {
         "snapshot \(snapshotIndex)@\(snapshotTerm) log (\(snapshotIndex + 1)...\(snapshotIndex + LogIndex(terms.count))) last term \(terms.last.map(String.init) ?? "-") \(hardState)"
+    }
+}
+
+/// Runs blocking work (pipes, waitpid, sleeps between kills) on a thread of its own, so it does
+/// not hold one of the few threads of Swift's cooperative pool that other suites' servers and
+/// waits need while it runs.
+func offCooperativePool(_ body: @escaping @Sendable () throws -> Void) async throws {
+    try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+        let thread = Thread {
+            do {
+                try body()
+                cont.resume()
+            } catch {
+                cont.resume(throwing: error)
+            }
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
     }
 }

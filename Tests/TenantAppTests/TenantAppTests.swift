@@ -25,7 +25,7 @@ struct Child {
     }
 
     /// Exit status, or nil if it did not exit within `seconds` (then it is killed).
-    func wait(seconds: Double) -> Int32? {
+    func wait(seconds: Double) async -> Int32? {
         let deadline = Date().addingTimeInterval(seconds)
         var status: Int32 = 0
         while waitpid(pid, &status, WNOHANG) == 0 {
@@ -34,7 +34,7 @@ struct Child {
                 waitpid(pid, &status, 0)
                 return nil
             }
-            usleep(2_000)
+            try? await Task.sleep(for: .milliseconds(2))
         }
         return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
@@ -54,7 +54,7 @@ final class AppFixture {
     let app: Child
     let port: Int
 
-    init(tenants: [String]) throws {
+    init(tenants: [String]) async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("tenant-app-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         tenantFile = dir + "/tenants"
@@ -66,7 +66,7 @@ final class AppFixture {
                let p = line.split(separator: ":").last.flatMap({ Int($0) }) {
                 found = p
             } else {
-                usleep(2_000)
+                try await Task.sleep(for: .milliseconds(2))
             }
         }
         guard let found else { throw TestFailure("tenant-app printed no port: \(app.output)") }
@@ -75,17 +75,18 @@ final class AppFixture {
 
     deinit {
         kill(app.pid, SIGKILL)
-        _ = app.wait(seconds: 5)
+        var status: Int32 = 0
+        waitpid(app.pid, &status, 0)
         try? FileManager.default.removeItem(atPath: dir)
     }
 
     /// curl: status, X-Served-By, body.
-    func get(_ path: String, headers: [String] = []) throws -> (status: Int, servedBy: String?, body: String) {
+    func get(_ path: String, headers: [String] = []) async throws -> (status: Int, servedBy: String?, body: String) {
         let out = dir + "/curl-\(UInt32.random(in: 0...UInt32.max))"
         var args = ["-s", "--max-time", "10", "-D", out + ".h", "-o", out + ".b", "-w", "%{http_code}", "http://127.0.0.1:\(port)\(path)"]
         for h in headers { args += ["-H", h] }
         let c = try Child.spawn("/usr/bin/curl", args, out: out)
-        guard c.wait(seconds: 15) == 0 else { throw TestFailure("curl failed: \((try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? "")") }
+        guard await c.wait(seconds: 15) == 0 else { throw TestFailure("curl failed: \((try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? "")") }
         let head = (try? String(contentsOfFile: out + ".h", encoding: .utf8)) ?? ""
         let servedBy = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-served-by:") }
             .map { String($0.dropFirst("x-served-by:".count)).trimmingCharacters(in: .whitespaces) }
@@ -105,29 +106,29 @@ final class AppFixture {
 @Suite("tenant-app: the demo component", .serialized)
 struct TenantAppTests {
     @Test("serves only its tenants, by header or host name, and says who served")
-    func servesItsTenants() throws {
-        let f = try AppFixture(tenants: ["acme", "beta"])
-        let a = try f.get("/x", headers: ["X-Tenant-ID: acme"])
+    func servesItsTenants() async throws {
+        let f = try await AppFixture(tenants: ["acme", "beta"])
+        let a = try await f.get("/x", headers: ["X-Tenant-ID: acme"])
         #expect(a.status == 200 && a.servedBy == "i1/dfx-dev" && a.body.contains("\"tenant\":\"acme\""))
-        let b = try f.get("/x", headers: ["Host: beta.apps.example"])
+        let b = try await f.get("/x", headers: ["Host: beta.apps.example"])
         #expect(b.status == 200 && b.body.contains("\"tenant\":\"beta\""))
-        let other = try f.get("/x", headers: ["X-Tenant-ID: zed"])
+        let other = try await f.get("/x", headers: ["X-Tenant-ID: zed"])
         #expect(other.status == 404 && other.servedBy == "i1/dfx-dev" && other.body.contains("zed"))
-        #expect(try f.get("/healthz").status == 200)
-        #expect(try f.get("/burn?ms=20", headers: ["X-Tenant-ID: acme"]).body.contains("burnedMs"))
-        #expect(try f.get("/burn?ms=99999", headers: ["X-Tenant-ID: acme"]).status == 400)
+        #expect(try await f.get("/healthz").status == 200)
+        #expect(try await f.get("/burn?ms=20", headers: ["X-Tenant-ID: acme"]).body.contains("burnedMs"))
+        #expect(try await f.get("/burn?ms=99999", headers: ["X-Tenant-ID: acme"]).status == 400)
     }
 
     @Test("SIGHUP reloads the tenant file; an invalid file keeps the previous tenants")
-    func reload() throws {
-        let f = try AppFixture(tenants: ["acme"])
-        #expect(try f.get("/", headers: ["X-Tenant-ID: new"]).status == 404)
+    func reload() async throws {
+        let f = try await AppFixture(tenants: ["acme"])
+        #expect(try await f.get("/", headers: ["X-Tenant-ID: new"]).status == 404)
         try "acme\nnew\n".write(toFile: f.tenantFile, atomically: true, encoding: .utf8)
         kill(f.app.pid, SIGHUP)
         var served = false
         for _ in 0..<500 where !served {
-            served = try f.get("/", headers: ["X-Tenant-ID: new"]).status == 200
-            if !served { usleep(5_000) }
+            served = try await f.get("/", headers: ["X-Tenant-ID: new"]).status == 200
+            if !served { try await Task.sleep(for: .milliseconds(5)) }
         }
         #expect(served)
         try "acme\nNOT A TENANT!\n".write(toFile: f.tenantFile, atomically: true, encoding: .utf8)
@@ -135,27 +136,27 @@ struct TenantAppTests {
         var refused = false
         for _ in 0..<1_000 where !refused {
             refused = ((try? String(contentsOfFile: f.app.out + ".err", encoding: .utf8)) ?? "").contains("keeping the previous tenants")
-            if !refused { usleep(5_000) }
+            if !refused { try await Task.sleep(for: .milliseconds(5)) }
         }
         #expect(refused, "the app must say it refused the file")
-        #expect(try f.get("/", headers: ["X-Tenant-ID: new"]).status == 200, "an invalid file must not drop the tenants")
+        #expect(try await f.get("/", headers: ["X-Tenant-ID: new"]).status == 200, "an invalid file must not drop the tenants")
     }
 
     @Test("SIGTERM: a request in flight completes, then the process exits 0")
-    func gracefulStop() throws {
-        let f = try AppFixture(tenants: ["acme"])
+    func gracefulStop() async throws {
+        let f = try await AppFixture(tenants: ["acme"])
         let out = f.dir + "/inflight"
         let inflight = try Child.spawn("/usr/bin/curl", ["-s", "--max-time", "10", "-o", out + ".b", "-w", "%{http_code}", "-H", "X-Tenant-ID: acme", "http://127.0.0.1:\(f.port)/burn?ms=600"], out: out)
         // Wait (bounded) until the app is serving it: it logs the burn before it starts.
         var started = false
         for _ in 0..<5_000 where !started {
             started = ((try? String(contentsOfFile: f.app.out + ".err", encoding: .utf8)) ?? "").contains("burning 600 ms")
-            if !started { usleep(1_000) }
+            if !started { try await Task.sleep(for: .milliseconds(1)) }
         }
         #expect(started)
         kill(f.app.pid, SIGTERM)
-        #expect(inflight.wait(seconds: 15) == 0)
+        #expect(await inflight.wait(seconds: 15) == 0)
         #expect(inflight.output == "200", "the request in flight got \(inflight.output)")
-        #expect(f.app.wait(seconds: 15) == 0)
+        #expect(await f.app.wait(seconds: 15) == 0)
     }
 }
