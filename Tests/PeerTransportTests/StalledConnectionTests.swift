@@ -10,8 +10,11 @@ import Testing
 /// `Reject` write to finish never happens. Real sockets on 127.0.0.1.
 @Suite(.serialized) struct StalledConnectionTests {
     static let helloTimeoutMs: Int64 = 300
-    /// Slack for a loaded 2-core machine; far below "forever", which is what the bug gave.
-    static let marginMs: Int64 = 3_000
+    /// A liveness bound, not a latency claim: the bug this guards against held the connection
+    /// forever. CI ran this beside three real peer processes on 2 cores and the 300 ms timer's
+    /// close arrived after more than 3 s, so the bound is generous; a passing run returns as
+    /// soon as the connection closes.
+    static let marginMs: Int64 = 20_000
 
     @Test func silentTCPClientIsClosedByTheHelloTimeout() async throws {
         let pki = try TestPKI()
