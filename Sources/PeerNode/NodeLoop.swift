@@ -35,6 +35,8 @@ final class NodeLoop {
     var softState: SoftState
     var publish: (@Sendable (PeerNode.Published) -> Void)?
     var onExit: (@Sendable () -> Void)?
+    /// Configuration changes the core applied (ADR 0005): the transport's peers follow them.
+    var membershipChanged: (@Sendable ([ConfChangeResult]) -> Void)?
 
     init(options: PeerNodeOptions, store: any LogStore, send: @escaping MessageSender, mailbox: Mailbox<Message, Request>) throws(PeerNodeError) {
         self.options = options
@@ -100,7 +102,11 @@ final class NodeLoop {
                 case .transfer(let target, let cont):
                     cont.resume(returning: startTransfer(to: target))
                 case .unreachable(let peer):
-                    if haltReason == nil { raft.reportUnreachable(peer) }
+                    guard haltReason == nil else { break }
+                    raft.reportUnreachable(peer)
+                    // Our leader's connection is gone: pre-vote now instead of after an election
+                    // timeout. Safe: voters still hearing from a live leader refuse the pre-vote.
+                    if raft.role == .follower && raft.leader == peer { raft.leaderConnectionLost() }
                 case .stop:
                     stopping = true
                 }
@@ -141,6 +147,7 @@ final class NodeLoop {
             }
             assertPersisted(rd)
             for m in rd.messages { send(m) }
+            if !rd.confChanges.isEmpty { membershipChanged?(rd.confChanges) }
             if let snap = rd.snapshot {
                 restoreState(from: snap)
                 if haltReason != nil { return }
@@ -257,6 +264,7 @@ final class NodeLoop {
             case .halted(let why): e = .halted(reason: why)
             case .transferInProgress(let to): e = .notApplied(reason: "leadership is being transferred to peer \(to)")
             case .uncommittedLogFull(let u, let p, let l): e = .notApplied(reason: "uncommitted log full (\(u) + \(p) bytes > \(l))")
+            case .confChangeRefused(let why): e = .notApplied(reason: "configuration change refused: \(why)")
             }
             for (_, c) in batch { c.resume(returning: .failure(e)) }
         }

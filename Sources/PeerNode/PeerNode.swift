@@ -62,6 +62,13 @@ public final class PeerNode: Sendable {
         loop.value.publishNow()
     }
 
+    /// Calls `observer` on the node's thread with each batch of configuration changes the core
+    /// applied (learners added, promoted, nodes removed). Set it before `start()`; it must not
+    /// block.
+    public func onMembershipChange(_ observer: @escaping @Sendable ([ConfChangeResult]) -> Void) {
+        loop.value.membershipChanged = observer
+    }
+
     /// Starts the node's thread.
     public func start() {
         let box = loop

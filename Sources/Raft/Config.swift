@@ -24,6 +24,10 @@ public struct RaftConfig: Sendable {
     public var snapshotChunkBytes: Int = 1 << 20
     /// Snapshot chunks sent to one follower and not yet acknowledged; then the leader waits.
     public var snapshotChunksInflightMax: Int = 4
+    /// A learner is promoted only when its match index is at most this many entries behind the
+    /// leader's last index (and it answered within an election timeout), so that the new voter
+    /// does not stall commits while it catches up.
+    public var learnerCatchUpEntriesMax: Int = 1000
     /// Thesis §9.6: ask "would you vote for me?" before incrementing the term.
     public var preVote = true
     /// Thesis §6.2: a leader steps down when it has not heard from a quorum for an election
@@ -52,6 +56,7 @@ public struct RaftConfig: Sendable {
         if applyBytesMaxPerReady <= 0 { return "applyBytesMaxPerReady must be positive, got \(applyBytesMaxPerReady)" }
         if snapshotChunkBytes <= 0 { return "snapshotChunkBytes must be positive, got \(snapshotChunkBytes)" }
         if snapshotChunksInflightMax <= 0 { return "snapshotChunksInflightMax must be positive, got \(snapshotChunksInflightMax)" }
+        if learnerCatchUpEntriesMax < 0 { return "learnerCatchUpEntriesMax must not be negative, got \(learnerCatchUpEntriesMax)" }
         return nil
     }
 }
@@ -76,6 +81,9 @@ public enum PlantedBug: String, Sendable, Hashable, CaseIterable {
     /// Persistence order (a driver bug, planted in the simulator's driver): messages are sent
     /// before the Ready's state is persisted.
     case sendBeforePersist = "send-before-persist"
+    /// Membership: a candidate asks learners too and counts their votes as if they were voters,
+    /// so it can win without a quorum of its configuration's voters.
+    case countLearnerVotes = "count-learner-votes"
 }
 
 /// Why a proposal was not accepted. The caller knows for certain the entry was not appended.
@@ -89,6 +97,8 @@ public enum ProposalError: Error, Sendable, Hashable {
     case uncommittedLogFull(uncommittedBytes: Int, proposedBytes: Int, limitBytes: Int)
     /// A leadership transfer is in progress; proposals wait until it ends.
     case transferInProgress(to: NodeID)
+    /// `proposeConfChange` only: the change is refused, and says why.
+    case confChangeRefused(ConfChangeRefusal)
     /// The node halted after a storage failure.
     case halted(String)
 }

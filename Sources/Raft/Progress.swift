@@ -122,6 +122,8 @@ struct Progress {
     var probeSent = false
     /// Heard from since the last check-quorum round.
     var recentActive = false
+    /// Leader ticks since this peer last answered anything (promotion needs a recent answer).
+    var ticksSinceHeard = 0
     var isLearner: Bool
     var inflights: Inflights
     /// The snapshot being sent. Invariant: non-nil exactly when `state` is `.snapshot`.
@@ -131,6 +133,12 @@ struct Progress {
         self.next = next
         self.isLearner = isLearner
         self.inflights = Inflights(capacity: inflightMax)
+    }
+
+    /// The peer answered: it is active for check-quorum and for learner promotion.
+    mutating func markHeard() {
+        recentActive = true
+        ticksSinceHeard = 0
     }
 
     var isPaused: Bool {

@@ -20,4 +20,20 @@ extension RaftNode {
         }
         progress[peer] = pr
     }
+
+    /// The transport lost its connection to the current leader (or the leader's process is
+    /// known dead). A follower forgets that leader, which also ends its lease, and starts a
+    /// PRE-vote at once instead of waiting an election timeout. Safe against a leader that is
+    /// only slow or cut off from this node alone: the other voters still hear from it, are in
+    /// their lease and refuse the pre-vote, so no term changes anywhere (thesis §9.6, §6.2).
+    /// Without pre-vote it only forgets the leader (a real election at once would disrupt).
+    public mutating func leaderConnectionLost() {
+        precondition(!awaitingAdvance, "leaderConnectionLost() between ready() and advance()")
+        guard haltReason == nil, role == .follower, leader != noNode else { return }
+        leader = noNode
+        guard config.preVote, isPromotable else { return }
+        counters.leaderConnectionsLost += 1
+        hup()
+        checkStorage()
+    }
 }

@@ -61,6 +61,7 @@ extension RaftNode {
         guard context != 0 else { throw .invalidContext }
         switch role {
         case .leader:
+            if isHandingOver { throw .noLeader }
             guard acceptRead(context: context, from: id) else { throw .tooManyPending(limit: config.readRequestsMax) }
         case .follower where leader != noNode:
             send(Message(kind: .readIndex, from: id, to: leader, term: term, context: context))
@@ -134,7 +135,7 @@ extension RaftNode {
     public mutating func transferLeadership(to target: NodeID) throws(TransferError) {
         precondition(!awaitingAdvance, "transferLeadership() between ready() and advance()")
         if let why = haltReason { throw .halted(why) }
-        guard role == .leader else { throw .notLeader(leader: leader) }
+        guard role == .leader, !isHandingOver else { throw .notLeader(leader: role == .leader ? noNode : leader) }
         guard conf.voters.contains(target) else { throw .notAVoter(target) }
         guard target != id, target != leadTransferee else { return }
         leadTransferee = target

@@ -10,7 +10,7 @@ extension RaftNode {
             return handleAppendResponse(m)
         case .heartbeatResponse:
             if m.context != 0 { readConfirmed(context: m.context, by: m.from) }
-            progress[m.from]!.recentActive = true
+            progress[m.from]!.markHeard()
             progress[m.from]!.probeSent = false
             if progress[m.from]!.state == .replicate && progress[m.from]!.inflights.isFull {
                 // The window may be stuck on lost appends; make room for one more.
@@ -35,7 +35,7 @@ extension RaftNode {
 
     mutating func handleAppendResponse(_ m: Message) -> StepResult {
         let peer = m.from
-        progress[peer]!.recentActive = true
+        progress[peer]!.markHeard()
         if m.reject {
             // A follower receiving a snapshot gets no appends; a rejection is from before.
             if case .snapshot = progress[peer]!.state { return .ignored(.staleResponse) }
@@ -90,6 +90,8 @@ extension RaftNode {
 
     /// Commits the highest index stored on a quorum of voters, if it is of the current term.
     mutating func maybeCommit() -> Bool {
+        // No voters, no quorum (a node that knows no configuration never leads; defensive).
+        guard !conf.voters.isEmpty else { return false }
         var matches: [LogIndex] = []
         matches.reserveCapacity(conf.voters.count)
         for v in conf.voters { matches.append(progress[v]?.match ?? 0) }

@@ -67,7 +67,7 @@ extension RaftNode {
     /// The follower's answer to a chunk.
     mutating func handleSnapshotResponse(_ m: Message) -> StepResult {
         let peer = m.from
-        progress[peer]!.recentActive = true
+        progress[peer]!.markHeard()
         guard var t = progress[peer]!.transfer, m.index == t.metadata.index, m.logTerm == t.metadata.term else {
             // About a transfer that is over, or a snapshot we no longer send.
             return .ignored(.staleResponse)

@@ -26,7 +26,11 @@ extension RaftNode {
     /// Term bookkeeping common to all roles (paper §5.1), then the role's handler.
     mutating func stepChecked(_ m: Message) -> StepResult {
         if m.to != id { return .ignored(.wrongRecipient) }
-        if m.from == id || m.from == noNode || !conf.contains(m.from) { return .ignored(.unknownSender) }
+        if m.from == id || m.from == noNode { return .ignored(.unknownSender) }
+        // A node learns its leader whatever its configuration says (a new node starts knowing no
+        // configuration; thesis §4.1), but it does not let a non-member make it vote or raise its
+        // term: a removed server must not disrupt the cluster (thesis §4.2.3).
+        if (m.kind == .vote || m.kind == .preVote) && !conf.contains(m.from) { return .ignored(.unknownSender) }
         if let why = Self.malformation(of: m) { return .ignored(.malformed(why)) }
 
         if m.term > term {
@@ -128,6 +132,11 @@ extension RaftNode {
             if m.kind == .vote {
                 electionElapsed = 0
                 vote = m.from
+            } else if role == .preCandidate && yieldsPreCampaign(to: m) {
+                // Two nodes that lost the leader at once (leaderConnectionLost) would both win
+                // their pre-votes and split the real vote: the one with the older log, or the
+                // same log and the higher id, steps back (always safe: it only campaigns less).
+                becomeFollower(term: term, leader: noNode)
             }
         } else {
             send(Message(kind: responseKind, from: id, to: m.from, term: term, reject: true))
@@ -146,6 +155,7 @@ extension RaftNode {
     mutating func tickLeader() {
         heartbeatElapsed += 1
         electionElapsed += 1
+        for peer in conf.all where peer != id { progress[peer]?.ticksSinceHeard += 1 }
         if electionElapsed >= config.electionTimeoutTicks {
             electionElapsed = 0
             if leadTransferee != noNode {
@@ -166,6 +176,7 @@ extension RaftNode {
         if heartbeatElapsed >= config.heartbeatTimeoutTicks {
             heartbeatElapsed = 0
             broadcastHeartbeat()
+            if isHandingOver { handOver() }
         }
     }
 
@@ -185,7 +196,7 @@ extension RaftNode {
     var quorumSize: Int { conf.voters.count / 2 + 1 }
 
     mutating func hup() {
-        guard haltReason == nil, role != .leader, isPromotable else { return }
+        guard haltReason == nil, role != .leader, isPromotable, !hasUnappliedConfChanges else { return }
         if config.preVote {
             campaign(preVote: true)
         } else {
@@ -217,7 +228,8 @@ extension RaftNode {
         }
         let last = log.lastIndex
         let lastTerm = log.lastTerm
-        for peer in conf.voters.sorted() where peer != id {
+        let asked = config.plantedBugs.contains(.countLearnerVotes) ? conf.all : conf.voters
+        for peer in asked.sorted() where peer != id {
             send(Message(kind: kind, from: id, to: peer, term: voteTerm, logTerm: lastTerm, index: last,
                          context: transfer ? Message.leadershipTransferContext : 0))
         }
@@ -228,17 +240,19 @@ extension RaftNode {
     /// The leader chose this node to succeed it: campaign now, with a real vote (no pre-vote),
     /// and tell voters to ignore their leader lease (thesis §3.10).
     mutating func handleTimeoutNow(_ m: Message) -> StepResult {
-        guard isPromotable else { return .ignored(.irrelevantForRole) }
+        guard isPromotable, !hasUnappliedConfChanges else { return .ignored(.irrelevantForRole) }
         campaign(preVote: false, transfer: true)
         return .accepted
     }
 
     mutating func recordVote(from peer: NodeID, granted: Bool) -> VoteTally {
-        guard conf.voters.contains(peer) else { return .pending }
+        // Only voters of our configuration count (learners and non-members may answer).
+        let countsAll = config.plantedBugs.contains(.countLearnerVotes)
+        guard (countsAll ? conf.all : conf.voters).contains(peer) else { return .pending }
         if votes[peer] == nil { votes[peer] = granted }
         var yes = 0
         var no = 0
-        for v in conf.voters {
+        for v in countsAll ? conf.all : conf.voters {
             switch votes[v] {
             case true?: yes += 1
             case false?: no += 1
@@ -276,5 +290,16 @@ extension RaftNode {
         default:
             return .ignored(.irrelevantForRole)
         }
+    }
+}
+
+extension RaftNode {
+    /// A pre-candidate asked for a pre-vote by `m.from` steps back if the asker's log is more up
+    /// to date than ours, or as up to date and its id is lower: a deterministic tie-break.
+    func yieldsPreCampaign(to m: Message) -> Bool {
+        let ourTerm = log.lastTerm, ourIndex = log.lastIndex
+        if m.logTerm != ourTerm { return m.logTerm > ourTerm }
+        if m.index != ourIndex { return m.index > ourIndex }
+        return m.from < id
     }
 }

@@ -31,6 +31,13 @@ public struct RaftNode {
     /// Proposals arrived since the last Ready: one broadcast carries them all.
     var proposalsPending = false
 
+    /// Leader: index of the last configuration change it appended (or its last index when it
+    /// took office, which may hold changes of earlier leaders). Another change may be proposed
+    /// only once this is applied: one change at a time.
+    var pendingConfIndex: LogIndex = 0
+    /// Configuration changes applied at the last `advance`, for the next Ready.
+    var confResults: [ConfChangeResult] = []
+
     /// Leadership transfer in progress to this voter (thesis §3.10), or `noNode`.
     public internal(set) var leadTransferee: NodeID = noNode
     /// Linearizable reads waiting for leadership confirmation (thesis §6.4).
@@ -68,6 +75,7 @@ public struct RaftNode {
         vote = hs.vote
         prevHardState = hs
         prevSoftState = SoftState(leader: noNode, role: .follower)
+        if log.applied >= log.firstIndex { restoreAppliedConf() }
         becomeFollower(term: hs.term, leader: noNode)
     }
 
@@ -86,8 +94,15 @@ public struct RaftNode {
     /// Term of the entry at `index` as this node sees it, if it has it.
     public func term(at index: LogIndex) -> Term? { log.term(index) }
 
-    /// True if this node may campaign: a voter that has not halted.
-    var isPromotable: Bool { conf.voters.contains(id) && haltReason == nil }
+    /// True if this node may campaign: a voter, or a node outside its configuration (removed,
+    /// and perhaps needed to hand over: ADR 0005), that has not halted. Learners never campaign.
+    /// A candidate counts only the votes of its configuration's voters, so a non-member's own
+    /// vote never counts.
+    var isPromotable: Bool { haltReason == nil && (conf.voters.contains(id) || !conf.contains(id)) }
+
+    /// A leader that is not a voter of its configuration (it applied its own removal, or won an
+    /// election as a removed node): it serves no client and hands leadership to a voter.
+    public var isHandingOver: Bool { role == .leader && !conf.voters.contains(id) }
 
     // MARK: - Inputs
 
@@ -123,7 +138,7 @@ public struct RaftNode {
         precondition(!awaitingAdvance, "propose() between ready() and advance()")
         precondition(!batch.isEmpty, "empty proposal batch")
         if let why = haltReason { throw .halted(why) }
-        guard role == .leader else { throw .notLeader(leader: leader) }
+        guard role == .leader, !isHandingOver else { throw .notLeader(leader: role == .leader ? noNode : leader) }
         if leadTransferee != noNode { throw .transferInProgress(to: leadTransferee) }
         let bytes = batch.reduce(0) { $0 + $1.count }
         if config.uncommittedBytesMax > 0 && uncommittedBytes > 0 && uncommittedBytes + bytes > config.uncommittedBytesMax {
@@ -161,7 +176,7 @@ public struct RaftNode {
     /// True if `ready()` has something for the driver.
     public var hasReady: Bool {
         if proposalsPending || !outbox.isEmpty || !readStates.isEmpty || !log.unstable.isEmpty || log.unstableSnapshot != nil
-            || !chunksToStage.isEmpty { return true }
+            || !chunksToStage.isEmpty || !confResults.isEmpty { return true }
         if softState != prevSoftState || reportedHardState != prevHardState { return true }
         return log.hasNextCommittedEntries
     }
@@ -186,6 +201,8 @@ public struct RaftNode {
         outbox = []
         rd.readStates = readStates
         readStates = []
+        rd.confChanges = confResults
+        confResults = []
         let hs = reportedHardState
         if hs != prevHardState {
             rd.hardState = hs
@@ -214,6 +231,8 @@ public struct RaftNode {
                 let bytes = rd.committedEntries.reduce(0) { $0 + $1.data.count }
                 uncommittedBytes = max(0, uncommittedBytes - bytes)
             }
+            // The application applied them: configuration changes take effect now (ADR 0005).
+            applyConfChanges(in: rd.committedEntries)
         }
     }
 
@@ -256,6 +275,9 @@ public struct RaftNode {
         role = .leader
         progress[id]?.becomeReplicate()
         counters.leadersElected += 1
+        // The log may hold changes of earlier leaders, not yet applied: the first change of this
+        // term waits until everything up to here is applied (and an entry of this term committed).
+        pendingConfIndex = log.lastIndex
         // Raft thesis §6.4 / paper §8: a new leader commits an entry of its own term, which
         // commits every earlier entry (Figure 8 rule) and lets it serve reads.
         appendAsLeader([Entry(term: term, index: log.lastIndex + 1)])
@@ -336,6 +358,10 @@ public struct Ready: Sendable {
     public var messages: [Message] = []
     /// Confirmed linearizable reads: serve each once the applied index reaches `index`.
     public var readStates: [ReadState] = []
+    /// Configuration changes the core applied when the PREVIOUS Ready was advanced (the
+    /// application had applied their entries): the configuration now in force (update the
+    /// transport's peers), or why an entry's data was malformed (it changed nothing).
+    public var confChanges: [ConfChangeResult] = []
     /// Whether the writes above must be fsync'd before sending (false when only `commit` moved).
     public var mustSync = false
     /// Set once the node halted (storage failure): stop the peer and report it.
@@ -345,7 +371,7 @@ public struct Ready: Sendable {
 
     public var isEmpty: Bool {
         softState == nil && hardState == nil && entries.isEmpty && snapshot == nil && snapshotChunks.isEmpty
-            && committedEntries.isEmpty && messages.isEmpty && readStates.isEmpty
+            && committedEntries.isEmpty && messages.isEmpty && readStates.isEmpty && confChanges.isEmpty
     }
 }
 
@@ -369,6 +395,11 @@ public struct RaftCounters: Sendable, Hashable {
     public var snapshotRetries = 0
     /// Follower: snapshots completely received and handed to the driver to install.
     public var snapshotsInstalled = 0
+    /// Configuration changes applied, and `.confChange` entries whose data was malformed.
+    public var confChangesApplied = 0
+    public var confChangesMalformed = 0
+    /// `leaderConnectionLost()` calls that started a pre-vote.
+    public var leaderConnectionsLost = 0
 
     mutating func noteIgnored(_ reason: IgnoreReason) {
         messagesIgnored += 1

@@ -10,7 +10,11 @@ import Raft
 /// - commit index never decreases (in memory per incarnation; on disk across crashes);
 /// - a vote, once persisted for a term, never changes in that term;
 /// - a snapshot (created or installed) holds exactly the state of the committed prefix it names,
-///   and installing one never discards a committed entry.
+///   and installing one never discards a committed entry;
+/// - decisions only by a quorum of the configuration in force: a new leader received granted
+///   votes for its term from a quorum of its configuration's voters, and a leader advances its
+///   commit index to `i` only when a quorum of its voters acknowledged `i` (the simulator sees
+///   every delivered message, so it knows both without asking the core).
 struct Checker {
     struct EntryKey: Hashable {
         var index: LogIndex
@@ -34,12 +38,39 @@ struct Checker {
     private var verifiedCommit: [LogIndex]
     private var nextApply: [LogIndex]
     private var leaderCheckedTerm: [Term]
+    /// Granted (real) votes delivered to each candidate, per term.
+    private var votesGranted: [NodeKey: Set<NodeID>] = [:]
+    /// Highest index each follower acknowledged to each leader, per term.
+    private var appendAcks: [NodeKey: [NodeID: LogIndex]] = [:]
+    /// Per node: the term it leads and the commit index already justified in it.
+    private var leaderCommitChecked: [(term: Term, commit: LogIndex)]
+    /// Membership changes applied (each counted once, when first applied anywhere).
+    private(set) var confChangesApplied = 0
+
+    struct NodeKey: Hashable {
+        var node: NodeID
+        var term: Term
+    }
 
     init(nodeCount: Int) {
         lastCommit = Array(repeating: 0, count: nodeCount)
         verifiedCommit = Array(repeating: 0, count: nodeCount)
         nextApply = Array(repeating: 1, count: nodeCount)
         leaderCheckedTerm = Array(repeating: 0, count: nodeCount)
+        leaderCommitChecked = Array(repeating: (0, 0), count: nodeCount)
+    }
+
+    /// Every delivered message: the evidence a node's decisions must rest on.
+    mutating func delivered(_ m: Message) {
+        switch m.kind {
+        case .voteResponse where !m.reject:
+            votesGranted[NodeKey(node: m.to, term: m.term), default: []].insert(m.from)
+        case .appendResponse where !m.reject:
+            let key = NodeKey(node: m.to, term: m.term)
+            appendAcks[key, default: [:]][m.from] = max(appendAcks[key]?[m.from] ?? 0, m.index)
+        default:
+            break
+        }
     }
 
     mutating func nodeStarted(_ i: Int, raft: RaftNode, disk: MemoryStorage) {
@@ -51,8 +82,9 @@ struct Checker {
     }
 
     /// After every event, for every live node.
-    mutating func observe(_ i: Int, raft: RaftNode) -> Violation? {
+    mutating func observe(_ i: Int, raft: RaftNode, confBefore: ConfState?) -> Violation? {
         if raft.role == .leader, let v = checkLeader(i, raft: raft) { return v }
+        if raft.role == .leader, let v = checkCommitQuorum(i, raft: raft, confBefore: confBefore) { return v }
         if raft.commitIndex < lastCommit[i] {
             return Violation(invariant: "commit-monotonic", detail: "node \(raft.id) commit fell from \(lastCommit[i]) to \(raft.commitIndex)")
         }
@@ -61,7 +93,36 @@ struct Checker {
     }
 
     mutating func becameLeader(_ i: Int, raft: RaftNode) -> Violation? {
-        checkLeader(i, raft: raft)
+        let voters = raft.conf.voters
+        let granted = (votesGranted[NodeKey(node: raft.id, term: raft.term)] ?? []).union([raft.id])
+        let counted = granted.intersection(voters)
+        if counted.count < voters.count / 2 + 1 {
+            return Violation(invariant: "vote-quorum",
+                             detail: "node \(raft.id) leads term \(raft.term) with votes from \(counted.sorted()) of voters \(voters.sorted()) (grants from \(granted.sorted()))")
+        }
+        leaderCommitChecked[i] = (raft.term, raft.commitIndex)
+        return checkLeader(i, raft: raft)
+    }
+
+    /// A leader's commit index moved: a quorum of its voters (itself by its own log) must
+    /// have acknowledged the new commit index in this term. The configuration in force is the
+    /// one after the event or, for a commit decided before a change applied in the same event,
+    /// the one before it.
+    private mutating func checkCommitQuorum(_ i: Int, raft: RaftNode, confBefore: ConfState?) -> Violation? {
+        let commit = raft.commitIndex
+        guard leaderCommitChecked[i].term == raft.term, commit > leaderCommitChecked[i].commit else { return nil }
+        let acks = appendAcks[NodeKey(node: raft.id, term: raft.term)] ?? [:]
+        func holding(_ voters: Set<NodeID>) -> Set<NodeID> {
+            voters.filter { $0 == raft.id ? raft.lastIndex >= commit : (acks[$0] ?? 0) >= commit }
+        }
+        let voters = raft.conf.voters
+        let before = confBefore?.voters ?? voters
+        if holding(voters).count < voters.count / 2 + 1 && holding(before).count < before.count / 2 + 1 {
+            return Violation(invariant: "commit-quorum",
+                             detail: "leader \(raft.id) of term \(raft.term) commits \(commit) acknowledged only by \(holding(voters).sorted()) of voters \(voters.sorted()) (before: \(holding(before).sorted()) of \(before.sorted()))")
+        }
+        leaderCommitChecked[i].commit = commit
+        return nil
     }
 
     private mutating func checkLeader(_ i: Int, raft: RaftNode) -> Violation? {
@@ -193,6 +254,7 @@ struct Checker {
             precondition(k == appliedSequence.count, "applied sequence gap")
             digests.append(SimApp.mix(digests.last ?? SimApp.initialDigest, e))
             appliedSequence.append(e)
+            if e.kind == .confChange, (try? ConfChangeEntry.decode(e.data)) != nil { confChangesApplied += 1 }
         }
         return nil
     }

@@ -3,6 +3,8 @@ import Raft
 /// How one simulated run is shaped. Fault rates are per mille so that runs stay integer-exact.
 public struct SimOptions: Sendable {
     public var nodes = 3
+    /// Node ids beyond the founding voters that membership changes may add (each at most once).
+    public var spareNodes = 6
     /// Events in the safety phase (deliveries, ticks, proposals, faults).
     public var steps = 2000
     /// Ticks the liveness phase may take, after healing everything, before it is a violation.
@@ -49,6 +51,8 @@ public struct SimCounters: Sendable, Hashable {
     public var reads = 0
     /// Snapshots installed from a leader (followers brought up to date by snapshot).
     public var snapshots = 0
+    /// Membership changes applied.
+    public var confChanges = 0
 
     public init() {}
 
@@ -57,7 +61,7 @@ public struct SimCounters: Sendable, Hashable {
         commits += o.commits; proposals += o.proposals; proposalsRefused += o.proposalsRefused
         acked += o.acked; delivered += o.delivered; dropped += o.dropped; duplicated += o.duplicated
         crashes += o.crashes; restarts += o.restarts; partitions += o.partitions; malformed += o.malformed
-        transfers += o.transfers; reads += o.reads; snapshots += o.snapshots
+        transfers += o.transfers; reads += o.reads; snapshots += o.snapshots; confChanges += o.confChanges
     }
 
     /// `key=value` pairs for the summary line, in a fixed order.
@@ -65,7 +69,7 @@ public struct SimCounters: Sendable, Hashable {
         "events=\(events) ticks=\(ticks) elections=\(elections) commits=\(commits) "
             + "proposals=\(proposals) refused=\(proposalsRefused) acked=\(acked) delivered=\(delivered) "
             + "dropped=\(dropped) duplicated=\(duplicated) crashes=\(crashes) restarts=\(restarts) "
-            + "partitions=\(partitions) malformed=\(malformed) transfers=\(transfers) reads=\(reads) snapshots=\(snapshots)"
+            + "partitions=\(partitions) malformed=\(malformed) transfers=\(transfers) reads=\(reads) snapshots=\(snapshots) confchanges=\(confChanges)"
     }
 }
 

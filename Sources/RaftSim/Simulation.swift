@@ -25,15 +25,28 @@ public final class Simulation {
     var readFloors: [UInt64: LogIndex] = [:]
     var nextReadID: UInt64 = 1
     var pendingTransfer: NodeID = noNode
+    /// The configuration of the newest membership change applied anywhere (or the initial one):
+    /// what crashes must leave a quorum of, and what the liveness phase must bring up to date.
+    var clusterConf: ConfState
+    var clusterConfIndex: LogIndex = 0
+    /// Spare node ids that may join (each at most once: a removed id is never reused, since a
+    /// wiped node with an old id could vote twice in a term).
+    var spares: [NodeID] = []
+    /// Each node's configuration when the invariants were last checked: a commit decided
+    /// before a configuration change applied in the same event used the earlier one.
+    var confAtLastCheck: [ConfState?] = []
 
     public init(seed: UInt64, options: SimOptions) {
         self.seed = seed
         self.options = options
         rng = SplitMix64(seed: seed)
         network = SimNetwork(delayTicksMax: options.deliveryDelayTicksMax)
-        checker = Checker(nodeCount: options.nodes)
-        let ids = (1...options.nodes).map { NodeID($0) }
-        let conf = ConfState(voters: Set(ids))
+        let founders = (1...options.nodes).map { NodeID($0) }
+        let ids = (1...(options.nodes + options.spareNodes)).map { NodeID($0) }
+        checker = Checker(nodeCount: ids.count)
+        let conf = ConfState(voters: Set(founders))
+        clusterConf = conf
+        spares = Array(ids.dropFirst(options.nodes))
         // Vary the flow-control limits per seed so batching and window pauses are exercised.
         let appendBytesMax = [128, 512, 1 << 16][Int(rng.next() % 3)]
         let inflightMax = [1, 4, 64][Int(rng.next() % 3)]
@@ -49,10 +62,15 @@ public final class Simulation {
             config.uncommittedBytesMax = 16 << 10
             config.snapshotChunkBytes = chunkBytes
             config.snapshotChunksInflightMax = chunksInflightMax
+            config.learnerCatchUpEntriesMax = 32
             config.plantedBugs = options.plantedBugs
-            nodes.append(SimNode(id: id, config: config, disk: MemoryStorage(conf: conf)))
+            // A spare starts with an empty store that knows no configuration: it learns it from
+            // the leader (the first change it applies, or a snapshot).
+            let disk = MemoryStorage(conf: founders.contains(id) ? conf : ConfState(voters: []))
+            nodes.append(SimNode(id: id, config: config, disk: disk))
         }
-        for i in nodes.indices { start(i) }
+        confAtLastCheck = Array(repeating: nil, count: nodes.count)
+        for i in founders.indices { start(i) }
     }
 
     /// Runs both phases; stops at the first violation.
@@ -66,6 +84,7 @@ public final class Simulation {
         }
         counters.commits = checker.committedTerms.count
         counters.acked = clients.ackedCount
+        counters.confChanges = checker.confChangesApplied
         return SimResult(seed: seed, violation: violation, trace: violation == nil ? [] : orderedTrace(), counters: counters)
     }
 
@@ -82,6 +101,7 @@ public final class Simulation {
         case 870..<895: read()
         case 895..<900: transfer()
         case 900..<908: crash(Int(rng.next() % UInt64(nodes.count)))
+        case 992..<1000: changeMembership()
         case 908..<915: crashLeader()
         case 915..<925: crashDuringNextReady()
         case 925..<960: restartOne()
@@ -118,6 +138,7 @@ public final class Simulation {
             return
         }
         counters.delivered += 1
+        checker.delivered(m)
         let result = nodes[i].raft!.step(m)
         record(.deliver(m, result))
     }
@@ -165,7 +186,8 @@ public final class Simulation {
 
     func transfer() {
         guard let i = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) else { return }
-        let others = nodes.map(\.id).filter { $0 != nodes[i].id }
+        let others = nodes[i].raft!.conf.all.sorted().filter { $0 != nodes[i].id }
+        guard !others.isEmpty else { return }
         let target = others[Int(rng.next() % UInt64(others.count))]
         do {
             try nodes[i].raft!.transferLeadership(to: target)
@@ -173,6 +195,44 @@ public final class Simulation {
             note("transfer leadership \(nodes[i].id) -> \(target)")
         } catch {
             note("transfer \(nodes[i].id) -> \(target) refused: \(error)")
+        }
+    }
+
+    /// A random membership change at the leader: add a spare as a learner, promote a learner,
+    /// remove a voter (the leader too) or a learner, keeping 1 to 5 voters. Refusals (a change
+    /// pending, a learner not caught up, no commit in the term yet) are part of the test.
+    func changeMembership() {
+        guard let l = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) else { return }
+        let conf = nodes[l].raft!.conf
+        // Pick a kind of change first (weighted so that voters come and go at similar rates),
+        // then a node for it.
+        var kinds: [(weight: UInt64, pick: () -> ConfChange)] = []
+        let learners = conf.learners.sorted(), voters = conf.voters.sorted()
+        if conf.voters.count < 5 && !learners.isEmpty {
+            kinds.append((8, { .promote(learners[Int(self.rng.next() % UInt64(learners.count))]) }))
+        }
+        if conf.learners.count < 2, let spare = spares.first { kinds.append((3, { .addLearner(spare) })) }
+        if conf.voters.count > 1 {
+            kinds.append((conf.voters.count > 2 ? 3 : 1, { .removeNode(voters[Int(self.rng.next() % UInt64(voters.count))]) }))
+        }
+        if !learners.isEmpty { kinds.append((1, { .removeNode(learners[Int(self.rng.next() % UInt64(learners.count))]) })) }
+        guard !kinds.isEmpty else { return }
+        var roll = rng.next() % kinds.reduce(0) { $0 + $1.weight }
+        var k = 0
+        while roll >= kinds[k].weight {
+            roll -= kinds[k].weight
+            k += 1
+        }
+        let change = kinds[k].pick()
+        do {
+            let ticket = try nodes[l].raft!.proposeConfChange(change)
+            note("conf change \(change) at \(nodes[l].id) -> \(ticket.index) t\(ticket.term)")
+            if case .addLearner(let n) = change {
+                spares.removeFirst()
+                start(Int(n - 1))  // the new node comes up with its empty store
+            }
+        } catch {
+            note("conf change \(change) at \(nodes[l].id) refused: \(error)")
         }
     }
 
@@ -191,20 +251,25 @@ public final class Simulation {
     }
 
     func crash(_ i: Int) {
-        guard nodes[i].raft != nil else { return }
-        // Ordinary crashes keep a majority up (power loss below takes everyone down at once).
-        let dead = nodes.filter { $0.raft == nil }.count
-        guard dead < nodes.count / 2 else { return }
+        guard nodes[i].raft != nil, mayCrash(nodes[i].id) else { return }
         kill(i, why: "crash")
+    }
+
+    /// Ordinary crashes keep a quorum of the configuration's voters up (power loss below takes
+    /// everyone down at once); learners and removed nodes may always crash.
+    func mayCrash(_ id: NodeID) -> Bool {
+        guard clusterConf.voters.contains(id) else { return true }
+        let deadVoters = clusterConf.voters.filter { nodes[Int($0 - 1)].raft == nil }.count
+        return deadVoters + 1 <= (clusterConf.voters.count - 1) / 2
     }
 
     /// Arms a crash inside the node's next Ready handling: after persisting, after sending, or
     /// after applying (or, with the send-before-persist bug, after sending and before persisting).
     func crashDuringNextReady() {
-        let dead = nodes.filter { $0.raft == nil }.count
         let alive = nodes.indices.filter { nodes[$0].raft != nil }
-        guard dead < nodes.count / 2, !alive.isEmpty else { return }
+        guard !alive.isEmpty else { return }
         let i = alive[Int(rng.next() % UInt64(alive.count))]
+        guard mayCrash(nodes[i].id) else { return }
         nodes[i].crashAtNextReady = 1 + Int(rng.next() % 3)
     }
 
@@ -227,7 +292,8 @@ public final class Simulation {
     }
 
     func restartOne() {
-        let dead = nodes.indices.filter { nodes[$0].raft == nil }
+        // Spares that never joined are not dead, only unborn.
+        let dead = nodes.indices.filter { nodes[$0].raft == nil && nodes[$0].incarnation > 0 }
         guard !dead.isEmpty else { return }
         start(dead[Int(rng.next() % UInt64(dead.count))])
     }
@@ -303,6 +369,11 @@ public final class Simulation {
         if crashAt == 1 { return kill(i, why: "crash mid-ready (after persist)") }
         if !bugSendFirst { send(rd.messages) }
         if crashAt == 2 { return kill(i, why: "crash mid-ready (after send)") }
+        for r in rd.confChanges where r.index > clusterConfIndex && r.error == nil {
+            clusterConfIndex = r.index
+            clusterConf = r.conf
+            note("configuration \(r.index): voters \(r.conf.voters.sorted()) learners \(r.conf.learners.sorted())")
+        }
         for e in rd.committedEntries {
             if let v = checker.applied(i, e, raft: nodes[i].raft!) { return fail(v) }
             nodes[i].app.apply(e)
@@ -355,7 +426,8 @@ public final class Simulation {
     func checkAfterEvent() {
         for i in nodes.indices {
             guard let raft = nodes[i].raft else { continue }
-            if let v = checker.observe(i, raft: raft) { return fail(v) }
+            if let v = checker.observe(i, raft: raft, confBefore: confAtLastCheck[i]) { return fail(v) }
+            confAtLastCheck[i] = raft.conf
         }
     }
 
@@ -372,7 +444,7 @@ public final class Simulation {
         note("liveness: heal, restart all, no loss")
         network.healAll()
         lossy = false
-        for i in nodes.indices where nodes[i].raft == nil { start(i) }
+        for i in nodes.indices where nodes[i].raft == nil && nodes[i].incarnation > 0 { start(i) }
         processReadies()
         var probe: [UInt8]?
         var ticks = 0
@@ -398,12 +470,17 @@ public final class Simulation {
             }
             if let p = probe, clients.isAcked(p) {
                 let needed = max(clients.maxAckedIndex, checker.committedTerms.count > 0 ? LogIndex(checker.committedTerms.count) : 0)
-                if nodes.allSatisfy({ ($0.raft?.appliedIndex ?? 0) >= needed }) {
+                // Every member of the newest configuration; removed nodes are no longer fed.
+                if clusterConf.all.allSatisfy({ (nodes[Int($0 - 1)].raft?.appliedIndex ?? 0) >= needed }) {
                     checkAfterEvent()
                     return
                 }
             }
-            if let p = probe, clients.isSuperseded(p, proposer: { id in self.nodes[Int(id - 1)].raft }) {
+            // A proposer no longer in the configuration is not replicated to: its entry may sit in
+            // its log forever without committing, so the client retries elsewhere.
+            if let p = probe, clients.isSuperseded(p, proposer: { id in
+                self.clusterConf.contains(id) ? self.nodes[Int(id - 1)].raft : nil
+            }) {
                 probe = nil
             }
             tick()

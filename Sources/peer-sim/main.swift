@@ -21,12 +21,14 @@ struct PeerSim: ParsableCommand {
     @Option(name: .customLong("plant-bug"), help: "Plant a classic Raft bug to prove the simulator catches it: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", ")).")
     var plantBug: [String] = []
     @Flag(help: "Print every seed's result line, not only failures.") var verbose = false
+    @Option(help: "Events of the trace printed with a violation.") var trace: Int = 40
 
     func validate() throws {
         guard nodes == 3 || nodes == 5 else { throw ValidationError("--nodes must be 3 or 5, got \(nodes)") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1, got \(seeds)") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be 1...64, got \(jobs)") }
+        guard (1...1_000_000).contains(trace) else { throw ValidationError("--trace must be 1...1000000, got \(trace)") }
         for name in plantBug where PlantedBug(rawValue: name) == nil {
             throw ValidationError("unknown --plant-bug '\(name)'; known: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -36,6 +38,7 @@ struct PeerSim: ParsableCommand {
         var options = SimOptions()
         options.nodes = nodes
         options.steps = steps
+        options.traceEventsMax = trace
         options.plantedBugs = Set(plantBug.compactMap(PlantedBug.init(rawValue:)))
         let results = runAll(options: options)
         var total = SimCounters()

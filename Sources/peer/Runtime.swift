@@ -78,6 +78,33 @@ enum PeerRuntime {
         options.tickMillis = s.tickMillis
         options.snapshotEveryEntries = s.snapshotEveryEntries
         let node = try PeerNode(options: options, store: store, send: { m in _ = transport.send(m) })
+        // Membership follows the replicated configuration (ADR 0005): a node removed from it is
+        // dropped from the transport; one added must be in the cluster config to be dialled.
+        let addresses = Dictionary(uniqueKeysWithValues: s.members.map { ($0.id, PeerAddress(host: $0.peerHost, port: $0.peerPort)) })
+        let selfID = s.selfID
+        node.onMembershipChange { results in
+            for r in results {
+                guard let change = r.change else {
+                    logger.error("configuration change at index \(r.index) is malformed and changed nothing: \(String(describing: r.error))")
+                    continue
+                }
+                logger.notice("configuration change applied", metadata: [
+                    "index": "\(r.index)", "change": "\(change)",
+                    "voters": "\(r.conf.voters.sorted())", "learners": "\(r.conf.learners.sorted())",
+                ])
+                let n = change.node
+                guard n != selfID else { continue }
+                if r.conf.contains(n) {
+                    if let a = addresses[n] {
+                        transport.setPeer(n, address: a)
+                    } else {
+                        logger.error("node \(n) joined the configuration but the cluster config has no address for it")
+                    }
+                } else {
+                    transport.removePeer(n)
+                }
+            }
+        }
 
         var apiConfig = AdminServerConfiguration(
             selfID: s.selfID,

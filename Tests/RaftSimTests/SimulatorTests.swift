@@ -30,8 +30,8 @@ import Testing
         if nodes == 3 {
             // Five-node clusters are leaderless much of the time (docs/simulator.md), so a few
             // seeds may complete no read; the three-node run must cover every feature.
-            #expect(total.reads > 0 && total.transfers > 0 && total.snapshots > 0,
-                    "the default run exercises reads, transfers and snapshot installs: \(total.summary)")
+            #expect(total.reads > 0 && total.transfers > 0 && total.snapshots > 0 && total.confChanges > 0,
+                    "the default run exercises reads, transfers, snapshot installs and membership changes: \(total.summary)")
         }
     }
 
@@ -43,8 +43,9 @@ import Testing
         (.voteNotPersisted, 60),
         (.commitByCountingOldTerms, 100),
         (.truncateOnStaleAppend, 20),
-        (.sendBeforePersist, 100),
+        (.sendBeforePersist, 150),
         (.readWithoutQuorumCheck, 40),
+        (.countLearnerVotes, 40),
     ])
     func simulatorFindsPlantedBug(bug: PlantedBug, seedsMax: Int) {
         var options = SimOptions()

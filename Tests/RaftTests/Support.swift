@@ -20,9 +20,10 @@ struct TestCluster {
 
     /// `storage` may wrap a node's disk (the node reads through the wrapper; the test driver
     /// writes the disk itself).
-    init(ids: [NodeID], configure: (inout RaftConfig) -> Void = { _ in }, storage: ((NodeID, MemoryStorage) -> any RaftStorage)? = nil) {
-        let conf = ConfState(voters: Set(ids))
-        for id in ids {
+    init(ids: [NodeID], learners: [NodeID] = [], configure: (inout RaftConfig) -> Void = { _ in },
+         storage: ((NodeID, MemoryStorage) -> any RaftStorage)? = nil) {
+        let conf = ConfState(voters: Set(ids), learners: Set(learners))
+        for id in ids + learners {
             var config = RaftConfig(id: id)
             config.electionTimeoutTicks = 10
             config.heartbeatTimeoutTicks = 1
@@ -34,6 +35,21 @@ struct TestCluster {
             restored[id] = []
             installs[id] = []
         }
+    }
+
+    /// A new node joins with an empty store that knows no configuration (it learns it from the
+    /// leader). It receives nothing until a leader adds it.
+    mutating func addNode(_ id: NodeID, configure: (inout RaftConfig) -> Void = { _ in }) {
+        var config = RaftConfig(id: id)
+        config.electionTimeoutTicks = 10
+        config.heartbeatTimeoutTicks = 1
+        configure(&config)
+        let disk = MemoryStorage(conf: ConfState(voters: []))
+        disks[id] = disk
+        nodes[id] = try! RaftNode(config: config, storage: disk, seed: id)
+        applied[id] = []
+        restored[id] = []
+        installs[id] = []
     }
 
     /// Handles one Ready of `id` as a driver does: persist (stage, install, append, hard state),
@@ -133,7 +149,7 @@ struct TestCluster {
 
     /// Every payload the application of `id` holds: restored from a snapshot, then applied.
     func payloads(_ id: NodeID) -> [[UInt8]] {
-        restored[id]! + applied[id]!.filter { !$0.data.isEmpty }.map(\.data)
+        restored[id]! + applied[id]!.filter { $0.kind == .normal && !$0.data.isEmpty }.map(\.data)
     }
 }
 
@@ -142,12 +158,12 @@ struct Solo {
     var node: RaftNode
     let disk: MemoryStorage
 
-    init(id: NodeID = 1, peers: [NodeID] = [1, 2, 3], configure: (inout RaftConfig) -> Void = { _ in }) {
+    init(id: NodeID = 1, peers: [NodeID] = [1, 2, 3], learners: [NodeID] = [], configure: (inout RaftConfig) -> Void = { _ in }) {
         var config = RaftConfig(id: id)
         config.electionTimeoutTicks = 10
         config.heartbeatTimeoutTicks = 1
         configure(&config)
-        disk = MemoryStorage(conf: ConfState(voters: Set(peers)))
+        disk = MemoryStorage(conf: ConfState(voters: Set(peers), learners: Set(learners)))
         node = try! RaftNode(config: config, storage: disk, seed: 7)
     }
 
