@@ -116,6 +116,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -165,6 +166,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -183,7 +185,7 @@ let package = Package(
         // Depends on `peer` so the built binary is there for the `peer init` process tests.
         .testTarget(
             name: "PeerConfigTests",
-            dependencies: ["PeerConfig", "PeerCerts", "peer", .product(name: "X509", package: "swift-certificates")],
+            dependencies: ["PeerConfig", "PeerCerts", "peer"],
             swiftSettings: swiftSettings
         ),
         // --- end config ---

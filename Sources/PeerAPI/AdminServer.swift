@@ -37,6 +37,9 @@ public struct AdminServerConfiguration: Sendable {
     public var protocolVersion: UInt32
     public var pid: Int32
     public var startedAtMs: Int64
+    /// SHA-256 of the admin token, if one is configured: `Authorization: Bearer <token>` is then
+    /// accepted as well as a client certificate (tools like wrk cannot present one).
+    public var adminTokenSHA256: [UInt8]?
     /// Largest request body accepted.
     public var bodyBytesMax = 64 * 1024
     public var logger = Logger(label: "peer.api")
@@ -78,8 +81,10 @@ public final class AdminServer: Sendable {
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv13
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(config.tls.caCertificatePath))
-        // Require a client certificate that chains to the cluster CA (the only trust root).
-        tls.certificateVerification = .noHostnameVerification
+        // A client certificate, when offered, must chain to the cluster CA (the only trust root).
+        // Whether one was offered is checked per request (`authorize`): a request with neither a
+        // certificate nor the admin token gets a clear 401, not a failed handshake.
+        tls.certificateVerification = .optionalVerification
         return tls
     }
 
@@ -88,7 +93,8 @@ public final class AdminServer: Sendable {
         guard let me = config.members[config.selfID] else {
             throw APIError("config", "peer \(config.selfID) has no API address")
         }
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: AdminRequestContext.self)
+        router.add(middleware: AuthMiddleware(tokenSHA256: config.adminTokenSHA256))
         addRoutes(to: router)
         let app = Application(
             router: router,
@@ -118,7 +124,7 @@ public final class AdminServer: Sendable {
 
     // MARK: - Routes
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to router: Router<AdminRequestContext>) {
         router.get("v1/status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
         }

@@ -95,31 +95,42 @@ public struct CertificateAuthority: Sendable {
         nodeID: UInt64, ipAddresses: [String] = [], dnsNames: [String] = [],
         validity: Validity = .days(Validity.leafDaysDefault), outputDirectory: String? = nil
     ) throws -> IssuedCertificate {
-        guard nodeID != 0 else { throw CertsError.invalidNodeID(nodeID) }
-        var names: [GeneralName] = [
-            .uniformResourceIdentifier(PeerIdentity(clusterID: clusterID, role: .node(nodeID)).uri)
-        ]
-        for dns in dnsNames {
-            guard Self.isValidDNSName(dns) else { throw CertsError.invalidDNSName(dns) }
-            names.append(.dnsName(dns))
-        }
-        for ip in ipAddresses {
-            names.append(.ipAddress(ASN1OctetString(contentBytes: try Self.ipAddressBytes(ip)[...])))
-        }
+        let names = try Self.peerNames(clusterID: clusterID, nodeID: nodeID, ipAddresses: ipAddresses, dnsNames: dnsNames)
         return try issue(
             commonName: "peer-\(nodeID)", names: names, usages: [.serverAuth, .clientAuth], validity: validity,
             certificateFile: CertificateFiles.peerCertificate(nodeID: nodeID),
             keyFile: CertificateFiles.peerPrivateKey(nodeID: nodeID), outputDirectory: outputDirectory)
     }
 
+    /// The SANs of a peer certificate: its identity URI, then its DNS names and IP addresses.
+    /// `issuePeer` writes exactly these and `checkPeerPair` requires them, so the two agree.
+    static func peerNames(clusterID: String, nodeID: UInt64, ipAddresses: [String], dnsNames: [String]) throws -> [GeneralName] {
+        guard nodeID != 0 else { throw CertsError.invalidNodeID(nodeID) }
+        var names: [GeneralName] = [
+            .uniformResourceIdentifier(PeerIdentity(clusterID: clusterID, role: .node(nodeID)).uri)
+        ]
+        for dns in dnsNames {
+            guard isValidDNSName(dns) else { throw CertsError.invalidDNSName(dns) }
+            names.append(.dnsName(dns))
+        }
+        for ip in ipAddresses {
+            names.append(.ipAddress(ASN1OctetString(contentBytes: try ipAddressBytes(ip)[...])))
+        }
+        return names
+    }
+
+    /// The SANs of a client certificate: its identity URI.
+    static func clientNames(clusterID: String, name: String) throws -> [GeneralName] {
+        guard PeerIdentity.isValidName(name) else { throw CertsError.invalidClientName(name) }
+        return [.uniformResourceIdentifier(PeerIdentity(clusterID: clusterID, role: .client(name)).uri)]
+    }
+
     /// Issues `client-<name>.pem`/`.key` for an operator or tool (client auth only).
     public func issueClient(
         name: String, validity: Validity = .days(Validity.leafDaysDefault), outputDirectory: String? = nil
     ) throws -> IssuedCertificate {
-        guard PeerIdentity.isValidName(name) else { throw CertsError.invalidClientName(name) }
         return try issue(
-            commonName: name,
-            names: [.uniformResourceIdentifier(PeerIdentity(clusterID: clusterID, role: .client(name)).uri)],
+            commonName: name, names: try Self.clientNames(clusterID: clusterID, name: name),
             usages: [.clientAuth], validity: validity,
             certificateFile: CertificateFiles.clientCertificate(name: name),
             keyFile: CertificateFiles.clientPrivateKey(name: name), outputDirectory: outputDirectory)
@@ -196,6 +207,12 @@ public struct CertificateAuthority: Sendable {
                     (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D
                 }
         }
+    }
+
+    /// The cluster id a CA certificate was made for (its Organization), or nil when it has none
+    /// that is a valid id. Lets a caller check `ca.pem` when `ca.key` is kept elsewhere.
+    public static func clusterID(ofCA cert: Certificate) -> String? {
+        organizationName(of: cert).flatMap { PeerIdentity.isValidName($0) ? $0 : nil }
     }
 
     static func organizationName(of cert: Certificate) -> String? {

@@ -29,7 +29,7 @@ public func listCertificates(directory: String) throws -> [CertificateSummary] {
         let cert = try loadCertificate(path: CertificateFiles.join(directory, name))
         return CertificateSummary(
             file: name, subject: cert.subject.description,
-            subjectAlternativeNames: (try? cert.extensions.subjectAlternativeNames)??.map(describe) ?? [],
+            subjectAlternativeNames: (try? cert.extensions.subjectAlternativeNames)??.map(describeName) ?? [],
             notBefore: cert.notValidBefore, notAfter: cert.notValidAfter,
             isCertificateAuthority: isCA(cert))
     }
@@ -38,21 +38,4 @@ public func listCertificates(directory: String) throws -> [CertificateSummary] {
 private func isCA(_ cert: Certificate) -> Bool {
     if case .isCertificateAuthority = (try? cert.extensions.basicConstraints) ?? nil { return true }
     return false
-}
-
-private func describe(_ name: GeneralName) -> String {
-    switch name {
-    case .dnsName(let s): return "DNS:\(s)"
-    case .uniformResourceIdentifier(let s): return "URI:\(s)"
-    case .rfc822Name(let s): return "email:\(s)"
-    case .ipAddress(let octets):
-        let b = Array(octets.bytes)
-        if b.count == 4 { return "IP:" + b.map(String.init).joined(separator: ".") }
-        if b.count == 16 {
-            return "IP:" + stride(from: 0, to: 16, by: 2).map { String(UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]), radix: 16) }
-                .joined(separator: ":")
-        }
-        return "IP:?"
-    default: return "\(name)"
-    }
 }

@@ -18,6 +18,11 @@ public enum CertsError: Error, Sendable, Equatable, CustomStringConvertible {
     case malformedPrivateKey(path: String, reason: String)
     /// The CA directory's certificate and key do not belong together.
     case caKeyMismatch(directory: String)
+    /// An existing certificate is not the one this cluster would issue there (another cluster's
+    /// CA or id, another identity, a missing address, a key of another pair, expired).
+    case certificateMismatch(path: String, reason: String)
+    /// One file of a certificate/key pair exists without the other.
+    case incompletePair(present: String, missing: String)
 
     public var description: String {
         switch self {
@@ -37,6 +42,9 @@ public enum CertsError: Error, Sendable, Equatable, CustomStringConvertible {
         case .malformedCertificate(let p, let r): return "\(p) is not a PEM certificate: \(r)"
         case .malformedPrivateKey(let p, let r): return "\(p) is not a PEM P-256 private key: \(r)"
         case .caKeyMismatch(let d): return "ca.pem and ca.key in \(d) do not belong together"
+        case .certificateMismatch(let p, let r): return "\(p) does not fit: \(r)"
+        case .incompletePair(let present, let missing):
+            return "\(present) exists but \(missing) does not; restore it, or move \(present) away to issue a new pair"
         }
     }
 }

@@ -46,7 +46,7 @@ extension ClusterConfig {
         } catch let error as ConfigError {
             throw error
         } catch let error as YamlError {
-            throw syntaxError(error, reader: reader)
+            throw syntaxError(error, yaml: yaml, reader: reader)
         } catch {
             throw reader.error("", line: nil, "invalid YAML: \(error)")
         }
@@ -57,12 +57,15 @@ extension ClusterConfig {
     }
 
     /// libyaml's complaint with its line; the column and context go into the reason.
-    private static func syntaxError(_ error: YamlError, reader: YAMLReader) -> ConfigError {
+    private static func syntaxError(_ error: YamlError, yaml: String, reader: YAMLReader) -> ConfigError {
         switch error {
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
              .composer(let context, let problem, let mark, _):
             let during = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
-            return reader.error("", line: mark.line, "invalid YAML at column \(mark.column): \(problem)\(during)")
+            // `peer: [::1]:7101` unquoted opens a YAML flow list: the likeliest mistake on such a line.
+            let lineText = yaml.split(separator: "\n", omittingEmptySubsequences: false).dropFirst(max(0, mark.line - 1)).first ?? ""
+            let hint = lineText.contains("[") && lineText.contains("]:") ? "; an IPv6 address must be quoted: \"[::1]:7101\"" : ""
+            return reader.error("", line: mark.line, "invalid YAML at column \(mark.column): \(problem)\(during)\(hint)")
         case .reader(let problem, _, _, _):
             return reader.error("", line: nil, "invalid YAML: \(problem)")
         default:

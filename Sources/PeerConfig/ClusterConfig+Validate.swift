@@ -41,12 +41,13 @@ struct ConfigValidator {
             for case let (key, address?) in mine {
                 let listener = Listener(address: address, keyPath: "peers[\(i)].\(key)", machine: peer.peerAddress.host)
                 for other in seen where other.address.port == address.port {
+                    let wildcard = other.address.isUnspecified || address.isUnspecified
+                    // Two `0.0.0.0:80` routers on two machines are fine; on one machine they clash.
+                    guard wildcard ? other.machine == listener.machine : other.address.host == address.host else { continue }
                     if other.address.host == address.host {
                         throw error(listener.keyPath, "address \(address) is already used by \(other.keyPath)")
                     }
-                    if (other.address.isUnspecified || address.isUnspecified) && other.machine == listener.machine {
-                        throw error(listener.keyPath, "address \(address) overlaps \(other.address) (\(other.keyPath)) on the same host \(listener.machine): both take port \(address.port)")
-                    }
+                    throw error(listener.keyPath, "address \(address) overlaps \(other.address) (\(other.keyPath)) on the same host \(listener.machine): both take port \(address.port)")
                 }
                 seen.append(listener)
             }

@@ -39,7 +39,8 @@ struct ClusterContext {
             certificatePath: config.peerCertificatePath(for: id),
             privateKeyPath: config.peerPrivateKeyPath(for: id),
             tickMillis: config.timing.tickMs, electionTicks: config.timing.electionTicks,
-            heartbeatTicks: config.timing.heartbeatTicks, snapshotEveryEntries: UInt64(config.timing.snapshotEveryEntries)
+            heartbeatTicks: config.timing.heartbeatTicks, snapshotEveryEntries: UInt64(config.timing.snapshotEveryEntries),
+            adminTokenFile: config.admin.tokenFile
         )
     }
 

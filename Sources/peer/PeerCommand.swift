@@ -7,7 +7,7 @@ struct PeerCommand: AsyncParsableCommand {
         commandName: "peer",
         abstract: "Cluster controller: Raft peers, certificates and operations.",
         subcommands: [
-            RunCommand.self, UpCommand.self, DownCommand.self, StatusCommand.self, TenantsCommand.self, CertsCommand.self,
+            Init.self, RunCommand.self, UpCommand.self, DownCommand.self, StatusCommand.self, TenantsCommand.self, CertsCommand.self,
         ]
     )
 }

@@ -1,4 +1,5 @@
 import ClusterModel
+import Crypto
 import Foundation
 import Logging
 import PeerAPI
@@ -41,6 +42,8 @@ struct RuntimeSettings: Sendable {
     var electionTicks: Int
     var heartbeatTicks: Int
     var snapshotEveryEntries: UInt64
+    /// If set, the admin API also accepts this file's token as `Authorization: Bearer`.
+    var adminTokenFile: String?
 
     var me: Member { members.first { $0.id == selfID }! }
 }
@@ -84,6 +87,7 @@ enum PeerRuntime {
             pid: getpid(), startedAtMs: started
         )
         apiConfig.logger = logger
+        if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
         let api = try AdminServer(configuration: apiConfig, node: node)
 
         try await transport.start()
@@ -210,5 +214,28 @@ final class SignalWaiter: @unchecked Sendable {
     func next() async -> Int32 {
         for await s in stream { return s }
         return SIGTERM
+    }
+}
+
+/// The admin token file: one line, at least 32 characters, readable by its owner only.
+enum AdminToken {
+    static let charactersMin = 32
+
+    static func load(path: String) throws -> [UInt8] {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw CLIError("admin.tokenFile \(path): cannot read it (\(String(cString: strerror(errno)))); create it with `openssl rand -hex 32 > \(path); chmod 600 \(path)`")
+        }
+        guard st.st_mode & 0o077 == 0 else {
+            throw CLIError("admin.tokenFile \(path): mode \(String(st.st_mode & 0o777, radix: 8)) lets others read the token; chmod 600 it")
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CLIError("admin.tokenFile \(path): not UTF-8 text")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard token.count >= charactersMin, !token.contains(where: { $0.isWhitespace }) else {
+            throw CLIError("admin.tokenFile \(path): the token must be one word of at least \(charactersMin) characters")
+        }
+        return Array(SHA256.hash(data: Array(token.utf8)))
     }
 }

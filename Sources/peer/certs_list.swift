@@ -35,11 +35,7 @@ struct CertsList: ParsableCommand {
                 return [s.file, s.subject, s.subjectAlternativeNames.isEmpty ? "-" : s.subjectAlternativeNames.joined(separator: ","),
                         iso.string(from: s.notAfter), s.isCertificateAuthority ? "\(status) (CA)" : status]
             }
-            let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max() ?? 0 }
-            for row in [header] + rows {
-                print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                    .joined(separator: "  "))
-            }
+            printTable(header: header, rows: rows)
             print("\(summaries.count) certificate(s) in \(dir), as of \(iso.string(from: now))")
         }
     }

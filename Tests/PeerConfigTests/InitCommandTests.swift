@@ -1,0 +1,215 @@
+import Foundation
+import PeerCerts
+import PeerConfig
+import Testing
+
+/// `peer init --config FILE`, run as the real built binary in a temporary directory.
+@Suite struct InitCommandTests {
+    @Test func initCreatesTheCACertificatesAndDataDirectoriesWithPrivateModes() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", Self.config)
+        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        #expect(run.status == 0, "\(run)")
+        let config = try ClusterConfig.load(path: dir.file("c.yaml"))
+        var keys = [config.caPrivateKeyPath, config.adminPrivateKeyPath]
+        var certificates = [config.caCertificatePath, config.adminCertificatePath]
+        for peer in config.peers {
+            keys.append(config.peerPrivateKeyPath(for: peer.id))
+            certificates.append(config.peerCertificatePath(for: peer.id))
+            #expect(try mode(config.dataDirectory(for: peer.id)) == 0o700)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: config.dataDirectory(for: peer.id)).isEmpty)
+        }
+        for key in keys { #expect(try mode(key) == 0o600, "\(key)") }
+        for certificate in certificates { #expect(try mode(certificate) == 0o644, "\(certificate)") }
+        for directory in [config.tlsDir, config.dataDir, dir.file(".peer"), dir.file(".peer/t")] {
+            #expect(try mode(directory) == 0o700, "\(directory)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: config.runDir), "init leaves the run directory to `peer up`")
+        #expect(run.stdout.contains("cluster t-1: created 6, already there 0"), "\(run.stdout)")
+        #expect(run.stdout.split(separator: "\n").filter { $0.hasSuffix(" created") }.count == 6, "\(run.stdout)")
+
+        // What was issued is what the transport will demand: identity and addresses, this CA.
+        let ca = try #require(try ExistingCA.find(directory: config.tlsDir))
+        #expect(ca.clusterID == "t-1")
+        for peer in config.peers {
+            try checkPeerPair(
+                certificatePath: config.peerCertificatePath(for: peer.id), privateKeyPath: config.peerPrivateKeyPath(for: peer.id),
+                caCertificate: ca.certificate, clusterID: "t-1", nodeID: peer.id,
+                ipAddresses: peer.certificateIPAddresses, dnsNames: peer.certificateDNSNames)
+        }
+        try checkClientPair(certificatePath: config.adminCertificatePath, privateKeyPath: config.adminPrivateKeyPath,
+                            caCertificate: ca.certificate, clusterID: "t-1", name: "admin")
+        let listed = try listCertificates(directory: config.tlsDir)
+        #expect(listed.first { $0.file == "peer-2.pem" }?.subjectAlternativeNames
+                == ["URI:peer://t-1/node/2", "DNS:localhost", "IP:0:0:0:0:0:0:0:1"])
+    }
+
+    @Test func aSecondRunCreatesNothingAndChangesNoByte() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", Self.config)
+        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        let before = try snapshot(dir.path)
+        let again = try runPeer(["init", "--config", dir.file("c.yaml")], in: "/")
+        #expect(again.status == 0, "\(again)")
+        #expect(again.stdout.contains("cluster t-1: created 0, already there 6"), "\(again.stdout)")
+        #expect(!again.stdout.contains(" created\n"), "\(again.stdout)")
+        #expect(try snapshot(dir.path) == before)
+    }
+
+    @Test func aCAOfAnotherClusterIsRefusedAndNothingIsWritten() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", Self.config)
+        _ = try CertificateAuthority.create(directory: dir.file(".peer/t/tls"), clusterID: "other")
+        let before = try snapshot(dir.path)
+        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("\(dir.file(".peer/t/tls/ca.pem")) does not fit: it is the CA of cluster 'other', but \(dir.file("c.yaml")) is for cluster 't-1'"), "\(run.stderr)")
+        #expect(try snapshot(dir.path) == before)
+    }
+
+    @Test func certificatesFromAnotherCAAreRefusedAndNothingIsWritten() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", Self.config)
+        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        // Same cluster id, new CA: the old peer certificates are not its own.
+        let tls = dir.file(".peer/t/tls")
+        for file in ["ca.pem", "ca.key"] { try FileManager.default.removeItem(atPath: tls + "/" + file) }
+        _ = try CertificateAuthority.create(directory: tls, clusterID: "t-1")
+        let before = try snapshot(dir.path)
+        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("\(tls)/peer-2.pem does not fit: it is not signed by this cluster's CA: its issuer has the CA's name but another key"), "\(run.stderr)")
+        #expect(try snapshot(dir.path) == before)
+    }
+
+    @Test func aCertificateWithoutTheConfiguredAddressIsRefused() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", Self.config)
+        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        try dir.write("c.yaml", Self.config.replacingOccurrences(of: "127.0.0.1:7103", with: "127.0.0.3:7103"))
+        let before = try snapshot(dir.path)
+        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("peer-3.pem does not fit: it does not name IP:127.0.0.3"), "\(run.stderr)")
+        #expect(try snapshot(dir.path) == before)
+    }
+
+    @Test func halfAPairIsRefusedRatherThanReissued() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", Self.config)
+        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        let tls = dir.file(".peer/t/tls")
+        try FileManager.default.removeItem(atPath: tls + "/peer-2.key")
+        let before = try snapshot(dir.path)
+        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("\(tls)/peer-2.pem exists but \(tls)/peer-2.key does not"), "\(run.stderr)")
+        #expect(try snapshot(dir.path) == before)
+    }
+
+    @Test func withTheCAKeyElsewhereInitAcceptsWhatIsIssuedAndRefusesToIssue() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", Self.config)
+        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        let tls = dir.file(".peer/t/tls")
+        try FileManager.default.moveItem(atPath: tls + "/ca.key", toPath: dir.file("ca.key.offline"))
+        let accepted = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        #expect(accepted.status == 0, "\(accepted)")
+        #expect(accepted.stdout.contains("created 0, already there 6"), "\(accepted.stdout)")
+        for file in ["peer-3.pem", "peer-3.key"] { try FileManager.default.removeItem(atPath: tls + "/" + file) }
+        let before = try snapshot(dir.path)
+        let refused = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("\(tls)/peer-3.pem is to be issued but \(tls)/ca.key is not here"), "\(refused.stderr)")
+        #expect(try snapshot(dir.path) == before)
+    }
+
+    @Test func aBadConfigIsRefusedWithItsKeyPathAndNothingIsCreated() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", Self.config.replacingOccurrences(of: "tickMs", with: "tikMs"))
+        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("c.yaml:6: timing.tikMs: unknown key 'tikMs' (did you mean 'tickMs'?)"), "\(run.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["c.yaml"])
+    }
+
+    // MARK: support
+
+    /// Two peers on loopback (one also reachable as localhost and ::1) and the admin client:
+    /// 1 CA + 2 peers + 1 client + 2 data directories = 6 items.
+    static let config = """
+        cluster: t-1
+        dataDir: .peer/t/data
+        tlsDir: .peer/t/tls
+        runDir: .peer/t/run
+        timing:
+          tickMs: 100
+        peers:
+          - id: 2
+            peer: localhost:7102
+            api: "[::1]:7202"
+            router: 127.0.0.1:7302
+          - id: 3
+            peer: 127.0.0.1:7103
+            api: 127.0.0.1:7203
+        """
+
+    struct Run: CustomStringConvertible {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var description: String { "exit \(status)\n--- stdout\n\(stdout)--- stderr\n\(stderr)" }
+    }
+
+    /// Runs the built `peer` with `arguments` in `directory` and waits for it to exit.
+    func runPeer(_ arguments: [String], in directory: String) throws -> Run {
+        let output = TempDir(); defer { output.remove() }
+        _ = FileManager.default.createFile(atPath: output.file("out"), contents: nil)
+        _ = FileManager.default.createFile(atPath: output.file("err"), contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try peerBinary())
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output.file("out")))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: output.file("err")))
+        try process.run()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus,
+                   stdout: try String(contentsOfFile: output.file("out"), encoding: .utf8),
+                   stderr: try String(contentsOfFile: output.file("err"), encoding: .utf8))
+    }
+
+    /// The `peer` product next to the test bundle (.build/<triple>/debug/), or `PEER_BIN`.
+    func peerBinary() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["PEER_BIN"] { return path }
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("peer").path
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+               FileManager.default.isExecutableFile(atPath: path) {
+                return path
+            }
+        }
+        throw InitTestError.noBinary("peer not found next to \(dir.path); run `swift build --product peer`")
+    }
+
+    /// Every file and directory under `root`: its mode and, for files, its bytes.
+    func snapshot(_ root: String) throws -> [String: String] {
+        var result: [String: String] = [:]
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return result }
+        for case let relative as String in walker {
+            let path = root + "/" + relative
+            let contents = FileManager.default.contents(atPath: path).map { $0.base64EncodedString() } ?? "(directory)"
+            result[relative] = "\(String(try mode(path), radix: 8)) \(contents)"
+        }
+        return result
+    }
+
+    func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+    }
+}
+
+enum InitTestError: Error { case noBinary(String) }
