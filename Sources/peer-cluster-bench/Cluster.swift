@@ -34,6 +34,8 @@ protocol BenchCluster: AnyObject, Sendable {
     /// A mutual-TLS HTTPS client with the cluster's admin certificate (status and probes).
     var client: AdminClient { get }
 
+    /// Before the first start (peer: `peer init --config`).
+    func prepare() async throws
     func startMember(_ i: Int) throws
     /// Asks member `i` for its status (nil if it does not answer within the timeout).
     func view(_ i: Int, timeoutMillis: Int) async -> MemberView?
@@ -47,7 +49,10 @@ protocol BenchCluster: AnyObject, Sendable {
 }
 
 extension BenchCluster {
+    func prepare() async throws {}
+
     func start(timeoutSeconds: Double = 60) async throws {
+        try await prepare()
         for i in 0..<size { try startMember(i) }
         try await waitConverged(timeoutSeconds: timeoutSeconds)
     }

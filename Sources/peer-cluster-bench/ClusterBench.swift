@@ -115,7 +115,7 @@ struct ClusterBench: AsyncParsableCommand {
         say("work dir \(dir); peer \(peerBin); \(report.etcdVersion); \(report.wrkVersion)")
         let certs = try await BenchCertificates.make(peerBinary: peerBin, dir: dir + "/tls", clusterID: "bench", members: 3, logFile: dir + "/certs.log")
         let tokenFile = dir + "/admin-token"
-        FileManager.default.createFile(atPath: tokenFile, contents: Data((Machine.randomHex(24) + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: tokenFile, contents: Data((Machine.randomHex(24) + "\n").utf8), attributes: [.posixPermissions: 0o600])
 
         func makeCluster(_ system: String, _ name: String) throws -> any BenchCluster {
             switch system {
@@ -194,14 +194,14 @@ struct ClusterBench: AsyncParsableCommand {
 
     /// SIGINT/SIGTERM: stop every child by pid, remove the work dir (unless kept), exit 130.
     func installSignalHandlers(dir: String, remove: Bool) -> [any DispatchSourceSignal] {
-        [SIGINT, SIGTERM].map { sig in
+        ([SIGINT, SIGTERM] as [Int32]).map { sig -> any DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
                 FileHandle.standardError.write(Data("\npeer-cluster-bench: signal \(sig), stopping \(Children.shared.running.count) process(es)\n".utf8))
                 Children.shared.stopAllNow()
                 if remove { try? FileManager.default.removeItem(atPath: dir) }
-                exit(130)
+                Glibc.exit(130)
             }
             source.resume()
             return source

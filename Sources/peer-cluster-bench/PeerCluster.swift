@@ -63,6 +63,13 @@ final class PeerCluster: BenchCluster {
         running = Mutex([pid_t?](repeating: nil, count: size))
     }
 
+    /// `peer init --config`: checks the certificates made by `peer certs` against the config
+    /// (they name 127.0.0.1, so they are reported as already there) and creates the data dirs.
+    func prepare() async throws {
+        let (status, output) = try await Children.shared.run(binary, ["init", "--config", configPath], logFile: dir + "/init.log", timeoutSeconds: 60)
+        guard status == 0 else { throw BenchError("peer init --config \(configPath) failed (\(status)):\n\(output.suffix(2000))") }
+    }
+
     func startMember(_ i: Int) throws {
         let pid = try Children.shared.spawn(binary, ["run", "--config", configPath, "--id", "\(i + 1)", "--log-level", "warning"], logFile: logFiles[i], label: "peer \(i + 1)")
         running.withLock { $0[i] = pid }
