@@ -139,6 +139,12 @@ final class Children: Sendable {
     }
 }
 
+struct MemorySample: Sendable {
+    var rssKiB: Int
+    var anonKiB: Int
+    var fileKiB: Int
+}
+
 struct BenchError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
@@ -168,13 +174,18 @@ enum Machine {
         return ports
     }
 
-    /// VmRSS of a process in KiB, from /proc/<pid>/status.
-    static func rssKiB(_ pid: pid_t) -> Int? {
+    /// Resident memory of a process in KiB, from /proc/<pid>/status: VmRSS, and its parts
+    /// RssAnon (private heap and stacks) and RssFile (mapped files: the binary, shared libraries).
+    static func memory(_ pid: pid_t) -> MemorySample? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
+        var fields: [String: Int] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, ["VmRSS", "RssAnon", "RssFile"].contains(String(parts[0])) else { continue }
+            fields[String(parts[0])] = Int(parts[1].trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
         }
-        return nil
+        guard let rss = fields["VmRSS"] else { return nil }
+        return MemorySample(rssKiB: rss, anonKiB: fields["RssAnon"] ?? 0, fileKiB: fields["RssFile"] ?? 0)
     }
 
     /// The 1-minute load average.

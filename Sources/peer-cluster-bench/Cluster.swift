@@ -129,8 +129,8 @@ extension BenchCluster {
         markKilled(i)
     }
 
-    /// VmRSS of each running member, KiB.
-    func rss() -> [Int] { pids.compactMap { $0.flatMap(Machine.rssKiB) } }
+    /// Resident memory of each running member.
+    func rss() -> [MemorySample] { pids.compactMap { $0.flatMap(Machine.memory) } }
 }
 
 /// The cluster CA and certificates, made once with `peer certs` and used by both systems:

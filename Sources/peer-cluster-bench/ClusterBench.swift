@@ -49,6 +49,9 @@ struct ClusterBench: AsyncParsableCommand {
     @Option(help: "Milliseconds between failover write probes.")
     var probeIntervalMs = 10
 
+    @Option(help: "peer's timing.snapshotEveryEntries (its default: 10000). A diagnostic: the comparison uses each system's defaults.")
+    var peerSnapshotEntries = 10_000
+
     @Flag(help: "etcd: require client certificates on the client listener too (wrk cannot present one, so only for failover).")
     var etcdClientCertAuth = false
 
@@ -111,6 +114,7 @@ struct ClusterBench: AsyncParsableCommand {
         report.failoverRuns = failoverRuns
         report.probeIntervalMs = probeIntervalMs
         report.etcdClientCertAuth = etcdClientCertAuth
+        report.peerSnapshotEntries = peerSnapshotEntries
 
         say("work dir \(dir); peer \(peerBin); \(report.etcdVersion); \(report.wrkVersion)")
         let certs = try await BenchCertificates.make(peerBinary: peerBin, dir: dir + "/tls", clusterID: "bench", members: 3, logFile: dir + "/certs.log")
@@ -120,7 +124,7 @@ struct ClusterBench: AsyncParsableCommand {
         func makeCluster(_ system: String, _ name: String) throws -> any BenchCluster {
             switch system {
             case "etcd": return try EtcdCluster(binary: etcdBin, dir: "\(dir)/\(name)", certs: certs, clientCertAuth: etcdClientCertAuth)
-            default: return try PeerCluster(binary: peerBin, dir: "\(dir)/\(name)", certs: certs, tokenFile: tokenFile)
+            default: return try PeerCluster(binary: peerBin, dir: "\(dir)/\(name)", certs: certs, tokenFile: tokenFile, snapshotEveryEntries: peerSnapshotEntries)
             }
         }
 
@@ -135,7 +139,7 @@ struct ClusterBench: AsyncParsableCommand {
                         try await Task.sleep(for: .seconds(quiet))
                         try cluster.checkAlive()
                         report.idleRSS[system] = cluster.rss()
-                        say("\(system) idle VmRSS (KiB): \(report.idleRSS[system]!)")
+                        say("\(system) idle VmRSS (KiB): \(report.idleRSS[system]!.map(\.rssKiB))")
                     }
                     let leader = try await cluster.leader()
                     let url = cluster.endpoints[leader].url
@@ -154,7 +158,7 @@ struct ClusterBench: AsyncParsableCommand {
                     if li == levels.count - 1 {
                         try await Task.sleep(for: .seconds(quiet))
                         report.loadedRSS[system] = cluster.rss()
-                        say("\(system) VmRSS after load, \(quiet) s quiet (KiB): \(report.loadedRSS[system]!)")
+                        say("\(system) VmRSS after load, \(quiet) s quiet (KiB): \(report.loadedRSS[system]!.map(\.rssKiB))")
                     }
                     await cluster.stopAll()
                     if removeAtEnd { try? FileManager.default.removeItem(atPath: "\(dir)/\(name)") }

@@ -24,9 +24,10 @@ struct Report {
     var failoverRuns = 0
     var probeIntervalMs = 0
     var etcdClientCertAuth = false
+    var peerSnapshotEntries = 10_000
     var load: [LoadRow] = []
-    var idleRSS: [String: [Int]] = [:]
-    var loadedRSS: [String: [Int]] = [:]
+    var idleRSS: [String: [MemorySample]] = [:]
+    var loadedRSS: [String: [MemorySample]] = [:]
     var failover: [String: [FailoverSample]] = [:]
 
     init(started: Date, workDir: String, keep: Bool) {
@@ -66,6 +67,8 @@ struct Report {
         out += "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB. \(etcdVersion); \(wrkVersion); peer: \(peerBinary).\n"
         out += "Each load row: a fresh 3-member cluster, wrk against the leader's HTTPS API, \(warmup) s warm-up (discarded) then \(seconds) s measured; "
         out += "writes/s counts answers with status < 400 only. Load = 1-minute load average before -> after the measured run.\n"
+        if peerSnapshotEntries != 10_000 { out += "**Not the defaults**: peer snapshots every \(peerSnapshotEntries) entries (its default: 10,000).\n" }
+        if etcdClientCertAuth { out += "etcd's client listener requires client certificates (`--client-cert-auth`).\n" }
         out += "Payload: etcd puts a 28-byte key and a 256-byte value (request body \(EtcdCluster.sampleBody().utf8.count) bytes, Raft entry ~\(EtcdCluster.replicatedCommandBytes()) bytes); "
         out += "peer creates a tenant whose id + plan + components are 256 bytes (request body \(PeerCluster.sampleBody().utf8.count) bytes, Raft entry \(PeerCluster.replicatedCommandBytes()) bytes).\n\n"
 
@@ -94,16 +97,20 @@ struct Report {
         }
 
         if !idleRSS.isEmpty {
-            out += "\nMemory: VmRSS of each member (MB = MiB), after \(quiet) s without requests.\n\n"
-            out += "| system | idle, fresh cluster: members | idle: sum | after the last load run: members | after load: sum |\n|---|---|---:|---|---:|\n"
+            out += "\nMemory: VmRSS of each member in MiB, after \(quiet) s without requests; in brackets its parts from /proc/<pid>/status, "
+            out += "RssAnon (private: heap, stacks) + RssFile (mapped binary and libraries, clean pages shared by the members).\n\n"
+            out += "| system | when | member 1 | member 2 | member 3 | sum VmRSS | sum RssAnon | sum RssFile |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
             for system in ["etcd", "peer"] {
-                guard let idle = idleRSS[system] else { continue }
-                let loaded = loadedRSS[system] ?? []
-                out += "| \(system) | \(idle.map(Self.mb).joined(separator: " / ")) | \(Self.mb(idle.reduce(0, +))) | \(loaded.isEmpty ? "-" : loaded.map(Self.mb).joined(separator: " / ")) | \(loaded.isEmpty ? "-" : Self.mb(loaded.reduce(0, +))) |\n"
+                for (when, samples) in [("idle, fresh cluster", idleRSS[system]), ("after the last load run", loadedRSS[system])] {
+                    guard let samples, !samples.isEmpty else { continue }
+                    let members = samples.map { "\(Self.mb($0.rssKiB)) (\(Self.mb($0.anonKiB)) + \(Self.mb($0.fileKiB)))" }
+                    out += "| \(system) | \(when) | \(members.joined(separator: " | ")) | \(Self.mb(samples.map(\.rssKiB).reduce(0, +))) | \(Self.mb(samples.map(\.anonKiB).reduce(0, +))) | \(Self.mb(samples.map(\.fileKiB).reduce(0, +))) |\n"
+                }
             }
             if let e = idleRSS["etcd"], let p = idleRSS["peer"], !e.isEmpty, !p.isEmpty {
-                let ratio = Double(p.reduce(0, +)) / Double(e.reduce(0, +))
-                out += "\nIdle memory peer / etcd: \(String(format: "%.2fx", ratio)) (target <= 1.0x: \(ratio <= 1 ? "met" : "missed")).\n"
+                let ratio = Double(p.map(\.rssKiB).reduce(0, +)) / Double(e.map(\.rssKiB).reduce(0, +))
+                let anon = Double(p.map(\.anonKiB).reduce(0, +)) / Double(max(1, e.map(\.anonKiB).reduce(0, +)))
+                out += "\nIdle VmRSS peer / etcd: \(String(format: "%.2fx", ratio)) (target <= 1.0x: \(ratio <= 1 ? "met" : "missed")); RssAnon alone: \(String(format: "%.2fx", anon)).\n"
             }
         }
 
