@@ -143,6 +143,8 @@ struct MemorySample: Sendable {
     var rssKiB: Int
     var anonKiB: Int
     var fileKiB: Int
+    /// Proportional set size: shared pages divided among the processes that map them.
+    var pssKiB: Int
 }
 
 struct BenchError: Error, CustomStringConvertible {
@@ -185,7 +187,13 @@ enum Machine {
             fields[String(parts[0])] = Int(parts[1].trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
         }
         guard let rss = fields["VmRSS"] else { return nil }
-        return MemorySample(rssKiB: rss, anonKiB: fields["RssAnon"] ?? 0, fileKiB: fields["RssFile"] ?? 0)
+        var pss = 0
+        if let rollup = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) {
+            for line in rollup.split(separator: "\n") where line.hasPrefix("Pss:") {
+                pss = Int(line.dropFirst(4).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") ?? 0
+            }
+        }
+        return MemorySample(rssKiB: rss, anonKiB: fields["RssAnon"] ?? 0, fileKiB: fields["RssFile"] ?? 0, pssKiB: pss)
     }
 
     /// The 1-minute load average.

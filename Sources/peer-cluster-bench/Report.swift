@@ -98,19 +98,20 @@ struct Report {
 
         if !idleRSS.isEmpty {
             out += "\nMemory: VmRSS of each member in MiB, after \(quiet) s without requests; in brackets its parts from /proc/<pid>/status, "
-            out += "RssAnon (private: heap, stacks) + RssFile (mapped binary and libraries, clean pages shared by the members).\n\n"
-            out += "| system | when | member 1 | member 2 | member 3 | sum VmRSS | sum RssAnon | sum RssFile |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
+            out += "RssAnon (private: heap, stacks) + RssFile (mapped binary and libraries, clean pages shared by the members). "
+            out += "PSS (from smaps_rollup) divides each shared page among the processes mapping it.\n\n"
+            out += "| system | when | member 1 | member 2 | member 3 | sum VmRSS | sum RssAnon | sum RssFile | sum PSS |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
             for system in ["etcd", "peer"] {
                 for (when, samples) in [("idle, fresh cluster", idleRSS[system]), ("after the last load run", loadedRSS[system])] {
                     guard let samples, !samples.isEmpty else { continue }
                     let members = samples.map { "\(Self.mb($0.rssKiB)) (\(Self.mb($0.anonKiB)) + \(Self.mb($0.fileKiB)))" }
-                    out += "| \(system) | \(when) | \(members.joined(separator: " | ")) | \(Self.mb(samples.map(\.rssKiB).reduce(0, +))) | \(Self.mb(samples.map(\.anonKiB).reduce(0, +))) | \(Self.mb(samples.map(\.fileKiB).reduce(0, +))) |\n"
+                    out += "| \(system) | \(when) | \(members.joined(separator: " | ")) | \(Self.mb(samples.map(\.rssKiB).reduce(0, +))) | \(Self.mb(samples.map(\.anonKiB).reduce(0, +))) | \(Self.mb(samples.map(\.fileKiB).reduce(0, +))) | \(Self.mb(samples.map(\.pssKiB).reduce(0, +))) |\n"
                 }
             }
             if let e = idleRSS["etcd"], let p = idleRSS["peer"], !e.isEmpty, !p.isEmpty {
                 let ratio = Double(p.map(\.rssKiB).reduce(0, +)) / Double(e.map(\.rssKiB).reduce(0, +))
                 let anon = Double(p.map(\.anonKiB).reduce(0, +)) / Double(max(1, e.map(\.anonKiB).reduce(0, +)))
-                out += "\nIdle VmRSS peer / etcd: \(String(format: "%.2fx", ratio)) (target <= 1.0x: \(ratio <= 1 ? "met" : "missed")); RssAnon alone: \(String(format: "%.2fx", anon)).\n"
+                out += "\nIdle VmRSS peer / etcd: \(String(format: "%.2fx", ratio)) (target <= 1.0x: \(ratio <= 1 ? "met" : "missed")); RssAnon alone: \(String(format: "%.2fx", anon)); PSS: \(String(format: "%.2fx", Double(p.map(\.pssKiB).reduce(0, +)) / Double(max(1, e.map(\.pssKiB).reduce(0, +))))).\n"
             }
         }
 
