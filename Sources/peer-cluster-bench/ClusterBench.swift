@@ -102,7 +102,7 @@ struct ClusterBench: AsyncParsableCommand {
         report.etcdVersion = (try? await Children.shared.run(etcdBin, ["--version"], logFile: dir + "/etcd-version.txt", timeoutSeconds: 20).output)?
             .split(separator: "\n").first.map(String.init) ?? "?"
         report.wrkVersion = (try? await Children.shared.run(wrkBin, ["-v"], logFile: dir + "/wrk-version.txt", timeoutSeconds: 20).output)?
-            .split(separator: "\n").first.map(String.init) ?? "?"
+            .split(separator: "\n").first.map { String($0.split(separator: " [").first ?? $0) } ?? "?"
         report.peerBinary = peerBin
         report.seconds = seconds
         report.warmup = warmup
