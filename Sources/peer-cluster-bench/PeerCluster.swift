@@ -44,7 +44,6 @@ final class PeerCluster: BenchCluster {
           electionTicks: 10
           heartbeatTicks: 1
           snapshotEveryEntries: \(snapshotEveryEntries)
-          keepEntriesAfterSnapshot: 5000
         admin:
           tokenFile: \(tokenFile)
         peers:
