@@ -11,11 +11,14 @@ JOBS ?= $(shell nproc)
 deps:
 	@bash .ci/install-deps
 
-## demo: the main job. For now: the deterministic cluster simulator, 3 and 5 nodes.
+## demo: the main job: the simulator (3 and 5 nodes), then a real 3-peer cluster on loopback
+## playing the leader-failover scenario (chaos/kill-leader.sh).
 demo: deps
 	swift build -c release --product peer-sim
 	.build/release/peer-sim --seed 1 --seeds 200 --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
 	.build/release/peer-sim --seed 1 --seeds 100 --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+	swift build --product peer
+	bash chaos/kill-leader.sh
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
 test: deps check-imports sim

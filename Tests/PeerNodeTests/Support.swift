@@ -3,36 +3,7 @@ import Raft
 import Synchronization
 @testable import PeerNode
 
-/// MemoryStorage as the node's durable log (the tests' "disk"), counting durable writes.
-/// Only the node's thread touches it while the node runs; tests read it after `stop`.
-final class TestStore: LogStore, @unchecked Sendable {
-    let memory: MemoryStorage
-    private(set) var persists = 0
-    private(set) var syncedPersists = 0
-
-    init(conf: ConfState) { memory = MemoryStorage(conf: conf) }
-
-    func initialState() throws(StorageError) -> (HardState, ConfState) { try memory.initialState() }
-    func firstIndex() throws(StorageError) -> LogIndex { try memory.firstIndex() }
-    func lastIndex() throws(StorageError) -> LogIndex { try memory.lastIndex() }
-    func term(_ index: LogIndex) throws(StorageError) -> Term { try memory.term(index) }
-    func entries(_ lo: LogIndex, _ hi: LogIndex, maxBytes: Int) throws(StorageError) -> [Entry] { try memory.entries(lo, hi, maxBytes: maxBytes) }
-    func snapshot() throws(StorageError) -> Snapshot { try memory.snapshot() }
-
-    func persist(_ ready: Ready) throws {
-        persists += 1
-        if ready.mustSync { syncedPersists += 1 }
-        if let s = ready.snapshot { memory.applySnapshot(s) }
-        memory.append(ready.entries)
-        if let hs = ready.hardState { memory.setHardState(hs) }
-    }
-
-    func compact(upTo index: LogIndex, conf: ConfState, data: [UInt8]) throws {
-        memory.createSnapshot(at: index, conf: conf, data: data)
-    }
-
-    func currentSnapshotData() throws -> [UInt8] { memory.latestSnapshot.data }
-}
+typealias TestStore = MemoryLogStore
 
 /// Delivers messages between in-process nodes; a cut node neither sends nor receives.
 final class LocalNetwork: Sendable {

@@ -1,0 +1,146 @@
+import ClusterModel
+import Crypto
+import Foundation
+import NIOHTTP1
+import PeerAPI
+import PeerCerts
+import PeerNode
+import Raft
+import Testing
+
+/// One real node (in memory) behind the real admin server on a loopback port, with real
+/// certificates from the cluster CA, talked to by the real client.
+final class APIFixture {
+    let dir: String
+    let node: PeerNode
+    let server: AdminServer
+    let port: Int
+    let serverTask: Task<Void, Never>
+    let token = "0123456789abcdef0123456789abcdef-test-token"
+
+    init() async throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("peer-api-\(UInt32.random(in: 0...UInt32.max))").path
+        let ca = try CertificateAuthority.create(directory: dir, clusterID: "api-test")
+        _ = try ca.issuePeer(nodeID: 1, ipAddresses: ["127.0.0.1"])
+        _ = try ca.issueClient(name: "admin")
+        // A certificate from ANOTHER cluster's CA: must not be admitted.
+        let other = try CertificateAuthority.create(directory: dir + "/other", clusterID: "other")
+        _ = try other.issueClient(name: "admin")
+
+        var raft = RaftConfig(id: 1)
+        raft.electionTimeoutTicks = 10
+        var options = PeerNodeOptions(raft: raft)
+        options.tickMillis = 2
+        node = try PeerNode(options: options, store: MemoryLogStore(conf: ConfState(voters: [1])), send: { _ in })
+        node.start()
+        var config = AdminServerConfiguration(
+            selfID: 1, members: [1: MemberAddresses(peer: "127.0.0.1:1", apiHost: "127.0.0.1", apiPort: 0)],
+            tls: APITLSFiles(caCertificatePath: dir + "/ca.pem", certificatePath: dir + "/peer-1.pem", privateKeyPath: dir + "/peer-1.key"),
+            version: "test", protocolVersion: 1, pid: getpid(), startedAtMs: 0
+        )
+        config.adminTokenSHA256 = Array(SHA256.hash(data: Array(token.utf8)))
+        let server = try AdminServer(configuration: config, node: node)
+        self.server = server
+        let (ports, cont) = AsyncStream.makeStream(of: Int.self)
+        serverTask = Task { try? await server.run(onListening: { cont.yield($0) }) }
+        var it = ports.makeAsyncIterator()
+        port = await it.next() ?? 0
+        // A single voter elects itself after an election timeout; wait (bounded) for it.
+        for _ in 0..<5_000 where node.leaderHint.role != .leader { try await Task.sleep(for: .milliseconds(1)) }
+    }
+
+    func client(_ name: String = "admin", ca: String? = nil, dir certDir: String? = nil) throws -> AdminClient {
+        let d = certDir ?? dir
+        return try AdminClient(tls: APITLSFiles(caCertificatePath: ca ?? dir + "/ca.pem", certificatePath: d + "/client-\(name).pem", privateKeyPath: d + "/client-\(name).key"))
+    }
+
+    func call(_ client: AdminClient, _ method: HTTPMethod, _ path: String, body: String? = nil, headers: [(String, String)] = []) async throws -> (Int, String) {
+        let a = try await client.request(host: "127.0.0.1", port: port, method: method, path: path, headers: headers, body: body.map { Array($0.utf8) })
+        return (a.status, String(decoding: a.body, as: UTF8.self))
+    }
+
+    func close() async {
+        await server.shutdown()
+        await serverTask.value
+        await node.stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+/// A TLS client without a client certificate (trusting the cluster CA), for the token path:
+/// curl, an independent client. Spawned and reaped directly; `--max-time` bounds it.
+func anonymousRequest(port: Int, caPath: String, path: String, headers: [(String, String)]) async throws -> Int {
+    let outPath = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UInt32.random(in: 0...UInt32.max))").path
+    defer { try? FileManager.default.removeItem(atPath: outPath) }
+    var args = ["curl", "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", caPath, "--tlsv1.3", "https://127.0.0.1:\(port)\(path)"]
+    for (n, v) in headers { args += ["-H", "\(n): \(v)"] }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, "/usr/bin/curl", &actions, nil, argv, environ) == 0 else { return -1 }
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    return Int(text) ?? -1
+}
+
+@Suite("Admin API over real TLS", .serialized)
+struct AdminAPITests {
+    @Test("a client certificate from the cluster CA is admitted; the status names this member")
+    func clientCertificateAdmitted() async throws {
+        let f = try await APIFixture()
+        let (status, body) = try await f.call(try f.client(), .GET, "/v1/status")
+        #expect(status == 200)
+        let s = try JSONDecoder().decode(MemberStatus.self, from: Data(body.utf8))
+        #expect(s.id == 1 && s.state == "leader" && s.role == "voter" && s.source == "local")
+        await f.close()
+    }
+
+    @Test("a certificate from another cluster's CA fails the handshake")
+    func otherCARefused() async throws {
+        let f = try await APIFixture()
+        let stranger = try f.client("admin", ca: f.dir + "/ca.pem", dir: f.dir + "/other")
+        await #expect(throws: AdminClientError.self) { _ = try await f.call(stranger, .GET, "/v1/status") }
+        await f.close()
+    }
+
+    @Test("without a certificate: the admin token is admitted, a wrong or missing token is 401")
+    func tokenPath() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else {
+            Issue.record("curl is needed for this test (.ci/install-deps installs it)")
+            return
+        }
+        let f = try await APIFixture()
+        #expect(try await anonymousRequest(port: f.port, caPath: f.dir + "/ca.pem", path: "/v1/status", headers: []) == 401)
+        #expect(try await anonymousRequest(port: f.port, caPath: f.dir + "/ca.pem", path: "/v1/status", headers: [("Authorization", "Bearer wrong-token")]) == 401)
+        #expect(try await anonymousRequest(port: f.port, caPath: f.dir + "/ca.pem", path: "/v1/status", headers: [("Authorization", "Bearer \(f.token)")]) == 200)
+        await f.close()
+    }
+
+    @Test("tenant writes: 201, a retried request id is a duplicate, an existing id 409, unknown delete 404, bad JSON 400, a huge body 413")
+    func tenantWrites() async throws {
+        let f = try await APIFixture()
+        let c = try f.client()
+        let create = #"{"id":"acme","clientId":"t-1","sequence":1}"#
+        #expect(try await f.call(c, .POST, "/v1/tenants", body: create).0 == 201)
+        let again = try await f.call(c, .POST, "/v1/tenants", body: create)
+        #expect(again.0 == 200 && again.1.contains("\"duplicate\""))
+        let exists = try await f.call(c, .POST, "/v1/tenants", body: #"{"id":"acme"}"#)
+        #expect(exists.0 == 409 && exists.1.contains("\"conflict\""))
+        #expect(try await f.call(c, .DELETE, "/v1/tenants/nobody").0 == 404)
+        #expect(try await f.call(c, .POST, "/v1/tenants", body: "{not json").0 == 400)
+        #expect(try await f.call(c, .POST, "/v1/tenants", body: #"{"id":"Bad Id!"}"#).0 == 400)
+        let huge = "{\"id\":\"x\",\"plan\":\"" + String(repeating: "a", count: 70_000) + "\"}"
+        #expect(try await f.call(c, .POST, "/v1/tenants", body: huge).0 == 413)
+        let list = try await f.call(c, .GET, "/v1/tenants?consistent=true")
+        let tenants = try JSONDecoder().decode([TenantInfo].self, from: Data(list.1.utf8))
+        #expect(tenants.map(\.id) == ["acme"])
+        #expect(try await f.call(c, .DELETE, "/v1/tenants/acme?clientId=t-2&sequence=1").0 == 200)
+        #expect(try await f.call(c, .GET, "/v1/tenants").1 == "[]")
+        await f.close()
+    }
+}
