@@ -129,6 +129,9 @@ extension BenchCluster {
         markKilled(i)
     }
 
+    /// CPU seconds used so far by each member (nil for one not running).
+    func cpuSeconds() -> [Double?] { pids.map { $0.flatMap(Machine.cpuSeconds) } }
+
     /// Resident memory of each running member.
     func rss() -> [MemorySample] { pids.compactMap { $0.flatMap(Machine.memory) } }
 }

@@ -147,9 +147,14 @@ struct ClusterBench: AsyncParsableCommand {
                     }
                     let loadBefore = Machine.load1()
                     let script = try writeScript(cluster, dir: dir, name: name)
+                    let cpuBefore = cluster.cpuSeconds()
                     let r = try await WrkRun.run(wrk: wrkBin, script: script, url: url, connections: c, threads: threads, seconds: seconds, logFile: "\(dir)/\(name).wrk.txt")
+                    let cpuAfter = cluster.cpuSeconds()
                     try cluster.checkAlive()
-                    report.load.append(Report.LoadRow(system: system, connections: c, threads: threads, result: r, loadBefore: loadBefore, loadAfter: Machine.load1()))
+                    let cpu = zip(cpuBefore, cpuAfter).map { b, a in (a ?? 0) - (b ?? 0) }
+                    report.load.append(Report.LoadRow(
+                        system: system, connections: c, threads: threads, result: r, loadBefore: loadBefore, loadAfter: Machine.load1(),
+                        cpuSecondsAll: cpu.reduce(0, +), cpuSecondsLeader: cpu[leader]))
                     say("\(system) c=\(c): \(Int(r.writesPerSecond)) writes/s, p50 \(Report.ms(r.p50Micros)) ms, p99 \(Report.ms(r.p99Micros)) ms, errors \(r.errors) (load \(loadBefore) -> \(Machine.load1()))")
                     if li == levels.count - 1 {
                         try await Task.sleep(for: .seconds(quiet))

@@ -9,6 +9,15 @@ struct Report {
         var result: WrkResult
         var loadBefore: String
         var loadAfter: String
+        /// CPU seconds the members used during the measured run (wrk's own excluded).
+        var cpuSecondsAll: Double
+        var cpuSecondsLeader: Double
+
+        /// Member CPU per accepted write, microseconds.
+        var cpuMicrosPerWrite: Double {
+            let writes = Double(result.requests - result.statusErrors)
+            return writes > 0 ? cpuSecondsAll * 1e6 / writes : 0
+        }
     }
 
     var started: Date
@@ -73,25 +82,27 @@ struct Report {
         out += "peer creates a tenant whose id + plan + components are 256 bytes (request body \(PeerCluster.sampleBody().utf8.count) bytes, Raft entry \(PeerCluster.replicatedCommandBytes()) bytes).\n\n"
 
         if !load.isEmpty {
-            out += "| connections | system | wrk threads | writes/s | p50 ms | p90 ms | p99 ms | max ms | errors | load |\n"
-            out += "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+            out += "CPU: seconds of CPU (user + system) the three members used during the measured run, and per accepted write (all members); the leader's share in brackets.\n\n"
+            out += "| connections | system | wrk threads | writes/s | p50 ms | p90 ms | p99 ms | max ms | errors | member CPU s (leader) | CPU µs / write | load |\n"
+            out += "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
             for r in load {
                 let w = r.result
                 let errs = w.errors == 0 ? "0" : "\(w.errors) (status \(w.statusErrors), timeout \(w.timeouts), conn/read/write \(w.connectErrors)/\(w.readErrors)/\(w.writeErrors))"
-                out += "| \(r.connections) | \(r.system) | \(r.threads) | \(Self.int(w.writesPerSecond)) | \(Self.ms(w.p50Micros)) | \(Self.ms(w.p90Micros)) | \(Self.ms(w.p99Micros)) | \(Self.ms(w.maxMicros)) | \(errs) | \(r.loadBefore) -> \(r.loadAfter) |\n"
+                out += "| \(r.connections) | \(r.system) | \(r.threads) | \(Self.int(w.writesPerSecond)) | \(Self.ms(w.p50Micros)) | \(Self.ms(w.p90Micros)) | \(Self.ms(w.p99Micros)) | \(Self.ms(w.maxMicros)) | \(errs) | \(String(format: "%.1f (%.1f)", r.cpuSecondsAll, r.cpuSecondsLeader)) | \(Self.int(r.cpuMicrosPerWrite)) | \(r.loadBefore) -> \(r.loadAfter) |\n"
             }
             let levels = Array(Set(load.map(\.connections))).sorted()
-            let pairs = levels.compactMap { c -> (Int, WrkResult, WrkResult)? in
-                guard let e = load.first(where: { $0.connections == c && $0.system == "etcd" })?.result,
-                      let p = load.first(where: { $0.connections == c && $0.system == "peer" })?.result else { return nil }
+            let pairs = levels.compactMap { c -> (Int, LoadRow, LoadRow)? in
+                guard let e = load.first(where: { $0.connections == c && $0.system == "etcd" }),
+                      let p = load.first(where: { $0.connections == c && $0.system == "peer" }) else { return nil }
                 return (c, e, p)
             }
             if !pairs.isEmpty {
-                out += "\n| connections | writes/s peer / etcd | p50 peer / etcd | p99 peer / etcd | target (16, 64): >= 1.5x writes/s, p99 <= etcd's |\n|---:|---:|---:|---:|---|\n"
-                for (c, e, p) in pairs {
+                out += "\n| connections | writes/s peer / etcd | p50 peer / etcd | p99 peer / etcd | CPU per write peer / etcd | target (16, 64): >= 1.5x writes/s, p99 <= etcd's |\n|---:|---:|---:|---:|---:|---|\n"
+                for (c, er, pr) in pairs {
+                    let e = er.result, p = pr.result
                     let ratio = p.writesPerSecond / max(e.writesPerSecond, 1)
                     let verdict = c < 16 ? "(no target)" : (ratio >= 1.5 && p.p99Micros <= e.p99Micros ? "met" : "missed" + (ratio < 1.5 ? " (throughput)" : "") + (p.p99Micros > e.p99Micros ? " (p99)" : ""))
-                    out += "| \(c) | \(Self.ratio(p.writesPerSecond, e.writesPerSecond)) | \(Self.ratio(p.p50Micros, e.p50Micros)) | \(Self.ratio(p.p99Micros, e.p99Micros)) | \(verdict) |\n"
+                    out += "| \(c) | \(Self.ratio(p.writesPerSecond, e.writesPerSecond)) | \(Self.ratio(p.p50Micros, e.p50Micros)) | \(Self.ratio(p.p99Micros, e.p99Micros)) | \(Self.ratio(pr.cpuMicrosPerWrite, er.cpuMicrosPerWrite)) | \(verdict) |\n"
                 }
             }
         }
