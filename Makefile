@@ -5,7 +5,7 @@ SIM_SEEDS_5 ?= 300
 SIM_STEPS ?= 2000
 JOBS ?= $(shell nproc)
 
-.PHONY: deps demo test check-imports sim bench clean
+.PHONY: deps demo test check-imports sim bench bench-cluster clean
 
 ## deps: system packages the build and tests need (idempotent; apt-get only when missing).
 deps:
@@ -40,6 +40,16 @@ bench: deps
 	.build/release/peer-bench raft --batch 16 --proposals 1000000
 	.build/release/peer-bench raft --batch 256 --proposals 2000000
 	time .build/release/peer-sim --seeds 2000 --steps 2000 --jobs $(JOBS)
+
+## bench-cluster: issue 6's benchmark, peer and etcd 3.4 side by side in one run (writes/s and
+## latency with wrk, idle memory, failover); docs/benchmarks.md. Options: BENCH_CLUSTER_ARGS, e.g.
+## BENCH_CLUSTER_ARGS="--seconds 20 --failover-runs 10 --output /tmp/cluster-bench.md".
+BENCH_CLUSTER_ARGS ?=
+bench-cluster:
+	@bash .ci/install-deps etcd-server etcd-client wrk
+	swift build -c release --product peer
+	swift build -c release --product peer-cluster-bench
+	.build/release/peer-cluster-bench $(BENCH_CLUSTER_ARGS)
 
 clean:
 	rm -rf .build

@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "peer-wire-fuzz", targets: ["peer-wire-fuzz"]),
         .executable(name: "tenant-app", targets: ["tenant-app"]),
         // --- end transport ---
+        .executable(name: "peer-cluster-bench", targets: ["peer-cluster-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -212,6 +213,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // --- end config ---
+        // Issue 6's cluster benchmark: peer and etcd side by side (wrk load, memory, failover).
+        // Drives the `peer`, `etcd` and `wrk` binaries; PeerAPI's client for status and probes.
+        .executableTarget(
+            name: "peer-cluster-bench",
+            dependencies: [
+                "PeerAPI", "ClusterModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),
     ]

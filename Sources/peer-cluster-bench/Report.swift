@@ -1,0 +1,148 @@
+import Foundation
+
+/// Everything measured in one run, printed as markdown (the shape of docs/benchmarks.md).
+struct Report {
+    struct LoadRow {
+        var system: String
+        var connections: Int
+        var threads: Int
+        var result: WrkResult
+        var loadBefore: String
+        var loadAfter: String
+        /// CPU seconds the members used during the measured run (wrk's own excluded).
+        var cpuSecondsAll: Double
+        var cpuSecondsLeader: Double
+
+        /// Member CPU per accepted write, microseconds.
+        var cpuMicrosPerWrite: Double {
+            let writes = Double(result.requests - result.statusErrors)
+            return writes > 0 ? cpuSecondsAll * 1e6 / writes : 0
+        }
+    }
+
+    var started: Date
+    var finished: Date?
+    var workDir: String
+    var keep: Bool
+    var etcdVersion = "?"
+    var wrkVersion = "?"
+    var peerBinary = "?"
+    var seconds = 0
+    var warmup = 0
+    var quiet = 0
+    var failoverRuns = 0
+    var probeIntervalMs = 0
+    var etcdClientCertAuth = false
+    var peerSnapshotEntries = 10_000
+    var load: [LoadRow] = []
+    var idleRSS: [String: [MemorySample]] = [:]
+    var loadedRSS: [String: [MemorySample]] = [:]
+    var failover: [String: [FailoverSample]] = [:]
+
+    init(started: Date, workDir: String, keep: Bool) {
+        self.started = started
+        self.workDir = workDir
+        self.keep = keep
+    }
+
+    static func ms(_ micros: Double) -> String { String(format: micros < 10_000 ? "%.2f" : "%.1f", micros / 1000) }
+    static func mb(_ kib: Int) -> String { String(format: "%.1f", Double(kib) / 1024) }
+    static func ratio(_ a: Double, _ b: Double) -> String { b > 0 ? String(format: "%.2fx", a / b) : "-" }
+    static func int(_ v: Double) -> String {
+        let f = NumberFormatter()
+        f.numberStyle = .decimal
+        f.maximumFractionDigits = 0
+        return f.string(from: NSNumber(value: v.rounded())) ?? "\(Int(v))"
+    }
+
+    /// Median (mean of the middle two for an even count) and nearest-rank percentile.
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        guard !s.isEmpty else { return 0 }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    static func percentile(_ v: [Double], _ p: Double) -> Double {
+        let s = v.sorted()
+        guard !s.isEmpty else { return 0 }
+        let rank = Int((p / 100 * Double(s.count)).rounded(.up))
+        return s[max(0, min(s.count - 1, rank - 1))]
+    }
+
+    func markdown() -> String {
+        let iso = ISO8601DateFormatter()
+        var out = "### peer-cluster-bench, \(iso.string(from: started))\n\n"
+        out += "Machine: `nproc` = \(ProcessInfo.processInfo.activeProcessorCount), CPU \"\(Machine.cpuModel())\", kernel \(Machine.kernel()), "
+        out += "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB. \(etcdVersion); \(wrkVersion); peer: \(peerBinary).\n"
+        out += "Each load row: a fresh 3-member cluster, wrk against the leader's HTTPS API, \(warmup) s warm-up (discarded) then \(seconds) s measured; "
+        out += "writes/s counts answers with status < 400 only. Load = 1-minute load average before -> after the measured run.\n"
+        if peerSnapshotEntries != 10_000 { out += "**Not the defaults**: peer snapshots every \(peerSnapshotEntries) entries (its default: 10,000).\n" }
+        if etcdClientCertAuth { out += "etcd's client listener requires client certificates (`--client-cert-auth`).\n" }
+        out += "Payload: etcd puts a 28-byte key and a 256-byte value (request body \(EtcdCluster.sampleBody().utf8.count) bytes, Raft entry ~\(EtcdCluster.replicatedCommandBytes()) bytes); "
+        out += "peer creates a tenant whose id + plan + components are 256 bytes (request body \(PeerCluster.sampleBody().utf8.count) bytes, Raft entry \(PeerCluster.replicatedCommandBytes()) bytes).\n\n"
+
+        if !load.isEmpty {
+            out += "CPU: seconds of CPU (user + system) the three members used during the measured run, and per accepted write (all members); the leader's share in brackets.\n\n"
+            out += "| connections | system | wrk threads | writes/s | p50 ms | p90 ms | p99 ms | max ms | errors | member CPU s (leader) | CPU µs / write | load |\n"
+            out += "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+            for r in load {
+                let w = r.result
+                let errs = w.errors == 0 ? "0" : "\(w.errors) (status \(w.statusErrors), timeout \(w.timeouts), conn/read/write \(w.connectErrors)/\(w.readErrors)/\(w.writeErrors))"
+                out += "| \(r.connections) | \(r.system) | \(r.threads) | \(Self.int(w.writesPerSecond)) | \(Self.ms(w.p50Micros)) | \(Self.ms(w.p90Micros)) | \(Self.ms(w.p99Micros)) | \(Self.ms(w.maxMicros)) | \(errs) | \(String(format: "%.1f (%.1f)", r.cpuSecondsAll, r.cpuSecondsLeader)) | \(Self.int(r.cpuMicrosPerWrite)) | \(r.loadBefore) -> \(r.loadAfter) |\n"
+            }
+            let levels = Array(Set(load.map(\.connections))).sorted()
+            let pairs = levels.compactMap { c -> (Int, LoadRow, LoadRow)? in
+                guard let e = load.first(where: { $0.connections == c && $0.system == "etcd" }),
+                      let p = load.first(where: { $0.connections == c && $0.system == "peer" }) else { return nil }
+                return (c, e, p)
+            }
+            if !pairs.isEmpty {
+                out += "\n| connections | writes/s peer / etcd | p50 peer / etcd | p99 peer / etcd | CPU per write peer / etcd | target (16, 64): >= 1.5x writes/s, p99 <= etcd's |\n|---:|---:|---:|---:|---:|---|\n"
+                for (c, er, pr) in pairs {
+                    let e = er.result, p = pr.result
+                    let ratio = p.writesPerSecond / max(e.writesPerSecond, 1)
+                    let verdict = c < 16 ? "(no target)" : (ratio >= 1.5 && p.p99Micros <= e.p99Micros ? "met" : "missed" + (ratio < 1.5 ? " (throughput)" : "") + (p.p99Micros > e.p99Micros ? " (p99)" : ""))
+                    out += "| \(c) | \(Self.ratio(p.writesPerSecond, e.writesPerSecond)) | \(Self.ratio(p.p50Micros, e.p50Micros)) | \(Self.ratio(p.p99Micros, e.p99Micros)) | \(Self.ratio(pr.cpuMicrosPerWrite, er.cpuMicrosPerWrite)) | \(verdict) |\n"
+                }
+            }
+        }
+
+        if !idleRSS.isEmpty {
+            out += "\nMemory: VmRSS of each member in MiB, after \(quiet) s without requests; in brackets its parts from /proc/<pid>/status, "
+            out += "RssAnon (private: heap, stacks) + RssFile (mapped binary and libraries, clean pages shared by the members). "
+            out += "PSS (from smaps_rollup) divides each shared page among the processes mapping it.\n\n"
+            out += "| system | when | member 1 | member 2 | member 3 | sum VmRSS | sum RssAnon | sum RssFile | sum PSS |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            for system in ["etcd", "peer"] {
+                for (when, samples) in [("idle, fresh cluster", idleRSS[system]), ("after the last load run", loadedRSS[system])] {
+                    guard let samples, !samples.isEmpty else { continue }
+                    let members = samples.map { "\(Self.mb($0.rssKiB)) (\(Self.mb($0.anonKiB)) + \(Self.mb($0.fileKiB)))" }
+                    out += "| \(system) | \(when) | \(members.joined(separator: " | ")) | \(Self.mb(samples.map(\.rssKiB).reduce(0, +))) | \(Self.mb(samples.map(\.anonKiB).reduce(0, +))) | \(Self.mb(samples.map(\.fileKiB).reduce(0, +))) | \(Self.mb(samples.map(\.pssKiB).reduce(0, +))) |\n"
+                }
+            }
+            if let e = idleRSS["etcd"], let p = idleRSS["peer"], !e.isEmpty, !p.isEmpty {
+                let ratio = Double(p.map(\.rssKiB).reduce(0, +)) / Double(e.map(\.rssKiB).reduce(0, +))
+                let anon = Double(p.map(\.anonKiB).reduce(0, +)) / Double(max(1, e.map(\.anonKiB).reduce(0, +)))
+                out += "\nIdle VmRSS peer / etcd: \(String(format: "%.2fx", ratio)) (target <= 1.0x: \(ratio <= 1 ? "met" : "missed")); RssAnon alone: \(String(format: "%.2fx", anon)); PSS: \(String(format: "%.2fx", Double(p.map(\.pssKiB).reduce(0, +)) / Double(max(1, e.map(\.pssKiB).reduce(0, +))))).\n"
+            }
+        }
+
+        if !failover.isEmpty {
+            out += "\nFailover: `kill -9` of the leader, then a write probe every \(probeIntervalMs) ms through the survivors (alternating; each probe a new mutual-TLS connection, deadline 3 s); "
+            out += "time from the kill to the first accepted write. The killed member is restarted and every member caught up (one commit = applied index) before the next kill. Heartbeat 100 ms, election timeout 1000 ms on both.\n\n"
+            out += "| system | kills | median ms | p90 ms | min ms | max ms | every run (ms) |\n|---|---:|---:|---:|---:|---:|---|\n"
+            for system in ["etcd", "peer"] {
+                guard let s = failover[system], !s.isEmpty else { continue }
+                let v = s.map(\.millis)
+                out += "| \(system) | \(v.count) | \(Self.int(Self.median(v))) | \(Self.int(Self.percentile(v, 90))) | \(Self.int(v.min()!)) | \(Self.int(v.max()!)) | \(v.map { Self.int($0) }.joined(separator: ", ")) |\n"
+            }
+            if let e = failover["etcd"], let p = failover["peer"], !e.isEmpty, !p.isEmpty {
+                let pm = Self.median(p.map(\.millis)), em = Self.median(e.map(\.millis))
+                out += "\nFailover median peer / etcd: \(Self.ratio(pm, em)); peer's target: under 400 ms (\(pm < 400 ? "met" : "missed")) and below etcd's (\(pm < em ? "met" : "missed")).\n"
+            }
+        }
+        if let finished {
+            out += "\nRun took \(Int(finished.timeIntervalSince(started))) s." + (keep ? " Logs, Lua scripts and wrk outputs: \(workDir)." : "") + "\n"
+        }
+        return out
+    }
+}
