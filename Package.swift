@@ -153,6 +153,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        // --- broker (issue 7) ---
+        // Pure leader decisions over the cluster state (ARCHITECTURE §4): imports ClusterModel only.
+        .target(name: "Controller", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "ClusterModel"], swiftSettings: swiftSettings),
+        // --- end broker ---
         // The driver (issue 6): the Ready loop, proposals and reads over the ports it declares
         // (LogStore, MessageSender). Knows neither SQLite nor NIO (`.ci/check-imports`).
         .target(name: "PeerNode", dependencies: ["Raft", "ClusterModel"], swiftSettings: swiftSettings),
@@ -161,7 +166,7 @@ let package = Package(
         .target(
             name: "PeerAPI",
             dependencies: [
-                "PeerNode", "ClusterModel", "Raft",
+                "PeerNode", "ClusterModel", "Controller", "Raft",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
