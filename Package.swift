@@ -184,6 +184,7 @@ let package = Package(
             dependencies: [
                 "PeerAPI", "PeerNode", "PeerCerts", "ClusterModel", "Raft",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
