@@ -22,6 +22,10 @@ extension ClusterConfig {
         public let provisionTimeoutMs: Int
         /// The `Retry-After` (seconds) `last_operation` suggests while an operation runs.
         public let retryAfterSeconds: Int
+        /// The leader's operation driver waits at least this long after a round that committed
+        /// steps (0: the next round follows at once). Paces churn; tests raise it to catch an
+        /// operation half-way.
+        public let driverIntervalMs: Int
 
         public static let usernameCharactersMax = 64
         public static let tenantURLBytesMax = 512
@@ -29,6 +33,7 @@ extension ClusterConfig {
         public static let instanceCapacityRange = 1...1_000_000_000
         public static let provisionTimeoutMsRange = 1_000...86_400_000
         public static let retryAfterSecondsRange = 1...3_600
+        public static let driverIntervalMsRange = 0...60_000
         public static let defaultUsername = "broker"
         public static let defaultInstanceCapacity = 100
         public static let defaultProvisionTimeoutMs = 60_000

@@ -4,7 +4,7 @@
 // file: unknown keys refused with a suggestion, one spelling per value, every bound checked.
 
 extension ConfigDecoder {
-    static let brokerKeys = ["username", "passwordHashFile", "passwordFile", "tenantURL", "instanceCapacity", "provisionTimeoutMs", "retryAfterSeconds"]
+    static let brokerKeys = ["username", "passwordHashFile", "passwordFile", "tenantURL", "instanceCapacity", "provisionTimeoutMs", "retryAfterSeconds", "driverIntervalMs"]
     static let catalogKeys = ["services"]
     static let serviceKeys = ["id", "name", "description", "tags", "plans"]
     static let planKeys = ["id", "name", "description", "components", "weight", "quotas", "free", "maintenanceVersion"]
@@ -21,7 +21,7 @@ extension ConfigDecoder {
             passwordFile: FilePath.join(tlsDir, Broker.defaultPasswordFileName),
             tenantURL: "http://\(Broker.tenantPlaceholder).\(cluster).localhost",
             instanceCapacity: Broker.defaultInstanceCapacity, provisionTimeoutMs: Broker.defaultProvisionTimeoutMs,
-            retryAfterSeconds: Broker.defaultRetryAfterSeconds)
+            retryAfterSeconds: Broker.defaultRetryAfterSeconds, driverIntervalMs: 0)
         guard let node else { return defaults }
         let map = try reader.mapping(node, at: keyPath, allowed: Self.brokerKeys, what: "broker settings (\(Self.brokerKeys.joined(separator: ", ")))")
         let username = try map.value("username").map { (n) throws(ConfigError) in try self.username(n, at: map.path("username")) } ?? defaults.username
@@ -40,7 +40,8 @@ extension ConfigDecoder {
             username: username, passwordHashFile: hashFile, passwordFile: passwordFile, tenantURL: tenantURL,
             instanceCapacity: try int("instanceCapacity", Broker.instanceCapacityRange, defaults.instanceCapacity),
             provisionTimeoutMs: try int("provisionTimeoutMs", Broker.provisionTimeoutMsRange, defaults.provisionTimeoutMs),
-            retryAfterSeconds: try int("retryAfterSeconds", Broker.retryAfterSecondsRange, defaults.retryAfterSeconds))
+            retryAfterSeconds: try int("retryAfterSeconds", Broker.retryAfterSecondsRange, defaults.retryAfterSeconds),
+            driverIntervalMs: try int("driverIntervalMs", Broker.driverIntervalMsRange, defaults.driverIntervalMs))
     }
 
     /// Basic auth puts `user:password` in one header: no `:` in the user, printable ASCII only.

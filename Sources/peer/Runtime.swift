@@ -92,11 +92,13 @@ enum PeerRuntime {
         )
         apiConfig.logger = logger
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
-        let brokerConfig = BrokerConfiguration(
+        var brokerConfig = BrokerConfiguration(
             username: s.broker.username, password: try BrokerFiles.loadVerifier(s.broker), catalog: BrokerCatalog(s.catalog),
             tenantURLTemplate: s.broker.tenantURL, instanceCapacityUnits: UInt64(s.broker.instanceCapacity),
             provisionTimeoutMs: Int64(s.broker.provisionTimeoutMs), retryAfterSeconds: s.broker.retryAfterSeconds)
+        brokerConfig.driverIntervalMillis = s.broker.driverIntervalMs
         apiConfig.broker = brokerConfig
+        let driverConfig = brokerConfig
         let api = try AdminServer(configuration: apiConfig, node: node)
 
         try await transport.start()
@@ -127,7 +129,7 @@ enum PeerRuntime {
             }
             group.addTask {
                 // Leader only, like the Registrar: finishes every broker operation in progress.
-                await OperationDriverLoop(node: node, configuration: brokerConfig, waker: api.driverWaker, logger: logger).run()
+                await OperationDriverLoop(node: node, configuration: driverConfig, waker: api.driverWaker, logger: logger).run()
             }
             let signal = await signals.next()
             logger.info("signal \(signal): stopping gracefully")

@@ -17,6 +17,8 @@ public struct BrokerConfiguration: Sendable {
     public var retryAfterSeconds: Int
     /// How often the leader's driver looks for work when nothing woke it.
     public var driverIdleMillis = 50
+    /// The driver's pause after a round that committed steps (`broker.driverIntervalMs`).
+    public var driverIntervalMillis = 0
 
     public init(username: String, password: PasswordVerifier, catalog: BrokerCatalog, tenantURLTemplate: String, instanceCapacityUnits: UInt64, provisionTimeoutMs: Int64, retryAfterSeconds: Int) {
         self.username = username

@@ -19,6 +19,7 @@ public struct OperationDriverLoop: Sendable {
     let readiness: @Sendable () -> PlacementReadiness
     let waker: Waker
     let idleMillis: Int
+    let intervalMillis: Int
     let logger: Logger
 
     public init(node: PeerNode, configuration: BrokerConfiguration, waker: Waker, logger: Logger,
@@ -30,6 +31,7 @@ public struct OperationDriverLoop: Sendable {
         self.readiness = readiness
         self.waker = waker
         idleMillis = configuration.driverIdleMillis
+        intervalMillis = configuration.driverIntervalMillis
         self.logger = logger
     }
 
@@ -37,7 +39,11 @@ public struct OperationDriverLoop: Sendable {
     public func run() async {
         while !Task.isCancelled {
             let progressed = node.leaderHint.role == .leader ? await round() : false
-            if !progressed { await waker.wait(timeoutMillis: idleMillis) }
+            if !progressed {
+                await waker.wait(timeoutMillis: idleMillis)
+            } else if intervalMillis > 0 {
+                try? await Task.sleep(for: .milliseconds(intervalMillis))
+            }
         }
     }
 
