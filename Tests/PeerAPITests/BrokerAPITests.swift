@@ -165,6 +165,7 @@ struct BrokerAPITests {
         #expect(unbound.status == 200 && unbound.body == "{}")
         #expect(try await check("shop", token) == 401, "unbind revokes the token")
         #expect(try await f.osb("DELETE", "/v2/service_instances/shop/service_bindings/b-1?service_id=dreamface&plan_id=dreamface-deployment").status == 410)
+        #expect(try await f.osb("DELETE", "/v2/service_instances/shop/service_bindings/b-1").status == 410, "a binding that does not exist is 410 before anything else")
         #expect(try await f.osb("GET", "/v2/service_instances/shop/service_bindings/b-1").status == 404)
         await f.close()
     }
@@ -213,12 +214,13 @@ struct BrokerAPITests {
         let repeated = try await f.osb("DELETE", path)
         #expect((repeated.status == 202 && repeated.json["operation"] as? String == operation) || repeated.status == 410)
         let done = try await f.waitForOperation("gone", operation)
-        #expect(done["state"] as? String == "succeeded")
+        #expect(done["state"] as? String == "gone", "a finished deprovision polls as 410 Gone")
         #expect(try await f.state { $0.tenant("gone") } == nil)
         #expect(try await f.state { $0.binding("b") } == nil, "its bindings went with it")
         #expect(try await f.osb("DELETE", path).status == 410)
         #expect(try await f.osb("GET", "/v2/service_instances/gone").status == 404)
-        #expect(try await f.osb("GET", "/v2/service_instances/gone/last_operation").json["state"] as? String == "succeeded", "the operation outlives the tenant")
+        #expect(try await f.osb("GET", "/v2/service_instances/gone/last_operation").status == 410, "the operation outlives the tenant: 410, not 404")
+        #expect(try await f.osb("DELETE", "/v2/service_instances/never?service_id=dreamface&plan_id=dreamface-deployment").status == 422, "asynchronous-only comes before 410")
         #expect(try await f.osb("GET", "/v2/service_instances/never/last_operation").status == 404)
         await f.close()
     }
@@ -236,7 +238,7 @@ struct BrokerAPITests {
         #expect(failed.json["instance_usable"] == nil, "instance_usable is only for update and deprovision failures")
         f.startDriver()
         let done = try await f.waitForOperation("half", try #require(d.json["operation"] as? String))
-        #expect(done["state"] as? String == "succeeded")
+        #expect(done["state"] as? String == "gone")
         #expect(try await f.state { $0.tenant("half") } == nil)
         await f.close()
     }
@@ -255,7 +257,7 @@ struct BrokerAPITests {
         #expect(retry.status == 202 && retry.json["operation"] as? String != first, "a new attempt, a new operation")
         let d = try await f.osb("DELETE", "/v2/service_instances/huge?accepts_incomplete=true&service_id=dreamface&plan_id=dreamface-deployment")
         #expect(d.status == 202)
-        #expect(try await f.waitForOperation("huge", try #require(d.json["operation"] as? String))["state"] as? String == "succeeded")
+        #expect(try await f.waitForOperation("huge", try #require(d.json["operation"] as? String))["state"] as? String == "gone")
         await f.close()
     }
 

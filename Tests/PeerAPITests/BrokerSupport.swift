@@ -125,12 +125,15 @@ final class BrokerFixture: Sendable {
         return try await curl(port: port, caPath: dir + "/ca.pem", method: method, path: path, headers: h, body: body, basicAuth: credentials)
     }
 
-    /// Polls last_operation until the operation leaves `in progress` (bounded).
+    /// Polls last_operation until the operation leaves `in progress` (bounded); a 410 (a
+    /// finished deprovision) comes back as `["state": "gone"]`.
     func waitForOperation(_ instance: String, _ operation: String, seconds: Double = 10) async throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(seconds)
         var last: [String: Any] = [:]
         while Date() < deadline {
             let a = try await osb("GET", "/v2/service_instances/\(instance)/last_operation?operation=\(operation)")
+            // 410: a finished deprovision (the instance is gone), reported as state "gone" here.
+            if a.status == 410 { return ["state": "gone"] }
             last = a.json
             if a.status == 200, last["state"] as? String != "in progress" { return last }
             try await Task.sleep(for: .milliseconds(10))

@@ -48,7 +48,7 @@ struct BrokerProcessTests {
         let deleted = try b.request(other, "DELETE", "/v2/service_instances/acme?accepts_incomplete=true&\(Self.query)")
         #expect(deleted.status == 202)
         let gone = try b.waitForOperation(follower, "acme", try #require(deleted.json["operation"] as? String))
-        #expect(gone["state"] as? String == "succeeded")
+        #expect(gone["state"] as? String == "gone")
         #expect(try b.request(follower, "DELETE", "/v2/service_instances/acme?accepts_incomplete=true&\(Self.query)").status == 410)
         let tenants = try c.must(["tenants", "list", "--config", c.configPath, "--output", "json", "--consistent"])
         #expect(tenants.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
@@ -107,7 +107,7 @@ struct BrokerProcessTests {
         }
         try c.killPeer(leader)
         let done = try b.waitForOperation(survivor, "bye", operation, seconds: 30)
-        #expect(done["state"] as? String == "succeeded")
+        #expect(done["state"] as? String == "gone", "finished: last_operation says 410 Gone")
         #expect(try b.tenant(c, "bye") == nil)
         #expect(try b.request(survivor, "DELETE", "/v2/service_instances/bye?accepts_incomplete=true&\(Self.query)").status == 410)
         try c.must(["up", "--config", c.configPath])
@@ -195,6 +195,10 @@ struct BrokerClient {
         try waitFor("operation \(operation) to finish", seconds: seconds) {
             // A peer that was just killed, or an election in progress, answers no or 503: poll on.
             let a = try request(api, "GET", "/v2/service_instances/\(instance)/last_operation?operation=\(operation)")
+            if a.status == 410 {  // a finished deprovision: the instance is gone
+                last = ["state": "gone"]
+                return true
+            }
             last = a.json
             return a.status == 200 && last["state"] as? String != "in progress"
         }

@@ -75,11 +75,12 @@ extension Broker {
     /// `DELETE .../service_bindings/:binding_id`: 200 `{}` once the token is revoked (the next
     /// token check on any peer that applied it fails); 410 if there is no such binding.
     func unbind(_ instanceId: String, _ bindingId: String, query: [String: String], identity: String) async throws(OSBReply) -> OSBReply {
-        try Self.requireQuery(query, ["service_id", "plan_id"])
         let tenantId = BrokerIds.tenant(forInstance: instanceId)
         for _ in 0..<Self.decideAttemptsMax {
             let view = try await view(ofBinding: bindingId, instance: instanceId)
+            // 410 first: a binding that does not exist is gone whatever else the request lacks.
             guard let binding = view.binding(ofTenant: tenantId) else { return OSBReply(.gone) }
+            try Self.requireQuery(query, ["service_id", "plan_id"])
             var delete = PBDeleteBinding()
             delete.id = binding.id
             let result = try await propose(.deleteBinding(delete))

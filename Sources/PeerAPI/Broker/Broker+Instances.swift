@@ -193,17 +193,18 @@ extension Broker {
     /// is no such instance. A half-created instance (provision in progress or failed) is deleted
     /// the same way; a provision in progress is aborted (finished `failed`) in the same entry.
     func deprovision(_ instanceId: String, query: [String: String], acceptsIncomplete: Bool, identity: String) async throws(OSBReply) -> OSBReply {
+        // Order where two rules meet: missing data (400), then the asynchronous-only rule (422,
+        // also for an instance that does not exist), then 410 (docs/broker.md).
         try Self.requireQuery(query, ["service_id", "plan_id"])
+        guard acceptsIncomplete else { throw .asyncRequired("deprovisioning") }
         let tenantId = BrokerIds.tenant(forInstance: instanceId)
         for _ in 0..<Self.decideAttemptsMax {
             let view = try await view(ofInstance: instanceId)
             guard view.brokerTenant != nil else { return OSBReply(.gone) }
             if let running = view.running, running.kind != .provision {
                 guard running.kind == .deprovision else { return .concurrency("service instance \(instanceId) has a \(Names.operationKind(running.kind)) in progress") }
-                guard acceptsIncomplete else { throw .asyncRequired("deprovisioning") }
                 return OSBReply(.accepted, ["operation": .string(running.id)])
             }
-            guard acceptsIncomplete else { throw .asyncRequired("deprovisioning") }
             var deprovision = PBDeprovisionTenant()
             deprovision.tenantID = tenantId
             deprovision.operationID = BrokerIds.freshOperationId()
@@ -267,6 +268,11 @@ extension Broker {
     }
 
     func operationReply(_ operation: BrokerOperation, view: InstanceView) -> OSBReply {
+        // A finished deprovision: the instance is gone, which OSB says with 410 (the platform
+        // takes it as success and forgets the instance).
+        if operation.kind == .deprovision, operation.state == .succeeded, view.tenant == nil {
+            return OSBReply(.gone, ["description": .string(nonEmpty(operation.description_p, "deprovisioned"))])
+        }
         switch operation.state {
         case .inProgress:
             return OSBReply(.ok, ["state": .string("in progress"), "description": .string(progress(of: operation, view: view))], retryAfterSeconds: config.retryAfterSeconds)

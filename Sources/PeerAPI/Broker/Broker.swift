@@ -106,7 +106,9 @@ final class Broker: Sendable {
         var query: [String: String] = [:]
         for (key, value) in request.uri.queryParameters {
             let k = String(key), v = String(value)  // Hummingbird percent-decodes query values
-            guard query[k] == nil else { throw .badRequest("query parameter \(k) is given twice") }
+            // Some clients repeat a parameter (path and parameter list); the same value twice is
+            // one value, two different values are a contradiction.
+            if let first = query[k], first != v { throw .badRequest("query parameter \(k) is given twice with different values") }
             query[k] = v
         }
         var accepts = false
