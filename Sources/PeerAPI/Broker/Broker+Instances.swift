@@ -370,7 +370,11 @@ struct UpdateRequest {
         let planId = try object.optionalString("plan_id")
         _ = try object.optionalObject("context")
         _ = try object.optionalObject("parameters")
-        _ = try object.optionalObject("previous_values")
+        if let previous = try object.optionalObject("previous_values") {
+            let values = OSBObject(fields: previous)
+            for key in ["service_id", "plan_id", "organization_id", "space_id"] { _ = try values.optionalString(key) }
+            _ = try values.maintenanceVersion()
+        }
         maintenanceVersion = try object.maintenanceVersion()
         guard catalog.services.contains(where: { $0.id == serviceId }) else {
             throw .badRequest("service_id \(serviceId) is not in the catalog")

@@ -84,6 +84,26 @@ final class Broker: Sendable {
         v2.get("service_instances/:instance_id/service_bindings/:binding_id/last_operation") { request, context in
             await self.read(request, context) { (request: OSBRequest) async throws(OSBReply) -> OSBReply in try await self.bindingLastOperation(request.instanceId, request.bindingId) }
         }
+        // RFC 9110 §15.5.6: a method the resource does not support is 405 with `Allow`.
+        let resources: [(RouterPath, [HTTPRequest.Method])] = [
+            ("catalog", [.get]),
+            ("service_instances/:instance_id", [.get, .put, .patch, .delete]),
+            ("service_instances/:instance_id/last_operation", [.get]),
+            ("service_instances/:instance_id/service_bindings/:binding_id", [.get, .put, .delete]),
+            ("service_instances/:instance_id/service_bindings/:binding_id/last_operation", [.get]),
+        ]
+        let all: [HTTPRequest.Method] = [.get, .head, .put, .patch, .delete, .post, .options, .trace, .connect]
+            + [HTTPRequest.Method("QUERY")].compactMap { $0 }
+        for (path, allowed) in resources {
+            let allow = allowed.map(\.rawValue).joined(separator: ", ")
+            for method in all where !allowed.contains(method) {
+                v2.on(path, method: method, use: { _, _ in
+                    var response = OSBReply(.methodNotAllowed, error: "MethodNotAllowed", "this resource supports \(allow)").response
+                    response.headers[OSBHeader.allow] = allow
+                    return response
+                })
+            }
+        }
     }
 
     /// What a handler needs of the HTTP request, checked once.
@@ -106,6 +126,7 @@ final class Broker: Sendable {
         var query: [String: String] = [:]
         for (key, value) in request.uri.queryParameters {
             let k = String(key), v = String(value)  // Hummingbird percent-decodes query values
+            guard !k.isEmpty else { throw .badRequest("a query parameter has no name") }
             // Some clients repeat a parameter (path and parameter list); the same value twice is
             // one value, two different values are a contradiction.
             if let first = query[k], first != v { throw .badRequest("query parameter \(k) is given twice with different values") }
@@ -118,6 +139,10 @@ final class Broker: Sendable {
             case "false": accepts = false
             default: throw .badRequest("accepts_incomplete must be true or false, got \(BrokerMiddleware.printable(value))")
             }
+        }
+        // OSB: service_id, plan_id and operation, "if present, MUST be a non-empty string".
+        for hint in ["service_id", "plan_id", "operation"] where query[hint]?.isEmpty == true {
+            throw .badRequest("the query parameter \(hint) must not be empty when present")
         }
         let identity = request.headers[OSBHeader.originatingIdentity] ?? ""
         guard identity.utf8.count <= OSBLimits.originatingIdentityBytesMax,

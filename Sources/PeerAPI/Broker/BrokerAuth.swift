@@ -9,6 +9,7 @@ enum OSBHeader {
     static let retryAfter = HTTPField.Name("Retry-After")!
     static let wwwAuthenticate = HTTPField.Name("WWW-Authenticate")!
     static let forwardedBy = HTTPField.Name("X-Peer-Forwarded-By")!
+    static let allow = HTTPField.Name("Allow")!
 }
 
 /// The API versions this broker speaks: 2.14 and every later 2.x (docs/broker.md §Versions).

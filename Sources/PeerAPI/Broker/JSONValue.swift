@@ -83,10 +83,10 @@ struct OSBObject {
         return value
     }
 
-    /// Absent or null: nil. Present: a non-empty string.
+    /// Absent: nil. Present: a non-empty string (JSON null is not a string: 400).
     func optionalString(_ key: String) throws(OSBReply) -> String? {
         switch fields[key] {
-        case nil, .null?: return nil
+        case nil: return nil
         case .string(let s)?:
             guard !s.isEmpty else { throw OSBReply.badRequest("\(key) must be a non-empty string") }
             guard s.utf8.count <= OSBLimits.idBytesMax else { throw OSBReply.badRequest("\(key) is longer than \(OSBLimits.idBytesMax) bytes") }
@@ -95,10 +95,10 @@ struct OSBObject {
         }
     }
 
-    /// Absent or null: nil. Present: a JSON object.
+    /// Absent: nil. Present: a JSON object (JSON null is not an object: 400).
     func optionalObject(_ key: String) throws(OSBReply) -> [String: JSONValue]? {
         switch fields[key] {
-        case nil, .null?: return nil
+        case nil: return nil
         case .object(let o)?: return o
         default: throw OSBReply.badRequest("\(key) must be a JSON object")
         }
