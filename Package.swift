@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "peer-transport-bench", targets: ["peer-transport-bench"]),
         .executable(name: "peer-wire-fuzz", targets: ["peer-wire-fuzz"]),
         // --- end transport ---
+        .executable(name: "peer-broker-bench", targets: ["peer-broker-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -157,6 +158,19 @@ let package = Package(
         // Pure leader decisions over the cluster state (ARCHITECTURE §4): imports ClusterModel only.
         .target(name: "Controller", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "ClusterModel"], swiftSettings: swiftSettings),
+        // Provision-to-succeeded latency and provisions/s against a running cluster (docs/benchmarks.md).
+        .executableTarget(
+            name: "peer-broker-bench",
+            dependencies: [
+                "PeerConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // --- end broker ---
         // The driver (issue 6): the Ready loop, proposals and reads over the ports it declares
         // (LogStore, MessageSender). Knows neither SQLite nor NIO (`.ci/check-imports`).

@@ -37,8 +37,9 @@ public struct OperationDriverLoop: Sendable {
 
     /// Runs until the task is cancelled.
     public func run() async {
+        var confirmedTerm: UInt64 = 0
         while !Task.isCancelled {
-            let progressed = node.leaderHint.role == .leader ? await round() : false
+            let progressed = node.leaderHint.role == .leader ? await round(confirmedTerm: &confirmedTerm) : false
             if !progressed {
                 await waker.wait(timeoutMillis: idleMillis)
             } else if intervalMillis > 0 {
@@ -48,17 +49,24 @@ public struct OperationDriverLoop: Sendable {
     }
 
     /// One round; true if some step applied (so the next round may follow at once).
-    func round() async -> Bool {
+    ///
+    /// The first round of a leadership term reads linearizably (ReadIndex: everything the last
+    /// leader committed is applied here before deciding); later rounds of the same term read the
+    /// local state, which holds every entry this leader committed, its own steps included
+    /// (a proposal returns after it applied here). What committed meanwhile is seen next round.
+    func round(confirmedTerm: inout UInt64) async -> Bool {
         let policy = self.policy
         let readiness = self.readiness()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let term = node.leaderHint.term
         let steps: [DriverStep]
         do {
             // Cheap check first: most rounds of an idle leader find nothing in progress.
             guard try await node.read(linearizable: false, { !$0.inProgressOperations.isEmpty }) else { return false }
-            steps = try await node.read(linearizable: true) { state in
+            steps = try await node.read(linearizable: term != confirmedTerm) { state in
                 OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, nowMs: now)
             }
+            confirmedTerm = term
         } catch {
             logger.debug("operation driver: cannot read the state: \(error)")
             return false
