@@ -27,7 +27,8 @@ struct TokenCheck {
     }
 
     func check(tenant: String, authorization: String?) async -> Response {
-        guard let header = authorization, header.utf8.count <= Self.tokenBytesMax + 7, header.hasPrefix("Bearer ") else {
+        // RFC 9110 §11.1: the scheme name is case-insensitive.
+        guard let header = authorization, header.utf8.count <= Self.tokenBytesMax + 7, header.lowercased().hasPrefix("bearer ") else {
             return Self.answer(.unauthorized)
         }
         let token = header.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
