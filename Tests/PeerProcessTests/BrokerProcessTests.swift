@@ -4,9 +4,12 @@ import Testing
 import Glibc
 #endif
 
+extension ClusterProcessTests {
 /// The Open Service Broker API on a real 3-peer cluster, driven only through the CLI and HTTPS
-/// (curl as the platform, with the credentials `peer broker credentials` prints).
-@Suite("Process-level: the broker on a 3-peer cluster", .serialized)
+/// (curl as the platform, with the credentials `peer broker credentials` prints). Nested in the
+/// serialized process suite: these tests wait synchronously on processes, and two such suites
+/// side by side would hold both threads of a 2-core machine's cooperative pool.
+@Suite("the broker on a 3-peer cluster")
 struct BrokerProcessTests {
     static let provisionBody = #"{"service_id":"dreamface","plan_id":"dreamface-development","organization_guid":"org","space_guid":"space"}"#
     static let bindBody = #"{"service_id":"dreamface","plan_id":"dreamface-development","bind_resource":{"app_guid":"app"}}"#
@@ -114,6 +117,8 @@ struct BrokerProcessTests {
         try c.waitForStatus("convergence after the restart") { ProcessCluster.converged($0, members: 3) }
         try c.must(["down", "--config", c.configPath])
     }
+}
+
 }
 
 /// A platform's view of the cluster: the credentials from `peer broker credentials`, requests by
