@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "peer", targets: ["peer"]),
         .executable(name: "peer-transport-bench", targets: ["peer-transport-bench"]),
         .executable(name: "peer-wire-fuzz", targets: ["peer-wire-fuzz"]),
+        .executable(name: "tenant-app", targets: ["tenant-app"]),
         // --- end transport ---
         .executable(name: "peer-broker-bench", targets: ["peer-broker-bench"]),
     ],
@@ -38,6 +39,7 @@ let package = Package(
         // Admin HTTPS API (issue 6).
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         // --- config (issue 6) ---
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         // --- end config ---
@@ -203,6 +205,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The demo tenant component (issue 8): an HTTP server for the tenants of its tenant file.
+        .executableTarget(
+            name: "tenant-app",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "TenantAppTests", dependencies: ["tenant-app"], swiftSettings: swiftSettings),
         // Real `peer` processes on loopback, driven through the CLI (issue 6).
         .testTarget(name: "PeerProcessTests", dependencies: ["peer"], swiftSettings: swiftSettings),
         .testTarget(name: "PeerNodeTests", dependencies: ["PeerNode", "Raft", "ClusterModel"], swiftSettings: swiftSettings),

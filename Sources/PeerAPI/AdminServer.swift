@@ -264,6 +264,7 @@ public final class AdminServer: Sendable {
             progress: s.role == .leader ? s.progress.map { FollowerProgress(id: $0.id, match: $0.match, next: $0.next, state: $0.state, learner: $0.isLearner, recentActive: $0.recentActive) } : nil,
             lastContactMs: Dictionary(uniqueKeysWithValues: s.lastContactMillis.map { ("\($0.key)", $0.value) }),
             voters: s.voters, learners: s.learners, tenantCount: summary.tenantCount, droppedMessages: s.droppedMessages,
+            snapshotsInstalled: s.snapshotsInstalled,
             source: consistent ? "linearizable" : "local", instances: summary.instances
         )
     }

@@ -41,6 +41,8 @@ public struct MemberStatus: Codable, Sendable, Hashable {
     public var learners: [UInt64]
     public var tenantCount: Int
     public var droppedMessages: Int
+    /// Snapshots received from a leader and installed since this process started.
+    public var snapshotsInstalled: Int
     /// How this report was read: `local` (this member's applied state, possibly stale) or
     /// `linearizable` (after a ReadIndex round through the leader).
     public var source: String

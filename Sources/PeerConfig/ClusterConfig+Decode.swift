@@ -11,7 +11,7 @@ struct ConfigDecoder {
     private(set) var lines: [String: Int] = [:]
 
     static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin", "broker", "catalog"]
-    static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries", "keepEntriesAfterSnapshot"]
+    static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries"]
     static let peerKeys = ["id", "peer", "api", "router"]
     static let adminKeys = ["tokenFile"]
     /// Where pid and log files go when `runDir` is not given: inside the data directory.
@@ -81,7 +81,6 @@ struct ConfigDecoder {
         try read("electionTicks", T.electionTicksRange, into: &timing.electionTicks)
         try read("heartbeatTicks", T.heartbeatTicksRange, into: &timing.heartbeatTicks)
         try read("snapshotEveryEntries", T.snapshotEveryEntriesRange, into: &timing.snapshotEveryEntries)
-        try read("keepEntriesAfterSnapshot", T.keepEntriesAfterSnapshotRange, into: &timing.keepEntriesAfterSnapshot)
         return timing
     }
 

@@ -75,27 +75,22 @@ public struct ClusterConfig: Sendable, Hashable {
         public var heartbeatTicks: Int
         /// Take a snapshot and compact the log after this many applied entries. Default 10,000.
         public var snapshotEveryEntries: Int
-        /// Entries kept in the log behind a snapshot, so a follower that is a little behind
-        /// catches up from the log instead of a whole snapshot. Default 5,000.
-        public var keepEntriesAfterSnapshot: Int
 
         public static let tickMsRange = 1...10_000
         public static let electionTicksRange = 3...100_000
         public static let heartbeatTicksRange = 1...10_000
         public static let snapshotEveryEntriesRange = 1...1_000_000_000
-        public static let keepEntriesAfterSnapshotRange = 0...1_000_000_000
         /// `electionTicks >= electionToHeartbeatRatioMin * heartbeatTicks`.
         public static let electionToHeartbeatRatioMin = 3
 
         public init(
             tickMs: Int = 100, electionTicks: Int = 10, heartbeatTicks: Int = 1,
-            snapshotEveryEntries: Int = 10_000, keepEntriesAfterSnapshot: Int = 5_000
+            snapshotEveryEntries: Int = 10_000
         ) {
             self.tickMs = tickMs
             self.electionTicks = electionTicks
             self.heartbeatTicks = heartbeatTicks
             self.snapshotEveryEntries = snapshotEveryEntries
-            self.keepEntriesAfterSnapshot = keepEntriesAfterSnapshot
         }
 
         /// The defaults: 100 ms ticks, 1 s election timeout, heartbeats every 100 ms.

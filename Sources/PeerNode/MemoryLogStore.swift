@@ -15,14 +15,13 @@ public final class MemoryLogStore: LogStore, @unchecked Sendable {
     public func lastIndex() throws(StorageError) -> LogIndex { try memory.lastIndex() }
     public func term(_ index: LogIndex) throws(StorageError) -> Term { try memory.term(index) }
     public func entries(_ lo: LogIndex, _ hi: LogIndex, maxBytes: Int) throws(StorageError) -> [Entry] { try memory.entries(lo, hi, maxBytes: maxBytes) }
-    public func snapshot() throws(StorageError) -> Snapshot { try memory.snapshot() }
+    public func snapshotMetadata() throws(StorageError) -> SnapshotMetadata { try memory.snapshotMetadata() }
+    public func snapshotChunk(offset: UInt64, maxBytes: Int) throws(StorageError) -> SnapshotChunk { try memory.snapshotChunk(offset: offset, maxBytes: maxBytes) }
 
     public func persist(_ ready: Ready) throws {
         persists += 1
         if ready.mustSync { syncedPersists += 1 }
-        if let s = ready.snapshot { memory.applySnapshot(s) }
-        memory.append(ready.entries)
-        if let hs = ready.hardState { memory.setHardState(hs) }
+        memory.persist(ready)
     }
 
     public func compact(upTo index: LogIndex, conf: ConfState, data: [UInt8]) throws {

@@ -45,7 +45,7 @@ final class NodeLoop {
         let snap: SnapshotMetadata
         let data: [UInt8]
         do {
-            snap = try store.snapshot().metadata
+            snap = try store.snapshotMetadata()
             data = try store.currentSnapshotData()
         } catch {
             throw .storage("\(error)")
@@ -99,9 +99,8 @@ final class NodeLoop {
                     cont.resume(returning: .success(currentStatus(now: now)))
                 case .transfer(let target, let cont):
                     cont.resume(returning: startTransfer(to: target))
-                case .unreachable:
-                    // The core's reaction (probe / fast pre-vote) lands with Raft part 2.
-                    break
+                case .unreachable(let peer):
+                    if haltReason == nil { raft.reportUnreachable(peer) }
                 case .stop:
                     stopping = true
                 }
@@ -143,7 +142,7 @@ final class NodeLoop {
             assertPersisted(rd)
             for m in rd.messages { send(m) }
             if let snap = rd.snapshot {
-                restoreState(from: snap.metadata)
+                restoreState(from: snap)
                 if haltReason != nil { return }
             }
             for entry in rd.committedEntries {
@@ -348,6 +347,7 @@ final class NodeLoop {
             stateDigest: state.stateDigestHex, progress: raft.progressView,
             lastContactMillis: lastContact.mapValues { Int((now - min($0, now)) / 1_000_000) },
             haltReason: haltReason, droppedMessages: mailbox.droppedMessages,
+            snapshotsInstalled: raft.counters.snapshotsInstalled,
             tenantCount: state.tenantCount, instanceCount: state.allInstances.count
         )
     }

@@ -57,6 +57,8 @@ public struct NodeStatus: Sendable, Hashable {
     /// Set when the node halted; it then serves status only.
     public var haltReason: String?
     public var droppedMessages: Int
+    /// Snapshots received from a leader and installed since this process started.
+    public var snapshotsInstalled: Int
     public var tenantCount: Int
     public var instanceCount: Int
 }

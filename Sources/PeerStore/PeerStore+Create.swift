@@ -59,8 +59,8 @@ extension PeerStore {
                     arguments: [clusterID, peerID.sql, Schema.version])
                 try db.execute(sql: "INSERT INTO hard_state (id, term, vote, commit_index) VALUES (1, 0, 0, 0)")
                 try db.execute(
-                    sql: "INSERT INTO snapshot (id, snap_index, snap_term, voters, learners, data) VALUES (1, 0, 0, ?, ?, ?)",
-                    arguments: [encodeIDs(initialConf.voters), encodeIDs(initialConf.learners), Data()])
+                    sql: "INSERT INTO snapshot (id, snap_index, snap_term, voters, learners, data, data_bytes) VALUES (1, 0, 0, ?, ?, x'', 0)",
+                    arguments: [encodeIDs(initialConf.voters), encodeIDs(initialConf.learners)])
             }
             try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
             try queue.close()

@@ -7,6 +7,7 @@ import Raft
 struct LoadedState {
     var hardState: HardState
     var snapshot: SnapshotMetadata
+    var snapshotBytes: UInt64
     var lastIndex: LogIndex
     var lastTerm: Term
 }
@@ -159,13 +160,20 @@ extension PeerStore {
         guard let hs = try Row.fetchOne(db, sql: "SELECT term, vote, commit_index FROM hard_state WHERE id = 1") else {
             throw PeerStoreError.corrupt(path: path, detail: "the hard state row is missing")
         }
-        guard let snap = try Row.fetchOne(db, sql: "SELECT snap_index, snap_term, voters, learners FROM snapshot WHERE id = 1") else {
+        // A file still at schema v1 (inspected before its migration) has no data_bytes column.
+        let hasBytes = try db.columns(in: "snapshot").contains { $0.name == "data_bytes" }
+        let bytesColumn = hasBytes ? "data_bytes" : "length(data) AS data_bytes"
+        guard let snap = try Row.fetchOne(db, sql: "SELECT snap_index, snap_term, voters, learners, \(bytesColumn) FROM snapshot WHERE id = 1") else {
             throw PeerStoreError.corrupt(path: path, detail: "the snapshot row is missing")
         }
         guard let voters = decodeIDs(snap["voters"]), let learners = decodeIDs(snap["learners"]),
               voters.isDisjoint(with: learners), !voters.contains(noNode), !learners.contains(noNode)
         else {
             throw PeerStoreError.corrupt(path: path, detail: "the snapshot configuration is unreadable")
+        }
+        let dataBytes: Int64 = snap["data_bytes"]
+        guard dataBytes >= 0 else {
+            throw PeerStoreError.corrupt(path: path, detail: "the snapshot size \(dataBytes) is negative")
         }
         let snapIndex = LogIndex(snap["snap_index"] as Int64)
         let meta = SnapshotMetadata(index: snapIndex, term: Term(sql: snap["snap_term"]), conf: ConfState(voters: voters, learners: learners))
@@ -184,6 +192,6 @@ extension PeerStore {
         guard hardState.commit <= lastIndex else {
             throw PeerStoreError.corrupt(path: path, detail: "hard state commit \(hardState.commit) is beyond the last entry \(lastIndex)")
         }
-        return LoadedState(hardState: hardState, snapshot: meta, lastIndex: lastIndex, lastTerm: lastTerm)
+        return LoadedState(hardState: hardState, snapshot: meta, snapshotBytes: UInt64(dataBytes), lastIndex: lastIndex, lastTerm: lastTerm)
     }
 }

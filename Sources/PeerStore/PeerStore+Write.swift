@@ -3,52 +3,65 @@ import GRDB
 import Raft
 
 extension PeerStore {
-    /// Persists what a `Ready` asks for: `ready.snapshot`, `ready.entries` and `ready.hardState`,
-    /// in one transaction. Returns once durable (unless `ready.mustSync` is false, which the
-    /// core sets only when nothing but the commit index moved). The driver may send
-    /// `ready.messages` only after this returns.
+    /// Persists what a `Ready` asks for: `ready.snapshotChunks`, `ready.snapshot`,
+    /// `ready.entries` and `ready.hardState`, in one transaction. Returns once durable (unless
+    /// `ready.mustSync` is false, which the core sets only when nothing but the commit index
+    /// moved). The driver may send `ready.messages` only after this returns. After it installed
+    /// `ready.snapshot`, the application restores its state from `snapshotData()`.
     public func persist(_ ready: Ready) throws(PeerStoreError) {
-        try persist(snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState, sync: ready.mustSync)
+        try persist(snapshotChunks: ready.snapshotChunks, installSnapshot: ready.snapshot, entries: ready.entries,
+                    hardState: ready.hardState, sync: ready.mustSync)
     }
 
     /// Persists, in ONE transaction (group commit), in this order:
-    /// 1. `snapshot`, if newer than the stored one: replaces it and discards the whole log
-    ///    (as `MemoryStorage.applySnapshot`); an older snapshot is ignored;
-    /// 2. `entries`: contiguous, starting after the snapshot and at most one past the last
+    /// 1. `snapshotChunks`: staged, invisible to reads. A chunk at offset 0 starts a new staged
+    ///    snapshot; every other chunk must continue the staged one where it ends;
+    /// 2. `installSnapshot`: the completely staged snapshot of that metadata becomes the current
+    ///    snapshot, and the whole log is discarded;
+    /// 3. `entries`: contiguous, starting after the snapshot and at most one past the last
     ///    index; every stored entry at or after `entries[0].index` is replaced (a conflicting
     ///    suffix is truncated in the same transaction);
-    /// 3. `hardState`.
+    /// 4. `hardState`.
     ///
     /// When it returns, everything is on stable storage (`sync: true`: the WAL was fsync'd at
     /// commit) and every read reflects it. `sync: false` skips the fsync for writes that may be
     /// lost on power failure without harm (only the commit hint moved); a later synced write
     /// makes them durable too, in order.
     ///
-    /// On failure nothing of this call is visible (SQLite rolled it back), the store halts and
-    /// the typed error says why; every later call throws `.halted`.
-    public func persist(snapshot: Snapshot? = nil, entries: [Entry] = [], hardState: HardState? = nil, sync: Bool = true) throws(PeerStoreError) {
+    /// Arguments that break these rules are driver bugs and trap. On failure nothing of this
+    /// call is visible (SQLite rolled it back), the store halts and the typed error says why;
+    /// every later call throws `.halted`.
+    public func persist(snapshotChunks: [SnapshotChunk] = [], installSnapshot: SnapshotMetadata? = nil, entries: [Entry] = [],
+                        hardState: HardState? = nil, sync: Bool = true) throws(PeerStoreError) {
         if let failure { throw PeerStoreError.halted(path: path, reason: failure.description) }
-        let newSnapshot = snapshot.flatMap { $0.metadata.index > snapshotMetadata.index ? $0 : nil }
-        let baseIndex = newSnapshot?.metadata.index ?? snapshotMetadata.index
-        let baseLast = newSnapshot?.metadata.index ?? lastStoredIndex
+        if let snap = installSnapshot {
+            precondition(snap.index > snapshotMeta.index, "install of snapshot \(snap.index) not newer than the stored \(snapshotMeta.index)")
+        }
+        let baseIndex = installSnapshot?.index ?? snapshotMeta.index
+        let baseLast = installSnapshot?.index ?? lastStoredIndex
         checkAppend(entries, afterSnapshot: baseIndex, last: baseLast)
         let newLast = entries.last?.index ?? baseLast
         if let hs = hardState {
             precondition(hs.commit <= newLast, "hard state commit \(hs.commit) beyond the last index \(newLast) after this write")
         }
-        if newSnapshot == nil && entries.isEmpty && (hardState == nil || hardState == self.hardState) { return }
+        if snapshotChunks.isEmpty && installSnapshot == nil && entries.isEmpty && (hardState == nil || hardState == self.hardState) { return }
 
         let truncateFrom: LogIndex? = entries.first.flatMap { $0.index <= baseLast ? $0.index : nil }
+        let stagingBefore = staging
+        var stagingAfter = staging
+        var installedBytes: UInt64 = 0
         do {
             try dbQueue.writeWithoutTransaction { db in
                 if !sync { try db.execute(sql: "PRAGMA synchronous = OFF") }
                 defer { if !sync { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
                 try db.inTransaction(.immediate) {
-                    if let snap = newSnapshot {
-                        try writeSnapshot(db, snap)
-                        try db.execute(sql: "DELETE FROM entry")
+                    stagingAfter = try stage(db, snapshotChunks, from: stagingBefore)
+                    if let snap = installSnapshot {
+                        try install(db, snap, staging: stagingAfter)
+                        installedBytes = stagingAfter!.totalBytes
+                        stagingAfter = nil
                     }
-                    if let from = truncateFrom, newSnapshot == nil {
+                    if let from = truncateFrom, installSnapshot == nil {
                         try db.cachedStatement(sql: "DELETE FROM entry WHERE idx >= ?").execute(arguments: [Int64(from)])
                     }
                     try insert(db, entries)
@@ -60,10 +73,12 @@ extension PeerStore {
             throw halt(PeerStoreError.from(error, path: path))
         }
         // Committed: now (and only now) the memory mirror may show it.
-        if let snap = newSnapshot {
-            snapshotMetadata = snap.metadata
-            lastStoredIndex = snap.metadata.index
-            lastStoredTerm = snap.metadata.term
+        staging = stagingAfter
+        if let snap = installSnapshot {
+            snapshotMeta = snap
+            snapshotBytes = installedBytes
+            lastStoredIndex = snap.index
+            lastStoredTerm = snap.term
             cache.clear()
         }
         if let last = entries.last {
@@ -72,7 +87,7 @@ extension PeerStore {
             cache.append(entries)
         }
         if let hs = hardState { self.hardState = hs }
-        if let snap = newSnapshot { truncateWALAfterLargeWrite(snap.data.count) }
+        truncateWALAfterLargeWrite(snapshotChunks.reduce(0) { $0 + $1.data.count })
     }
 
     /// Compacts the log: records a snapshot at `index` (which the application has applied) with
@@ -80,8 +95,15 @@ extension PeerStore {
     /// contract as `MemoryStorage.createSnapshot`; a snapshot not newer than the stored one is
     /// ignored.
     public func compact(upTo index: LogIndex, conf: ConfState, data: [UInt8]) throws(PeerStoreError) {
+        try compact(upTo: index, conf: conf, chunks: CollectionOfOne(data))
+    }
+
+    /// `compact(upTo:conf:data:)` for a state too large to build in memory at once: the
+    /// snapshot's data is the concatenation of `chunks`, consumed one at a time (memory: one
+    /// chunk plus one row).
+    public func compact<S: Sequence>(upTo index: LogIndex, conf: ConfState, chunks: S) throws(PeerStoreError) where S.Element == [UInt8] {
         if let failure { throw PeerStoreError.halted(path: path, reason: failure.description) }
-        guard index > snapshotMetadata.index else { return }
+        guard index > snapshotMeta.index else { return }
         precondition(index <= lastStoredIndex, "snapshot at \(index) beyond the log (last \(lastStoredIndex))")
         let term: Term
         do {
@@ -89,18 +111,25 @@ extension PeerStore {
         } catch {
             throw halt(.corrupt(path: path, detail: "term of entry \(index) unreadable: \(error)"))
         }
-        let snap = Snapshot(metadata: SnapshotMetadata(index: index, term: term, conf: conf), data: data)
+        let metadata = SnapshotMetadata(index: index, term: term, conf: conf)
+        var bytes: UInt64 = 0
         do {
             try dbQueue.write { db in
-                try writeSnapshot(db, snap)
+                try db.execute(sql: "DELETE FROM snapshot_data")
+                for chunk in chunks {
+                    try writeSnapshotRows(db, table: "snapshot_data", offset: bytes, chunk)
+                    bytes += UInt64(chunk.count)
+                }
+                try writeSnapshotMetadata(db, metadata, bytes: bytes)
                 try db.cachedStatement(sql: "DELETE FROM entry WHERE idx <= ?").execute(arguments: [Int64(index)])
             }
         } catch {
             throw halt(PeerStoreError.from(error, path: path))
         }
-        snapshotMetadata = snap.metadata
+        snapshotMeta = metadata
+        snapshotBytes = bytes
         cache.dropPrefix(through: index)
-        truncateWALAfterLargeWrite(data.count)
+        truncateWALAfterLargeWrite(Int(clamping: bytes))
     }
 
     /// After a transaction of about `bytes` beyond `walBytesMax`, checkpoint and truncate the
@@ -141,16 +170,6 @@ extension PeerStore {
             .execute(arguments: [hs.term.sql, hs.vote.sql, Int64(hs.commit)])
         guard db.changesCount == 1 else {
             throw PeerStoreError.corrupt(path: path, detail: "the hard state row is missing")
-        }
-    }
-
-    private func writeSnapshot(_ db: Database, _ snap: Snapshot) throws {
-        let m = snap.metadata
-        try db.execute(
-            sql: "UPDATE snapshot SET snap_index = ?, snap_term = ?, voters = ?, learners = ?, data = ? WHERE id = 1",
-            arguments: [Int64(m.index), m.term.sql, encodeIDs(m.conf.voters), encodeIDs(m.conf.learners), Data(snap.data)])
-        guard db.changesCount == 1 else {
-            throw PeerStoreError.corrupt(path: path, detail: "the snapshot row is missing")
         }
     }
 }

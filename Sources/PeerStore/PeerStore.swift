@@ -32,6 +32,9 @@ public final class PeerStore: RaftStorage {
         public var walBytesMax = 64 << 20
         /// A quota on the database size; nil for none. Writes beyond it fail with `.diskFull`.
         public var databaseBytesMax: Int?
+        /// Snapshot data is stored in rows of at most this many bytes, so that reading one chunk
+        /// or installing a snapshot holds about one row in memory, never the whole snapshot.
+        public var snapshotRowBytesMax = 1 << 20
 
         public init() {}
     }
@@ -44,9 +47,15 @@ public final class PeerStore: RaftStorage {
     let dbQueue: DatabaseQueue
 
     // Durable state mirrored in memory: updated only after the transaction that wrote it
-    // committed. Invariant: `firstIndex == snapshotMetadata.index + 1`, `lastIndex >= snapshot index`.
+    // committed. Invariant: `firstIndex == snapshotMeta.index + 1`, `lastIndex >= snapshot index`.
     public internal(set) var hardState: HardState
-    public internal(set) var snapshotMetadata: SnapshotMetadata
+    /// The current snapshot's metadata (public through `snapshotMetadata()`).
+    var snapshotMeta: SnapshotMetadata
+    /// The current snapshot's size: its rows in `snapshot_data` cover `[0, snapshotBytes)`.
+    public internal(set) var snapshotBytes: UInt64
+    /// The snapshot being received (`Ready.snapshotChunks`), in `snapshot_staging`. Volatile like
+    /// the core's: nil after open (rows left by a crash are dropped by the next offset-0 chunk).
+    var staging: Staging?
     var lastStoredIndex: LogIndex
     var lastStoredTerm: Term
     var cache: EntryCache
@@ -60,7 +69,8 @@ public final class PeerStore: RaftStorage {
         self.options = options
         self.dbQueue = dbQueue
         self.hardState = state.hardState
-        self.snapshotMetadata = state.snapshot
+        self.snapshotMeta = state.snapshot
+        self.snapshotBytes = state.snapshotBytes
         self.lastStoredIndex = state.lastIndex
         self.lastStoredTerm = state.lastTerm
         self.cache = EntryCache(entriesMax: options.cacheEntriesMax, bytesMax: options.cacheBytesMax)
@@ -94,12 +104,12 @@ public final class PeerStore: RaftStorage {
 
     public func initialState() throws(StorageError) -> (HardState, ConfState) {
         try checkNotHalted()
-        return (hardState, snapshotMetadata.conf)
+        return (hardState, snapshotMeta.conf)
     }
 
     public func firstIndex() throws(StorageError) -> LogIndex {
         try checkNotHalted()
-        return snapshotMetadata.index + 1
+        return snapshotMeta.index + 1
     }
 
     public func lastIndex() throws(StorageError) -> LogIndex {
@@ -109,10 +119,10 @@ public final class PeerStore: RaftStorage {
 
     public func term(_ index: LogIndex) throws(StorageError) -> Term {
         try checkNotHalted()
-        let offset = snapshotMetadata.index
+        let offset = snapshotMeta.index
         if index < offset { throw .compacted }
         if index > lastStoredIndex { throw .unavailable }
-        if index == offset { return snapshotMetadata.term }
+        if index == offset { return snapshotMeta.term }
         if index == lastStoredIndex { return lastStoredTerm }
         if let e = cache.entry(index) { return e.term }
         return try readTerm(index)
@@ -120,7 +130,7 @@ public final class PeerStore: RaftStorage {
 
     public func entries(_ lo: LogIndex, _ hi: LogIndex, maxBytes: Int) throws(StorageError) -> [Entry] {
         try checkNotHalted()
-        let offset = snapshotMetadata.index
+        let offset = snapshotMeta.index
         if lo <= offset { throw .compacted }
         precondition(lo <= hi, "entries(\(lo), \(hi)): lo > hi")
         if hi > lastStoredIndex + 1 { throw .unavailable }
@@ -142,16 +152,19 @@ public final class PeerStore: RaftStorage {
         return out
     }
 
-    public func snapshot() throws(StorageError) -> Snapshot {
+    public func snapshotMetadata() throws(StorageError) -> SnapshotMetadata {
         try checkNotHalted()
+        return snapshotMeta
+    }
+
+    public func snapshotChunk(offset: UInt64, maxBytes: Int) throws(StorageError) -> SnapshotChunk {
+        try checkNotHalted()
+        precondition(maxBytes > 0, "snapshot chunk of \(maxBytes) bytes")
+        let start = min(offset, snapshotBytes)
+        let end = start + min(UInt64(maxBytes), snapshotBytes - start)
         do {
-            let data = try dbQueue.inDatabase { db in
-                try Data.fetchOne(db, sql: "SELECT data FROM snapshot WHERE id = 1")
-            }
-            guard let data else {
-                throw PeerStoreError.corrupt(path: path, detail: "the snapshot row is missing")
-            }
-            return Snapshot(metadata: snapshotMetadata, data: [UInt8](data))
+            let data = try dbQueue.inDatabase { db in try readSnapshotRange(db, table: "snapshot_data", start, end) }
+            return SnapshotChunk(metadata: snapshotMeta, offset: start, totalBytes: snapshotBytes, data: data, done: end == snapshotBytes)
         } catch {
             throw halt(PeerStoreError.from(error, path: path)).storageError
         }
@@ -165,7 +178,7 @@ public final class PeerStore: RaftStorage {
                 try Int64.fetchOne(db.cachedStatement(sql: "SELECT term FROM entry WHERE idx = ?"), arguments: [Int64(index)])
             }
             guard let t else {
-                throw PeerStoreError.corrupt(path: path, detail: "entry \(index) is missing inside the log [\(snapshotMetadata.index + 1), \(lastStoredIndex)]")
+                throw PeerStoreError.corrupt(path: path, detail: "entry \(index) is missing inside the log [\(snapshotMeta.index + 1), \(lastStoredIndex)]")
             }
             return Term(sql: t)
         } catch {

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import Raft
 
@@ -7,7 +8,11 @@ import Raft
 /// orders correctly; terms, votes and peer ids are stored by bit pattern.
 enum Schema {
     /// The schema version this binary writes. Bump it with every new migration.
-    static let version = 1
+    static let version = 2
+
+    /// Row size used by the v2 migration to split a v1 snapshot blob (the store's own writes use
+    /// `PeerStore.Options.snapshotRowBytesMax`; readers accept any row size).
+    static let migrationRowBytes = 1 << 20
 
     /// Every schema change is a new registered migration, never an edit of an old one. The
     /// migrator records applied identifiers in `grdb_migrations`; an identifier we do not know
@@ -45,6 +50,32 @@ enum Schema {
                     data BLOB NOT NULL
                 );
                 """)
+        }
+        // Snapshots in rows of bounded size, so that reading a chunk or installing a snapshot
+        // never needs the whole snapshot in memory; a snapshot being received is staged in its
+        // own table and becomes the current one in the install transaction.
+        m.registerMigration("v2-snapshot-rows-and-staging") { db in
+            try db.execute(sql: """
+                ALTER TABLE snapshot ADD COLUMN data_bytes INTEGER NOT NULL DEFAULT 0;
+                CREATE TABLE snapshot_data (
+                    byte_offset INTEGER PRIMARY KEY,
+                    data BLOB NOT NULL
+                );
+                CREATE TABLE snapshot_staging (
+                    byte_offset INTEGER PRIMARY KEY,
+                    data BLOB NOT NULL
+                );
+                """)
+            // A v1 store kept the snapshot in one blob: split it into rows, once.
+            let blob = try Data.fetchOne(db, sql: "SELECT data FROM snapshot WHERE id = 1") ?? Data()
+            var offset = 0
+            while offset < blob.count {
+                let end = min(offset + migrationRowBytes, blob.count)
+                try db.execute(sql: "INSERT INTO snapshot_data (byte_offset, data) VALUES (?, ?)",
+                               arguments: [Int64(offset), blob.subdata(in: offset..<end)])
+                offset = end
+            }
+            try db.execute(sql: "UPDATE snapshot SET data = x'', data_bytes = ? WHERE id = 1", arguments: [Int64(blob.count)])
         }
         return m
     }()

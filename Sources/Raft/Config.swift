@@ -18,6 +18,12 @@ public struct RaftConfig: Sendable {
     public var applyBytesMaxPerReady: Int = 64 << 20
     /// Linearizable reads (ReadIndex) the leader holds unconfirmed at once; more are refused.
     public var readRequestsMax: Int = 4096
+    /// Upper bound on the snapshot bytes of one `.snapshot` message. The leader never reads more
+    /// than this from its storage at once, so sending a snapshot costs memory in proportion to
+    /// `snapshotChunkBytes × snapshotChunksInflightMax`, not to the snapshot's size.
+    public var snapshotChunkBytes: Int = 1 << 20
+    /// Snapshot chunks sent to one follower and not yet acknowledged; then the leader waits.
+    public var snapshotChunksInflightMax: Int = 4
     /// Thesis §9.6: ask "would you vote for me?" before incrementing the term.
     public var preVote = true
     /// Thesis §6.2: a leader steps down when it has not heard from a quorum for an election
@@ -44,6 +50,8 @@ public struct RaftConfig: Sendable {
         if uncommittedBytesMax < 0 { return "uncommittedBytesMax must not be negative, got \(uncommittedBytesMax)" }
         if readRequestsMax <= 0 { return "readRequestsMax must be positive, got \(readRequestsMax)" }
         if applyBytesMaxPerReady <= 0 { return "applyBytesMaxPerReady must be positive, got \(applyBytesMaxPerReady)" }
+        if snapshotChunkBytes <= 0 { return "snapshotChunkBytes must be positive, got \(snapshotChunkBytes)" }
+        if snapshotChunksInflightMax <= 0 { return "snapshotChunksInflightMax must be positive, got \(snapshotChunksInflightMax)" }
         return nil
     }
 }

@@ -16,8 +16,14 @@ public enum MessageKind: UInt8, Sendable, Hashable, CaseIterable {
     /// without anyone changing their term.
     case preVote = 7
     case preVoteResponse = 8
-    /// One chunk of a snapshot (Raft part 2).
+    /// One chunk of the leader's snapshot (`snapshot` field), for a follower whose next entry
+    /// the leader has compacted (paper §7, sent in bounded chunks).
     case snapshot = 9
+    /// Reply to `snapshot`. `index`/`logTerm` name the snapshot; `snapshotOffset` (carried in
+    /// `commit`) is the byte offset the follower expects next: every byte before it is durably
+    /// staged, and an offset equal to the snapshot's `totalBytes` means it is installed (or not
+    /// needed: the follower already holds what it contains). `reject`: the chunk did not
+    /// continue what is staged; the leader sends from `snapshotOffset` instead.
     case snapshotResponse = 10
     /// Leadership transfer: the target starts an election at once (thesis §3.10).
     case timeoutNow = 11
@@ -84,6 +90,12 @@ public struct Message: Sendable, Hashable {
     /// grant it even while they hear from that leader (thesis §3.10).
     public static let leadershipTransferContext: UInt64 = 0x7472_616E_7366_6572  // "transfer"
 
+    /// `snapshotResponse` only: the next byte offset the follower expects (wire field `commit`).
+    public var snapshotOffset: UInt64 {
+        get { commit }
+        set { commit = newValue }
+    }
+
     /// True for the messages that ask for or answer a (pre-)vote.
     public var isVoteKind: Bool {
         switch kind {
@@ -110,7 +122,7 @@ extension Message: CustomStringConvertible {
         case .snapshot:
             if let c = snapshot { s += " snap=\(c.metadata.index)/t\(c.metadata.term) off=\(c.offset) len=\(c.data.count) done=\(c.done)" }
         case .snapshotResponse:
-            s += reject ? " reject" : " ok off=\(index)"
+            s += " snap=\(index)/t\(logTerm)" + (reject ? " reject want=\(snapshotOffset)" : " ok off=\(snapshotOffset)")
         case .heartbeatResponse, .timeoutNow:
             break
         case .readIndex, .readIndexResponse:

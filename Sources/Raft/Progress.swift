@@ -54,8 +54,62 @@ enum ReplicationState: Sendable, Hashable {
     case probe
     /// Optimistic pipelining: `next` advances on send, bounded by the inflight window.
     case replicate
-    /// A snapshot at `pendingIndex` is being sent; appends wait.
+    /// A snapshot at `pendingIndex` is being sent (`Progress.transfer`); appends wait.
     case snapshot(pendingIndex: LogIndex)
+}
+
+/// The leader's side of one chunked snapshot transfer to one follower.
+///
+/// Invariants: `ackedOffset <= totalBytes`; `inflightEnds` is ascending, each end in
+/// `(ackedOffset, nextOffset]`, and holds at most `snapshotChunksInflightMax` entries.
+struct SnapshotTransfer: Sendable, Hashable {
+    /// The snapshot being sent (the leader's current one when the transfer (re)started).
+    var metadata: SnapshotMetadata
+    var totalBytes: UInt64
+    /// The follower has durably staged `[0, ackedOffset)` (as far as we know).
+    var ackedOffset: UInt64 = 0
+    /// The next byte to send.
+    var nextOffset: UInt64 = 0
+    /// End offsets of the chunks sent and not acknowledged yet, oldest first.
+    var inflightEnds: [UInt64] = []
+    /// The last chunk (`done`) was sent since the last rewind.
+    var lastChunkSent = false
+    /// Ticks since the follower last acknowledged new bytes; an election timeout of silence
+    /// makes the leader resend from `ackedOffset`.
+    var ticksWithoutProgress = 0
+    /// Resends from `ackedOffset` after silence, a rejection or unreachability.
+    var retries = 0
+    /// The transport reported the follower unreachable: nothing is sent until it answers
+    /// (a heartbeat or snapshot response) or the silence timeout fires.
+    var paused = false
+
+    init(metadata: SnapshotMetadata, totalBytes: UInt64) {
+        self.metadata = metadata
+        self.totalBytes = totalBytes
+    }
+
+    /// Forgets what is in flight and continues from the last acknowledged byte.
+    mutating func rewind() {
+        nextOffset = ackedOffset
+        inflightEnds.removeAll()
+        lastChunkSent = false
+        ticksWithoutProgress = 0
+    }
+
+    /// The follower has staged `offset` bytes. Returns false if that is not news.
+    mutating func acknowledge(_ offset: UInt64) -> Bool {
+        guard offset > ackedOffset else { return false }
+        ackedOffset = offset
+        inflightEnds.removeAll { $0 <= offset }
+        if nextOffset < offset {
+            // The follower had more than we sent since a rewind (duplicates it re-acknowledged).
+            nextOffset = offset
+            inflightEnds.removeAll()
+        }
+        ticksWithoutProgress = 0
+        paused = false
+        return true
+    }
 }
 
 /// The leader's view of one peer.
@@ -70,6 +124,8 @@ struct Progress {
     var recentActive = false
     var isLearner: Bool
     var inflights: Inflights
+    /// The snapshot being sent. Invariant: non-nil exactly when `state` is `.snapshot`.
+    var transfer: SnapshotTransfer?
 
     init(next: LogIndex, inflightMax: Int, isLearner: Bool) {
         self.next = next
@@ -95,6 +151,7 @@ struct Progress {
         state = .probe
         probeSent = false
         inflights.reset()
+        transfer = nil
     }
 
     mutating func becomeReplicate() {
@@ -102,12 +159,14 @@ struct Progress {
         next = match + 1
         probeSent = false
         inflights.reset()
+        transfer = nil
     }
 
-    mutating func becomeSnapshot(_ index: LogIndex) {
-        state = .snapshot(pendingIndex: index)
+    mutating func becomeSnapshot(_ t: SnapshotTransfer) {
+        state = .snapshot(pendingIndex: t.metadata.index)
         probeSent = false
         inflights.reset()
+        transfer = t
     }
 
     /// An acknowledgement up to `index`. Returns false if it is stale (tells us nothing new).

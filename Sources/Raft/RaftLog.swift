@@ -7,8 +7,9 @@
 /// - `applied <= committed <= lastIndex`.
 struct RaftLog {
     let storage: any RaftStorage
-    /// A snapshot received from the leader and not yet persisted by the driver.
-    var unstableSnapshot: Snapshot?
+    /// A snapshot received from the leader, completely staged, whose install the driver has not
+    /// yet persisted (`Ready.snapshot`). Until then it stands in for the whole log before it.
+    var unstableSnapshot: SnapshotMetadata?
     /// Entries not yet persisted; `unstable[0].index == unstableOffset`.
     var unstable: [Entry] = []
     var unstableOffset: LogIndex
@@ -34,13 +35,13 @@ struct RaftLog {
     // MARK: - Reading
 
     var firstIndex: LogIndex {
-        if let s = unstableSnapshot { return s.metadata.index + 1 }
+        if let s = unstableSnapshot { return s.index + 1 }
         return read { () throws(StorageError) -> LogIndex in try storage.firstIndex() } ?? unstableOffset
     }
 
     var lastIndex: LogIndex {
         if let last = unstable.last { return last.index }
-        if let s = unstableSnapshot { return s.metadata.index }
+        if let s = unstableSnapshot { return s.index }
         return read { () throws(StorageError) -> LogIndex in try storage.lastIndex() } ?? (unstableOffset - 1)
     }
 
@@ -52,11 +53,11 @@ struct RaftLog {
         if index >= unstableOffset {
             let i = Int(index - unstableOffset)
             if i < unstable.count { return unstable[i].term }
-            if i == 0, let s = unstableSnapshot, s.metadata.index == index { return s.metadata.term }
+            if i == 0, let s = unstableSnapshot, s.index == index { return s.term }
             return nil
         }
         if let s = unstableSnapshot {
-            return index == s.metadata.index ? s.metadata.term : nil
+            return index == s.index ? s.term : nil
         }
         do {
             return try storage.term(index)
@@ -211,18 +212,43 @@ struct RaftLog {
         unstableOffset = index + 1
     }
 
-    mutating func stableSnapshot(index: LogIndex) {
-        if let s = unstableSnapshot, s.metadata.index == index {
+    mutating func stableSnapshot(_ metadata: SnapshotMetadata) {
+        if unstableSnapshot == metadata {
             unstableSnapshot = nil
         }
     }
 
-    mutating func restore(_ snapshot: Snapshot) {
-        committed = snapshot.metadata.index
-        applied = snapshot.metadata.index
-        unstableSnapshot = snapshot
-        unstableOffset = snapshot.metadata.index + 1
+    /// Replaces the whole log by a snapshot the driver will install (paper §7: "discard the
+    /// entire log"). Only called when our log does not hold the snapshot's last entry, so no
+    /// entry we keep could be one the snapshot contradicts. The application restores its state
+    /// from the snapshot, so `applied` jumps too.
+    mutating func restore(_ metadata: SnapshotMetadata) {
+        precondition(metadata.index > committed, "restore of snapshot \(metadata.index) at or below commit \(committed)")
+        committed = metadata.index
+        applied = metadata.index
+        unstableSnapshot = metadata
+        unstableOffset = metadata.index + 1
         unstable = []
+    }
+
+    // MARK: - Snapshot reads (bounded: one chunk at a time)
+
+    /// The current snapshot's metadata, or nil if the read failed (the node then halts).
+    func snapshotMetadata() -> SnapshotMetadata? {
+        read { () throws(StorageError) -> SnapshotMetadata in try storage.snapshotMetadata() }
+    }
+
+    /// One chunk of the current snapshot, or nil if the read failed (the node then halts).
+    /// A storage that breaks the chunk contract is a bug in the driver's storage: it traps.
+    func snapshotChunk(offset: UInt64, maxBytes: Int) -> SnapshotChunk? {
+        guard let c = read({ () throws(StorageError) -> SnapshotChunk in try storage.snapshotChunk(offset: offset, maxBytes: maxBytes) }) else {
+            return nil
+        }
+        let end = c.offset + UInt64(c.data.count)
+        precondition(c.data.count <= maxBytes && end <= c.totalBytes && c.done == (end == c.totalBytes)
+                     && (c.done || !c.data.isEmpty) && c.offset == min(offset, c.totalBytes),
+                     "storage returned a bad snapshot chunk for offset \(offset), maxBytes \(maxBytes): offset \(c.offset), \(c.data.count) bytes of \(c.totalBytes), done \(c.done)")
+        return c
     }
 
     // MARK: - Failures

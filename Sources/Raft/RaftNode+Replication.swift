@@ -19,7 +19,10 @@ extension RaftNode {
             if progress[m.from]!.match < log.lastIndex || progress[m.from]!.state == .probe {
                 sendAppend(to: m.from, sendIfEmpty: true)
             }
+            resumeSnapshotTransferIfPaused(m.from)
             return .accepted
+        case .snapshotResponse:
+            return handleSnapshotResponse(m)
         case .readIndex:
             return handleReadIndexRequest(context: m.context, from: m.from)
         case .append, .heartbeat, .snapshot:
@@ -34,6 +37,8 @@ extension RaftNode {
         let peer = m.from
         progress[peer]!.recentActive = true
         if m.reject {
+            // A follower receiving a snapshot gets no appends; a rejection is from before.
+            if case .snapshot = progress[peer]!.state { return .ignored(.staleResponse) }
             // Fast backtracking: jump over the follower's whole conflicting term at once.
             var hint = m.rejectHint
             if m.logTerm > 0 {
@@ -48,7 +53,10 @@ extension RaftNode {
             return .ignored(.malformed("acknowledges index \(m.index) beyond leader's last index \(log.lastIndex)"))
         }
         let wasPaused = progress[peer]!.isPaused
-        guard progress[peer]!.maybeUpdate(m.index) else { return .ignored(.staleResponse) }
+        // An answer to a probe at the known match point is news too: it ends the probe (after a
+        // snapshot transfer, `match` is already the snapshot index when the first probe returns).
+        let answersProbe = progress[peer]!.state == .probe && progress[peer]!.match == m.index
+        guard progress[peer]!.maybeUpdate(m.index) || answersProbe else { return .ignored(.staleResponse) }
         switch progress[peer]!.state {
         case .probe:
             progress[peer]!.becomeReplicate()
@@ -112,7 +120,7 @@ extension RaftNode {
         guard let prevTerm = log.term(prevIndex),
               let entries = log.slice(pr.next, log.lastIndex + 1, maxBytes: config.appendBytesMax)
         else {
-            // The entries the follower needs were compacted: it needs a snapshot (Raft part 2).
+            // The entries the follower needs were compacted: it needs a snapshot (paper §7).
             return sendSnapshot(to: peer)
         }
         if entries.isEmpty && !sendIfEmpty { return false }
@@ -131,11 +139,6 @@ extension RaftNode {
         }
         progress[peer] = pr
         return true
-    }
-
-    /// Snapshot transfer is Raft part 2; until then a follower that needs compacted entries waits.
-    mutating func sendSnapshot(to peer: NodeID) -> Bool {
-        false
     }
 
     /// `context` tags the round for a ReadIndex confirmation (0: a plain heartbeat).
@@ -164,6 +167,10 @@ extension RaftNode {
             log.commit(to: m.commit)
             send(Message(kind: .heartbeatResponse, from: id, to: m.from, term: term, context: m.context))
             return .accepted
+        case .snapshot:
+            electionElapsed = 0
+            leader = m.from
+            return handleSnapshotChunk(m)
         case .timeoutNow:
             return handleTimeoutNow(m)
         case .readIndexResponse:

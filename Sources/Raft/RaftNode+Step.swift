@@ -14,6 +14,10 @@ public enum IgnoreReason: Sendable, Hashable {
     case leaderLease
     case irrelevantForRole
     case staleResponse
+    /// A chunk of a snapshot older than the one this follower is staging from the same leader.
+    case staleSnapshot
+    /// A snapshot chunk arrived while the install of another snapshot waits for the driver.
+    case snapshotInstallPending
     case malformed(String)
     case halted(String)
 }
@@ -95,10 +99,13 @@ extension RaftNode {
             if m.context == 0 { return "\(m.kind) without a request id (context 0)" }
         case .vote, .preVote:
             if m.logTerm > m.term { return "candidate's last term \(m.logTerm) above its term \(m.term)" }
+        case .snapshot:
+            if let why = chunkMalformation(m) { return why }
         default:
             break
         }
         if m.kind != .append && !m.entries.isEmpty { return "\(m.kind) carries entries" }
+        if m.kind != .snapshot && m.snapshot != nil { return "\(m.kind) carries a snapshot chunk" }
         return nil
     }
 
@@ -155,6 +162,7 @@ extension RaftNode {
                 }
             }
         }
+        tickSnapshotTransfers()
         if heartbeatElapsed >= config.heartbeatTimeoutTicks {
             heartbeatElapsed = 0
             broadcastHeartbeat()

@@ -38,6 +38,12 @@ public struct RaftNode {
     /// Reads confirmed since the last Ready.
     var readStates: [ReadState] = []
 
+    /// The snapshot this follower is receiving, in chunks (volatile: a restart loses it and the
+    /// leader starts over at offset 0).
+    var staging: SnapshotStaging?
+    /// Chunks accepted in order since the last Ready: the driver stages them (`Ready.snapshotChunks`).
+    var chunksToStage: [SnapshotChunk] = []
+
     /// Messages produced since the last Ready.
     var outbox: [Message] = []
     var prevHardState: HardState
@@ -154,13 +160,15 @@ public struct RaftNode {
 
     /// True if `ready()` has something for the driver.
     public var hasReady: Bool {
-        if proposalsPending || !outbox.isEmpty || !readStates.isEmpty || !log.unstable.isEmpty || log.unstableSnapshot != nil { return true }
+        if proposalsPending || !outbox.isEmpty || !readStates.isEmpty || !log.unstable.isEmpty || log.unstableSnapshot != nil
+            || !chunksToStage.isEmpty { return true }
         if softState != prevSoftState || reportedHardState != prevHardState { return true }
         return log.hasNextCommittedEntries
     }
 
     /// Collects what the driver must do. Handle it in this order, then call `advance(_:)`:
-    /// 1. persist `snapshot`, `entries` and `hardState` (durably if `mustSync`);
+    /// 1. persist `snapshotChunks` (stage them), `snapshot` (install it), `entries` and
+    ///    `hardState` (durably if `mustSync`);
     /// 2. send `messages`; 3. apply `committedEntries`.
     public mutating func ready() -> Ready {
         precondition(!awaitingAdvance, "ready() called twice without advance()")
@@ -170,6 +178,8 @@ public struct RaftNode {
         }
         var rd = Ready()
         rd.entries = log.unstable
+        rd.snapshotChunks = chunksToStage
+        chunksToStage = []
         rd.snapshot = log.unstableSnapshot
         rd.committedEntries = log.nextCommittedEntries(maxBytes: config.applyBytesMaxPerReady)
         rd.messages = outbox
@@ -181,7 +191,7 @@ public struct RaftNode {
             rd.hardState = hs
             rd.mustSync = hs.term != prevHardState.term || hs.vote != prevHardState.vote
         }
-        if !rd.entries.isEmpty || rd.snapshot != nil { rd.mustSync = true }
+        if !rd.entries.isEmpty || rd.snapshot != nil || !rd.snapshotChunks.isEmpty { rd.mustSync = true }
         let ss = softState
         if ss != prevSoftState { rd.softState = ss }
         rd.haltReason = haltReason
@@ -195,7 +205,7 @@ public struct RaftNode {
         awaitingAdvance = false
         if let hs = rd.hardState { prevHardState = hs }
         if let ss = rd.softState { prevSoftState = ss }
-        if let s = rd.snapshot { log.stableSnapshot(index: s.metadata.index) }
+        if let s = rd.snapshot { log.stableSnapshot(s) }
         if let last = rd.entries.last { log.stable(to: last.index, term: last.term) }
         if let last = rd.committedEntries.last {
             precondition(last.index == log.applied + LogIndex(rd.committedEntries.count), "applied entries not contiguous")
@@ -292,6 +302,8 @@ public struct RaftNode {
         if haltReason == nil, let why = log.storageFailure {
             haltReason = "storage read failed: \(why)"
             outbox = []
+            chunksToStage = []
+            staging = nil
             role = .follower
             leader = noNode
         }
@@ -307,8 +319,17 @@ public struct Ready: Sendable {
     /// Append to stable storage BEFORE sending `messages`, replacing every stored entry at or
     /// after `entries[0].index` (a conflicting suffix is truncated).
     public var entries: [Entry] = []
-    /// A snapshot to install, BEFORE `entries`.
-    public var snapshot: Snapshot?
+    /// Snapshot chunks to stage, in order, BEFORE everything else. A chunk at offset 0 starts a
+    /// new staged snapshot (drop what was staged); every other chunk continues the staged one
+    /// exactly where it ends. Staged data is invisible to reads until installed. Persisting
+    /// them is what the acknowledgements in `messages` vouch for.
+    public var snapshotChunks: [SnapshotChunk] = []
+    /// A completely staged snapshot to INSTALL, after staging `snapshotChunks` and BEFORE
+    /// `entries`: it becomes the store's snapshot (its data is the staged data) and the whole log
+    /// is discarded (the core asks for an install only when its log lacks the snapshot's last
+    /// entry). The application then restores its state from the snapshot's data, read from the
+    /// store, before applying `committedEntries` (which all follow `snapshot.index`).
+    public var snapshot: SnapshotMetadata?
     /// Apply in order, AFTER persisting the above. All of them are already durable locally.
     public var committedEntries: [Entry] = []
     /// Send AFTER persisting. Delivery may fail: Raft retries.
@@ -323,7 +344,7 @@ public struct Ready: Sendable {
     public init() {}
 
     public var isEmpty: Bool {
-        softState == nil && hardState == nil && entries.isEmpty && snapshot == nil
+        softState == nil && hardState == nil && entries.isEmpty && snapshot == nil && snapshotChunks.isEmpty
             && committedEntries.isEmpty && messages.isEmpty && readStates.isEmpty
     }
 }
@@ -338,6 +359,16 @@ public struct RaftCounters: Sendable, Hashable {
     public var readsConfirmed = 0
     public var messagesIgnored = 0
     public var malformedMessages = 0
+    /// Leader: snapshot transfers started (including restarts for a newer local snapshot).
+    public var snapshotTransfersStarted = 0
+    /// Leader: snapshot transfers the follower acknowledged as complete.
+    public var snapshotTransfersCompleted = 0
+    /// Leader: snapshot chunks sent (resends included).
+    public var snapshotChunksSent = 0
+    /// Leader: resends from the last acknowledged offset (silence, rejection, unreachable).
+    public var snapshotRetries = 0
+    /// Follower: snapshots completely received and handed to the driver to install.
+    public var snapshotsInstalled = 0
 
     mutating func noteIgnored(_ reason: IgnoreReason) {
         messagesIgnored += 1

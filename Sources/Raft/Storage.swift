@@ -27,8 +27,28 @@ public protocol RaftStorage: AnyObject {
     func term(_ index: LogIndex) throws(StorageError) -> Term
     /// Entries `[lo, hi)`, at least one if any, then only while the total stays within `maxBytes`.
     func entries(_ lo: LogIndex, _ hi: LogIndex, maxBytes: Int) throws(StorageError) -> [Entry]
-    /// The most recent snapshot.
-    func snapshot() throws(StorageError) -> Snapshot
+    /// The metadata of the current (most recent) snapshot: index, term and configuration.
+    func snapshotMetadata() throws(StorageError) -> SnapshotMetadata
+    /// Up to `maxBytes` bytes of the CURRENT snapshot's data starting at `offset`: at least one
+    /// byte when any remain, never more than `maxBytes`. The chunk's `metadata` and `totalBytes`
+    /// name the snapshot it was cut from, so a caller that was reading an older snapshot notices
+    /// the change and starts again at 0; its `offset` is `min(offset, totalBytes)`, and `done` is
+    /// `offset + data.count == totalBytes`. The core reads snapshots only through this, one
+    /// bounded chunk at a time: it never holds a whole snapshot in memory.
+    func snapshotChunk(offset: UInt64, maxBytes: Int) throws(StorageError) -> SnapshotChunk
+}
+
+extension SnapshotChunk {
+    /// Cuts the chunk `[offset, offset + maxBytes)` out of a snapshot held whole in memory
+    /// (`MemoryStorage`; tests). Follows the contract of `RaftStorage.snapshotChunk`.
+    public static func cut(from snapshot: Snapshot, offset: UInt64, maxBytes: Int) -> SnapshotChunk {
+        precondition(maxBytes > 0, "snapshot chunk of \(maxBytes) bytes")
+        let total = UInt64(snapshot.data.count)
+        let start = min(offset, total)
+        let end = start + min(UInt64(maxBytes), total - start)
+        return SnapshotChunk(metadata: snapshot.metadata, offset: start, totalBytes: total,
+                             data: Array(snapshot.data[Int(start)..<Int(end)]), done: end == total)
+    }
 }
 
 /// A `RaftStorage` in memory: the simulator's "disk" and the tests' storage.
@@ -36,6 +56,9 @@ public protocol RaftStorage: AnyObject {
 public final class MemoryStorage: RaftStorage {
     public private(set) var hardState: HardState
     public private(set) var latestSnapshot: Snapshot
+    /// A snapshot being received in chunks (`stageSnapshotChunk`), invisible to reads until
+    /// `installStagedSnapshot`. Invariant: `staged.data.count <= staged.totalBytes`.
+    public private(set) var staged: (metadata: SnapshotMetadata, totalBytes: UInt64, data: [UInt8])?
     /// `log[0]` is a dummy entry at the snapshot's index and term.
     /// Invariant: `log[i].index == log[0].index + i`.
     private var log: [Entry]
@@ -51,6 +74,7 @@ public final class MemoryStorage: RaftStorage {
         let c = MemoryStorage(conf: latestSnapshot.metadata.conf)
         c.hardState = hardState
         c.latestSnapshot = latestSnapshot
+        c.staged = staged
         c.log = log
         return c
     }
@@ -87,7 +111,20 @@ public final class MemoryStorage: RaftStorage {
         return out
     }
 
-    public func snapshot() throws(StorageError) -> Snapshot { latestSnapshot }
+    public func snapshotMetadata() throws(StorageError) -> SnapshotMetadata { latestSnapshot.metadata }
+
+    public func snapshotChunk(offset: UInt64, maxBytes: Int) throws(StorageError) -> SnapshotChunk {
+        SnapshotChunk.cut(from: latestSnapshot, offset: offset, maxBytes: maxBytes)
+    }
+
+    /// Persists what a `Ready` asks for, in the contract's order: stage `snapshotChunks`, install
+    /// `snapshot`, append `entries`, set `hardState`.
+    public func persist(_ rd: Ready) {
+        for c in rd.snapshotChunks { stageSnapshotChunk(c) }
+        if let s = rd.snapshot { installStagedSnapshot(s) }
+        append(rd.entries)
+        if let hs = rd.hardState { setHardState(hs) }
+    }
 
     /// Persists the hard state.
     public func setHardState(_ hs: HardState) { hardState = hs }
@@ -104,11 +141,33 @@ public final class MemoryStorage: RaftStorage {
         log.append(contentsOf: entries)
     }
 
-    /// Installs a snapshot, discarding the whole log. Older snapshots are ignored.
-    public func applySnapshot(_ snap: Snapshot) {
-        guard snap.metadata.index > latestSnapshot.metadata.index else { return }
-        latestSnapshot = snap
-        log = [Entry(term: snap.metadata.term, index: snap.metadata.index)]
+    /// Stages one chunk of a snapshot sent by the leader (`Ready.snapshotChunks`). A chunk at
+    /// offset 0 starts a new staging, dropping whatever was staged; any other chunk must continue
+    /// the staged snapshot exactly where it ends (the core guarantees it: a driver bug otherwise).
+    public func stageSnapshotChunk(_ c: SnapshotChunk) {
+        if c.offset == 0 {
+            staged = (c.metadata, c.totalBytes, [])
+        }
+        precondition(staged != nil && staged!.metadata == c.metadata && staged!.totalBytes == c.totalBytes,
+                     "chunk of snapshot \(c.metadata.index)/t\(c.metadata.term) at offset \(c.offset) continues no staged snapshot")
+        precondition(UInt64(staged!.data.count) == c.offset,
+                     "chunk at offset \(c.offset) does not continue the staged \(staged!.data.count) bytes")
+        staged!.data.append(contentsOf: c.data)
+        precondition(UInt64(staged!.data.count) <= c.totalBytes, "staged snapshot longer than its \(c.totalBytes) bytes")
+    }
+
+    /// Installs the completely staged snapshot, which must be `metadata` (`Ready.snapshot`), and
+    /// discards the whole log: the core installs a snapshot only when its log does not hold the
+    /// snapshot's last entry (otherwise it keeps the log and moves its commit index instead).
+    public func installStagedSnapshot(_ metadata: SnapshotMetadata) {
+        guard let s = staged, s.metadata == metadata, UInt64(s.data.count) == s.totalBytes else {
+            preconditionFailure("install of snapshot \(metadata.index)/t\(metadata.term), which is not completely staged")
+        }
+        precondition(metadata.index > latestSnapshot.metadata.index,
+                     "install of snapshot \(metadata.index) not newer than the stored \(latestSnapshot.metadata.index)")
+        latestSnapshot = Snapshot(metadata: metadata, data: s.data)
+        staged = nil
+        log = [Entry(term: metadata.term, index: metadata.index)]
     }
 
     /// Records a snapshot at `index` (which must be applied) and discards entries before it.

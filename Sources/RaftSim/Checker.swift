@@ -8,7 +8,9 @@ import Raft
 /// - state machine safety: every node applies a prefix of one sequence;
 /// - committed entries never change, on any node, across crashes;
 /// - commit index never decreases (in memory per incarnation; on disk across crashes);
-/// - a vote, once persisted for a term, never changes in that term.
+/// - a vote, once persisted for a term, never changes in that term;
+/// - a snapshot (created or installed) holds exactly the state of the committed prefix it names,
+///   and installing one never discards a committed entry.
 struct Checker {
     struct EntryKey: Hashable {
         var index: LogIndex
@@ -25,6 +27,8 @@ struct Checker {
     private(set) var committedTerms: [Term] = []
     /// The one sequence every state machine applies a prefix of.
     private var appliedSequence: [Entry] = []
+    /// `digests[i - 1]` is the application state (`SimApp.digest`) after applying entry `i`.
+    private var digests: [UInt64] = []
     private var registry: [EntryKey: EntryFacts] = [:]
     private var lastCommit: [LogIndex]
     private var verifiedCommit: [LogIndex]
@@ -70,6 +74,7 @@ struct Checker {
         if let v = absorbCommits(i, raft: raft) { return v }
         for (k, t) in committedTerms.enumerated() {
             let index = LogIndex(k + 1)
+            if index + 1 < raft.firstIndex { continue }  // Compacted: the snapshot holds its state.
             if raft.term(at: index) != t {
                 return Violation(invariant: "leader-completeness",
                                  detail: "leader \(raft.id) of term \(raft.term) lacks committed entry \(index)/t\(t) (has \(raft.term(at: index).map { "t\($0)" } ?? "nothing"))")
@@ -83,10 +88,13 @@ struct Checker {
         let commit = raft.commitIndex
         guard verifiedCommit[i] < commit else { return nil }
         for index in (verifiedCommit[i] + 1)...commit {
+            let k = Int(index - 1)
             guard let t = raft.term(at: index) else {
+                if index < raft.firstIndex && k < committedTerms.count {
+                    continue  // Compacted into a snapshot, whose state was checked when made or installed.
+                }
                 return Violation(invariant: "committed-entries-stable", detail: "node \(raft.id) commit \(commit) but has no entry \(index)")
             }
-            let k = Int(index - 1)
             if k < committedTerms.count {
                 if committedTerms[k] != t {
                     return Violation(invariant: "state-machine-safety",
@@ -103,6 +111,18 @@ struct Checker {
     /// Before a node persists a Ready: the write must not replace committed entries, must agree
     /// with every other copy of the same (index, term), and must not move the vote within a term.
     mutating func willPersist(_ i: Int, _ rd: Ready, node raft: RaftNode, disk: MemoryStorage) -> Violation? {
+        if let snap = rd.snapshot {
+            // Installing discards the log: legal only if no committed entry after the snapshot
+            // is among what it discards (the node could be part of the quorum that holds it).
+            let diskLast = (try? disk.lastIndex()) ?? 0
+            let checkedLast = min(diskLast, LogIndex(committedTerms.count))
+            if snap.index < checkedLast {
+                for index in (snap.index + 1)...checkedLast where (try? disk.term(index)) == committedTerms[Int(index - 1)] {
+                    return Violation(invariant: "committed-entries-stable",
+                                     detail: "node \(raft.id) installs snapshot \(snap.index)/t\(snap.term), discarding committed \(index)/t\(committedTerms[Int(index - 1)])")
+                }
+            }
+        }
         if let first = rd.entries.first {
             // A node that holds a committed entry never loses it: Raft truncates only entries
             // that conflict with a leader's log, and every later leader holds every committed
@@ -171,8 +191,35 @@ struct Checker {
             }
         } else {
             precondition(k == appliedSequence.count, "applied sequence gap")
+            digests.append(SimApp.mix(digests.last ?? SimApp.initialDigest, e))
             appliedSequence.append(e)
         }
+        return nil
+    }
+
+    /// A node's snapshot (made by compaction, or installed from the leader's) must hold exactly
+    /// the state after applying the one applied sequence up to its index, under its term.
+    func checkSnapshot(_ meta: SnapshotMetadata, data: [UInt8], node: NodeID, what: String) -> Violation? {
+        guard let (index, digest) = SimApp.decode(data), index == meta.index else {
+            return Violation(invariant: "snapshot-state", detail: "node \(node) \(what) snapshot \(meta.index)/t\(meta.term) whose data is not the state at \(meta.index) (\(data.count) bytes)")
+        }
+        let k = Int(index - 1)
+        guard k < digests.count else {
+            return Violation(invariant: "snapshot-state", detail: "node \(node) \(what) snapshot \(index) beyond every applied entry (\(digests.count))")
+        }
+        if digests[k] != digest {
+            return Violation(invariant: "snapshot-state", detail: "node \(node) \(what) snapshot \(index) whose state differs from the applied sequence's")
+        }
+        if k < committedTerms.count && committedTerms[k] != meta.term {
+            return Violation(invariant: "snapshot-state", detail: "node \(node) \(what) snapshot \(index)/t\(meta.term) but \(index)/t\(committedTerms[k]) was committed")
+        }
+        return nil
+    }
+
+    /// After a node installed a snapshot: it applies from the entry after it.
+    mutating func installed(_ i: Int, _ meta: SnapshotMetadata, data: [UInt8], node: NodeID) -> Violation? {
+        if let v = checkSnapshot(meta, data: data, node: node, what: "installs") { return v }
+        nextApply[i] = meta.index + 1
         return nil
     }
 }

@@ -47,6 +47,8 @@ public struct SimCounters: Sendable, Hashable {
     public var malformed = 0
     public var transfers = 0
     public var reads = 0
+    /// Snapshots installed from a leader (followers brought up to date by snapshot).
+    public var snapshots = 0
 
     public init() {}
 
@@ -55,7 +57,7 @@ public struct SimCounters: Sendable, Hashable {
         commits += o.commits; proposals += o.proposals; proposalsRefused += o.proposalsRefused
         acked += o.acked; delivered += o.delivered; dropped += o.dropped; duplicated += o.duplicated
         crashes += o.crashes; restarts += o.restarts; partitions += o.partitions; malformed += o.malformed
-        transfers += o.transfers; reads += o.reads
+        transfers += o.transfers; reads += o.reads; snapshots += o.snapshots
     }
 
     /// `key=value` pairs for the summary line, in a fixed order.
@@ -63,7 +65,7 @@ public struct SimCounters: Sendable, Hashable {
         "events=\(events) ticks=\(ticks) elections=\(elections) commits=\(commits) "
             + "proposals=\(proposals) refused=\(proposalsRefused) acked=\(acked) delivered=\(delivered) "
             + "dropped=\(dropped) duplicated=\(duplicated) crashes=\(crashes) restarts=\(restarts) "
-            + "partitions=\(partitions) malformed=\(malformed) transfers=\(transfers) reads=\(reads)"
+            + "partitions=\(partitions) malformed=\(malformed) transfers=\(transfers) reads=\(reads) snapshots=\(snapshots)"
     }
 }
 

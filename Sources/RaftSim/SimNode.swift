@@ -14,6 +14,9 @@ struct SimNode {
     /// the commit index moved) may be lost in a crash.
     var syncedHardState = HardState.empty
     var unsyncedWrite = false
+    /// The application: a digest of every entry applied, in order, up to `appliedIndex`
+    /// (volatile: rebuilt at start from the disk's snapshot, then by re-applying the log).
+    var app = SimApp()
 
     init(id: NodeID, config: RaftConfig, disk: MemoryStorage) {
         self.id = id
@@ -23,6 +26,7 @@ struct SimNode {
 
     mutating func start(seed: UInt64) {
         incarnation += 1
+        app = SimApp(restoring: disk.latestSnapshot)
         do {
             raft = try RaftNode(config: config, storage: disk, seed: seed)
         } catch {
@@ -32,9 +36,7 @@ struct SimNode {
 
     /// Writes a Ready's durable part, in the order the contract gives.
     mutating func persist(_ rd: Ready) {
-        if let s = rd.snapshot { disk.applySnapshot(s) }
-        disk.append(rd.entries)
-        if let hs = rd.hardState { disk.setHardState(hs) }
+        disk.persist(rd)
         if rd.mustSync {
             syncedHardState = disk.hardState
             unsyncedWrite = false
@@ -52,6 +54,65 @@ struct SimNode {
         }
         unsyncedWrite = false
     }
+}
+
+/// The simulated application: its whole state is a running digest of the applied entries, so
+/// the checker can compare replicas (and snapshots) by value.
+struct SimApp {
+    private(set) var appliedIndex: LogIndex = 0
+    private(set) var digest: UInt64 = SimApp.initialDigest
+
+    static let initialDigest: UInt64 = 0xCBF2_9CE4_8422_2325  // FNV-1a offset basis
+
+    init() {}
+
+    /// The state a snapshot holds (index 0: the empty state).
+    init(restoring snap: Snapshot) {
+        guard snap.metadata.index > 0 else { return }
+        guard let (index, digest) = SimApp.decode(snap.data), index == snap.metadata.index else {
+            preconditionFailure("snapshot \(snap.metadata.index) holds no simulated state")
+        }
+        appliedIndex = index
+        self.digest = digest
+    }
+
+    mutating func apply(_ e: Entry) {
+        precondition(e.index == appliedIndex + 1, "app applies \(e.index) after \(appliedIndex)")
+        digest = SimApp.mix(digest, e)
+        appliedIndex = e.index
+    }
+
+    static func mix(_ digest: UInt64, _ e: Entry) -> UInt64 {
+        var h = digest
+        func byte(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        for k in 0..<8 { byte(UInt8(truncatingIfNeeded: e.index >> (8 * UInt64(k)))) }
+        for k in 0..<8 { byte(UInt8(truncatingIfNeeded: e.term >> (8 * UInt64(k)))) }
+        byte(e.kind.rawValue)
+        for b in e.data { byte(b) }
+        return h
+    }
+
+    /// Snapshot data: index and digest (16 bytes), then 0-199 filler bytes derived from them,
+    /// so snapshots span several chunks and a corrupted or misplaced chunk changes the bytes.
+    static func encode(index: LogIndex, digest: UInt64) -> [UInt8] {
+        var out: [UInt8] = []
+        for k in 0..<8 { out.append(UInt8(truncatingIfNeeded: index >> (8 * UInt64(k)))) }
+        for k in 0..<8 { out.append(UInt8(truncatingIfNeeded: digest >> (8 * UInt64(k)))) }
+        var rng = SplitMix64(seed: digest ^ index)
+        for _ in 0..<Int(digest % 200) { out.append(UInt8(truncatingIfNeeded: rng.next())) }
+        return out
+    }
+
+    static func decode(_ data: [UInt8]) -> (LogIndex, UInt64)? {
+        guard data.count >= 16 else { return nil }
+        var index: UInt64 = 0, digest: UInt64 = 0
+        for k in 0..<8 { index |= UInt64(data[k]) << (8 * UInt64(k)) }
+        for k in 0..<8 { digest |= UInt64(data[8 + k]) << (8 * UInt64(k)) }
+        guard data == encode(index: index, digest: digest) else { return nil }
+        return (index, digest)
+    }
+
+    var snapshotData: [UInt8] { SimApp.encode(index: appliedIndex, digest: digest) }
 }
 
 /// The simulated network: messages waiting for their delivery tick, messages already due, and

@@ -37,6 +37,9 @@ public final class Simulation {
         // Vary the flow-control limits per seed so batching and window pauses are exercised.
         let appendBytesMax = [128, 512, 1 << 16][Int(rng.next() % 3)]
         let inflightMax = [1, 4, 64][Int(rng.next() % 3)]
+        // Snapshots (16-215 bytes here) go in one to fourteen chunks.
+        let chunkBytes = [16, 64, 1024][Int(rng.next() % 3)]
+        let chunksInflightMax = [1, 2, 4][Int(rng.next() % 3)]
         for id in ids {
             var config = RaftConfig(id: id)
             config.electionTimeoutTicks = 10
@@ -44,6 +47,8 @@ public final class Simulation {
             config.appendBytesMax = appendBytesMax
             config.inflightMessagesMax = inflightMax
             config.uncommittedBytesMax = 16 << 10
+            config.snapshotChunkBytes = chunkBytes
+            config.snapshotChunksInflightMax = chunksInflightMax
             config.plantedBugs = options.plantedBugs
             nodes.append(SimNode(id: id, config: config, disk: MemoryStorage(conf: conf)))
         }
@@ -71,7 +76,8 @@ public final class Simulation {
         let roll = Int(rng.next() % 1000)
         switch roll {
         case 0..<520: deliverOne()
-        case 520..<760: tick()
+        case 520..<745: tick()
+        case 745..<760: compact()
         case 760..<870: propose()
         case 870..<895: read()
         case 895..<900: transfer()
@@ -168,6 +174,20 @@ public final class Simulation {
         } catch {
             note("transfer \(nodes[i].id) -> \(target) refused: \(error)")
         }
+    }
+
+    /// The application of a random live node snapshots its state and compacts the log up to
+    /// what it applied: followers that lag behind it then need a snapshot from it.
+    func compact() {
+        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        guard !alive.isEmpty else { return }
+        let i = alive[Int(rng.next() % UInt64(alive.count))]
+        let app = nodes[i].app
+        guard app.appliedIndex > nodes[i].disk.latestSnapshot.metadata.index else { return }
+        nodes[i].disk.createSnapshot(at: app.appliedIndex, conf: nodes[i].raft!.conf, data: app.snapshotData)
+        let snap = nodes[i].disk.latestSnapshot
+        note("compact \(nodes[i].id) up to \(snap.metadata.index)/t\(snap.metadata.term)")
+        if let v = checker.checkSnapshot(snap.metadata, data: snap.data, node: nodes[i].id, what: "makes") { fail(v) }
     }
 
     func crash(_ i: Int) {
@@ -273,11 +293,19 @@ public final class Simulation {
         if crashAt == 1 && bugSendFirst { return kill(i, why: "crash mid-ready (after send)") }
         if let v = checker.willPersist(i, rd, node: nodes[i].raft!, disk: nodes[i].disk) { return fail(v) }
         nodes[i].persist(rd)
+        if let meta = rd.snapshot {
+            // The application restores its state from the installed snapshot.
+            counters.snapshots += 1
+            note("install \(nodes[i].id) snapshot \(meta.index)/t\(meta.term)")
+            if let v = checker.installed(i, meta, data: nodes[i].disk.latestSnapshot.data, node: nodes[i].id) { return fail(v) }
+            nodes[i].app = SimApp(restoring: nodes[i].disk.latestSnapshot)
+        }
         if crashAt == 1 { return kill(i, why: "crash mid-ready (after persist)") }
         if !bugSendFirst { send(rd.messages) }
         if crashAt == 2 { return kill(i, why: "crash mid-ready (after send)") }
         for e in rd.committedEntries {
             if let v = checker.applied(i, e, raft: nodes[i].raft!) { return fail(v) }
+            nodes[i].app.apply(e)
             if let ack = clients.appliedAt(node: nodes[i].id, entry: e) {
                 note("ack \(ack) at \(nodes[i].id) idx=\(e.index)")
             }

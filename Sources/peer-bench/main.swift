@@ -111,8 +111,7 @@ struct BenchCluster {
             for i in nodes.indices where nodes[i].hasReady {
                 busy = true
                 let rd = nodes[i].ready()
-                disks[i].append(rd.entries)
-                if let hs = rd.hardState { disks[i].setHardState(hs) }
+                disks[i].persist(rd)
                 queue.append(contentsOf: rd.messages)
                 if i == 0, let last = rd.committedEntries.last { leaderApplied = last.index }
                 nodes[i].advance(rd)

@@ -9,6 +9,9 @@
 //     alternating blocks in the same run so both see the same disk and the same neighbours;
 //  2. batched append throughput of 256-byte entries at batches of 1, 16 and 256;
 //  3. open-to-ready time (open + RaftNode init) of a store holding a long log.
+//
+// With --snapshot-install-mb N it measures only a snapshot install of an N MB state between two
+// nodes (SnapshotInstall.swift): time and peak memory.
 
 import Foundation
 import PeerStore
@@ -23,14 +26,18 @@ import Glibc
 var dirArg = NSTemporaryDirectory()
 var samples = 2000
 var openEntries: LogIndex = 1_000_000
+var snapshotInstallMB: Int?
+var chunkKiB = 1024
 var it = CommandLine.arguments.dropFirst().makeIterator()
 while let a = it.next() {
     switch a {
     case "--dir": dirArg = it.next() ?? dirArg
     case "--samples": samples = Int(it.next() ?? "") ?? samples
     case "--open-entries": openEntries = LogIndex(it.next() ?? "") ?? openEntries
+    case "--snapshot-install-mb": snapshotInstallMB = Int(it.next() ?? "")
+    case "--chunk-kb": chunkKiB = Int(it.next() ?? "") ?? chunkKiB
     default:
-        FileHandle.standardError.write("usage: peer-store-bench [--dir DIR] [--samples N] [--open-entries N]\n".data(using: .utf8)!)
+        FileHandle.standardError.write("usage: peer-store-bench [--dir DIR] [--samples N] [--open-entries N] [--snapshot-install-mb N [--chunk-kb K]]\n".data(using: .utf8)!)
         exit(64)
     }
 }
@@ -38,6 +45,13 @@ let dir = (dirArg as NSString).appendingPathComponent("peer-store-bench-\(getpid
 try? FileManager.default.removeItem(atPath: dir)
 try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(atPath: dir) }
+
+if let mb = snapshotInstallMB {
+    guard mb > 0, chunkKiB > 0 else { fail("--snapshot-install-mb and --chunk-kb must be positive") }
+    runSnapshotInstallBench(dir: dir, stateMB: mb, chunkKiB: chunkKiB)
+    try? FileManager.default.removeItem(atPath: dir)
+    exit(0)
+}
 
 let entryBytes = 256
 let conf = ConfState(voters: [1, 2, 3])

@@ -7,6 +7,10 @@
 // until the parent kills it with SIGKILL. Ops, written so the parent can replay them:
 //   "P <first> <count> <term> <hsTerm> <hsVote> <hsCommit>"  persist entries + hard state
 //   "C <index>"                                               compact up to index
+//   "T <index> <term> <offset> <bytes>"                       stage snapshot chunks (invisible)
+//   "N <index> <term> <hsTerm> <hsVote> <hsCommit>"           stage the last chunks, install the
+//                                                             snapshot, write the hard state
+// A snapshot (index, term) being staged or installed has data `crashPayload(index:term: 0)`.
 // Entry payloads are `crashPayload(index:term:)`, which the test repeats byte for byte.
 //
 // Usage: peer-store-crash <db-path> <cluster-id> <peer-id> <seed> [<file-size-limit-bytes>]
@@ -63,6 +67,8 @@ do {
     var options = PeerStore.Options()
     // A small WAL under a file size limit, so that the limit is reached after few writes.
     if fileSizeLimited { options.walAutocheckpointPages = 64 }
+    // Snapshots span several rows, so a kill can land between rows of one staging write.
+    options.snapshotRowBytesMax = 32
     store = try PeerStore.open(path: args[1], clusterID: args[2], peerID: peerID, initialConf: ConfState(voters: [1, 2, 3]), options: options)
 } catch {
     say("E \(error)")
@@ -75,12 +81,42 @@ var hs = store.hardState
 var term = max(hs.term, 1)
 /// Bounds the log so that the parent's check of the whole log stays cheap.
 let logEntriesMax: LogIndex = 2000
+/// A snapshot being received, as a follower's driver stages it: (metadata, data, bytes staged).
+var staging: (meta: SnapshotMetadata, data: [UInt8], staged: Int)?
 
 while true {
     do {
         let first = try store.firstIndex(), last = try store.lastIndex()
         let roll = rng.next() % 100
-        if !fileSizeLimited && hs.commit >= first && (roll < 5 || last - first > logEntriesMax) {
+        if !fileSizeLimited && staging == nil && roll < 3 {
+            // A leader's snapshot beyond our log starts arriving (the core installs only those).
+            let index = last + 1 + rng.next() % 50
+            staging = (SnapshotMetadata(index: index, term: term, conf: ConfState(voters: [1, 2, 3])), crashPayload(index: index, term: 0), 0)
+        }
+        if var st = staging {
+            // Stage one to three chunks of up to 40 bytes per write, as Readys would.
+            let snap = Snapshot(metadata: st.meta, data: st.data)
+            var chunks: [SnapshotChunk] = []
+            var done = false
+            for _ in 0...(rng.next() % 3) where !done {
+                let c = SnapshotChunk.cut(from: snap, offset: UInt64(st.staged), maxBytes: 1 + Int(rng.next() % 40))
+                chunks.append(c)
+                st.staged += c.data.count
+                done = c.done
+            }
+            let from = chunks[0].offset
+            if done {
+                let newHS = HardState(term: term, vote: crashVote(term: term, commit: st.meta.index), commit: st.meta.index)
+                say("I N \(st.meta.index) \(st.meta.term) \(newHS.term) \(newHS.vote) \(newHS.commit)")
+                try store.persist(snapshotChunks: chunks, installSnapshot: st.meta, hardState: newHS)
+                hs = newHS
+                staging = nil
+            } else {
+                say("I T \(st.meta.index) \(st.meta.term) \(from) \(st.staged - Int(from))")
+                try store.persist(snapshotChunks: chunks)
+                staging = st
+            }
+        } else if !fileSizeLimited && hs.commit >= first && (roll < 5 || last - first > logEntriesMax) {
             say("I C \(hs.commit)")
             try store.compact(upTo: hs.commit, conf: ConfState(voters: [1, 2, 3]), data: crashPayload(index: hs.commit, term: 0))
         } else {

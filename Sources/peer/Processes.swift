@@ -57,11 +57,13 @@ enum PeerProcesses {
         return pid
     }
 
-    /// True if our child `pid` has exited (reaps it).
-    static func childExited(_ pid: pid_t) -> (exited: Bool, status: Int32) {
+    /// True if our child `pid` has exited (reaps it), with how: `exit code N` or `signal N`.
+    static func childExited(_ pid: pid_t) -> (exited: Bool, how: String) {
         var status: Int32 = 0
         let r = waitpid(pid, &status, WNOHANG)
-        return (r == pid || (r == -1 && errno == ECHILD), status)
+        let exited = r == pid || (r == -1 && errno == ECHILD)
+        let how = (status & 0x7f) == 0 ? "exit code \((status >> 8) & 0xff)" : "signal \(status & 0x7f)"
+        return (exited, how)
     }
 
     static func alive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }

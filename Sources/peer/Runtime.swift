@@ -18,7 +18,7 @@ enum PeerVersion {
 
 /// The durable log of a real peer: SQLite through PeerStore.
 extension PeerStore: LogStore {
-    public func currentSnapshotData() throws -> [UInt8] { try snapshot().data }
+    public func currentSnapshotData() throws -> [UInt8] { try snapshotData() }
 }
 
 /// Everything one `peer run` needs, resolved from the cluster configuration.

@@ -17,6 +17,10 @@ struct ClusterStatus: Codable {
         var term: UInt64?
         var commitIndex: UInt64?
         var appliedIndex: UInt64?
+        /// The member's latest snapshot (its log starts after it).
+        var snapshotIndex: UInt64?
+        /// Snapshots it received from a leader since it started (catch-up by snapshot).
+        var snapshotsInstalled: Int?
         /// How many entries this member's applied index trails the leader's commit index.
         var trailsLeaderBy: UInt64?
         /// Milliseconds since the leader last heard from this member (leader's view).
@@ -95,7 +99,8 @@ struct StatusCommand: AsyncParsableCommand {
                 let trails = leaderStatus.map { $0.commitIndex > s.appliedIndex ? $0.commitIndex - s.appliedIndex : 0 }
                 let contact = s.id == leaderStatus?.id ? 0 : leaderStatus?.lastContactMs["\(s.id)"]
                 members.append(.init(id: s.id, address: s.address, apiAddress: s.apiAddress, role: s.role, state: s.state, term: s.term,
-                                     commitIndex: s.commitIndex, appliedIndex: s.appliedIndex, trailsLeaderBy: trails,
+                                     commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
+                                     snapshotIndex: s.snapshotIndex, snapshotsInstalled: s.snapshotsInstalled, trailsLeaderBy: trails,
                                      lastContactMs: contact, version: s.version, stateDigest: s.stateDigest, pid: s.pid, haltReason: s.haltReason, error: nil))
             case .failure(let e):
                 let role = voters.contains(p.id) ? "voter" : "learner"

@@ -40,10 +40,10 @@ struct UpCommand: AsyncParsableCommand {
         var last: [(ClusterConfig.Peer, Result<MemberStatus, CLIError>)] = []
         while ContinuousClock.now < deadline {
             for (id, pid) in started {
-                let (exited, status) = PeerProcesses.childExited(pid)
+                let (exited, how) = PeerProcesses.childExited(pid)
                 if exited {
                     try? FileManager.default.removeItem(atPath: cfg.pidFilePath(for: id))
-                    throw CLIError("peer \(id) (pid \(pid)) exited with status \(status) before a leader was elected; its log ends:\n\(PeerProcesses.tail(cfg.logFilePath(for: id)))")
+                    throw CLIError("peer \(id) (pid \(pid)) exited (\(how)) before a leader was elected; its log ends:\n\(PeerProcesses.tail(cfg.logFilePath(for: id)))")
                 }
             }
             last = await ctx.memberStatuses(consistent: false, timeoutMillis: 1_000)

@@ -5,10 +5,10 @@ import Testing
 
 /// `peer init --config FILE`, run as the real built binary in a temporary directory.
 @Suite struct InitCommandTests {
-    @Test func initCreatesTheCACertificatesAndDataDirectoriesWithPrivateModes() throws {
+    @Test func initCreatesTheCACertificatesAndDataDirectoriesWithPrivateModes() async throws {
         let dir = TempDir(); defer { dir.remove() }
         try dir.write("c.yaml", Self.config)
-        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        let run = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(run.status == 0, "\(run)")
         let config = try ClusterConfig.load(path: dir.file("c.yaml"))
         var keys = [config.caPrivateKeyPath, config.adminPrivateKeyPath]
@@ -51,90 +51,90 @@ import Testing
                 == ["URI:peer://t-1/node/2", "DNS:localhost", "IP:0:0:0:0:0:0:0:1"])
     }
 
-    @Test func aSecondRunCreatesNothingAndChangesNoByte() throws {
+    @Test func aSecondRunCreatesNothingAndChangesNoByte() async throws {
         let dir = TempDir(); defer { dir.remove() }
         try dir.write("c.yaml", Self.config)
-        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        #expect(try await runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
         let before = try snapshot(dir.path)
-        let again = try runPeer(["init", "--config", dir.file("c.yaml")], in: "/")
+        let again = try await runPeer(["init", "--config", dir.file("c.yaml")], in: "/")
         #expect(again.status == 0, "\(again)")
         #expect(again.stdout.contains("cluster t-1: created 0, already there 7"), "\(again.stdout)")
         #expect(!again.stdout.contains(" created\n"), "\(again.stdout)")
         #expect(try snapshot(dir.path) == before)
     }
 
-    @Test func aCAOfAnotherClusterIsRefusedAndNothingIsWritten() throws {
+    @Test func aCAOfAnotherClusterIsRefusedAndNothingIsWritten() async throws {
         let dir = TempDir(); defer { dir.remove() }
         try dir.write("c.yaml", Self.config)
         _ = try CertificateAuthority.create(directory: dir.file(".peer/t/tls"), clusterID: "other")
         let before = try snapshot(dir.path)
-        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        let run = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(run.status != 0)
         #expect(run.stderr.contains("\(dir.file(".peer/t/tls/ca.pem")) does not fit: it is the CA of cluster 'other', but \(dir.file("c.yaml")) is for cluster 't-1'"), "\(run.stderr)")
         #expect(try snapshot(dir.path) == before)
     }
 
-    @Test func certificatesFromAnotherCAAreRefusedAndNothingIsWritten() throws {
+    @Test func certificatesFromAnotherCAAreRefusedAndNothingIsWritten() async throws {
         let dir = TempDir(); defer { dir.remove() }
         try dir.write("c.yaml", Self.config)
-        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        #expect(try await runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
         // Same cluster id, new CA: the old peer certificates are not its own.
         let tls = dir.file(".peer/t/tls")
         for file in ["ca.pem", "ca.key"] { try FileManager.default.removeItem(atPath: tls + "/" + file) }
         _ = try CertificateAuthority.create(directory: tls, clusterID: "t-1")
         let before = try snapshot(dir.path)
-        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        let run = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(run.status != 0)
         #expect(run.stderr.contains("\(tls)/peer-2.pem does not fit: it is not signed by this cluster's CA: its issuer has the CA's name but another key"), "\(run.stderr)")
         #expect(try snapshot(dir.path) == before)
     }
 
-    @Test func aCertificateWithoutTheConfiguredAddressIsRefused() throws {
+    @Test func aCertificateWithoutTheConfiguredAddressIsRefused() async throws {
         let dir = TempDir(); defer { dir.remove() }
         try dir.write("c.yaml", Self.config)
-        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        #expect(try await runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
         try dir.write("c.yaml", Self.config.replacingOccurrences(of: "127.0.0.1:7103", with: "127.0.0.3:7103"))
         let before = try snapshot(dir.path)
-        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        let run = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(run.status != 0)
         #expect(run.stderr.contains("peer-3.pem does not fit: it does not name IP:127.0.0.3"), "\(run.stderr)")
         #expect(try snapshot(dir.path) == before)
     }
 
-    @Test func halfAPairIsRefusedRatherThanReissued() throws {
+    @Test func halfAPairIsRefusedRatherThanReissued() async throws {
         let dir = TempDir(); defer { dir.remove() }
         try dir.write("c.yaml", Self.config)
-        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        #expect(try await runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
         let tls = dir.file(".peer/t/tls")
         try FileManager.default.removeItem(atPath: tls + "/peer-2.key")
         let before = try snapshot(dir.path)
-        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        let run = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(run.status != 0)
         #expect(run.stderr.contains("\(tls)/peer-2.pem exists but \(tls)/peer-2.key does not"), "\(run.stderr)")
         #expect(try snapshot(dir.path) == before)
     }
 
-    @Test func withTheCAKeyElsewhereInitAcceptsWhatIsIssuedAndRefusesToIssue() throws {
+    @Test func withTheCAKeyElsewhereInitAcceptsWhatIsIssuedAndRefusesToIssue() async throws {
         let dir = TempDir(); defer { dir.remove() }
         try dir.write("c.yaml", Self.config)
-        #expect(try runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
+        #expect(try await runPeer(["init", "--config", "c.yaml"], in: dir.path).status == 0)
         let tls = dir.file(".peer/t/tls")
         try FileManager.default.moveItem(atPath: tls + "/ca.key", toPath: dir.file("ca.key.offline"))
-        let accepted = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        let accepted = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(accepted.status == 0, "\(accepted)")
         #expect(accepted.stdout.contains("created 0, already there 7"), "\(accepted.stdout)")
         for file in ["peer-3.pem", "peer-3.key"] { try FileManager.default.removeItem(atPath: tls + "/" + file) }
         let before = try snapshot(dir.path)
-        let refused = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        let refused = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("\(tls)/peer-3.pem is to be issued but \(tls)/ca.key is not here"), "\(refused.stderr)")
         #expect(try snapshot(dir.path) == before)
     }
 
-    @Test func aBadConfigIsRefusedWithItsKeyPathAndNothingIsCreated() throws {
+    @Test func aBadConfigIsRefusedWithItsKeyPathAndNothingIsCreated() async throws {
         let dir = TempDir(); defer { dir.remove() }
         try dir.write("c.yaml", Self.config.replacingOccurrences(of: "tickMs", with: "tikMs"))
-        let run = try runPeer(["init", "--config", "c.yaml"], in: dir.path)
+        let run = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(run.status != 0)
         #expect(run.stderr.contains("c.yaml:6: timing.tikMs: unknown key 'tikMs' (did you mean 'tickMs'?)"), "\(run.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["c.yaml"])
@@ -168,21 +168,37 @@ import Testing
         var description: String { "exit \(status)\n--- stdout\n\(stdout)--- stderr\n\(stderr)" }
     }
 
-    /// Runs the built `peer` with `arguments` in `directory` and waits for it to exit.
-    func runPeer(_ arguments: [String], in directory: String) throws -> Run {
+    /// Runs the built `peer` with `arguments` in `directory` and waits for it to exit (bounded).
+    /// Spawned and reaped directly, polling with `Task.sleep`: no thread of the test process is
+    /// blocked meanwhile (other suites serve requests in this process).
+    func runPeer(_ arguments: [String], in directory: String) async throws -> Run {
         let output = TempDir(); defer { output.remove() }
-        _ = FileManager.default.createFile(atPath: output.file("out"), contents: nil)
-        _ = FileManager.default.createFile(atPath: output.file("err"), contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try peerBinary())
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output.file("out")))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: output.file("err")))
-        try process.run()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus,
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output.file("out"), O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, output.file("err"), O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let binary = try peerBinary()
+        // `sh` changes into `directory` and execs the binary (arguments passed as "$@", unquoted by nobody).
+        let shell = ["/bin/sh", "-c", "cd \"$1\" && shift && exec \"$@\"", "sh", directory, binary]
+        let argv: [UnsafeMutablePointer<CChar>?] = (shell + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/bin/sh", &actions, nil, argv, environ)
+        guard rc == 0 else { throw InitTestError.noBinary("posix_spawn /bin/sh: \(rc)") }
+        let deadline = ContinuousClock.now + .seconds(60)
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if ContinuousClock.now > deadline {
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                throw InitTestError.noBinary("peer \(arguments) did not exit within 60 s")
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return Run(status: code,
                    stdout: try String(contentsOfFile: output.file("out"), encoding: .utf8),
                    stderr: try String(contentsOfFile: output.file("err"), encoding: .utf8))
     }

@@ -42,7 +42,11 @@ final class ProcessCluster {
     }
 
     deinit {
-        _ = try? run(["down", "--config", configPath, "--timeout", "10", "--force"], timeoutSeconds: 30)
+        // deinit cannot await: the one blocking wait, at the end of a test.
+        if let pid = try? spawn(["down", "--config", configPath, "--timeout", "10", "--force"]).pid {
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
         try? FileManager.default.removeItem(atPath: dir)
     }
 
@@ -52,10 +56,8 @@ final class ProcessCluster {
         var stderr: String
     }
 
-    /// Runs `peer ARGS` to completion (bounded) and returns what it printed. Spawned and reaped
-    /// directly (posix_spawn, waitpid): output goes to files, so no pipe can keep us waiting.
-    @discardableResult
-    func run(_ args: [String], timeoutSeconds: Double = 60) throws -> Output {
+    /// Starts `peer ARGS` with stdout/stderr to files (no pipe can keep anyone waiting).
+    func spawn(_ args: [String]) throws -> (pid: pid_t, out: String, err: String) {
         commandCount += 1
         let outPath = "\(dir)/cmd-\(commandCount).out", errPath = "\(dir)/cmd-\(commandCount).err"
         var actions = posix_spawn_file_actions_t()
@@ -69,15 +71,24 @@ final class ProcessCluster {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, binary, &actions, nil, argv, environ)
         guard rc == 0 else { throw ProcessTestError("posix_spawn \(binary): \(rc)") }
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        return (pid, outPath, errPath)
+    }
+
+    /// Runs `peer ARGS` to completion (bounded) and returns what it printed. Polls `waitpid`
+    /// with `Task.sleep` in between, so no thread of the test process is blocked meanwhile
+    /// (other suites run servers in this process).
+    @discardableResult
+    func run(_ args: [String], timeoutSeconds: Double = 60) async throws -> Output {
+        let (pid, outPath, errPath) = try spawn(args)
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
         var status: Int32 = 0
         while waitpid(pid, &status, WNOHANG) == 0 {
-            if Date() > deadline {
+            if ContinuousClock.now > deadline {
                 kill(pid, SIGKILL)
                 waitpid(pid, &status, 0)
                 throw ProcessTestError("peer \(args.joined(separator: " ")) did not finish within \(timeoutSeconds) s")
             }
-            usleep(5_000)
+            try await Task.sleep(for: .milliseconds(5))
         }
         let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
@@ -87,16 +98,16 @@ final class ProcessCluster {
 
     /// Runs `peer ARGS` and requires exit status 0.
     @discardableResult
-    func must(_ args: [String], timeoutSeconds: Double = 60) throws -> String {
-        let o = try run(args, timeoutSeconds: timeoutSeconds)
+    func must(_ args: [String], timeoutSeconds: Double = 60) async throws -> String {
+        let o = try await run(args, timeoutSeconds: timeoutSeconds)
         guard o.status == 0 else {
             throw ProcessTestError("peer \(args.joined(separator: " ")) exited \(o.status)\nstdout: \(o.stdout)\nstderr: \(o.stderr)")
         }
         return o.stdout
     }
 
-    func statusJSON(consistent: Bool = false) throws -> [String: Any] {
-        let o = try run(["status", "--config", configPath, "--output", "json"] + (consistent ? ["--consistent"] : []))
+    func statusJSON(consistent: Bool = false) async throws -> [String: Any] {
+        let o = try await run(["status", "--config", configPath, "--output", "json"] + (consistent ? ["--consistent"] : []))
         guard let obj = try JSONSerialization.jsonObject(with: Data(o.stdout.utf8)) as? [String: Any] else {
             throw ProcessTestError("status --output json printed no object: \(o.stdout) \(o.stderr)")
         }
@@ -112,13 +123,13 @@ final class ProcessCluster {
 
     /// Polls `peer status` until `done` holds (bounded by `seconds`); returns the last status.
     @discardableResult
-    func waitForStatus(_ what: String, seconds: Double = 30, _ done: ([String: Any]) -> Bool) throws -> [String: Any] {
+    func waitForStatus(_ what: String, seconds: Double = 30, _ done: ([String: Any]) -> Bool) async throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(seconds)
         var last: [String: Any] = [:]
         while Date() < deadline {
-            last = (try? statusJSON()) ?? [:]
+            last = (try? await statusJSON()) ?? [:]
             if done(last) { return last }
-            usleep(100_000)
+            try await Task.sleep(for: .milliseconds(100))
         }
         throw ProcessTestError("timed out after \(seconds) s waiting for \(what); last status: \(last)")
     }
@@ -143,27 +154,35 @@ final class ProcessCluster {
         throw ProcessTestError("peer binary not found next to \(dir.path); run `swift build --product peer`")
     }
 
-    /// Distinct free loopback TCP ports (bound, then released).
+    /// Distinct free loopback TCP ports, chosen below the kernel's ephemeral range (so outgoing
+    /// connections of other tests cannot take them between now and the peers' bind) and checked
+    /// bindable.
     static func freePorts(_ n: Int) throws -> [Int] {
-        var fds: [Int32] = []
-        defer { fds.forEach { close($0) } }
         var ports: [Int] = []
-        for _ in 0..<n {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw ProcessTestError("socket: \(errno)") }
-            fds.append(fd)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            addr.sin_port = 0
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let ok = withUnsafeMutablePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-            }
-            guard ok else { throw ProcessTestError("bind: \(errno)") }
-            ports.append(Int(UInt16(bigEndian: addr.sin_port)))
+        var tries = 0
+        while ports.count < n {
+            tries += 1
+            guard tries < 10_000 else { throw ProcessTestError("no free ports in 20000-32000") }
+            let port = Int.random(in: 20_000..<32_000)
+            if ports.contains(port) || !bindable(port) { continue }
+            ports.append(port)
         }
         return ports
+    }
+
+    static func bindable(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 }
 

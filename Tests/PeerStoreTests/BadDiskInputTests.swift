@@ -54,11 +54,11 @@ import Raft
         // What a future binary would leave: an unknown migration and a higher version.
         let q = try DatabaseQueue(path: path)
         try q.write { db in
-            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v2-from-the-future')")
-            try db.execute(sql: "UPDATE peer_meta SET schema_version = 2")
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99-from-the-future')")
+            try db.execute(sql: "UPDATE peer_meta SET schema_version = ?", arguments: [Schema.version + 1])
         }
         try q.close()
-        expectRefusal(dir, path) { $0 == .newerSchema(path: path, found: 2, supported: Schema.version) }
+        expectRefusal(dir, path) { $0 == .newerSchema(path: path, found: Schema.version + 1, supported: Schema.version) }
     }
 
     @Test func fileWithAGarbageHeaderIsRefusedAsCorrupt() throws {
@@ -117,9 +117,13 @@ import Raft
         let dir = TempDir(); defer { dir.remove() }
         let path = dir.file("peer.sqlite")
         try makeStore(path, entryCount: 400, size: 200)
-        // Page 10 is deep inside the entry table (the first pages hold the schema and singletons).
+        // Damage the page holding entry 200 (found by its payload, whatever the layout): deep
+        // inside the entry table, away from the first and last entries that open reads.
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        for i in (9 * 4096)..<(10 * 4096) { bytes[i] = 0xFF }
+        let needle = Data(payload(index: 200, term: 2, size: 200))
+        let at = try #require(bytes.range(of: needle)?.lowerBound, "entry 200 not found in the file")
+        let page = at / 4096
+        for i in (page * 4096)..<((page + 1) * 4096) { bytes[i] = 0xFF }
         try bytes.write(to: URL(fileURLWithPath: path))
         let store = try openStore(path)
         #expect(try !store.integrityProblems().isEmpty)

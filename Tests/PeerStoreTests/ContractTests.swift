@@ -42,9 +42,8 @@ import Raft
         #expect(try store.term(12) == 3)
         #expect(throws: StorageError.compacted) { try store.term(11) }
         #expect(throws: StorageError.compacted) { try store.entries(12, 14, maxBytes: .max) }
-        let snap = try store.snapshot()
-        #expect(snap.metadata == SnapshotMetadata(index: 12, term: 3, conf: ConfState(voters: [1, 2], learners: [4])))
-        #expect(snap.data == [7, 7, 7])
+        #expect(try store.snapshotMetadata() == SnapshotMetadata(index: 12, term: 3, conf: ConfState(voters: [1, 2], learners: [4])))
+        #expect(try store.snapshotData() == [7, 7, 7])
         #expect(try store.initialState().1 == ConfState(voters: [1, 2], learners: [4]))
     }
 
@@ -54,22 +53,24 @@ import Raft
         var store = try openStore(path)
         try store.persist(entries: entries(from: 1, count: 5, term: 1))
         let snap = Snapshot(metadata: SnapshotMetadata(index: 100, term: 9, conf: testConf), data: [1, 2])
-        try store.persist(snapshot: snap, entries: entries(from: 101, count: 2, term: 9), hardState: HardState(term: 9, vote: 0, commit: 100))
+        try store.persist(snapshotChunks: [SnapshotChunk.cut(from: snap, offset: 0, maxBytes: 100)], installSnapshot: snap.metadata,
+                          entries: entries(from: 101, count: 2, term: 9), hardState: HardState(term: 9, vote: 0, commit: 100))
         try store.close()
         store = try openStore(path)
         #expect(try store.firstIndex() == 101)
         #expect(try store.lastIndex() == 102)
         #expect(try store.term(100) == 9)
-        #expect(try store.snapshot() == snap)
+        #expect(try store.snapshotMetadata() == snap.metadata)
+        #expect(try store.snapshotData() == snap.data)
     }
 
     @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6])
     func randomOperationsMatchMemoryStorage(seed: UInt64) throws {
         let dir = TempDir(); defer { dir.remove() }
         let path = dir.file("peer.sqlite")
-        // A tiny cache on odd seeds: most reads go to SQLite; a roomy one on even seeds.
+        // A tiny cache and snapshot rows on odd seeds: most reads go to SQLite and span rows.
         var options = PeerStore.Options()
-        if seed % 2 == 1 { options.cacheEntriesMax = 3; options.cacheBytesMax = 200 }
+        if seed % 2 == 1 { options.cacheEntriesMax = 3; options.cacheBytesMax = 200; options.snapshotRowBytesMax = 7 }
         var store = try openStore(path, options: options)
         let mem = MemoryStorage(conf: testConf)
         var rng = SplitMix64(seed: seed)
@@ -96,16 +97,32 @@ import Raft
                     try store.compact(upTo: at, conf: conf, data: data)
                     mem.createSnapshot(at: at, conf: conf, data: data)
                 }
-            case 6: // snapshot from a leader, maybe behind, inside or beyond the log
-                var at = (first - 1) + rng.next() % 12
-                // A leader never sends a snapshot behind our commit index (Raft §7).
-                if at > first - 1 && at < mem.hardState.commit { at = mem.hardState.commit }
-                let snap = Snapshot(metadata: SnapshotMetadata(index: at, term: term, conf: testConf), data: [UInt8(step & 0xff)])
-                let commit = max(mem.hardState.commit, at)
-                let hs = HardState(term: term, vote: 0, commit: at > first - 1 ? commit : mem.hardState.commit)
-                try store.persist(snapshot: snap, hardState: at > first - 1 ? hs : nil)
-                mem.applySnapshot(snap)
-                if at > first - 1 { mem.setHardState(hs) }
+            case 6: // snapshot from a leader, staged in chunks over several writes, then installed
+                // The core installs only a snapshot beyond its commit index (else it has it).
+                let at = max(first - 1, mem.hardState.commit) + 1 + rng.next() % 12
+                let size = Int(rng.next() % 300)
+                let snap = Snapshot(metadata: SnapshotMetadata(index: at, term: term, conf: testConf), data: payload(index: at, term: term, size: size))
+                let chunkBytes = 1 + Int(rng.next() % 100)
+                var offset: UInt64 = 0
+                var done = false
+                while !done {
+                    // Up to three chunks per write; the last write also installs.
+                    var chunks: [SnapshotChunk] = []
+                    for _ in 0...(rng.next() % 3) where !done {
+                        let c = SnapshotChunk.cut(from: snap, offset: offset, maxBytes: chunkBytes)
+                        chunks.append(c)
+                        offset += UInt64(c.data.count)
+                        done = c.done
+                    }
+                    let hs = HardState(term: term, vote: 0, commit: at)
+                    try store.persist(snapshotChunks: chunks, installSnapshot: done ? snap.metadata : nil, hardState: done ? hs : nil)
+                    for c in chunks { mem.stageSnapshotChunk(c) }
+                    if done {
+                        mem.installStagedSnapshot(snap.metadata)
+                        mem.setHardState(hs)
+                    }
+                    try expectSame(store, mem, rng: rng)
+                }
             case 7: // reopen: what was acknowledged must survive
                 try store.close()
                 store = try openStore(path, options: options)
@@ -128,7 +145,14 @@ import Raft
         let (mhs, mcs) = try mem.initialState()
         #expect(shs == mhs)
         #expect(scs == mcs)
-        #expect(try store.snapshot() == mem.snapshot())
+        #expect(try store.snapshotMetadata() == mem.snapshotMetadata())
+        #expect(try store.snapshotData() == mem.latestSnapshot.data)
+        for _ in 0..<3 {
+            let offset = rng.next() % (UInt64(mem.latestSnapshot.data.count) + 3)
+            let maxBytes = 1 + Int(rng.next() % 64)
+            #expect(try store.snapshotChunk(offset: offset, maxBytes: maxBytes) == mem.snapshotChunk(offset: offset, maxBytes: maxBytes),
+                    "snapshotChunk(offset: \(offset), maxBytes: \(maxBytes))")
+        }
         let first = try mem.firstIndex(), last = try mem.lastIndex()
         let lowest = first >= 2 ? first - 2 : 0
         for i in lowest...(last + 1) {

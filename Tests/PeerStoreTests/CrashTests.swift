@@ -9,13 +9,19 @@ import Glibc
 
 /// Kills a writing child process with SIGKILL at seeded random moments and checks, after each
 /// kill, that the reopened store holds every acknowledged write, in a gap-free log, with an
-/// untorn hard state, and that SQLite finds the file sound.
+/// untorn hard state, and that SQLite finds the file sound. The child also receives snapshots
+/// (staged in chunks over several writes, then installed): a kill while staging leaves the old
+/// snapshot and log intact, a kill during the install leaves the old or the new, never a mix.
 ///
 /// `PEER_CRASH_KILLS` sets the number of kills (default 20), `PEER_CRASH_SEED` the seed. The seed
 /// fixes the kill schedule (after which report line, with which delay) and the child's writes;
 /// where exactly a kill lands inside a write still depends on the machine's timing.
 @Suite struct CrashTests {
-    @Test func everyAcknowledgedWriteSurvivesSIGKILL() throws {
+    @Test func everyAcknowledgedWriteSurvivesSIGKILL() async throws {
+        try await offCooperativePool { try self.everyAcknowledgedWriteSurvivesSIGKILLBody() }
+    }
+
+    func everyAcknowledgedWriteSurvivesSIGKILLBody() throws {
         let env = ProcessInfo.processInfo.environment
         // A set but unusable value is an error, never a silent fallback to the default.
         let kills = try #require(env["PEER_CRASH_KILLS"].map { Int($0) } ?? 20,
@@ -29,7 +35,7 @@ import Glibc
         var rng = SplitMix64(seed: seed)
         var model = CrashModel()
         var acknowledgedTotal = 0
-        var inFlightLanded = 0, inFlightLost = 0, killedBeforeOpen = 0
+        var inFlightLanded = 0, inFlightLost = 0, killedBeforeOpen = 0, killedDuringStaging = 0, killedDuringInstall = 0
         for round in 0..<kills {
             // Kill after the k-th report line: right after an "I" (inside the write) or an "A"
             // (between writes); sometimes before the store is even open ("R").
@@ -66,19 +72,25 @@ import Glibc
             #expect(try store.integrityProblems().isEmpty, "seed \(seed) round \(round): integrity_check failed")
             try store.close()
             if pending != nil && withPending != model { if found == withPending { inFlightLanded += 1 } else { inFlightLost += 1 } }
+            if case .install? = pending { killedDuringInstall += 1 }
+            if case .stage? = pending { killedDuringStaging += 1 }
             model = found  // the in-flight write may have landed: continue from what is durable
             if !consistent { return }  // the seed is printed above; later rounds would only repeat it
         }
         print("crash test: seed \(seed), \(kills) SIGKILLs, \(acknowledgedTotal) acknowledged writes all found; "
               + "killed mid-write \(inFlightLanded + inFlightLost) times (write landed \(inFlightLanded), lost \(inFlightLost)), "
-              + "before open \(killedBeforeOpen); final log \(model.summary)")
+              + "before open \(killedBeforeOpen), staging a snapshot \(killedDuringStaging), installing one \(killedDuringInstall); final log \(model.summary)")
         #expect(acknowledgedTotal > kills, "seed \(seed): too few acknowledged writes (\(acknowledgedTotal)) to prove anything")
     }
 
     /// A real I/O error: the child runs under a file size limit, so the kernel fails SQLite's
     /// write with EFBIG. The write is refused with a typed error, the next one with `.halted`,
     /// and the file still holds exactly the acknowledged writes.
-    @Test func ioErrorIsTypedHaltsTheStoreAndLosesNothingAcknowledged() throws {
+    @Test func ioErrorIsTypedHaltsTheStoreAndLosesNothingAcknowledged() async throws {
+        try await offCooperativePool { try self.ioErrorBody() }
+    }
+
+    func ioErrorBody() throws {
         let child = try childBinary()
         let dir = TempDir(); defer { dir.remove() }
         let path = dir.file("peer.sqlite")
@@ -184,6 +196,10 @@ func crashVote(term: Term, commit: LogIndex) -> NodeID { (term &* 2_654_435_761 
 enum CrashOp {
     case persist(first: LogIndex, count: Int, term: Term, hardState: HardState)
     case compact(LogIndex)
+    /// Snapshot chunks staged: nothing observable changes.
+    case stage
+    /// The staged snapshot installed: it replaces the snapshot and the whole log.
+    case install(index: LogIndex, term: Term, hardState: HardState)
 
     init?(_ line: String) {
         let f = line.split(separator: " ").dropFirst().map(String.init)
@@ -195,6 +211,12 @@ enum CrashOp {
         case "C":
             guard f.count == 2, let i = UInt64(f[1]) else { return nil }
             self = .compact(i)
+        case "T":
+            self = .stage
+        case "N":
+            let n = f.dropFirst().compactMap { UInt64($0) }
+            guard n.count == 5 else { return nil }
+            self = .install(index: n[0], term: n[1], hardState: HardState(term: n[2], vote: n[3], commit: n[4]))
         default:
             return nil
         }
@@ -215,10 +237,11 @@ struct CrashModel: Equatable {
 
     /// Reads a store and checks what the model cannot express: payloads and gap-freedom.
     init(_ store: PeerStore) throws {
-        let snap = try store.snapshot()
-        snapshotIndex = snap.metadata.index
-        snapshotTerm = snap.metadata.term
-        snapshotDataOK = snapshotIndex == 0 ? snap.data.isEmpty : snap.data == crashPayload(index: snapshotIndex, term: 0)
+        let meta = try store.snapshotMetadata()
+        let data = try store.snapshotData()
+        snapshotIndex = meta.index
+        snapshotTerm = meta.term
+        snapshotDataOK = snapshotIndex == 0 ? data.isEmpty : data == crashPayload(index: snapshotIndex, term: 0)
         hardState = try store.initialState().0
         let log = try allEntries(store)
         for (i, e) in log.enumerated() {
@@ -242,10 +265,36 @@ struct CrashModel: Equatable {
             snapshotTerm = terms[k - 1]
             terms.removeFirst(k)
             snapshotIndex = index
+        case .stage:
+            break
+        case let .install(index, term, hs):
+            precondition(index > snapshotIndex, "install at \(index) not after the snapshot \(snapshotIndex)")
+            snapshotIndex = index
+            snapshotTerm = term
+            terms = []
+            hardState = hs
         }
     }
 
     var summary: String {
         "snapshot \(snapshotIndex)@\(snapshotTerm) log (\(snapshotIndex + 1)...\(snapshotIndex + LogIndex(terms.count))) last term \(terms.last.map(String.init) ?? "-") \(hardState)"
+    }
+}
+
+/// Runs blocking work (pipes, waitpid, sleeps between kills) on a thread of its own, so it does
+/// not hold one of the few threads of Swift's cooperative pool that other suites' servers and
+/// waits need while it runs.
+func offCooperativePool(_ body: @escaping @Sendable () throws -> Void) async throws {
+    try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+        let thread = Thread {
+            do {
+                try body()
+                cont.resume()
+            } catch {
+                cont.resume(throwing: error)
+            }
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
     }
 }

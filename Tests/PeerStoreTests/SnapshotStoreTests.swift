@@ -1,0 +1,178 @@
+import Foundation
+import GRDB
+import Testing
+@testable import PeerStore
+import Raft
+
+/// Snapshots in bounded rows: staged chunks stay invisible until the install, the install
+/// replaces snapshot and log in one transaction, an old (schema v1) store keeps its snapshot,
+/// and damaged snapshot rows are reported, never served.
+@Suite struct SnapshotStoreTests {
+    let conf = testConf
+
+    func snapshot(index: LogIndex, term: Term, size: Int) -> Snapshot {
+        Snapshot(metadata: SnapshotMetadata(index: index, term: term, conf: conf), data: payload(index: index, term: term, size: size))
+    }
+
+    func chunks(of snap: Snapshot, bytes: Int) -> [SnapshotChunk] {
+        var out: [SnapshotChunk] = []
+        var offset: UInt64 = 0
+        repeat {
+            let c = SnapshotChunk.cut(from: snap, offset: offset, maxBytes: bytes)
+            out.append(c)
+            offset += UInt64(c.data.count)
+        } while !out.last!.done
+        return out
+    }
+
+    @Test func stagedChunksAreInvisibleUntilTheInstallReplacesSnapshotAndLog() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let path = dir.file("peer.sqlite")
+        var options = PeerStore.Options()
+        options.snapshotRowBytesMax = 100
+        var store = try openStore(path, options: options)
+        try store.persist(entries: entries(from: 1, count: 10, term: 1), hardState: HardState(term: 1, vote: 1, commit: 4))
+        try store.compact(upTo: 3, conf: conf, data: [9, 9])
+        let snap = snapshot(index: 50, term: 2, size: 1000)
+        let parts = chunks(of: snap, bytes: 256)
+        #expect(parts.count == 4)
+        try store.persist(snapshotChunks: Array(parts[0..<2]))
+        try store.persist(snapshotChunks: [parts[2]], hardState: HardState(term: 2, vote: 1, commit: 4))
+        // Nothing of the staged snapshot is visible yet, not even after a reopen.
+        #expect(try store.snapshotMetadata().index == 3 && store.snapshotData() == [9, 9])
+        #expect(try store.lastIndex() == 10 && store.term(10) == 1)
+        try store.persist(snapshotChunks: [parts[3]], installSnapshot: snap.metadata,
+                          entries: entries(from: 51, count: 2, term: 2), hardState: HardState(term: 2, vote: 1, commit: 50))
+        #expect(try store.snapshotMetadata() == snap.metadata)
+        #expect(try store.firstIndex() == 51 && store.lastIndex() == 52)
+        #expect(throws: StorageError.compacted) { try store.term(10) }
+        try store.close()
+        store = try openStore(path, options: options)
+        #expect(try store.snapshotMetadata() == snap.metadata)
+        #expect(try store.snapshotData() == snap.data)
+        #expect(store.snapshotBytes == 1000)
+        #expect(try store.snapshotChunk(offset: 190, maxBytes: 120).data == Array(snap.data[190..<310]), "a chunk spanning rows")
+        #expect(try store.integrityProblems().isEmpty)
+        try store.close()
+    }
+
+    @Test func restartDuringStagingKeepsTheOldSnapshotAndANewStagingStartsAtZero() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let path = dir.file("peer.sqlite")
+        var store = try openStore(path)
+        try store.persist(entries: entries(from: 1, count: 5, term: 1), hardState: HardState(term: 1, vote: 1, commit: 5))
+        let first = snapshot(index: 20, term: 1, size: 300)
+        try store.persist(snapshotChunks: Array(chunks(of: first, bytes: 100).prefix(2)))
+        try store.close()  // the peer stops mid-transfer; its core forgets the staging
+        store = try openStore(path)
+        #expect(try store.snapshotMetadata().index == 0 && store.lastIndex() == 5)
+        // The leader starts over (here with a newer snapshot): offset 0 drops the leftover rows.
+        let second = snapshot(index: 30, term: 2, size: 150)
+        try store.persist(snapshotChunks: chunks(of: second, bytes: 100), installSnapshot: second.metadata,
+                          hardState: HardState(term: 2, vote: 0, commit: 30))
+        #expect(try store.snapshotData() == second.data, "no byte of the abandoned staging is in the installed snapshot")
+        let stagingRows = try store.dbQueue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM snapshot_staging") }
+        #expect(stagingRows == 0)
+        try store.close()
+    }
+
+    @Test func emptySnapshotIsStagedAndInstalled() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let store = try openStore(dir.file("peer.sqlite"))
+        let empty = Snapshot(metadata: SnapshotMetadata(index: 7, term: 1, conf: conf), data: [])
+        try store.persist(snapshotChunks: chunks(of: empty, bytes: 10), installSnapshot: empty.metadata, hardState: HardState(term: 1, vote: 0, commit: 7))
+        #expect(try store.snapshotChunk(offset: 0, maxBytes: 10) == SnapshotChunk(metadata: empty.metadata, offset: 0, totalBytes: 0, data: [], done: true))
+        try store.close()
+    }
+
+    @Test func version1StoreIsMigratedAndKeepsItsSnapshot() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let path = dir.file("peer.sqlite")
+        // What issue 4's binary left: schema v1, the snapshot in one blob, a log after it.
+        let blob = payload(index: 40, term: 3, size: 2_500_000)
+        let q = try DatabaseQueue(path: path)
+        try q.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") }
+        try Schema.migrator.migrate(q, upTo: "v1-log-hardstate-snapshot-meta")
+        try q.write { db in
+            try db.execute(sql: "INSERT INTO peer_meta (id, cluster_id, peer_id, schema_version) VALUES (1, ?, 1, 1)", arguments: [testCluster])
+            try db.execute(sql: "INSERT INTO hard_state (id, term, vote, commit_index) VALUES (1, 3, 2, 42)")
+            try db.execute(sql: "INSERT INTO snapshot (id, snap_index, snap_term, voters, learners, data) VALUES (1, 40, 3, '1,2,3', '', ?)", arguments: [Data(blob)])
+            for e in entries(from: 41, count: 3, term: 3) {
+                try db.execute(sql: "INSERT INTO entry (idx, term, kind, data) VALUES (?, ?, 0, ?)", arguments: [Int64(e.index), Int64(e.term), Data(e.data)])
+            }
+        }
+        try q.close()
+        let store = try openStore(path)
+        #expect(try store.snapshotMetadata() == SnapshotMetadata(index: 40, term: 3, conf: conf))
+        #expect(store.snapshotBytes == UInt64(blob.count))
+        #expect(try store.snapshotData() == blob)
+        #expect(try store.snapshotChunk(offset: 1_048_000, maxBytes: 1000).data == Array(blob[1_048_000..<1_049_000]))
+        #expect(try allEntries(store) == entries(from: 41, count: 3, term: 3))
+        #expect(try store.initialState().0 == HardState(term: 3, vote: 2, commit: 42))
+        let (version, rows) = try store.dbQueue.read { db in
+            (try Int.fetchOne(db, sql: "SELECT schema_version FROM peer_meta"), try Int.fetchOne(db, sql: "SELECT count(*) FROM snapshot_data"))
+        }
+        #expect(version == Schema.version && rows == 3, "the v1 blob is split into 1 MiB rows")
+        #expect(try store.integrityProblems().isEmpty)
+        try store.close()
+    }
+
+    /// Makes a store whose snapshot spans several rows, closed, with its WAL removed so damage
+    /// to the database file is what a reopen reads.
+    func makeStoreWithSnapshot(_ path: String) throws -> Snapshot {
+        var options = PeerStore.Options()
+        options.snapshotRowBytesMax = 100
+        let store = try openStore(path, options: options)
+        try store.persist(entries: entries(from: 1, count: 10, term: 1), hardState: HardState(term: 1, vote: 1, commit: 10))
+        let data = payload(index: 10, term: 1, size: 450)
+        try store.compact(upTo: 10, conf: conf, data: data)
+        try store.close()
+        try FileManager.default.removeItem(atPath: path + "-wal")
+        return Snapshot(metadata: SnapshotMetadata(index: 10, term: 1, conf: conf), data: data)
+    }
+
+    func damage(_ path: String, _ sql: String) throws {
+        let q = try DatabaseQueue(path: path)
+        try q.write { db in try db.execute(sql: sql) }
+        try q.close()
+    }
+
+    @Test func missingSnapshotRowIsReportedAsCorruptWhenReadAndHaltsTheStore() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let path = dir.file("peer.sqlite")
+        _ = try makeStoreWithSnapshot(path)
+        try damage(path, "DELETE FROM snapshot_data WHERE byte_offset = 200")
+        let store = try openStore(path)  // not searched at open: that would read the snapshot
+        #expect(try store.snapshotChunk(offset: 0, maxBytes: 150).data.count == 150, "bytes before the hole are served")
+        let read = result { try store.snapshotChunk(offset: 150, maxBytes: 100) }
+        guard case .failure(.failed(let why)) = read else { Issue.record("read over a hole returned \(read)"); return }
+        #expect(why.contains(path) && why.contains("corrupt") && why.contains("[200, 250)"), "\(why)")
+        #expect(store.failure != nil, "the store halts")
+        #expect { try store.snapshotData() } throws: { error in
+            if case .halted = error as? PeerStoreError { return true } else { return false }
+        }
+    }
+
+    @Test func snapshotSizeBeyondItsRowsIsCorrupt() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let path = dir.file("peer.sqlite")
+        _ = try makeStoreWithSnapshot(path)
+        try damage(path, "UPDATE snapshot SET data_bytes = 1000")
+        let store = try openStore(path)
+        #expect { try store.snapshotData() } throws: { error in
+            guard case .corrupt(let p, let detail) = error as? PeerStoreError else { return false }
+            return p == path && detail.contains("[450, 1000)")
+        }
+    }
+
+    @Test func negativeSnapshotSizeIsRefusedAtOpen() throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let path = dir.file("peer.sqlite")
+        _ = try makeStoreWithSnapshot(path)
+        try damage(path, "UPDATE snapshot SET data_bytes = -5")
+        #expect { try openStore(path) } throws: { error in
+            guard case .corrupt(let p, let detail) = error as? PeerStoreError else { return false }
+            return p == path && detail.contains("negative")
+        }
+    }
+}
