@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "tenant-app", targets: ["tenant-app"]),
         // --- end transport ---
         .executable(name: "peer-cluster-bench", targets: ["peer-cluster-bench"]),
+        .executable(name: "peer-broker-bench", targets: ["peer-broker-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -156,6 +157,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ClusterModelTests", dependencies: ["ClusterModel", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        // --- broker (issue 7) ---
+        // Pure leader decisions over the cluster state (ARCHITECTURE §4): imports ClusterModel only.
+        .target(name: "Controller", dependencies: ["ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "ClusterModel"], swiftSettings: swiftSettings),
+        // Provision-to-succeeded latency and provisions/s against a running cluster (docs/benchmarks.md).
+        .executableTarget(
+            name: "peer-broker-bench",
+            dependencies: [
+                "PeerConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // --- end broker ---
         // The driver (issue 6): the Ready loop, proposals and reads over the ports it declares
         // (LogStore, MessageSender). Knows neither SQLite nor NIO (`.ci/check-imports`).
         .target(name: "PeerNode", dependencies: ["Raft", "ClusterModel"], swiftSettings: swiftSettings),
@@ -164,7 +183,7 @@ let package = Package(
         .target(
             name: "PeerAPI",
             dependencies: [
-                "PeerNode", "ClusterModel", "Raft",
+                "PeerNode", "ClusterModel", "Controller", "Raft",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -182,6 +201,7 @@ let package = Package(
             dependencies: [
                 "PeerAPI", "PeerNode", "PeerCerts", "ClusterModel", "Raft",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings

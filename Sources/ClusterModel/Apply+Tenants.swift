@@ -46,7 +46,7 @@ extension ClusterState {
 
     /// Only a deprovisioning tenant with no placement left can go; its bindings go with it.
     /// Its broker operations stay, so `last_operation` can still report the deprovision.
-    mutating func applyDeleteTenant(_ c: PBDeleteTenant) throws(Rejection) {
+    mutating func applyDeleteTenant(_ c: PBDeleteTenant, now: Int64) throws(Rejection) {
         let tenant = try existingTenant(c.id)
         guard tenant.state == .deprovisioning else {
             throw Rejection(.invalidTransition, "tenant \(Validate.quoted(c.id)) must be deprovisioning before delete, is \(tenant.state)")
@@ -58,6 +58,13 @@ extension ClusterState {
         // Linear in all bindings; deletes are rare and bounded by the broker's rate.
         for binding in bindings.values where binding.tenantID == c.id {
             removeBinding(binding)
+        }
+        // An operation never outlives its tenant in progress: the delete is what a deprovision
+        // waits for, so it succeeds in this same entry (no failover can leave it running for a
+        // tenant that is gone, or hand it to a new tenant of the same id); anything else fails.
+        if let running = inProgressOperation(ofTenant: c.id) {
+            let succeeded = running.kind == .deprovision
+            finishOperation(running, succeeded ? .succeeded : .failed, succeeded ? "tenant \(c.id) deleted" : "tenant \(c.id) was deleted", now: now)
         }
         tenants[c.id] = nil
         placements[c.id] = nil

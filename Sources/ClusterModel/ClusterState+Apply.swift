@@ -47,7 +47,7 @@ extension ClusterState {
         if let body = command.body {
             lastLeaderTimeMs = max(lastLeaderTimeMs, command.leaderTimeMs)
             do throws(Rejection) {
-                try applyBody(body, now: lastLeaderTimeMs)
+                try applyBody(body, now: lastLeaderTimeMs, index: index)
                 outcome = .applied
             } catch {
                 outcome = .rejected(error)
@@ -68,7 +68,7 @@ extension ClusterState {
     }
 
     /// The flat switch: one line per command, each to its own `applyX`.
-    private mutating func applyBody(_ body: Command.OneOf_Body, now: Int64) throws(Rejection) {
+    private mutating func applyBody(_ body: Command.OneOf_Body, now: Int64, index: UInt64) throws(Rejection) {
         try checkGate(body)
         switch body {
         case .addInstance(let c): try applyAddInstance(c, now: now)
@@ -78,13 +78,16 @@ extension ClusterState {
         case .createTenant(let c): try applyCreateTenant(c, now: now)
         case .updateTenant(let c): try applyUpdateTenant(c)
         case .setTenantState(let c): try applySetTenantState(c)
-        case .deleteTenant(let c): try applyDeleteTenant(c)
+        case .deleteTenant(let c): try applyDeleteTenant(c, now: now)
         case .placeTenant(let c): try applyPlaceTenant(c, now: now)
         case .setPlacementPhase(let c): try applySetPlacementPhase(c, now: now)
         case .createBinding(let c): try applyCreateBinding(c, now: now)
         case .deleteBinding(let c): try applyDeleteBinding(c)
-        case .startOperation(let c): try applyStartOperation(c, now: now)
+        case .startOperation(let c): try applyStartOperation(c, now: now, index: index)
         case .finishOperation(let c): try applyFinishOperation(c, now: now)
+        case .provisionTenant(let c): try applyProvisionTenant(c, now: now, index: index)
+        case .deprovisionTenant(let c): try applyDeprovisionTenant(c, now: now, index: index)
+        case .changeTenantPlan(let c): try applyChangeTenantPlan(c, now: now, index: index)
         case .recordIntent(let c): try applyRecordIntent(c, now: now)
         case .resolveIntent(let c): try applyResolveIntent(c)
         case .setSettings(let c): try applySetSettings(c)
@@ -135,6 +138,10 @@ extension Command.OneOf_Body {
              .placeTenant, .setPlacementPhase, .createBinding, .deleteBinding,
              .startOperation, .finishOperation, .recordIntent, .resolveIntent,
              .setSettings, .setMinVersion:
+            return 1
+        // The broker's commands (issue 7) join version 1: no release has shipped version 1 yet,
+        // so no member can run without them (docs/adr/0006-broker.md).
+        case .provisionTenant, .deprovisionTenant, .changeTenantPlan:
             return 1
         }
     }

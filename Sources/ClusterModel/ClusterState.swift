@@ -47,6 +47,9 @@ public struct ClusterState: Equatable, Sendable {
     /// tenant id → its in-progress operation id. Derived, not encoded: keeps the one-operation-
     /// per-tenant check O(1) when `operations` holds `operationsMax` finished ones.
     var inProgressOperationIdsByTenant: [String: String] = [:]
+    /// tenant id → the id of its most recently started operation (highest `started_index`),
+    /// kept after the tenant is deleted so `last_operation` still answers. Derived, not encoded.
+    var lastOperationIdsByTenant: [String: String] = [:]
     /// tenant id → number of bindings. Derived, not encoded.
     var bindingCountsByTenant: [String: Int] = [:]
     var intents: [String: Intent] = [:]
@@ -122,6 +125,29 @@ extension ClusterState {
     }
 
     public func operation(_ id: String) -> BrokerOperation? { operations[id] }
+
+    /// The operation in progress for a tenant, if any (at most one: OSB ConcurrencyError).
+    public func inProgressOperation(ofTenant tenantId: String) -> BrokerOperation? {
+        inProgressOperationIdsByTenant[tenantId].flatMap { operations[$0] }
+    }
+
+    /// The tenant's most recently started operation, also after the tenant was deleted.
+    public func lastOperation(ofTenant tenantId: String) -> BrokerOperation? {
+        lastOperationIdsByTenant[tenantId].flatMap { operations[$0] }
+    }
+
+    /// Every operation in progress, oldest first (by the index that started it): what the
+    /// leader's operation driver works through.
+    public var inProgressOperations: [BrokerOperation] {
+        inProgressOperationIdsByTenant.values.compactMap { operations[$0] }
+            .sorted { ($0.startedIndex, $0.id) < ($1.startedIndex, $1.id) }
+    }
+
+    /// Bindings of one tenant, sorted by id. Linear in all bindings (for the broker's rare
+    /// per-tenant reads, not the router's token check).
+    public func bindings(ofTenant tenantId: String) -> [Binding] {
+        bindings.values.filter { $0.tenantID == tenantId }.sorted { $0.id < $1.id }
+    }
 
     public var allIntents: [Intent] { intents.values.sorted { $0.id < $1.id } }
 

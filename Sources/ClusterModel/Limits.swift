@@ -9,6 +9,8 @@ public enum ClusterLimits {
     public static let versionBytesMax = 64
     public static let planBytesMax = 64
     public static let descriptionBytesMax = 1024
+    /// OSB `X-Broker-API-Originating-Identity` (platform name and base64 JSON) as recorded.
+    public static let originatingIdentityBytesMax = 1024
     public static let clientIdBytesMax = 128
     public static let instancesMax = 1024
     public static let tenantsMax = 100_000
@@ -69,6 +71,13 @@ enum Validate {
     static func tokenHash(_ value: String) throws(Rejection) {
         guard value.utf8.count == 64, value.utf8.allSatisfy({ isLowerHex($0) }) else {
             throw Rejection(.invalidField, "token_sha256_hex must be 64 lowercase hex digits (a SHA-256)")
+        }
+    }
+
+    /// Empty, or a SHA-256 as 64 lowercase hex digits.
+    static func optionalHash(_ value: String, _ field: String) throws(Rejection) {
+        guard value.isEmpty || (value.utf8.count == 64 && value.utf8.allSatisfy({ isLowerHex($0) })) else {
+            throw Rejection(.invalidField, "\(field) must be empty or 64 lowercase hex digits (a SHA-256)")
         }
     }
 

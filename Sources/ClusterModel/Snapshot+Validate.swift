@@ -33,7 +33,15 @@ extension ClusterState {
             try check(operations[operation.id] == nil, "operation \(Validate.quoted(operation.id)) appears twice")
             try Validate.id(operation.tenantID, "operation tenant id")
             try check([.inProgress, .succeeded, .failed].contains(operation.state), "operation \(Validate.quoted(operation.id)) has state \(operation.state)")
+            try Validate.text(operation.originatingIdentity, "operation originating identity", max: ClusterLimits.originatingIdentityBytesMax, required: false)
+            try check(operation.startedIndex <= appliedIndex, "operation \(Validate.quoted(operation.id)) started at index \(operation.startedIndex) > applied index \(appliedIndex)")
             operations[operation.id] = operation
+            if let lastId = lastOperationIdsByTenant[operation.tenantID], let last = operations[lastId] {
+                try check(last.startedIndex != operation.startedIndex, "operations \(Validate.quoted(lastId)) and \(Validate.quoted(operation.id)) of one tenant started at the same index")
+                if operation.startedIndex > last.startedIndex { lastOperationIdsByTenant[operation.tenantID] = operation.id }
+            } else {
+                lastOperationIdsByTenant[operation.tenantID] = operation.id
+            }
             if operation.state == .inProgress {
                 try check(inProgressOperationIdsByTenant[operation.tenantID] == nil, "tenant \(Validate.quoted(operation.tenantID)) has two operations in progress")
                 inProgressOperationIdsByTenant[operation.tenantID] = operation.id
@@ -70,6 +78,7 @@ extension ClusterState {
         try check(tenants[tenant.id] == nil, "tenant \(Validate.quoted(tenant.id)) appears twice")
         try check(try Validate.components(tenant.components) == tenant.components, "tenant \(Validate.quoted(tenant.id)) components are not sorted")
         try check((1...3).contains(tenant.state.rawValue), "tenant \(Validate.quoted(tenant.id)) has state \(tenant.state)")
+        try Validate.optionalHash(tenant.attributesSha256Hex, "tenant attributes_sha256_hex")
         tenants[tenant.id] = tenant
     }
 
@@ -91,6 +100,8 @@ extension ClusterState {
     private mutating func loadBinding(_ binding: Binding) throws(Rejection) {
         try Validate.id(binding.id, "binding id")
         try Validate.tokenHash(binding.tokenSha256Hex)
+        try Validate.optionalHash(binding.attributesSha256Hex, "binding attributes_sha256_hex")
+        try Validate.text(binding.originatingIdentity, "binding originating identity", max: ClusterLimits.originatingIdentityBytesMax, required: false)
         try check(tenants[binding.tenantID] != nil, "binding \(Validate.quoted(binding.id)) names an unknown tenant")
         try check(bindings[binding.id] == nil, "binding \(Validate.quoted(binding.id)) appears twice")
         try check(bindingIdsByTokenHash[binding.tokenSha256Hex] == nil, "binding \(Validate.quoted(binding.id)) reuses a token hash")

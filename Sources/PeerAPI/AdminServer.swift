@@ -42,6 +42,8 @@ public struct AdminServerConfiguration: Sendable {
     public var adminTokenSHA256: [UInt8]?
     /// Largest request body accepted.
     public var bodyBytesMax = 64 * 1024
+    /// The Open Service Broker API (`/v2`); nil serves no `/v2` routes.
+    public var broker: BrokerConfiguration?
     public var logger = Logger(label: "peer.api")
 
     public init(selfID: NodeID, members: [NodeID: MemberAddresses], tls: APITLSFiles, version: String, protocolVersion: UInt32, pid: Int32, startedAtMs: Int64) {
@@ -62,6 +64,9 @@ public final class AdminServer: Sendable {
     let config: AdminServerConfiguration
     let node: PeerNode
     let forwarder: AdminClient
+    /// The broker's handlers wake the leader's operation driver through it (`OperationDriverLoop`).
+    public let driverWaker: Waker
+    let broker: Broker?
     let running = Mutex(Running())
 
     struct Running: Sendable {
@@ -69,10 +74,15 @@ public final class AdminServer: Sendable {
         var stopRequested = false
     }
 
-    public init(configuration: AdminServerConfiguration, node: PeerNode) throws(AdminClientError) {
+    public init(configuration: AdminServerConfiguration, node: PeerNode, driverWaker: Waker = Waker()) throws(AdminClientError) {
         config = configuration
         self.node = node
-        forwarder = try AdminClient(tls: configuration.tls)
+        let forwarder = try AdminClient(tls: configuration.tls)
+        self.forwarder = forwarder
+        self.driverWaker = driverWaker
+        broker = configuration.broker.map {
+            Broker(config: $0, node: node, serverConfig: configuration, forwarder: forwarder, driverWaker: driverWaker, logger: configuration.logger)
+        }
     }
 
     func serverTLS() throws -> TLSConfiguration {
@@ -94,8 +104,11 @@ public final class AdminServer: Sendable {
             throw APIError("config", "peer \(config.selfID) has no API address")
         }
         let router = Router(context: AdminRequestContext.self)
-        router.add(middleware: AuthMiddleware(tokenSHA256: config.adminTokenSHA256))
-        addRoutes(to: router)
+        // Three route groups, each with its own gate: /v1 (admin: client certificate or admin
+        // token), /v1/auth (the tenant user's own token), /v2 (the broker's basic auth).
+        addRoutes(to: router.group("v1").add(middleware: AuthMiddleware(tokenSHA256: config.adminTokenSHA256)))
+        TokenCheck(node: node).addRoutes(to: router)
+        broker?.addRoutes(to: router)
         let app = Application(
             router: router,
             server: try .tls(.http1(), tlsConfiguration: serverTLS()),
@@ -124,14 +137,14 @@ public final class AdminServer: Sendable {
 
     // MARK: - Routes
 
-    func addRoutes(to router: Router<AdminRequestContext>) {
-        router.get("v1/status") { request, _ in
+    func addRoutes(to router: RouterGroup<AdminRequestContext>) {
+        router.get("status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
         }
-        router.get("v1/tenants") { request, _ in
+        router.get("tenants") { request, _ in
             await self.respond { () async throws(APIError) -> [TenantInfo] in try await self.listTenants(consistent: Self.flag(request, "consistent")) }
         }
-        router.post("v1/tenants") { request, _ in
+        router.post("tenants") { request, _ in
             var request = request
             return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (WriteResult, HTTPResponse.Status) in
                 let req: CreateTenantRequest
@@ -141,7 +154,7 @@ public final class AdminServer: Sendable {
                 return try await self.createTenant(req)
             }
         }
-        router.delete("v1/tenants/:id") { request, context in
+        router.delete("tenants/:id") { request, context in
             var request = request
             let id = context.parameters.get("id") ?? ""
             let client = request.uri.queryParameters.get("clientId").map { String($0) }

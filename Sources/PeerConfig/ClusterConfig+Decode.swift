@@ -10,7 +10,7 @@ struct ConfigDecoder {
     /// Line of each value read, by key path, for errors found after decoding.
     private(set) var lines: [String: Int] = [:]
 
-    static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin"]
+    static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin", "broker", "catalog"]
     static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries"]
     static let peerKeys = ["id", "peer", "api", "router"]
     static let adminKeys = ["tokenFile"]
@@ -33,12 +33,15 @@ struct ConfigDecoder {
         let peers = try self.peers(try reader.required(top, "peers"), at: "peers")
         let admin = try top.value("admin").map { (node) throws(ConfigError) in try self.admin(node, at: "admin") }
             ?? ClusterConfig.Admin(tokenFile: nil)
+        let broker = try broker(top.value("broker"), at: "broker", cluster: cluster, tlsDir: tlsDir)
+        let catalog = try top.value("catalog").map { (node) throws(ConfigError) in try self.catalog(node, at: "catalog") }
+            ?? ClusterConfig.Catalog.dreamFace
         return ClusterConfig(
             cluster: cluster, dataDir: dataDir, tlsDir: tlsDir, runDir: runDir, timing: timing, peers: peers,
-            admin: admin, file: file)
+            admin: admin, broker: broker, catalog: catalog, file: file)
     }
 
-    private mutating func record(_ keyPath: String, _ node: Node) {
+    mutating func record(_ keyPath: String, _ node: Node) {
         if let line = node.mark?.line { lines[keyPath] = line }
     }
 
@@ -55,7 +58,7 @@ struct ConfigDecoder {
     }
 
     /// A directory or file path; relative ones resolve against the config file's directory.
-    private mutating func path(_ node: Node, at keyPath: String) throws(ConfigError) -> String {
+    mutating func path(_ node: Node, at keyPath: String) throws(ConfigError) -> String {
         record(keyPath, node)
         let text = try reader.string(node, at: keyPath)
         if text.hasPrefix("~") {

@@ -18,6 +18,10 @@ public struct ClusterConfig: Sendable, Hashable {
     /// In the order of the file. Never empty; ids unique.
     public let peers: [Peer]
     public let admin: Admin
+    /// The Open Service Broker API's settings (defaults when the file has no `broker:`).
+    public let broker: Broker
+    /// The services and plans the broker offers (the DreamFace editions when absent).
+    public let catalog: Catalog
     /// The absolute path of the file this came from; nil for text given to `parse`.
     public let file: String?
 

@@ -100,6 +100,18 @@ struct YAMLReader {
         return value
     }
 
+    /// `true` or `false`, unquoted: one spelling (YAML 1.1's `yes`/`on` are refused).
+    func boolean(_ node: Node, at keyPath: String) throws(ConfigError) -> Bool {
+        guard case .scalar(let scalar) = node, scalar.style == .plain || scalar.style == .any else {
+            throw error(keyPath, node, "must be true or false, got \(describe(node))")
+        }
+        switch scalar.string {
+        case "true": return true
+        case "false": return false
+        default: throw error(keyPath, node, "must be true or false, got '\(scalar.string)'")
+        }
+    }
+
     func sequence(_ node: Node, at keyPath: String, what: String) throws(ConfigError) -> [Node] {
         guard case .sequence(let sequence) = node else {
             throw error(keyPath, node, "must be a list of \(what), got \(describe(node))")

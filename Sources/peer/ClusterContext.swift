@@ -40,7 +40,8 @@ struct ClusterContext {
             privateKeyPath: config.peerPrivateKeyPath(for: id),
             tickMillis: config.timing.tickMs, electionTicks: config.timing.electionTicks,
             heartbeatTicks: config.timing.heartbeatTicks, snapshotEveryEntries: UInt64(config.timing.snapshotEveryEntries),
-            adminTokenFile: config.admin.tokenFile
+            adminTokenFile: config.admin.tokenFile,
+            broker: config.broker, catalog: config.catalog
         )
     }
 

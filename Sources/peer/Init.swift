@@ -10,8 +10,8 @@ import Darwin
 #endif
 
 /// `peer init --config FILE`: everything a cluster needs on disk before its peers start: the
-/// CA, a certificate for every peer and one for the CLI (`client-admin`), and each peer's data
-/// directory.
+/// CA, a certificate for every peer and one for the CLI (`client-admin`), each peer's data
+/// directory, and the broker's password with its salted hash.
 ///
 /// Idempotent: it first inspects what exists and checks it against FILE (this cluster's CA,
 /// signed by it, the right identity and addresses, not expired), refusing before it writes
@@ -89,6 +89,8 @@ struct InitPlan {
     let pairsToIssue: [Pair]
     let pairsFound: [Pair]
     let dataDirectories: [(id: UInt64, path: String, exists: Bool)]
+    /// The broker's password and its hash (docs/broker.md §Credentials).
+    let brokerCredentials: BrokerFiles.Plan
 
     init(inspecting config: ClusterConfig) throws {
         self.config = config
@@ -112,6 +114,7 @@ struct InitPlan {
             let path = config.dataDirectory(for: peer.id)
             return (peer.id, path, try Self.directoryExists(path))
         }
+        brokerCredentials = try BrokerFiles.Plan(inspecting: config.broker)
     }
 
     /// Every pair the config calls for: one per peer, then the CLI's admin client.
@@ -190,6 +193,11 @@ struct InitPlan {
             if !directory.exists { try makePrivateDirectory(directory.path) }
             rows.append(InitRow(item: "peer \(directory.id) data", path: directory.path, result: directory.exists ? .exists : .created))
         }
+        for file in [config.broker.passwordFile, config.broker.passwordHashFile] {
+            try makePrivateDirectory((file as NSString).deletingLastPathComponent)
+        }
+        let created = try brokerCredentials.execute(config.broker)
+        rows.append(InitRow(item: "broker credentials", path: config.broker.passwordHashFile, result: created ? .created : .exists))
         return rows
     }
 }

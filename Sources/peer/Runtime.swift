@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Logging
 import PeerAPI
+import PeerConfig
 import PeerNode
 import PeerStore
 import PeerTransport
@@ -44,6 +45,9 @@ struct RuntimeSettings: Sendable {
     var snapshotEveryEntries: UInt64
     /// If set, the admin API also accepts this file's token as `Authorization: Bearer`.
     var adminTokenFile: String?
+    /// The Open Service Broker API's settings and catalog (`broker:`, `catalog:`).
+    var broker: ClusterConfig.Broker
+    var catalog: ClusterConfig.Catalog
 
     var me: Member { members.first { $0.id == selfID }! }
 }
@@ -115,6 +119,13 @@ enum PeerRuntime {
         )
         apiConfig.logger = logger
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
+        var brokerConfig = BrokerConfiguration(
+            username: s.broker.username, password: try BrokerFiles.loadVerifier(s.broker), catalog: BrokerCatalog(s.catalog),
+            tenantURLTemplate: s.broker.tenantURL, instanceCapacityUnits: UInt64(s.broker.instanceCapacity),
+            provisionTimeoutMs: Int64(s.broker.provisionTimeoutMs), retryAfterSeconds: s.broker.retryAfterSeconds)
+        brokerConfig.driverIntervalMillis = s.broker.driverIntervalMs
+        apiConfig.broker = brokerConfig
+        let driverConfig = brokerConfig
         let api = try AdminServer(configuration: apiConfig, node: node)
 
         try await transport.start()
@@ -142,6 +153,10 @@ enum PeerRuntime {
             }
             group.addTask {
                 await Registrar(node: node, settings: s, logger: logger).run()
+            }
+            group.addTask {
+                // Leader only, like the Registrar: finishes every broker operation in progress.
+                await OperationDriverLoop(node: node, configuration: driverConfig, waker: api.driverWaker, logger: logger).run()
             }
             let signal = await signals.next()
             logger.info("signal \(signal): stopping gracefully")
@@ -264,5 +279,21 @@ enum AdminToken {
             throw CLIError("admin.tokenFile \(path): the token must be one word of at least \(charactersMin) characters")
         }
         return Array(SHA256.hash(data: Array(token.utf8)))
+    }
+}
+
+extension BrokerCatalog {
+    /// The configured catalog as the API serves it.
+    init(_ catalog: ClusterConfig.Catalog) {
+        self.init(services: catalog.services.map { service in
+            BrokerCatalog.Service(
+                id: service.id, name: service.name, description: service.description, tags: service.tags,
+                plans: service.plans.map { plan in
+                    BrokerCatalog.Plan(
+                        id: plan.id, name: plan.name, description: plan.description, components: plan.components,
+                        weightUnits: UInt64(plan.weight), requestsPerSecond: UInt32(plan.requestsPerSecond),
+                        connectionsMax: UInt32(plan.connectionsMax), free: plan.free, maintenanceVersion: plan.maintenanceVersion)
+                })
+        })
     }
 }

@@ -25,8 +25,15 @@ import Testing
             #expect(try mode(directory) == 0o700, "\(directory)")
         }
         #expect(!FileManager.default.fileExists(atPath: config.runDir), "init leaves the run directory to `peer up`")
-        #expect(run.stdout.contains("cluster t-1: created 6, already there 0"), "\(run.stdout)")
-        #expect(run.stdout.split(separator: "\n").filter { $0.hasSuffix(" created") }.count == 6, "\(run.stdout)")
+        #expect(run.stdout.contains("cluster t-1: created 7, already there 0"), "\(run.stdout)")
+        #expect(run.stdout.split(separator: "\n").filter { $0.hasSuffix(" created") }.count == 7, "\(run.stdout)")
+        // The broker's password (256 bits, hex) and its salted hash, both for the owner only.
+        #expect(try mode(config.broker.passwordFile) == 0o600)
+        #expect(try mode(config.broker.passwordHashFile) == 0o600)
+        let password = try String(contentsOfFile: config.broker.passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(password.count == 64 && password.allSatisfy(\.isHexDigit))
+        let hash = try String(contentsOfFile: config.broker.passwordHashFile, encoding: .utf8)
+        #expect(hash.hasPrefix("sha256:") && !hash.contains(password), "the peers' file holds only a salted hash")
 
         // What was issued is what the transport will demand: identity and addresses, this CA.
         let ca = try #require(try ExistingCA.find(directory: config.tlsDir))
@@ -51,7 +58,7 @@ import Testing
         let before = try snapshot(dir.path)
         let again = try await runPeer(["init", "--config", dir.file("c.yaml")], in: "/")
         #expect(again.status == 0, "\(again)")
-        #expect(again.stdout.contains("cluster t-1: created 0, already there 6"), "\(again.stdout)")
+        #expect(again.stdout.contains("cluster t-1: created 0, already there 7"), "\(again.stdout)")
         #expect(!again.stdout.contains(" created\n"), "\(again.stdout)")
         #expect(try snapshot(dir.path) == before)
     }
@@ -115,7 +122,7 @@ import Testing
         try FileManager.default.moveItem(atPath: tls + "/ca.key", toPath: dir.file("ca.key.offline"))
         let accepted = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
         #expect(accepted.status == 0, "\(accepted)")
-        #expect(accepted.stdout.contains("created 0, already there 6"), "\(accepted.stdout)")
+        #expect(accepted.stdout.contains("created 0, already there 7"), "\(accepted.stdout)")
         for file in ["peer-3.pem", "peer-3.key"] { try FileManager.default.removeItem(atPath: tls + "/" + file) }
         let before = try snapshot(dir.path)
         let refused = try await runPeer(["init", "--config", "c.yaml"], in: dir.path)
@@ -136,7 +143,7 @@ import Testing
     // MARK: support
 
     /// Two peers on loopback (one also reachable as localhost and ::1) and the admin client:
-    /// 1 CA + 2 peers + 1 client + 2 data directories = 6 items.
+    /// 1 CA + 2 peers + 1 client + 2 data directories + the broker credentials = 7 items.
     static let config = """
         cluster: t-1
         dataDir: .peer/t/data

@@ -97,6 +97,9 @@ import Testing
         #expect(config.peers.map(\.peerAddress.description) == ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"])
         #expect(config.peers.map(\.apiAddress.description) == ["127.0.0.1:7201", "127.0.0.1:7202", "127.0.0.1:7203"])
         #expect(config.peers.map { $0.routerAddress?.description } == ["127.0.0.1:7301", "127.0.0.1:7302", "127.0.0.1:7303"])
+        #expect(config.catalog == .dreamFace, "local-3 spells out the default catalog")
+        #expect(config.broker.url(ofTenant: "acme") == "http://acme.local-3.localhost:7301")
+        #expect(config.broker.passwordHashFile == generated + "/tls/broker-password.sha256")
     }
 
     @Test func certificateHostsAreThePeerAndAPIHostsOnce() throws {

@@ -14,7 +14,7 @@ final class ProcessCluster {
     let size: Int
     var commandCount = 0
 
-    init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50) throws {
+    init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, extraYAML: String = "") throws {
         binary = try Self.peerBinary()
         self.size = size
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("peer-proc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
@@ -36,6 +36,7 @@ final class ProcessCluster {
         for i in 0..<size {
             yaml += "  - id: \(i + 1)\n    peer: 127.0.0.1:\(ports[2 * i])\n    api: 127.0.0.1:\(ports[2 * i + 1])\n"
         }
+        yaml += extraYAML
         configPath = dir + "/cluster.yaml"
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
     }

@@ -479,6 +479,30 @@ public nonisolated struct PBCommand: Sendable {
     set {body = .finishOperation(newValue)}
   }
 
+  public var provisionTenant: PBProvisionTenant {
+    get {
+      if case .provisionTenant(let v)? = body {return v}
+      return PBProvisionTenant()
+    }
+    set {body = .provisionTenant(newValue)}
+  }
+
+  public var deprovisionTenant: PBDeprovisionTenant {
+    get {
+      if case .deprovisionTenant(let v)? = body {return v}
+      return PBDeprovisionTenant()
+    }
+    set {body = .deprovisionTenant(newValue)}
+  }
+
+  public var changeTenantPlan: PBChangeTenantPlan {
+    get {
+      if case .changeTenantPlan(let v)? = body {return v}
+      return PBChangeTenantPlan()
+    }
+    set {body = .changeTenantPlan(newValue)}
+  }
+
   public var recordIntent: PBRecordIntent {
     get {
       if case .recordIntent(let v)? = body {return v}
@@ -528,6 +552,9 @@ public nonisolated struct PBCommand: Sendable {
     case deleteBinding(PBDeleteBinding)
     case startOperation(PBStartOperation)
     case finishOperation(PBFinishOperation)
+    case provisionTenant(PBProvisionTenant)
+    case deprovisionTenant(PBDeprovisionTenant)
+    case changeTenantPlan(PBChangeTenantPlan)
     case recordIntent(PBRecordIntent)
     case resolveIntent(PBResolveIntent)
     case setSettings(PBSetSettings)
@@ -744,6 +771,13 @@ public nonisolated struct PBCreateBinding: Sendable {
   /// SHA-256 of the user token, 64 lowercase hex digits
   public var tokenSha256Hex: String = String()
 
+  /// SHA-256 (hex) of the broker request's attributes, so a repeated OSB bind is told apart as
+  /// identical (200) or conflicting (409). Empty when the binding did not come from the broker.
+  public var attributesSha256Hex: String = String()
+
+  /// OSB X-Broker-API-Originating-Identity as received; may be empty
+  public var originatingIdentity: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -773,6 +807,9 @@ public nonisolated struct PBStartOperation: Sendable {
 
   public var kind: PBOperationKind = .unspecified
 
+  /// OSB X-Broker-API-Originating-Identity as received; may be empty
+  public var originatingIdentity: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -793,6 +830,89 @@ public nonisolated struct PBFinishOperation: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// The broker's provision (issue 7): creates the tenant (provisioning) and starts its provision
+/// operation in one entry, so no leader failure leaves a new tenant without its operation.
+public nonisolated struct PBProvisionTenant: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenant: PBCreateTenant {
+    get {_tenant ?? PBCreateTenant()}
+    set {_tenant = newValue}
+  }
+  /// Returns true if `tenant` has been explicitly set.
+  public var hasTenant: Bool {self._tenant != nil}
+  /// Clears the value of `tenant`. Subsequent reads from it will return its default value.
+  public mutating func clearTenant() {self._tenant = nil}
+
+  public var operationID: String = String()
+
+  public var originatingIdentity: String = String()
+
+  /// SHA-256 (hex) of the OSB request's attributes (service, organization, space, context,
+  /// parameters): a repeated PUT is identical (200/202) or conflicting (409).
+  public var attributesSha256Hex: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _tenant: PBCreateTenant? = nil
+}
+
+/// The broker's deprovision: the tenant enters deprovisioning and a deprovision operation starts,
+/// in one entry. A provision still in progress is finished FAILED in the same entry (OSB: a delete
+/// during a provision halts the creation and deletes what it made).
+public nonisolated struct PBDeprovisionTenant: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenantID: String = String()
+
+  public var operationID: String = String()
+
+  public var originatingIdentity: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The broker's plan change (OSB update): a ready tenant with no operation in progress takes the
+/// new plan, components and quotas, and a finished UPDATE operation records it, in one entry.
+public nonisolated struct PBChangeTenantPlan: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenantID: String = String()
+
+  public var plan: String = String()
+
+  public var components: [String] = []
+
+  public var quotas: PBQuotas {
+    get {_quotas ?? PBQuotas()}
+    set {_quotas = newValue}
+  }
+  /// Returns true if `quotas` has been explicitly set.
+  public var hasQuotas: Bool {self._quotas != nil}
+  /// Clears the value of `quotas`. Subsequent reads from it will return its default value.
+  public mutating func clearQuotas() {self._quotas = nil}
+
+  public var operationID: String = String()
+
+  public var originatingIdentity: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _quotas: PBQuotas? = nil
 }
 
 public nonisolated struct PBRecordIntent: Sendable {
@@ -943,6 +1063,9 @@ public nonisolated struct PBTenant: Sendable {
 
   public var createdMs: Int64 = 0
 
+  /// set by ProvisionTenant; empty for tenants made otherwise
+  public var attributesSha256Hex: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -981,6 +1104,10 @@ public nonisolated struct PBBinding: Sendable {
 
   public var createdMs: Int64 = 0
 
+  public var attributesSha256Hex: String = String()
+
+  public var originatingIdentity: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1004,6 +1131,12 @@ public nonisolated struct PBOperation: Sendable {
   public var startedMs: Int64 = 0
 
   public var updatedMs: Int64 = 0
+
+  public var originatingIdentity: String = String()
+
+  /// Raft index of the entry that started it: orders a tenant's operations (the last one answers
+  /// `last_operation` when the platform gives no operation token).
+  public var startedIndex: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1174,7 +1307,7 @@ nonisolated extension PBRequestId: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{3}leader_time_ms\0\u{3}skippable_if_unknown\0\u{4}\u{7}add_instance\0\u{3}set_instance_state\0\u{3}set_instance_role\0\u{3}report_instance_version\0\u{4}\u{7}create_tenant\0\u{3}update_tenant\0\u{3}set_tenant_state\0\u{3}delete_tenant\0\u{4}\u{7}place_tenant\0\u{3}set_placement_phase\0\u{4}\u{9}create_binding\0\u{3}delete_binding\0\u{4}\u{9}start_operation\0\u{3}finish_operation\0\u{4}\u{9}record_intent\0\u{3}resolve_intent\0\u{4}\u{9}set_settings\0\u{3}set_min_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{3}leader_time_ms\0\u{3}skippable_if_unknown\0\u{4}\u{7}add_instance\0\u{3}set_instance_state\0\u{3}set_instance_role\0\u{3}report_instance_version\0\u{4}\u{7}create_tenant\0\u{3}update_tenant\0\u{3}set_tenant_state\0\u{3}delete_tenant\0\u{4}\u{7}place_tenant\0\u{3}set_placement_phase\0\u{4}\u{9}create_binding\0\u{3}delete_binding\0\u{4}\u{9}start_operation\0\u{3}finish_operation\0\u{3}provision_tenant\0\u{3}deprovision_tenant\0\u{3}change_tenant_plan\0\u{4}\u{6}record_intent\0\u{3}resolve_intent\0\u{4}\u{9}set_settings\0\u{3}set_min_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1367,6 +1500,45 @@ nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
           self.body = .finishOperation(v)
         }
       }()
+      case 52: try {
+        var v: PBProvisionTenant?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .provisionTenant(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .provisionTenant(v)
+        }
+      }()
+      case 53: try {
+        var v: PBDeprovisionTenant?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .deprovisionTenant(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .deprovisionTenant(v)
+        }
+      }()
+      case 54: try {
+        var v: PBChangeTenantPlan?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .changeTenantPlan(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .changeTenantPlan(v)
+        }
+      }()
       case 60: try {
         var v: PBRecordIntent?
         var hadOneofValue = false
@@ -1494,6 +1666,18 @@ nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
     case .finishOperation?: try {
       guard case .finishOperation(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 51)
+    }()
+    case .provisionTenant?: try {
+      guard case .provisionTenant(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 52)
+    }()
+    case .deprovisionTenant?: try {
+      guard case .deprovisionTenant(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 53)
+    }()
+    case .changeTenantPlan?: try {
+      guard case .changeTenantPlan(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 54)
     }()
     case .recordIntent?: try {
       guard case .recordIntent(let v)? = self.body else { preconditionFailure() }
@@ -1961,7 +2145,7 @@ nonisolated extension PBSetPlacementPhase: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension PBCreateBinding: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateBinding"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{3}token_sha256_hex\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{3}token_sha256_hex\0\u{3}attributes_sha256_hex\0\u{3}originating_identity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1972,6 +2156,8 @@ nonisolated extension PBCreateBinding: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.tokenSha256Hex) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.attributesSha256Hex) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
       default: break
       }
     }
@@ -1987,6 +2173,12 @@ nonisolated extension PBCreateBinding: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.tokenSha256Hex.isEmpty {
       try visitor.visitSingularStringField(value: self.tokenSha256Hex, fieldNumber: 3)
     }
+    if !self.attributesSha256Hex.isEmpty {
+      try visitor.visitSingularStringField(value: self.attributesSha256Hex, fieldNumber: 4)
+    }
+    if !self.originatingIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.originatingIdentity, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1994,6 +2186,8 @@ nonisolated extension PBCreateBinding: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.id != rhs.id {return false}
     if lhs.tenantID != rhs.tenantID {return false}
     if lhs.tokenSha256Hex != rhs.tokenSha256Hex {return false}
+    if lhs.attributesSha256Hex != rhs.attributesSha256Hex {return false}
+    if lhs.originatingIdentity != rhs.originatingIdentity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2031,7 +2225,7 @@ nonisolated extension PBDeleteBinding: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension PBStartOperation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartOperation"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{1}kind\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{1}kind\0\u{3}originating_identity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2042,6 +2236,7 @@ nonisolated extension PBStartOperation: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
       default: break
       }
     }
@@ -2057,6 +2252,9 @@ nonisolated extension PBStartOperation: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.kind != .unspecified {
       try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 3)
     }
+    if !self.originatingIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.originatingIdentity, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2064,6 +2262,7 @@ nonisolated extension PBStartOperation: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.id != rhs.id {return false}
     if lhs.tenantID != rhs.tenantID {return false}
     if lhs.kind != rhs.kind {return false}
+    if lhs.originatingIdentity != rhs.originatingIdentity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2104,6 +2303,154 @@ nonisolated extension PBFinishOperation: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.id != rhs.id {return false}
     if lhs.state != rhs.state {return false}
     if lhs.description_p != rhs.description_p {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension PBProvisionTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProvisionTenant"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}operation_id\0\u{3}originating_identity\0\u{3}attributes_sha256_hex\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._tenant) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.operationID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.attributesSha256Hex) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._tenant {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.operationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.operationID, fieldNumber: 2)
+    }
+    if !self.originatingIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.originatingIdentity, fieldNumber: 3)
+    }
+    if !self.attributesSha256Hex.isEmpty {
+      try visitor.visitSingularStringField(value: self.attributesSha256Hex, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBProvisionTenant, rhs: PBProvisionTenant) -> Bool {
+    if lhs._tenant != rhs._tenant {return false}
+    if lhs.operationID != rhs.operationID {return false}
+    if lhs.originatingIdentity != rhs.originatingIdentity {return false}
+    if lhs.attributesSha256Hex != rhs.attributesSha256Hex {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension PBDeprovisionTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeprovisionTenant"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}operation_id\0\u{3}originating_identity\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.operationID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
+    }
+    if !self.operationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.operationID, fieldNumber: 2)
+    }
+    if !self.originatingIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.originatingIdentity, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBDeprovisionTenant, rhs: PBDeprovisionTenant) -> Bool {
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.operationID != rhs.operationID {return false}
+    if lhs.originatingIdentity != rhs.originatingIdentity {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension PBChangeTenantPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChangeTenantPlan"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{1}plan\0\u{1}components\0\u{1}quotas\0\u{3}operation_id\0\u{3}originating_identity\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.plan) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.components) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._quotas) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.operationID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
+    }
+    if !self.plan.isEmpty {
+      try visitor.visitSingularStringField(value: self.plan, fieldNumber: 2)
+    }
+    if !self.components.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.components, fieldNumber: 3)
+    }
+    try { if let v = self._quotas {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if !self.operationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.operationID, fieldNumber: 5)
+    }
+    if !self.originatingIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.originatingIdentity, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBChangeTenantPlan, rhs: PBChangeTenantPlan) -> Bool {
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.plan != rhs.plan {return false}
+    if lhs.components != rhs.components {return false}
+    if lhs._quotas != rhs._quotas {return false}
+    if lhs.operationID != rhs.operationID {return false}
+    if lhs.originatingIdentity != rhs.originatingIdentity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2395,7 +2742,7 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
 
 nonisolated extension PBTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Tenant"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}plan\0\u{1}components\0\u{1}quotas\0\u{1}state\0\u{3}created_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}plan\0\u{1}components\0\u{1}quotas\0\u{1}state\0\u{3}created_ms\0\u{3}attributes_sha256_hex\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2409,6 +2756,7 @@ nonisolated extension PBTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
       case 4: try { try decoder.decodeSingularMessageField(value: &self._quotas) }()
       case 5: try { try decoder.decodeSingularEnumField(value: &self.state) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.createdMs) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.attributesSha256Hex) }()
       default: break
       }
     }
@@ -2437,6 +2785,9 @@ nonisolated extension PBTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
     if self.createdMs != 0 {
       try visitor.visitSingularInt64Field(value: self.createdMs, fieldNumber: 6)
     }
+    if !self.attributesSha256Hex.isEmpty {
+      try visitor.visitSingularStringField(value: self.attributesSha256Hex, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2447,6 +2798,7 @@ nonisolated extension PBTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
     if lhs._quotas != rhs._quotas {return false}
     if lhs.state != rhs.state {return false}
     if lhs.createdMs != rhs.createdMs {return false}
+    if lhs.attributesSha256Hex != rhs.attributesSha256Hex {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2499,7 +2851,7 @@ nonisolated extension PBPlacement: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension PBBinding: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Binding"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{3}token_sha256_hex\0\u{3}created_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{3}token_sha256_hex\0\u{3}created_ms\0\u{3}attributes_sha256_hex\0\u{3}originating_identity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2511,6 +2863,8 @@ nonisolated extension PBBinding: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
       case 2: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.tokenSha256Hex) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.createdMs) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.attributesSha256Hex) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
       default: break
       }
     }
@@ -2529,6 +2883,12 @@ nonisolated extension PBBinding: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
     if self.createdMs != 0 {
       try visitor.visitSingularInt64Field(value: self.createdMs, fieldNumber: 4)
     }
+    if !self.attributesSha256Hex.isEmpty {
+      try visitor.visitSingularStringField(value: self.attributesSha256Hex, fieldNumber: 5)
+    }
+    if !self.originatingIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.originatingIdentity, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2537,6 +2897,8 @@ nonisolated extension PBBinding: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
     if lhs.tenantID != rhs.tenantID {return false}
     if lhs.tokenSha256Hex != rhs.tokenSha256Hex {return false}
     if lhs.createdMs != rhs.createdMs {return false}
+    if lhs.attributesSha256Hex != rhs.attributesSha256Hex {return false}
+    if lhs.originatingIdentity != rhs.originatingIdentity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2544,7 +2906,7 @@ nonisolated extension PBBinding: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
 
 nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Operation"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{1}kind\0\u{1}state\0\u{1}description\0\u{3}started_ms\0\u{3}updated_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{1}kind\0\u{1}state\0\u{1}description\0\u{3}started_ms\0\u{3}updated_ms\0\u{3}originating_identity\0\u{3}started_index\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2559,6 +2921,8 @@ nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._Message
       case 5: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.startedMs) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.updatedMs) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.startedIndex) }()
       default: break
       }
     }
@@ -2586,6 +2950,12 @@ nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._Message
     if self.updatedMs != 0 {
       try visitor.visitSingularInt64Field(value: self.updatedMs, fieldNumber: 7)
     }
+    if !self.originatingIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.originatingIdentity, fieldNumber: 8)
+    }
+    if self.startedIndex != 0 {
+      try visitor.visitSingularUInt64Field(value: self.startedIndex, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2597,6 +2967,8 @@ nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs.description_p != rhs.description_p {return false}
     if lhs.startedMs != rhs.startedMs {return false}
     if lhs.updatedMs != rhs.updatedMs {return false}
+    if lhs.originatingIdentity != rhs.originatingIdentity {return false}
+    if lhs.startedIndex != rhs.startedIndex {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,209 @@
+import ClusterModel
+
+/// The broker's operation driver, as a pure function: given the applied state, the placement
+/// policy and the leader's clock, the next command for every operation in progress
+/// (ARCHITECTURE §11, "Broker"). The leader runs it in a loop and proposes what it returns; a new
+/// leader runs the same function on the same replicated state, so it resumes exactly where the
+/// last one stopped: an operation's progress is only ever what the log says.
+///
+/// One step per operation per round, each a committed command, each validated again by apply:
+///
+///     provision:   place on the instance with the most headroom  → placement active (once the
+///                  target is ready)  → tenant ready  → operation succeeded
+///                  (no headroom, or never ready, for `provisionTimeoutMs`: withdraw the
+///                  placement, then operation failed; the tenant stays for orphan mitigation)
+///     deprovision: active placement draining, preparing/draining gone  → tenant deleted, which
+///                  finishes the operation succeeded in the same entry
+///     update:      the broker's updates finish in the entry that starts them; one found running
+///                  (started by another proposer) is finished succeeded
+public enum OperationDriver {
+    /// The next commands, oldest operation first. Waiting operations (no headroom yet, placement
+    /// not ready yet) contribute nothing this round.
+    /// At most this many operations advance per round (oldest first), so one round's proposals
+    /// stay within the node's request queue; the rest advance in the next rounds.
+    public static let stepsPerRoundMax = 512
+
+    public static func nextSteps(state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness = .immediate, nowMs: Int64) -> [DriverStep] {
+        var capacity: CapacityLedger?  // computed only if some provision needs a placement
+        var steps: [DriverStep] = []
+        for operation in state.inProgressOperations.prefix(stepsPerRoundMax) {
+            let decision: Decision
+            switch operation.kind {
+            case .provision:
+                decision = provisionStep(operation, state: state, policy: policy, readiness: readiness, nowMs: nowMs, capacity: &capacity)
+            case .deprovision:
+                decision = deprovisionStep(operation, state: state)
+            default:
+                decision = .act(.finishOperation(finish(operation.id, .succeeded, "nothing left to do")), "finish the \(operation.kind) operation")
+            }
+            if case .act(let body, let why) = decision {
+                steps.append(DriverStep(operation: operation, body: body, why: why, state: state))
+            }
+        }
+        return steps
+    }
+
+    enum Decision {
+        case act(Command.OneOf_Body, String)
+        case wait
+    }
+
+    static func provisionStep(
+        _ op: BrokerOperation, state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness, nowMs: Int64,
+        capacity: inout CapacityLedger?
+    ) -> Decision {
+        guard let tenant = state.tenant(op.tenantID) else {
+            // Apply finishes a tenant's operation when it deletes the tenant; kept for safety.
+            return .act(.finishOperation(finish(op.id, .failed, "tenant \(op.tenantID) no longer exists")), "tenant gone")
+        }
+        guard tenant.state != .deprovisioning else {
+            return .act(.finishOperation(finish(op.id, .failed, "tenant \(op.tenantID) is being deprovisioned")), "tenant deprovisioning")
+        }
+        let placements = state.placements(ofTenant: tenant.id)
+        let timedOut = nowMs - op.startedMs >= policy.provisionTimeoutMs
+        if let active = placements.first(where: { $0.phase == .active }) {
+            if tenant.state == .provisioning {
+                return .act(.setTenantState(tenantState(tenant.id, .ready)), "tenant served by \(active.instanceID): ready")
+            }
+            return .act(.finishOperation(finish(op.id, .succeeded, "tenant \(tenant.id) is served by instance \(active.instanceID)")), "provision done")
+        }
+        if let preparing = placements.first(where: { $0.phase == .preparing }) {
+            let target = state.instance(preparing.instanceID)
+            if target?.state != .active {
+                return .act(.setPlacementPhase(phase(preparing, .gone)), "target \(preparing.instanceID) is no longer active: withdraw and place again")
+            }
+            if readiness.isReady(preparing) {
+                return .act(.setPlacementPhase(phase(preparing, .active)), "target \(preparing.instanceID) ready: activate")
+            }
+            if timedOut {
+                return .act(.setPlacementPhase(phase(preparing, .gone)), "target \(preparing.instanceID) not ready in time: withdraw")
+            }
+            return .wait
+        }
+        if timedOut {
+            let units = policy.weightUnits(ofPlan: tenant.plan)
+            return .act(
+                .finishOperation(finish(op.id, .failed, "no active instance had \(units) capacity units free for plan \(tenant.plan) within \(policy.provisionTimeoutMs / 1000) s")),
+                "provision timed out")
+        }
+        let units = policy.weightUnits(ofPlan: tenant.plan)
+        if capacity == nil { capacity = CapacityLedger(state: state, policy: policy) }
+        guard let target = capacity?.reserveMostHeadroom(units: units) else { return .wait }
+        var place = PBPlaceTenant()
+        place.tenantID = tenant.id
+        place.instanceID = target
+        return .act(.placeTenant(place), "place on \(target) (most headroom)")
+    }
+
+    static func deprovisionStep(_ op: BrokerOperation, state: ClusterState) -> Decision {
+        guard let tenant = state.tenant(op.tenantID) else {
+            // Apply finishes the operation in the entry that deletes the tenant; kept for safety.
+            return .act(.finishOperation(finish(op.id, .succeeded, "tenant \(op.tenantID) deleted")), "tenant gone")
+        }
+        guard tenant.state == .deprovisioning else {
+            return .act(.finishOperation(finish(op.id, .failed, "tenant \(op.tenantID) is \(tenant.state), not deprovisioning")), "not deprovisioning")
+        }
+        // Hook for the agent issue: a draining placement goes only once its components stopped.
+        for placement in state.placements(ofTenant: tenant.id) {
+            switch placement.phase {
+            case .active: return .act(.setPlacementPhase(phase(placement, .draining)), "drain \(placement.instanceID)")
+            case .preparing, .draining: return .act(.setPlacementPhase(phase(placement, .gone)), "remove from \(placement.instanceID)")
+            default: continue
+            }
+        }
+        var delete = PBDeleteTenant()
+        delete.id = tenant.id
+        return .act(.deleteTenant(delete), "no placement left: delete")
+    }
+
+    static func finish(_ id: String, _ state: PBOperationState, _ description: String) -> PBFinishOperation {
+        var c = PBFinishOperation()
+        c.id = id
+        c.state = state
+        // Built from ids (<= 64 bytes) and plan names (<= 64 bytes): far below descriptionBytesMax.
+        c.description_p = description
+        return c
+    }
+
+    static func tenantState(_ id: String, _ state: PBTenantState) -> PBSetTenantState {
+        var c = PBSetTenantState()
+        c.id = id
+        c.state = state
+        return c
+    }
+
+    static func phase(_ placement: Placement, _ phase: PBPlacementPhase) -> PBSetPlacementPhase {
+        var c = PBSetPlacementPhase()
+        c.tenantID = placement.tenantID
+        c.instanceID = placement.instanceID
+        c.phase = phase
+        return c
+    }
+}
+
+/// One command the driver wants committed, with the client session that makes it apply once:
+/// the client is the operation's own (`driver/<operation id>`) and the sequence follows the last
+/// one applied for it, so a new leader that repeats a step its predecessor already committed gets
+/// the first outcome back instead of a second effect (Raft thesis §6.3).
+public struct DriverStep: Sendable, Equatable {
+    public var operationId: String
+    public var tenantId: String
+    public var body: Command.OneOf_Body
+    /// Why, for the log and the tests.
+    public var why: String
+    public var clientId: String
+    public var sequence: UInt64
+
+    init(operation: BrokerOperation, body: Command.OneOf_Body, why: String, state: ClusterState) {
+        operationId = operation.id
+        tenantId = operation.tenantID
+        self.body = body
+        self.why = why
+        clientId = Self.clientId(forOperation: operation.id)
+        sequence = (state.lastSequence(ofClient: clientId) ?? 0) + 1
+    }
+
+    public static func clientId(forOperation id: String) -> String { "driver/" + id }
+
+    /// The command to propose, stamped with the leader's time.
+    public func command(leaderTimeMs: Int64) -> Command {
+        Command(clientId: clientId, sequence: sequence, leaderTimeMs: leaderTimeMs, body)
+    }
+}
+
+/// Capacity units used per active instance, and reservations made during one round so two
+/// tenants placed in the same round do not both count on the same free units.
+struct CapacityLedger {
+    let policy: PlacementPolicy
+    /// Active instances only, sorted by id: ties go to the smallest id, on every leader alike.
+    private(set) var usedUnits: [(id: String, used: UInt64)]
+
+    init(state: ClusterState, policy: PlacementPolicy) {
+        self.policy = policy
+        usedUnits = state.instances(in: .active).map { instance in
+            let used = state.placements(onInstance: instance.id).reduce(UInt64(0)) { sum, placement in
+                let plan = state.tenant(placement.tenantID)?.plan ?? ""
+                return sum + policy.weightUnits(ofPlan: plan)
+            }
+            return (instance.id, used)
+        }
+    }
+
+    /// The active instance with the most free units, if it has `units` free; reserves them.
+    mutating func reserveMostHeadroom(units: UInt64) -> String? {
+        var best: Int?
+        for (i, entry) in usedUnits.enumerated() {
+            let free = policy.instanceCapacityUnits > entry.used ? policy.instanceCapacityUnits - entry.used : 0
+            guard free >= units else { continue }
+            if let b = best {
+                let bestFree = policy.instanceCapacityUnits - usedUnits[b].used
+                if free > bestFree { best = i }
+            } else {
+                best = i
+            }
+        }
+        guard let chosen = best else { return nil }
+        usedUnits[chosen].used += units
+        return usedUnits[chosen].id
+    }
+}

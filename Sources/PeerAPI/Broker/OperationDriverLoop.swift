@@ -1,0 +1,150 @@
+import ClusterModel
+import Controller
+import Foundation
+import Logging
+import PeerNode
+import Synchronization
+
+/// The leader-only shell around `Controller.OperationDriver` (ARCHITECTURE §11): while this peer
+/// leads, it reads the state linearizably, asks the pure driver for the next step of every
+/// operation in progress, proposes them all at once (one group commit), waits for them to apply,
+/// and goes again. It sleeps when there is nothing to do until a broker handler wakes it (an
+/// operation started) or `idleMillis` pass (operations a previous leader left, timeouts).
+///
+/// It keeps no state of its own: everything it knows is read from the replicated state each
+/// round, so a new leader's loop picks up exactly where the old one stopped.
+public struct OperationDriverLoop: Sendable {
+    let node: PeerNode
+    let policy: PlacementPolicy
+    let readiness: @Sendable () -> PlacementReadiness
+    let waker: Waker
+    let idleMillis: Int
+    let intervalMillis: Int
+    let logger: Logger
+
+    public init(node: PeerNode, configuration: BrokerConfiguration, waker: Waker, logger: Logger,
+                readiness: @escaping @Sendable () -> PlacementReadiness = { .immediate }) {
+        self.node = node
+        policy = PlacementPolicy(
+            instanceCapacityUnits: configuration.instanceCapacityUnits, weightUnitsByPlan: configuration.catalog.weightUnitsByPlan,
+            provisionTimeoutMs: configuration.provisionTimeoutMs)
+        self.readiness = readiness
+        self.waker = waker
+        idleMillis = configuration.driverIdleMillis
+        intervalMillis = configuration.driverIntervalMillis
+        self.logger = logger
+    }
+
+    /// Runs until the task is cancelled.
+    public func run() async {
+        var confirmedTerm: UInt64 = 0
+        while !Task.isCancelled {
+            let progressed = node.leaderHint.role == .leader ? await round(confirmedTerm: &confirmedTerm) : false
+            if !progressed {
+                await waker.wait(timeoutMillis: idleMillis)
+            } else if intervalMillis > 0 {
+                try? await Task.sleep(for: .milliseconds(intervalMillis))
+            }
+        }
+    }
+
+    /// One round; true if some step applied (so the next round may follow at once).
+    ///
+    /// The first round of a leadership term reads linearizably (ReadIndex: everything the last
+    /// leader committed is applied here before deciding); later rounds of the same term read the
+    /// local state, which holds every entry this leader committed, its own steps included
+    /// (a proposal returns after it applied here). What committed meanwhile is seen next round.
+    func round(confirmedTerm: inout UInt64) async -> Bool {
+        let policy = self.policy
+        let readiness = self.readiness()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let term = node.leaderHint.term
+        let steps: [DriverStep]
+        do {
+            // Cheap check first: most rounds of an idle leader find nothing in progress.
+            guard try await node.read(linearizable: false, { !$0.inProgressOperations.isEmpty }) else { return false }
+            steps = try await node.read(linearizable: term != confirmedTerm) { state in
+                OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, nowMs: now)
+            }
+            confirmedTerm = term
+        } catch {
+            logger.debug("operation driver: cannot read the state: \(error)")
+            return false
+        }
+        guard !steps.isEmpty else { return false }
+        let node = self.node
+        let logger = self.logger
+        let applied = await withTaskGroup(of: Bool.self) { group in
+            for step in steps {
+                group.addTask {
+                    do {
+                        let result = try await node.propose(step.command(leaderTimeMs: now).entryBytes())
+                        switch result {
+                        case .applied:
+                            logger.debug("operation driver: \(step.operationId): \(step.why)")
+                            return true
+                        case .duplicate:
+                            return true
+                        default:
+                            logger.info("operation driver: \(step.operationId) (\(step.why)) refused: \(result)")
+                            return false
+                        }
+                    } catch {
+                        logger.debug("operation driver: \(step.operationId) (\(step.why)): \(error)")
+                        return false
+                    }
+                }
+            }
+            var any = false
+            for await ok in group where ok { any = true }
+            return any
+        }
+        return applied
+    }
+}
+
+/// Wakes a sleeping loop early. One pending wake is remembered (a wake while the loop is busy
+/// makes its next wait return at once); more collapse into it, so it never queues.
+public final class Waker: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func wake() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            s.pending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns after `wake()` or `timeoutMillis`, whichever comes first. One waiter at a time.
+    public func wait(timeoutMillis: Int) async {
+        let timer = Task {
+            guard (try? await Task.sleep(for: .milliseconds(timeoutMillis))) != nil else { return }
+            self.wake()
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                precondition(s.waiter == nil, "Waker supports one waiter at a time")
+                if s.pending {
+                    s.pending = false
+                    return true
+                }
+                s.waiter = c
+                return false
+            }
+            if now { c.resume() }
+        }
+        timer.cancel()
+    }
+}
