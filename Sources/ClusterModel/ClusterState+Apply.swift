@@ -115,9 +115,13 @@ extension ClusterState {
     /// Raft thesis §6.3: remember the last outcome per client; when the table is full, expire
     /// the session used least recently (smallest index), which every replica picks alike.
     private mutating func recordSession(_ request: PBRequestId, outcome: Outcome, index: UInt64) {
-        if sessions[request.clientID] == nil, sessions.count >= ClusterLimits.clientSessionsMax {
-            let oldest = sessions.values.min { ($0.lastIndex, $0.clientID) < ($1.lastIndex, $1.clientID) }
-            if let oldest { sessions[oldest.clientID] = nil }
+        if let previous = sessions[request.clientID] {
+            sessionClientIdsByLastIndex[previous.lastIndex] = nil
+        } else if sessions.count >= ClusterLimits.clientSessionsMax,
+                  let oldest = sessionClientIdsByLastIndex[sessionLastIndexFloor] {
+            // The least recently used client: the one whose last write is the oldest.
+            sessions[oldest] = nil
+            sessionClientIdsByLastIndex[sessionLastIndexFloor] = nil
         }
         var session = PBSession()
         session.clientID = request.clientID
@@ -125,6 +129,23 @@ extension ClusterState {
         session.lastIndex = index
         session.lastOutcome = outcome.wire
         sessions[request.clientID] = session
+        sessionClientIdsByLastIndex[index] = request.clientID
+        advanceSessionFloor()
+    }
+
+    /// Moves `sessionLastIndexFloor` to the smallest `lastIndex` held. Every index it steps over
+    /// is one no session holds any more and it never steps back while sessions exist, so the
+    /// total work is bounded by the number of applied entries.
+    mutating func advanceSessionFloor() {
+        if sessions.isEmpty {
+            sessionLastIndexFloor = 0
+            return
+        }
+        if sessionLastIndexFloor == 0 || sessions.count == 1 {
+            sessionLastIndexFloor = sessionClientIdsByLastIndex.keys.min()!
+            return
+        }
+        while sessionClientIdsByLastIndex[sessionLastIndexFloor] == nil { sessionLastIndexFloor += 1 }
     }
 }
 

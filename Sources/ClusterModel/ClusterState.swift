@@ -54,6 +54,14 @@ public struct ClusterState: Equatable, Sendable {
     var bindingCountsByTenant: [String: Int] = [:]
     var intents: [String: Intent] = [:]
     var sessions: [String: PBSession] = [:]
+    /// last index → client id of the session that index wrote. Each applied entry records at
+    /// most one session, so the keys are unique. Derived, not encoded.
+    var sessionClientIdsByLastIndex: [UInt64: String] = [:]
+    /// The smallest `lastIndex` of any session (0 when there is none): the least recently used
+    /// session, evicted when a new client arrives and the table is full. Kept exact (a function
+    /// of `sessions`, so equal states stay equal); it only moves up while sessions exist, so
+    /// the scans that advance it cost O(1) per applied entry, amortized. Derived, not encoded.
+    var sessionLastIndexFloor: UInt64 = 0
 
     public init() {}
 

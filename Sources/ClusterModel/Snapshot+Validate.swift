@@ -58,8 +58,11 @@ extension ClusterState {
             try check(sessions[session.clientID] == nil, "session \(Validate.quoted(session.clientID)) appears twice")
             try check(Outcome(wire: session.lastOutcome) != nil, "session \(Validate.quoted(session.clientID)) has an unknown outcome code \(session.lastOutcome.code)")
             try check(session.lastIndex <= appliedIndex, "session \(Validate.quoted(session.clientID)) is from index \(session.lastIndex) > applied index \(appliedIndex)")
+            try check(sessionClientIdsByLastIndex[session.lastIndex] == nil, "sessions \(Validate.quoted(sessionClientIdsByLastIndex[session.lastIndex] ?? "")) and \(Validate.quoted(session.clientID)) have the same last index \(session.lastIndex)")
             sessions[session.clientID] = session
+            sessionClientIdsByLastIndex[session.lastIndex] = session.clientID
         }
+        sessionLastIndexFloor = sessionClientIdsByLastIndex.keys.min() ?? 0
         // Canonical form: decoding then encoding must give the same bytes, or digests diverge.
         try check(wireState() == wire, "collections are not in canonical (sorted, unique) order")
     }

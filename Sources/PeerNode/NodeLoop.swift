@@ -10,6 +10,8 @@ final class NodeLoop {
     var raft: RaftNode
     var state: ClusterState
     var snapshotIndex: LogIndex
+    /// The index of the snapshot being encoded on the snapshot thread; at most one at a time.
+    var snapshotEncoding: LogIndex?
     var haltReason: String?
     var stopping = false
 
@@ -107,6 +109,8 @@ final class NodeLoop {
                     // Our leader's connection is gone: pre-vote now instead of after an election
                     // timeout. Safe: voters still hearing from a live leader refuse the pre-vote.
                     if raft.role == .follower && raft.leader == peer { raft.leaderConnectionLost() }
+                case .snapshotEncoded(let encoded):
+                    compact(encoded)
                 case .stop:
                     stopping = true
                 }
@@ -332,15 +336,37 @@ final class NodeLoop {
 
     // MARK: - Snapshots
 
+    /// Every `snapshotEveryEntries` applied entries, encodes the state on the snapshot thread
+    /// and compacts the log when it is done (`compact`). The loop keeps persisting, sending and
+    /// applying meanwhile: it hands over a copy of the state, which is a value type, so the copy
+    /// costs nothing until the loop's next apply copies each collection it touches (done once,
+    /// far cheaper than encoding). At most one encoding is in flight: memory is one copy.
     func maybeSnapshot() {
-        guard haltReason == nil else { return }
+        guard haltReason == nil, snapshotEncoding == nil else { return }
         let applied = raft.appliedIndex
         guard applied >= snapshotIndex + options.snapshotEveryEntries else { return }
+        precondition(state.appliedIndex <= applied, "state applied \(state.appliedIndex) beyond the core's \(applied)")
+        snapshotEncoding = applied
+        let copy = state
+        let conf = raft.conf
+        let mailbox = self.mailbox
+        spawnThread {
+            let encoded = EncodedSnapshot(index: applied, conf: conf, data: copy.encodeSnapshot())
+            // Refused only when the node stopped: the copy is dropped with the thread.
+            _ = mailbox.post(request: .snapshotEncoded(encoded), force: true)
+        }
+    }
+
+    /// The snapshot thread finished: store the snapshot and drop the log it covers, unless a
+    /// snapshot from the leader was installed meanwhile at or past this index.
+    func compact(_ encoded: EncodedSnapshot) {
+        snapshotEncoding = nil
+        guard haltReason == nil, encoded.index > snapshotIndex else { return }
         do {
-            try store.compact(upTo: applied, conf: raft.conf, data: state.encodeSnapshot())
-            snapshotIndex = applied
+            try store.compact(upTo: encoded.index, conf: encoded.conf, data: encoded.data)
+            snapshotIndex = encoded.index
         } catch {
-            halt("compacting the log at \(applied) failed: \(error)")
+            halt("compacting the log at \(encoded.index) failed: \(error)")
         }
     }
 
@@ -382,7 +408,7 @@ final class NodeLoop {
             case .read(_, let w): w.fail(.stopped)
             case .status(let c): c.resume(returning: .success(currentStatus(now: MonotonicTime.nanos())))
             case .transfer(_, let c): c.resume(returning: .failure(.stopped))
-            case .unreachable, .stop: break
+            case .unreachable, .snapshotEncoded, .stop: break
             }
         }
     }

@@ -72,23 +72,7 @@ public final class PeerNode: Sendable {
     /// Starts the node's thread.
     public func start() {
         let box = loop
-        var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        pthread_attr_setstacksize(&attr, 8 << 20)
-        let context = Unmanaged.passRetained(box).toOpaque()
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t?
-        #endif
-        let rc = pthread_create(&thread, &attr, { raw in
-            let box = Unmanaged<LoopBox>.fromOpaque(raw!).takeRetainedValue()
-            box.value.run()
-            return nil
-        }, context)
-        pthread_attr_destroy(&attr)
-        precondition(rc == 0, "cannot start the node thread: pthread_create returned \(rc)")
-        pthread_detach(thread)
+        spawnThread { box.value.run() }
     }
 
     // MARK: - Inputs
@@ -184,7 +168,37 @@ enum Request: Sendable {
     case status(CheckedContinuation<Result<NodeStatus, ReadError>, Never>)
     case transfer(NodeID, CheckedContinuation<Result<Void, ProposeError>, Never>)
     case unreachable(NodeID)
+    /// The snapshot thread encoded the state as of `index`: the loop compacts the log.
+    case snapshotEncoded(EncodedSnapshot)
     case stop
+}
+
+struct EncodedSnapshot: Sendable {
+    var index: LogIndex
+    var conf: ConfState
+    var data: [UInt8]
+}
+
+/// Runs `body` on a new detached thread with an 8 MiB stack (the node loop, the snapshot
+/// encoder). A thread that cannot start is a broken machine: trap with the reason.
+func spawnThread(_ body: @escaping @Sendable () -> Void) {
+    final class Body { let run: @Sendable () -> Void; init(_ r: @escaping @Sendable () -> Void) { run = r } }
+    var attr = pthread_attr_t()
+    pthread_attr_init(&attr)
+    pthread_attr_setstacksize(&attr, 8 << 20)
+    let context = Unmanaged.passRetained(Body(body)).toOpaque()
+    #if canImport(Glibc)
+    var thread = pthread_t()
+    #else
+    var thread: pthread_t?
+    #endif
+    let rc = pthread_create(&thread, &attr, { raw in
+        Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
+        return nil
+    }, context)
+    pthread_attr_destroy(&attr)
+    precondition(rc == 0, "cannot start a thread: pthread_create returned \(rc)")
+    pthread_detach(thread)
 }
 
 /// Moves the loop (which owns non-Sendable state: the core and the store) to its thread. Only

@@ -52,6 +52,39 @@ struct SessionTests {
         #expect(state.lastSequence(ofClient: "client-1") == 1)
     }
 
+    /// The eviction index against a reference: a plain table that scans for the least recently
+    /// used client. Random clients (new ones and returning ones), a snapshot round trip now and
+    /// then; after every step both agree on who is kept, and a restored state equals the live one.
+    @Test(arguments: [7, 2026] as [UInt64])
+    func sessionEvictionMatchesAScanningReference(seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        var state = ClusterState()
+        var reference: [String: UInt64] = [:]  // client → last index
+        var sequences: [String: UInt64] = [:]
+        let clients = ClusterLimits.clientSessionsMax + ClusterLimits.clientSessionsMax / 2
+        for index in UInt64(1)...UInt64(3 * ClusterLimits.clientSessionsMax) {
+            let client = "client-\(Int.random(in: 0..<clients, using: &rng))"
+            let sequence = (reference[client] == nil ? 0 : sequences[client]!) + 1
+            sequences[client] = sequence
+            _ = try state.apply(Command(clientId: client, sequence: sequence, leaderTimeMs: 1_000, Make.settings()), at: index)
+            if reference[client] == nil, reference.count >= ClusterLimits.clientSessionsMax {
+                let oldest = reference.min { $0.value < $1.value }!.key
+                reference[oldest] = nil
+            }
+            reference[client] = index
+            if index % 1_500 == 0 {
+                let restored = try ClusterState(snapshot: state.encodeSnapshot())
+                #expect(restored == state, "a restored state differs from the live one at index \(index)")
+                state = restored
+            }
+        }
+        #expect(state.sessions.count == reference.count)
+        for (client, last) in reference {
+            #expect(state.sessions[client]?.lastIndex == last, "client \(client)")
+        }
+        #expect(state.sessionLastIndexFloor == reference.values.min())
+    }
+
     @Test func commandWithoutRequestIdOrTimeIsRejectedAsMalformed() {
         var replica = Replica()
         var noRequest = Command()

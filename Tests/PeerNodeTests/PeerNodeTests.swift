@@ -130,6 +130,7 @@ struct PeerNodeTests {
         for i in 0..<50 { _ = try await c.nodes[leader]!.propose(createTenant("s\(i)")) }
         let index = try await c.nodes[leader]!.status().appliedIndex
         try await c.waitForApplied(index)
+        try await c.waitForSnapshot(atLeast: 16)
         let follower = c.ids.first { $0 != leader }!
         let digestBefore = try await c.nodes[follower]!.status().stateDigest
         await c.stopNode(follower)
@@ -139,6 +140,29 @@ struct PeerNodeTests {
         try c.startNode(follower)
         try await c.waitForApplied(index)
         #expect(try await c.nodes[follower]!.status().stateDigest == digestBefore)
+        await c.stopAll()
+    }
+
+    /// The transport reports the leader unreachable (its process died): the followers elect a
+    /// new leader at once. Their election timeout is 100,000 ticks (over 8 minutes), so within
+    /// the bounded wait no election can start any other way.
+    @Test("followers that lose their leader's connection elect a new leader without waiting an election timeout")
+    func leaderConnectionLostStartsAnElection() async throws {
+        let c = try LocalCluster(size: 3)
+        let first = try await c.waitForLeader()
+        let followers = c.ids.filter { $0 != first }
+        c.electionTicks = 100_000
+        for f in followers {
+            await c.stopNode(f)
+            try c.startNode(f)
+        }
+        #expect(try await c.waitForLeader() == first)
+        await c.stopNode(first)
+        for f in followers { c.nodes[f]!.reportUnreachable(first) }
+        let second = try await c.waitForLeader(among: followers)
+        #expect(second != first)
+        // A write goes through the new leader.
+        #expect(try await c.nodes[second]!.propose(createTenant("after-failover")) == .applied)
         await c.stopAll()
     }
 

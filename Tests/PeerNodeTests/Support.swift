@@ -28,6 +28,8 @@ final class LocalCluster {
     let ids: [NodeID]
     let tickMillis: Int
     let snapshotEvery: UInt64
+    /// Election timeout of nodes started from now on.
+    var electionTicks = 10
 
     init(size: Int, tickMillis: Int = 5, snapshotEvery: UInt64 = 10_000) throws {
         ids = (1...UInt64(size)).map { $0 }
@@ -41,7 +43,7 @@ final class LocalCluster {
 
     func options(_ id: NodeID) -> PeerNodeOptions {
         var raft = RaftConfig(id: id)
-        raft.electionTimeoutTicks = 10
+        raft.electionTimeoutTicks = electionTicks
         var o = PeerNodeOptions(raft: raft)
         o.tickMillis = tickMillis
         o.snapshotEveryEntries = snapshotEvery
@@ -97,6 +99,22 @@ final class LocalCluster {
             try await Task.sleep(for: .milliseconds(tickMillis))
         }
         throw ClusterTimeout(what: "not every node applied \(index)")
+    }
+}
+
+extension LocalCluster {
+    /// Polls until every running node compacted its log at or past `index` (bounded). The
+    /// snapshot is encoded on its own thread, so it lands after the apply that triggered it.
+    func waitForSnapshot(atLeast index: LogIndex, tries: Int = 4_000) async throws {
+        for _ in 0..<tries {
+            var ok = true
+            for node in nodes.values {
+                guard let s = try? await node.status(), s.snapshotIndex >= index else { ok = false; break }
+            }
+            if ok { return }
+            try await Task.sleep(for: .milliseconds(tickMillis))
+        }
+        throw ClusterTimeout(what: "not every node compacted at or past \(index)")
     }
 }
 

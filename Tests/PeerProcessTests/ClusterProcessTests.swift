@@ -72,10 +72,11 @@ struct ClusterProcessTests {
         let fid = try #require(follower["id"] as? Int)
         #expect(kill(try #require(c.pid(of: fid)), SIGKILL) == 0)
         for i in 0..<50 { try await c.must(["tenants", "create", "snap-\(i)", "--config", cfg]) }
-        // The survivors compacted past everything the dead peer has.
-        let s2 = try await c.statusJSON()
-        let lead = try #require(c.members(s2).first { $0["id"] as? Int == leader })
-        #expect((lead["snapshotIndex"] as? Int ?? 0) >= 16)
+        // The survivors compacted past everything the dead peer has (the snapshot is encoded
+        // on its own thread, so it lands a moment after the entry that triggered it).
+        _ = try await c.waitForStatus("the leader's snapshot") { s in
+            c.members(s).contains { $0["id"] as? Int == leader && ($0["snapshotIndex"] as? Int ?? 0) >= 16 }
+        }
         try await c.must(["up", "--config", cfg])
         let s3 = try await c.waitForStatus("convergence after catch-up") { ProcessCluster.converged($0, members: 3) }
         let back = try #require(c.members(s3).first { $0["id"] as? Int == fid })
