@@ -49,7 +49,7 @@ bench-cluster:
 	@bash .ci/install-deps etcd-server etcd-client wrk
 	swift build -c release --product peer
 	swift build -c release --product peer-cluster-bench
-	.build/release/peer-cluster-bench $(BENCH_CLUSTER_ARGS)
+	.build/release/peer bench $(BENCH_CLUSTER_ARGS)
 
 clean:
 	rm -rf .build
