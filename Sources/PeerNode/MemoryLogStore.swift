@@ -24,8 +24,25 @@ public final class MemoryLogStore: LogStore, @unchecked Sendable {
         memory.persist(ready)
     }
 
-    public func compact(upTo index: LogIndex, conf: ConfState, data: [UInt8]) throws {
-        memory.createSnapshot(at: index, conf: conf, data: data)
+    /// Pieces of the snapshot being staged, and how many `stageCompaction` calls wrote them.
+    private var staged: (metadata: SnapshotMetadata, data: [UInt8])?
+    public private(set) var compactionPieces = 0
+
+    public func stageCompaction(_ chunk: SnapshotChunk) throws {
+        if chunk.offset == 0 { staged = (chunk.metadata, []) }
+        precondition(staged?.metadata == chunk.metadata && UInt64(staged!.data.count) == chunk.offset,
+                     "compaction piece at \(chunk.offset) does not continue the staged snapshot")
+        staged!.data += chunk.data
+        compactionPieces += 1
+    }
+
+    @discardableResult
+    public func finishCompaction(_ metadata: SnapshotMetadata) throws -> Bool {
+        guard let s = staged, s.metadata == metadata else { preconditionFailure("finishCompaction without a staged snapshot") }
+        staged = nil
+        guard metadata.index > memory.latestSnapshot.metadata.index else { return false }
+        memory.createSnapshot(at: metadata.index, conf: metadata.conf, data: s.data)
+        return true
     }
 
     public func currentSnapshotData() throws -> [UInt8] { memory.latestSnapshot.data }

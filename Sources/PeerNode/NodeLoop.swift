@@ -12,6 +12,13 @@ final class NodeLoop {
     var snapshotIndex: LogIndex
     /// The index of the snapshot being encoded on the snapshot thread; at most one at a time.
     var snapshotEncoding: LogIndex?
+    /// An encoded snapshot being written to the store, one piece per loop turn.
+    struct Compaction {
+        var metadata: SnapshotMetadata
+        var data: [UInt8]
+        var written = 0
+    }
+    var compaction: Compaction?
     var haltReason: String?
     var stopping = false
 
@@ -123,6 +130,7 @@ final class NodeLoop {
                 if nextTick <= now { nextTick = now + tickNanos }  // fell behind: no burst of ticks
             }
             handleReady()
+            continueCompaction()
             maybeSnapshot()
             publishNow()
         }
@@ -337,12 +345,13 @@ final class NodeLoop {
     // MARK: - Snapshots
 
     /// Every `snapshotEveryEntries` applied entries, encodes the state on the snapshot thread
-    /// and compacts the log when it is done (`compact`). The loop keeps persisting, sending and
-    /// applying meanwhile: it hands over a copy of the state, which is a value type, so the copy
-    /// costs nothing until the loop's next apply copies each collection it touches (done once,
-    /// far cheaper than encoding). At most one encoding is in flight: memory is one copy.
+    /// and then writes it to the store a piece per loop turn (`continueCompaction`). The loop
+    /// keeps persisting, sending and applying meanwhile: it hands over a copy of the state,
+    /// which is a value type, so the copy costs nothing until the loop's next apply copies each
+    /// collection it touches (once, far cheaper than encoding). One snapshot at a time, from
+    /// encoding to the end of its write: memory is one copy and one encoding.
     func maybeSnapshot() {
-        guard haltReason == nil, snapshotEncoding == nil else { return }
+        guard haltReason == nil, snapshotEncoding == nil, compaction == nil else { return }
         let applied = raft.appliedIndex
         guard applied >= snapshotIndex + options.snapshotEveryEntries else { return }
         precondition(state.appliedIndex <= applied, "state applied \(state.appliedIndex) beyond the core's \(applied)")
@@ -357,16 +366,45 @@ final class NodeLoop {
         }
     }
 
-    /// The snapshot thread finished: store the snapshot and drop the log it covers, unless a
-    /// snapshot from the leader was installed meanwhile at or past this index.
+    /// The snapshot thread finished: write it, unless a snapshot from the leader was installed
+    /// meanwhile at or past its index.
     func compact(_ encoded: EncodedSnapshot) {
         snapshotEncoding = nil
         guard haltReason == nil, encoded.index > snapshotIndex else { return }
+        let term: Term
         do {
-            try store.compact(upTo: encoded.index, conf: encoded.conf, data: encoded.data)
-            snapshotIndex = encoded.index
+            term = try store.term(encoded.index)
         } catch {
-            halt("compacting the log at \(encoded.index) failed: \(error)")
+            halt("compacting the log at \(encoded.index): its term is unreadable: \(error)")
+            return
+        }
+        compaction = Compaction(metadata: SnapshotMetadata(index: encoded.index, term: term, conf: encoded.conf), data: encoded.data)
+        continueCompaction()
+    }
+
+    /// Writes the next piece (at most `compactionPieceBytes`) of the pending snapshot, each in
+    /// its own short store transaction, and after the last one makes it current and drops the
+    /// log it covers: no turn of the loop writes the whole state at once.
+    func continueCompaction() {
+        guard haltReason == nil, var c = compaction else { return }
+        guard c.metadata.index > snapshotIndex else {
+            compaction = nil  // a newer snapshot was installed; the next compaction starts over
+            return
+        }
+        let end = min(c.written + options.compactionPieceBytes, c.data.count)
+        do {
+            try store.stageCompaction(SnapshotChunk(
+                metadata: c.metadata, offset: UInt64(c.written), totalBytes: UInt64(c.data.count),
+                data: Array(c.data[c.written..<end]), done: end == c.data.count))
+            c.written = end
+            if end < c.data.count {
+                compaction = c
+                return
+            }
+            compaction = nil
+            if try store.finishCompaction(c.metadata) { snapshotIndex = c.metadata.index }
+        } catch {
+            halt("compacting the log at \(c.metadata.index) failed: \(error)")
         }
     }
 

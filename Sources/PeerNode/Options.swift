@@ -8,6 +8,9 @@ public struct PeerNodeOptions: Sendable {
     public var tickMillis: Int = 100
     /// Take a snapshot and compact the log once this many entries were applied since the last.
     public var snapshotEveryEntries: UInt64 = 10_000
+    /// A snapshot is written to the store in pieces of at most this many bytes, one per loop
+    /// turn, so that writing a large state never stalls the loop for long.
+    public var compactionPieceBytes = 512 << 10
     /// Bound of the peer-message lane (Raft retries what is dropped).
     public var messageQueueMax = 16_384
     /// Bound of the request lane (proposals, reads, status): beyond it requests fail at once.
@@ -27,6 +30,7 @@ public struct PeerNodeOptions: Sendable {
         if let e = raft.validationError() { return e }
         if tickMillis < 1 || tickMillis > 10_000 { return "tickMillis \(tickMillis) must be 1...10000" }
         if snapshotEveryEntries < 1 { return "snapshotEveryEntries must be >= 1" }
+        if compactionPieceBytes < 1 { return "compactionPieceBytes must be >= 1" }
         if messageQueueMax < 1 || requestQueueMax < 1 || proposalBatchMax < 1 { return "queue bounds must be >= 1" }
         if proposalTimeoutMillis < 1 || readTimeoutMillis < 1 { return "timeouts must be >= 1 ms" }
         return nil

@@ -9,8 +9,14 @@ public protocol LogStore: RaftStorage {
     /// Persists what `ready` asks for (snapshot, entries, hard state) in one durable write
     /// (fsync'd when `ready.mustSync`). Returns only once every read reflects it.
     func persist(_ ready: Ready) throws
-    /// Records a snapshot of the application at `index` (applied) and drops the log up to it.
-    func compact(upTo index: LogIndex, conf: ConfState, data: [UInt8]) throws
+    /// Incremental compaction, so that no single write holds the node long: each piece of a
+    /// snapshot of the application at `chunk.metadata.index` (applied) is written by its own
+    /// call, in order from offset 0; nothing current changes until `finishCompaction`.
+    func stageCompaction(_ chunk: SnapshotChunk) throws
+    /// Makes the completely staged snapshot current and drops the log up to its index. Returns
+    /// false (and drops the staged one) if a newer snapshot was installed meanwhile.
+    @discardableResult
+    func finishCompaction(_ metadata: SnapshotMetadata) throws -> Bool
     /// The application bytes of the current snapshot (empty when there is none).
     func currentSnapshotData() throws -> [UInt8]
 }

@@ -132,6 +132,82 @@ extension PeerStore {
         truncateWALAfterLargeWrite(Int(clamping: bytes))
     }
 
+    /// Incremental compaction, step 1 (repeated): writes one piece of a snapshot this peer took
+    /// at `chunk.metadata.index` into `snapshot_local_staging`, in its own short transaction, so
+    /// that a large state never holds the writer for long. Offset 0 starts over; each piece must
+    /// continue the last. The current snapshot and the log are untouched until
+    /// `finishCompaction`.
+    public func stageCompaction(_ chunk: SnapshotChunk) throws(PeerStoreError) {
+        if let failure { throw PeerStoreError.halted(path: path, reason: failure.description) }
+        var next = localStaging
+        if chunk.offset == 0 {
+            next = Staging(metadata: chunk.metadata, totalBytes: chunk.totalBytes, stagedBytes: 0)
+        }
+        guard let s = next, s.metadata == chunk.metadata, s.totalBytes == chunk.totalBytes, s.stagedBytes == chunk.offset,
+              s.stagedBytes + UInt64(chunk.data.count) <= s.totalBytes else {
+            preconditionFailure("compaction piece \(chunk.metadata.index) at \(chunk.offset) does not continue \(String(describing: localStaging))")
+        }
+        do {
+            try dbQueue.write { db in
+                if chunk.offset == 0 { try db.execute(sql: "DELETE FROM snapshot_local_staging") }
+                try writeSnapshotRows(db, table: "snapshot_local_staging", offset: chunk.offset, chunk.data)
+            }
+        } catch {
+            throw halt(PeerStoreError.from(error, path: path))
+        }
+        next!.stagedBytes += UInt64(chunk.data.count)
+        localStaging = next
+    }
+
+    /// Incremental compaction, step 2: the completely staged snapshot becomes the current one
+    /// and the log up to its index is deleted, in one transaction that copies no snapshot data
+    /// (the staging table is renamed). Returns false, and drops what was staged, when a newer
+    /// snapshot arrived meanwhile (from the leader): nothing else changes then.
+    @discardableResult
+    public func finishCompaction(_ metadata: SnapshotMetadata) throws(PeerStoreError) -> Bool {
+        if let failure { throw PeerStoreError.halted(path: path, reason: failure.description) }
+        guard let s = localStaging, s.metadata == metadata, s.stagedBytes == s.totalBytes else {
+            preconditionFailure("finishCompaction(\(metadata.index)) of a snapshot not completely staged (\(String(describing: localStaging)))")
+        }
+        localStaging = nil
+        guard metadata.index > snapshotMeta.index else {
+            do {
+                try dbQueue.write { db in try db.execute(sql: "DELETE FROM snapshot_local_staging") }
+            } catch {
+                throw halt(PeerStoreError.from(error, path: path))
+            }
+            return false
+        }
+        precondition(metadata.index <= lastStoredIndex, "snapshot at \(metadata.index) beyond the log (last \(lastStoredIndex))")
+        let term: Term
+        do {
+            term = try self.term(metadata.index)
+        } catch {
+            throw halt(.corrupt(path: path, detail: "term of entry \(metadata.index) unreadable: \(error)"))
+        }
+        precondition(term == metadata.term, "snapshot at \(metadata.index) claims term \(metadata.term), the log has \(term)")
+        do {
+            try dbQueue.write { db in
+                try db.execute(sql: """
+                    DROP TABLE snapshot_data;
+                    ALTER TABLE snapshot_local_staging RENAME TO snapshot_data;
+                    CREATE TABLE snapshot_local_staging (
+                        byte_offset INTEGER PRIMARY KEY,
+                        data BLOB NOT NULL
+                    );
+                    """)
+                try writeSnapshotMetadata(db, metadata, bytes: s.totalBytes)
+                try db.cachedStatement(sql: "DELETE FROM entry WHERE idx <= ?").execute(arguments: [Int64(metadata.index)])
+            }
+        } catch {
+            throw halt(PeerStoreError.from(error, path: path))
+        }
+        snapshotMeta = metadata
+        snapshotBytes = s.totalBytes
+        cache.dropPrefix(through: metadata.index)
+        return true
+    }
+
     /// After a transaction of about `bytes` beyond `walBytesMax`, checkpoint and truncate the
     /// WAL so the file does not stay that large (it is kept between writes otherwise). The data
     /// is already durable; a failure here still halts the store, as the disk is failing.

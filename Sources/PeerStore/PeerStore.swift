@@ -56,6 +56,9 @@ public final class PeerStore: RaftStorage {
     /// The snapshot being received (`Ready.snapshotChunks`), in `snapshot_staging`. Volatile like
     /// the core's: nil after open (rows left by a crash are dropped by the next offset-0 chunk).
     var staging: Staging?
+    /// The snapshot this peer is writing itself (`stageCompaction`), in `snapshot_local_staging`.
+    /// Volatile too: rows left by a crash are dropped by the next offset-0 piece.
+    var localStaging: Staging?
     var lastStoredIndex: LogIndex
     var lastStoredTerm: Term
     var cache: EntryCache

@@ -8,7 +8,7 @@ import Raft
 /// orders correctly; terms, votes and peer ids are stored by bit pattern.
 enum Schema {
     /// The schema version this binary writes. Bump it with every new migration.
-    static let version = 2
+    static let version = 3
 
     /// Row size used by the v2 migration to split a v1 snapshot blob (the store's own writes use
     /// `PeerStore.Options.snapshotRowBytesMax`; readers accept any row size).
@@ -76,6 +76,17 @@ enum Schema {
                 offset = end
             }
             try db.execute(sql: "UPDATE snapshot SET data = x'', data_bytes = ? WHERE id = 1", arguments: [Int64(blob.count)])
+        }
+        // A snapshot this peer takes itself is written in pieces, each a short transaction, into
+        // its own staging table (never the one a snapshot from the leader is received into),
+        // and becomes the current snapshot in one small transaction (`finishCompaction`).
+        m.registerMigration("v3-local-snapshot-staging") { db in
+            try db.execute(sql: """
+                CREATE TABLE snapshot_local_staging (
+                    byte_offset INTEGER PRIMARY KEY,
+                    data BLOB NOT NULL
+                );
+                """)
         }
         return m
     }()

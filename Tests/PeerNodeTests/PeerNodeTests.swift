@@ -126,6 +126,12 @@ struct PeerNodeTests {
     @Test("the log is compacted into snapshots and a restarted node restores the same state")
     func snapshotAndRestart() async throws {
         let c = try LocalCluster(size: 3, snapshotEvery: 16)
+        // Small pieces: each snapshot is written over several loop turns.
+        c.compactionPieceBytes = 64
+        for id in c.ids {
+            await c.stopNode(id)
+            try c.startNode(id)
+        }
         let leader = try await c.waitForLeader()
         for i in 0..<50 { _ = try await c.nodes[leader]!.propose(createTenant("s\(i)")) }
         let index = try await c.nodes[leader]!.status().appliedIndex
@@ -137,6 +143,7 @@ struct PeerNodeTests {
         let snapIndex = c.stores[follower]!.memory.latestSnapshot.metadata.index
         #expect(snapIndex >= 16, "no snapshot was taken (index \(snapIndex))")
         #expect(try c.stores[follower]!.firstIndex() == snapIndex + 1)
+        #expect(c.stores[follower]!.compactionPieces > 1, "the snapshot was written in one piece")
         try c.startNode(follower)
         try await c.waitForApplied(index)
         #expect(try await c.nodes[follower]!.status().stateDigest == digestBefore)

@@ -30,6 +30,8 @@ final class LocalCluster {
     let snapshotEvery: UInt64
     /// Election timeout of nodes started from now on.
     var electionTicks = 10
+    /// Snapshot piece size of nodes started from now on.
+    var compactionPieceBytes = 512 << 10
 
     init(size: Int, tickMillis: Int = 5, snapshotEvery: UInt64 = 10_000) throws {
         ids = (1...UInt64(size)).map { $0 }
@@ -47,6 +49,7 @@ final class LocalCluster {
         var o = PeerNodeOptions(raft: raft)
         o.tickMillis = tickMillis
         o.snapshotEveryEntries = snapshotEvery
+        o.compactionPieceBytes = compactionPieceBytes
         o.proposalTimeoutMillis = 5_000
         return o
     }
