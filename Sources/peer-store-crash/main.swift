@@ -118,7 +118,24 @@ while true {
             }
         } else if !fileSizeLimited && hs.commit >= first && (roll < 5 || last - first > logEntriesMax) {
             say("I C \(hs.commit)")
-            try store.compact(upTo: hs.commit, conf: ConfState(voters: [1, 2, 3]), data: crashPayload(index: hs.commit, term: 0))
+            let conf = ConfState(voters: [1, 2, 3])
+            let data = crashPayload(index: hs.commit, term: 0)
+            if rng.next() % 2 == 0 {
+                try store.compact(upTo: hs.commit, conf: conf, data: data)
+            } else {
+                // The running peer's way: pieces in their own transactions, then the finish
+                // (a kill between pieces must leave the old snapshot and the log intact).
+                let snap = Snapshot(metadata: SnapshotMetadata(index: hs.commit, term: try store.term(hs.commit), conf: conf), data: data)
+                var offset: UInt64 = 0
+                var done = false
+                while !done {
+                    let c = SnapshotChunk.cut(from: snap, offset: offset, maxBytes: 1 + Int(rng.next() % 40))
+                    try store.stageCompaction(c)
+                    offset += UInt64(c.data.count)
+                    done = c.done
+                }
+                try store.finishCompaction(snap.metadata)
+            }
         } else {
             var from = last + 1
             if roll < 15 && last > hs.commit && last >= first {
