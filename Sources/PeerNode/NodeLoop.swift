@@ -46,6 +46,11 @@ final class NodeLoop {
     var onExit: (@Sendable () -> Void)?
     /// Configuration changes the core applied (ADR 0005): the transport's peers follow them.
     var membershipChanged: (@Sendable ([ConfChangeResult]) -> Void)?
+    /// Told about every turn of the loop slower than `options.slowTurnMillis`.
+    var slowTurn: (@Sendable (SlowTurn) -> Void)?
+    /// Time spent in the current turn's phases (nanoseconds), for `SlowTurn`.
+    var turnPersistNanos: UInt64 = 0
+    var turnApplyNanos: UInt64 = 0
 
     init(options: PeerNodeOptions, store: any LogStore, send: @escaping MessageSender, mailbox: Mailbox<Message, Request>) throws(PeerNodeError) {
         self.options = options
@@ -129,14 +134,28 @@ final class NodeLoop {
                 nextTick += tickNanos
                 if nextTick <= now { nextTick = now + tickNanos }  // fell behind: no burst of ticks
             }
+            turnPersistNanos = 0
+            turnApplyNanos = 0
+            let readyStart = MonotonicTime.nanos()
             handleReady()
+            let compactionStart = MonotonicTime.nanos()
             continueCompaction()
             maybeSnapshot()
             publishNow()
+            let end = MonotonicTime.nanos()
+            if let slowTurn, end - now >= UInt64(options.slowTurnMillis) * 1_000_000 {
+                slowTurn(SlowTurn(
+                    totalMillis: Self.millis(end - now), stepMillis: Self.millis(readyStart - now),
+                    persistMillis: Self.millis(turnPersistNanos), applyMillis: Self.millis(turnApplyNanos),
+                    compactionMillis: Self.millis(end - compactionStart),
+                    messages: messages.count, requests: requests.count))
+            }
         }
         failEverything()
         onExit?()
     }
+
+    static func millis(_ nanos: UInt64) -> Double { Double(nanos) / 1_000_000 }
 
     func publishNow() {
         publish?(PeerNode.Published(leader: raft.leader, role: raft.role, term: raft.term, appliedIndex: raft.appliedIndex, haltReason: haltReason))
@@ -151,12 +170,14 @@ final class NodeLoop {
                 halt(why)
                 return
             }
+            let persistStart = MonotonicTime.nanos()
             do {
                 try store.persist(rd)
             } catch {
                 halt("persisting the log failed: \(error)")
                 return
             }
+            turnPersistNanos += MonotonicTime.nanos() - persistStart
             assertPersisted(rd)
             for m in rd.messages { send(m) }
             if !rd.confChanges.isEmpty { membershipChanged?(rd.confChanges) }
@@ -164,10 +185,12 @@ final class NodeLoop {
                 restoreState(from: snap)
                 if haltReason != nil { return }
             }
+            let applyStart = MonotonicTime.nanos()
             for entry in rd.committedEntries {
                 apply(entry)
                 if haltReason != nil { return }
             }
+            turnApplyNanos += MonotonicTime.nanos() - applyStart
             if let ss = rd.softState { softStateChanged(to: ss) }
             if rd.hardState != nil || rd.softState != nil { failProposalsOfOtherTerms() }
             for rs in rd.readStates {

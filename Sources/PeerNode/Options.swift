@@ -11,6 +11,9 @@ public struct PeerNodeOptions: Sendable {
     /// A snapshot is written to the store in pieces of at most this many bytes, one per loop
     /// turn, so that writing a large state never stalls the loop for long.
     public var compactionPieceBytes = 512 << 10
+    /// A turn of the loop (step, persist, send, apply, compaction) that takes at least this long
+    /// is reported to `PeerNode.onSlowTurn` (etcd warns of slow applies the same way).
+    public var slowTurnMillis = 100
     /// Bound of the peer-message lane (Raft retries what is dropped).
     public var messageQueueMax = 16_384
     /// Bound of the request lane (proposals, reads, status): beyond it requests fail at once.
@@ -31,6 +34,7 @@ public struct PeerNodeOptions: Sendable {
         if tickMillis < 1 || tickMillis > 10_000 { return "tickMillis \(tickMillis) must be 1...10000" }
         if snapshotEveryEntries < 1 { return "snapshotEveryEntries must be >= 1" }
         if compactionPieceBytes < 1 { return "compactionPieceBytes must be >= 1" }
+        if slowTurnMillis < 1 { return "slowTurnMillis must be >= 1" }
         if messageQueueMax < 1 || requestQueueMax < 1 || proposalBatchMax < 1 { return "queue bounds must be >= 1" }
         if proposalTimeoutMillis < 1 || readTimeoutMillis < 1 { return "timeouts must be >= 1 ms" }
         return nil
@@ -65,4 +69,21 @@ public struct NodeStatus: Sendable, Hashable {
     public var snapshotsInstalled: Int
     public var tenantCount: Int
     public var instanceCount: Int
+}
+
+/// One turn of the node loop that took at least `PeerNodeOptions.slowTurnMillis`, by phase: what
+/// an operator needs to tell a slow disk (persist) from a slow state machine (apply) from a
+/// snapshot write (compaction). While a turn runs, no message is sent and no request answered.
+public struct SlowTurn: Sendable, Hashable {
+    public var totalMillis: Double
+    /// Stepping the peer messages and requests taken this turn (and proposing).
+    public var stepMillis: Double
+    /// `LogStore.persist` of every Ready of the turn (the durable write, fsync).
+    public var persistMillis: Double
+    /// Applying committed entries to the cluster state.
+    public var applyMillis: Double
+    /// Writing a piece of a snapshot, and finishing it.
+    public var compactionMillis: Double
+    public var messages: Int
+    public var requests: Int
 }

@@ -69,6 +69,12 @@ public final class PeerNode: Sendable {
         loop.value.membershipChanged = observer
     }
 
+    /// Calls `observer` on the node's thread after every turn of the loop slower than
+    /// `options.slowTurnMillis`. Set it before `start()`; it must not block.
+    public func onSlowTurn(_ observer: @escaping @Sendable (SlowTurn) -> Void) {
+        loop.value.slowTurn = observer
+    }
+
     /// Starts the node's thread.
     public func start() {
         let box = loop

@@ -82,6 +82,12 @@ enum PeerRuntime {
         options.tickMillis = s.tickMillis
         options.snapshotEveryEntries = s.snapshotEveryEntries
         let node = try PeerNode(options: options, store: store, send: { m in _ = transport.send(m) })
+        node.onSlowTurn { t in
+            logger.warning("node loop turn took \(Int(t.totalMillis)) ms: nothing was sent or answered meanwhile", metadata: [
+                "step_ms": "\(Int(t.stepMillis))", "persist_ms": "\(Int(t.persistMillis))", "apply_ms": "\(Int(t.applyMillis))",
+                "compaction_ms": "\(Int(t.compactionMillis))", "messages": "\(t.messages)", "requests": "\(t.requests)",
+            ])
+        }
         // Membership follows the replicated configuration (ADR 0005): a node removed from it is
         // dropped from the transport; one added must be in the cluster config to be dialled.
         let addresses = Dictionary(uniqueKeysWithValues: s.members.map { ($0.id, PeerAddress(host: $0.peerHost, port: $0.peerPort)) })
