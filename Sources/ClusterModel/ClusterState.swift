@@ -33,7 +33,7 @@ public struct ClusterState: Equatable, Sendable {
     public internal(set) var lastLeaderTimeMs: Int64 = 0
 
     var instances: [String: Instance] = [:]
-    var tenants: [String: Tenant] = [:]
+    var tenants = ShardedDictionary<String, Tenant>()
     /// tenant id → instance id → placement. Invariant: at most one `.active` and at most one
     /// `.preparing` per tenant; no `.gone` (a gone placement is deleted).
     var placements: [String: [String: Placement]] = [:]
