@@ -45,5 +45,9 @@ public final class MemoryLogStore: LogStore, @unchecked Sendable {
         return true
     }
 
+    /// Memory is freed with the replaced snapshot itself: nothing to reclaim.
+    @discardableResult
+    public func reclaimSpace() throws -> Bool { false }
+
     public func currentSnapshotData() throws -> [UInt8] { memory.latestSnapshot.data }
 }

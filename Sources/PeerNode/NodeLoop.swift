@@ -409,7 +409,15 @@ final class NodeLoop {
     /// its own short store transaction, and after the last one makes it current and drops the
     /// log it covers: no turn of the loop writes the whole state at once.
     func continueCompaction() {
-        guard haltReason == nil, var c = compaction else { return }
+        guard haltReason == nil else { return }
+        guard var c = compaction else {
+            do {
+                try store.reclaimSpace()
+            } catch {
+                halt("freeing a replaced snapshot's space failed: \(error)")
+            }
+            return
+        }
         guard c.metadata.index > snapshotIndex else {
             compaction = nil  // a newer snapshot was installed; the next compaction starts over
             return

@@ -17,6 +17,10 @@ public protocol LogStore: RaftStorage {
     /// false (and drops the staged one) if a newer snapshot was installed meanwhile.
     @discardableResult
     func finishCompaction(_ metadata: SnapshotMetadata) throws -> Bool
+    /// Frees a bounded part of the space a replaced snapshot held; true while some remains.
+    /// Called once per loop turn when no snapshot is being written.
+    @discardableResult
+    func reclaimSpace() throws -> Bool
     /// The application bytes of the current snapshot (empty when there is none).
     func currentSnapshotData() throws -> [UInt8]
 }

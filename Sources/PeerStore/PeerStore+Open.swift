@@ -10,6 +10,8 @@ struct LoadedState {
     var snapshotBytes: UInt64
     var lastIndex: LogIndex
     var lastTerm: Term
+    /// A replaced snapshot's rows wait in `snapshot_trash` to be freed (`reclaimSpace`).
+    var hasTrash = false
 }
 
 extension PeerStore {
@@ -192,6 +194,7 @@ extension PeerStore {
         guard hardState.commit <= lastIndex else {
             throw PeerStoreError.corrupt(path: path, detail: "hard state commit \(hardState.commit) is beyond the last entry \(lastIndex)")
         }
-        return LoadedState(hardState: hardState, snapshot: meta, snapshotBytes: UInt64(dataBytes), lastIndex: lastIndex, lastTerm: lastTerm)
+        return LoadedState(hardState: hardState, snapshot: meta, snapshotBytes: UInt64(dataBytes), lastIndex: lastIndex, lastTerm: lastTerm,
+                           hasTrash: try db.tableExists("snapshot_trash"))
     }
 }

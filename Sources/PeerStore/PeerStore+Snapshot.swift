@@ -105,8 +105,8 @@ extension PeerStore {
         guard let s = staging, s.metadata == metadata, s.stagedBytes == s.totalBytes else {
             preconditionFailure("install of snapshot \(metadata.index)/t\(metadata.term), which is not completely staged (\(String(describing: staging)))")
         }
+        try retireSnapshotData(db)
         try db.execute(sql: """
-            DROP TABLE snapshot_data;
             ALTER TABLE snapshot_staging RENAME TO snapshot_data;
             CREATE TABLE snapshot_staging (
                 byte_offset INTEGER PRIMARY KEY,
@@ -115,6 +115,37 @@ extension PeerStore {
             DELETE FROM entry;
             """)
         try writeSnapshotMetadata(db, metadata, bytes: s.totalBytes)
+    }
+
+    /// Inside the caller's transaction: the current snapshot's rows become `snapshot_trash`
+    /// (a rename: nothing is read or freed now), for `reclaimSpace` to free a row at a time. A
+    /// previous snapshot's rows still waiting there are dropped first (only when snapshots
+    /// follow each other faster than the node reclaims). The caller sets `hasTrash` after commit.
+    func retireSnapshotData(_ db: Database) throws {
+        if try db.tableExists("snapshot_trash") { try db.execute(sql: "DROP TABLE snapshot_trash") }
+        try db.execute(sql: "ALTER TABLE snapshot_data RENAME TO snapshot_trash")
+    }
+
+    /// Frees one row (at most `snapshotRowBytesMax`) of a replaced snapshot, and drops the table
+    /// once it is empty. Returns true while rows remain. The node calls it once per loop turn
+    /// when it is not writing a snapshot: the space comes back in short steps.
+    @discardableResult
+    public func reclaimSpace() throws(PeerStoreError) -> Bool {
+        if let failure { throw PeerStoreError.halted(path: path, reason: failure.description) }
+        guard hasTrash else { return false }
+        let more: Bool
+        do {
+            more = try dbQueue.write { db in
+                try db.execute(sql: "DELETE FROM snapshot_trash WHERE byte_offset = (SELECT MIN(byte_offset) FROM snapshot_trash)")
+                if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM snapshot_trash)") == true { return true }
+                try db.execute(sql: "DROP TABLE snapshot_trash")
+                return false
+            }
+        } catch {
+            throw halt(PeerStoreError.from(error, path: path))
+        }
+        hasTrash = more
+        return more
     }
 
     func writeSnapshotMetadata(_ db: Database, _ m: SnapshotMetadata, bytes: UInt64) throws {

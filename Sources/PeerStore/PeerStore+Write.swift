@@ -77,6 +77,7 @@ extension PeerStore {
         if let snap = installSnapshot {
             snapshotMeta = snap
             snapshotBytes = installedBytes
+            hasTrash = true
             lastStoredIndex = snap.index
             lastStoredTerm = snap.term
             cache.clear()
@@ -188,8 +189,8 @@ extension PeerStore {
         precondition(term == metadata.term, "snapshot at \(metadata.index) claims term \(metadata.term), the log has \(term)")
         do {
             try dbQueue.write { db in
+                try retireSnapshotData(db)
                 try db.execute(sql: """
-                    DROP TABLE snapshot_data;
                     ALTER TABLE snapshot_local_staging RENAME TO snapshot_data;
                     CREATE TABLE snapshot_local_staging (
                         byte_offset INTEGER PRIMARY KEY,
@@ -204,6 +205,7 @@ extension PeerStore {
         }
         snapshotMeta = metadata
         snapshotBytes = s.totalBytes
+        hasTrash = true
         cache.dropPrefix(through: metadata.index)
         return true
     }

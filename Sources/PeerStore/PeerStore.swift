@@ -59,6 +59,10 @@ public final class PeerStore: RaftStorage {
     /// The snapshot this peer is writing itself (`stageCompaction`), in `snapshot_local_staging`.
     /// Volatile too: rows left by a crash are dropped by the next offset-0 piece.
     var localStaging: Staging?
+    /// The replaced snapshot's rows are in `snapshot_trash`, freed a row at a time by
+    /// `reclaimSpace` (dropping tens of MB of rows in the replacing transaction held the writer
+    /// for 160 ms).
+    var hasTrash: Bool
     var lastStoredIndex: LogIndex
     var lastStoredTerm: Term
     var cache: EntryCache
@@ -76,6 +80,7 @@ public final class PeerStore: RaftStorage {
         self.snapshotBytes = state.snapshotBytes
         self.lastStoredIndex = state.lastIndex
         self.lastStoredTerm = state.lastTerm
+        self.hasTrash = state.hasTrash
         self.cache = EntryCache(entriesMax: options.cacheEntriesMax, bytesMax: options.cacheBytesMax)
     }
 

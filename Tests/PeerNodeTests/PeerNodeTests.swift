@@ -229,6 +229,7 @@ final class SlowDiskStore: LogStore, @unchecked Sendable {
     }
     func stageCompaction(_ chunk: SnapshotChunk) throws { try inner.stageCompaction(chunk) }
     func finishCompaction(_ metadata: SnapshotMetadata) throws -> Bool { try inner.finishCompaction(metadata) }
+    func reclaimSpace() throws -> Bool { try inner.reclaimSpace() }
     func currentSnapshotData() throws -> [UInt8] { try inner.currentSnapshotData() }
 }
 
