@@ -105,25 +105,27 @@ extension PeerStore {
         guard let s = staging, s.metadata == metadata, s.stagedBytes == s.totalBytes else {
             preconditionFailure("install of snapshot \(metadata.index)/t\(metadata.term), which is not completely staged (\(String(describing: staging)))")
         }
-        try retireSnapshotData(db)
-        try db.execute(sql: """
-            ALTER TABLE snapshot_staging RENAME TO snapshot_data;
-            CREATE TABLE snapshot_staging (
-                byte_offset INTEGER PRIMARY KEY,
-                data BLOB NOT NULL
-            );
-            DELETE FROM entry;
-            """)
+        try promoteStagedSnapshot(db, from: "snapshot_staging")
+        try db.execute(sql: "DELETE FROM entry")
         try writeSnapshotMetadata(db, metadata, bytes: s.totalBytes)
     }
 
-    /// Inside the caller's transaction: the current snapshot's rows become `snapshot_trash`
-    /// (a rename: nothing is read or freed now), for `reclaimSpace` to free a row at a time. A
-    /// previous snapshot's rows still waiting there are dropped first (only when snapshots
+    /// Inside the caller's transaction, makes the rows staged in `staging` (`snapshot_staging`
+    /// or `snapshot_local_staging`) the current snapshot's, by renames only: the current rows
+    /// become `snapshot_trash` (nothing is read or freed now; `reclaimSpace` frees them a row at
+    /// a time), the staging table becomes `snapshot_data`, and an empty staging table is made.
+    /// A previous snapshot's rows still in the trash are dropped first (only when snapshots
     /// follow each other faster than the node reclaims). The caller sets `hasTrash` after commit.
-    func retireSnapshotData(_ db: Database) throws {
+    func promoteStagedSnapshot(_ db: Database, from staging: String) throws {
         if try db.tableExists("snapshot_trash") { try db.execute(sql: "DROP TABLE snapshot_trash") }
-        try db.execute(sql: "ALTER TABLE snapshot_data RENAME TO snapshot_trash")
+        try db.execute(sql: """
+            ALTER TABLE snapshot_data RENAME TO snapshot_trash;
+            ALTER TABLE \(staging) RENAME TO snapshot_data;
+            CREATE TABLE \(staging) (
+                byte_offset INTEGER PRIMARY KEY,
+                data BLOB NOT NULL
+            );
+            """)
     }
 
     /// Frees one row (at most `snapshotRowBytesMax`) of a replaced snapshot, and drops the table

@@ -105,13 +105,7 @@ extension PeerStore {
     public func compact<S: Sequence>(upTo index: LogIndex, conf: ConfState, chunks: S) throws(PeerStoreError) where S.Element == [UInt8] {
         if let failure { throw PeerStoreError.halted(path: path, reason: failure.description) }
         guard index > snapshotMeta.index else { return }
-        precondition(index <= lastStoredIndex, "snapshot at \(index) beyond the log (last \(lastStoredIndex))")
-        let term: Term
-        do {
-            term = try self.term(index)
-        } catch {
-            throw halt(.corrupt(path: path, detail: "term of entry \(index) unreadable: \(error)"))
-        }
+        let term = try termToCompact(at: index)
         let metadata = SnapshotMetadata(index: index, term: term, conf: conf)
         var bytes: UInt64 = 0
         do {
@@ -179,24 +173,11 @@ extension PeerStore {
             }
             return false
         }
-        precondition(metadata.index <= lastStoredIndex, "snapshot at \(metadata.index) beyond the log (last \(lastStoredIndex))")
-        let term: Term
-        do {
-            term = try self.term(metadata.index)
-        } catch {
-            throw halt(.corrupt(path: path, detail: "term of entry \(metadata.index) unreadable: \(error)"))
-        }
+        let term = try termToCompact(at: metadata.index)
         precondition(term == metadata.term, "snapshot at \(metadata.index) claims term \(metadata.term), the log has \(term)")
         do {
             try dbQueue.write { db in
-                try retireSnapshotData(db)
-                try db.execute(sql: """
-                    ALTER TABLE snapshot_local_staging RENAME TO snapshot_data;
-                    CREATE TABLE snapshot_local_staging (
-                        byte_offset INTEGER PRIMARY KEY,
-                        data BLOB NOT NULL
-                    );
-                    """)
+                try promoteStagedSnapshot(db, from: "snapshot_local_staging")
                 try writeSnapshotMetadata(db, metadata, bytes: s.totalBytes)
                 try db.cachedStatement(sql: "DELETE FROM entry WHERE idx <= ?").execute(arguments: [Int64(metadata.index)])
             }
@@ -208,6 +189,16 @@ extension PeerStore {
         hasTrash = true
         cache.dropPrefix(through: metadata.index)
         return true
+    }
+
+    /// The term of the entry a compaction at `index` covers up to; the entry must be stored.
+    private func termToCompact(at index: LogIndex) throws(PeerStoreError) -> Term {
+        precondition(index <= lastStoredIndex, "snapshot at \(index) beyond the log (last \(lastStoredIndex))")
+        do {
+            return try self.term(index)
+        } catch {
+            throw halt(.corrupt(path: path, detail: "term of entry \(index) unreadable: \(error)"))
+        }
     }
 
     /// After a transaction of about `bytes` beyond `walBytesMax`, checkpoint and truncate the
