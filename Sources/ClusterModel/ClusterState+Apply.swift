@@ -141,8 +141,8 @@ extension ClusterState {
             sessionLastIndexFloor = 0
             return
         }
-        if sessionLastIndexFloor == 0 || sessions.count == 1 {
-            sessionLastIndexFloor = sessionClientIdsByLastIndex.keys.min()!
+        if sessions.count == 1 {  // the first session after none: the floor was 0
+            sessionLastIndexFloor = sessionClientIdsByLastIndex.keys.first!
             return
         }
         while sessionClientIdsByLastIndex[sessionLastIndexFloor] == nil { sessionLastIndexFloor += 1 }
