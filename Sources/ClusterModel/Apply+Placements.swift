@@ -4,7 +4,7 @@
 //   placement once it had one, and at most one is active.
 
 extension ClusterState {
-    mutating func applyPlaceTenant(_ c: PBPlaceTenant, now: Int64) throws(Rejection) {
+    mutating func applyPlaceTenant(_ c: PBPlaceTenant, now: Int64, index: UInt64) throws(Rejection) {
         let tenant = try existingTenant(c.tenantID)
         let instance = try existingInstance(c.instanceID)
         guard tenant.state != .deprovisioning else {
@@ -28,11 +28,12 @@ extension ClusterState {
         placement.instanceID = c.instanceID
         placement.phase = .preparing
         placement.phaseSinceMs = now
+        placement.phaseSinceIndex = index
         placements[c.tenantID, default: [:]][c.instanceID] = placement
         tenantIdsByInstance[c.instanceID, default: []].insert(c.tenantID)
     }
 
-    mutating func applySetPlacementPhase(_ c: PBSetPlacementPhase, now: Int64) throws(Rejection) {
+    mutating func applySetPlacementPhase(_ c: PBSetPlacementPhase, now: Int64, index: UInt64) throws(Rejection) {
         let tenant = try existingTenant(c.tenantID)
         try Validate.id(c.instanceID, "instance id")
         guard var placement = placements[c.tenantID]?[c.instanceID] else {
@@ -45,10 +46,12 @@ extension ClusterState {
                 var draining = previous
                 draining.phase = .draining
                 draining.phaseSinceMs = now
+                draining.phaseSinceIndex = index
                 placements[c.tenantID]?[previous.instanceID] = draining
             }
             placement.phase = .active
             placement.phaseSinceMs = now
+            placement.phaseSinceIndex = index
             placements[c.tenantID]?[c.instanceID] = placement
         case (.active, .draining):
             guard tenant.state == .deprovisioning else {
@@ -56,6 +59,7 @@ extension ClusterState {
             }
             placement.phase = .draining
             placement.phaseSinceMs = now
+            placement.phaseSinceIndex = index
             placements[c.tenantID]?[c.instanceID] = placement
         case (.draining, .gone), (.preparing, .gone):
             placements[c.tenantID]?[c.instanceID] = nil
@@ -65,5 +69,37 @@ extension ClusterState {
         default:
             throw Rejection(.invalidTransition, "placement \(Validate.quoted(c.tenantID))@\(Validate.quoted(c.instanceID)): \(placement.phase) → \(c.phase) is not allowed")
         }
+    }
+}
+
+extension ClusterState {
+    /// `peer tenants move`: the target placement (preparing) and the MOVE operation in one entry.
+    mutating func applyMoveTenant(_ c: PBMoveTenant, now: Int64, index: UInt64) throws(Rejection) {
+        try Validate.id(c.operationID, "operation id")
+        try Validate.text(c.originatingIdentity, "originating_identity", max: ClusterLimits.originatingIdentityBytesMax, required: false)
+        let tenant = try existingTenant(c.tenantID)
+        _ = try existingInstance(c.instanceID)
+        if let running = inProgressOperationIdsByTenant[c.tenantID] {
+            throw Rejection(.conflict, "tenant \(Validate.quoted(c.tenantID)) has operation \(Validate.quoted(running)) in progress")
+        }
+        guard tenant.state == .ready else {
+            throw Rejection(.invalidTransition, "tenant \(Validate.quoted(c.tenantID)) is \(tenant.state); only a ready tenant moves")
+        }
+        guard let source = activeInstance(ofTenant: c.tenantID) else {
+            throw Rejection(.invalidTransition, "tenant \(Validate.quoted(c.tenantID)) has no active placement to move from")
+        }
+        guard source != c.instanceID else {
+            throw Rejection(.alreadyExists, "tenant \(Validate.quoted(c.tenantID)) is already served by \(Validate.quoted(c.instanceID))")
+        }
+        try checkNewOperation(c.operationID)
+        var place = PBPlaceTenant()
+        place.tenantID = c.tenantID
+        place.instanceID = c.instanceID
+        // Validates the target (active, no placement there yet, no other move) and mutates last.
+        try applyPlaceTenant(place, now: now, index: index)
+        recordOperation(c.operationID, tenant: c.tenantID, kind: .move, identity: c.originatingIdentity, now: now, index: index)
+        operations[c.operationID]?.sourceInstanceID = source
+        operations[c.operationID]?.targetInstanceID = c.instanceID
+        operations[c.operationID]?.description_p = "moving from \(source) to \(c.instanceID)"
     }
 }

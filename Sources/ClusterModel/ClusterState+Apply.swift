@@ -79,8 +79,9 @@ extension ClusterState {
         case .updateTenant(let c): try applyUpdateTenant(c)
         case .setTenantState(let c): try applySetTenantState(c)
         case .deleteTenant(let c): try applyDeleteTenant(c, now: now)
-        case .placeTenant(let c): try applyPlaceTenant(c, now: now)
-        case .setPlacementPhase(let c): try applySetPlacementPhase(c, now: now)
+        case .placeTenant(let c): try applyPlaceTenant(c, now: now, index: index)
+        case .setPlacementPhase(let c): try applySetPlacementPhase(c, now: now, index: index)
+        case .moveTenant(let c): try applyMoveTenant(c, now: now, index: index)
         case .createBinding(let c): try applyCreateBinding(c, now: now)
         case .deleteBinding(let c): try applyDeleteBinding(c)
         case .startOperation(let c): try applyStartOperation(c, now: now, index: index)
@@ -163,6 +164,9 @@ extension Command.OneOf_Body {
         // The broker's commands (issue 7) join version 1: no release has shipped version 1 yet,
         // so no member can run without them (docs/adr/0006-broker.md).
         case .provisionTenant, .deprovisionTenant, .changeTenantPlan:
+            return 1
+        // The move (issue 8) joins version 1 for the same reason.
+        case .moveTenant:
             return 1
         }
     }

@@ -23,7 +23,9 @@ public enum OperationDriver {
     /// stay within the node's request queue; the rest advance in the next rounds.
     public static let stepsPerRoundMax = 512
 
-    public static func nextSteps(state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness = .immediate, nowMs: Int64) -> [DriverStep] {
+    public static func nextSteps(
+        state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none, nowMs: Int64
+    ) -> [DriverStep] {
         var capacity: CapacityLedger?  // computed only if some provision needs a placement
         var steps: [DriverStep] = []
         for operation in state.inProgressOperations.prefix(stepsPerRoundMax) {
@@ -33,6 +35,8 @@ public enum OperationDriver {
                 decision = provisionStep(operation, state: state, policy: policy, readiness: readiness, nowMs: nowMs, capacity: &capacity)
             case .deprovision:
                 decision = deprovisionStep(operation, state: state)
+            case .move:
+                decision = moveStep(operation, state: state, policy: policy, readiness: readiness, routers: routers, nowMs: nowMs)
             default:
                 decision = .act(.finishOperation(finish(operation.id, .succeeded, "nothing left to do")), "finish the \(operation.kind) operation")
             }
@@ -114,6 +118,56 @@ public enum OperationDriver {
         var delete = PBDeleteTenant()
         delete.id = tenant.id
         return .act(.deleteTenant(delete), "no placement left: delete")
+    }
+
+    /// A make-before-break move (ARCHITECTURE §10), decided from the replicated state alone:
+    ///
+    ///     target preparing  → (target serves the tenant) target active, source draining
+    ///                       → (every live router runs that config, then the grace period)
+    ///                         source gone  → operation succeeded
+    ///     target not served within moveTimeoutMs, or no longer active: target gone → failed
+    static func moveStep(
+        _ op: BrokerOperation, state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness,
+        routers: RouterAcks, nowMs: Int64
+    ) -> Decision {
+        guard let tenant = state.tenant(op.tenantID) else {
+            return .act(.finishOperation(finish(op.id, .failed, "tenant \(op.tenantID) no longer exists")), "tenant gone")
+        }
+        let target = op.targetInstanceID
+        let placements = state.placements(ofTenant: tenant.id)
+        let onTarget = placements.first { $0.instanceID == target }
+        let timedOut = nowMs - op.startedMs >= policy.moveTimeoutMs
+        switch onTarget?.phase {
+        case .preparing?:
+            let preparing = onTarget!
+            if state.instance(target)?.state != .active {
+                return .act(.setPlacementPhase(phase(preparing, .gone)), "target \(target) is no longer active: withdraw")
+            }
+            if readiness.isReady(preparing) {
+                return .act(.setPlacementPhase(phase(preparing, .active)), "target \(target) serves \(tenant.id): activate, source drains")
+            }
+            if timedOut {
+                return .act(.setPlacementPhase(phase(preparing, .gone)), "target \(target) did not serve \(tenant.id) in time: withdraw")
+            }
+            return .wait
+        case .active?:
+            guard let draining = placements.first(where: { $0.phase == .draining }) else {
+                return .act(
+                    .finishOperation(finish(op.id, .succeeded, "moved from \(op.sourceInstanceID) to \(target)")), "move done")
+            }
+            let active = onTarget!
+            guard let since = routers.confirmedSince(active.phaseSinceIndex) else { return .wait }
+            let grace = Int64(state.settings.moveGraceMs)
+            // Without routers the grace counts from the flip itself.
+            let graceStart = since == Int64.min ? draining.phaseSinceMs : since
+            guard nowMs - graceStart >= grace else { return .wait }
+            return .act(.setPlacementPhase(phase(draining, .gone)), "routers confirmed index \(active.phaseSinceIndex), grace \(grace) ms passed: drop \(draining.instanceID)")
+        default:
+            let why = timedOut
+                ? "instance \(target) did not serve tenant \(tenant.id) within \(policy.moveTimeoutMs / 1000) s; the tenant stays on \(op.sourceInstanceID)"
+                : "the placement on \(target) was withdrawn (instance \(target) left the active set); the tenant stays on \(op.sourceInstanceID)"
+            return .act(.finishOperation(finish(op.id, .failed, why)), "move failed")
+        }
     }
 
     static func finish(_ id: String, _ state: PBOperationState, _ description: String) -> PBFinishOperation {

@@ -15,6 +15,9 @@ public struct PlacementPolicy: Sendable, Hashable {
     /// A provision that has found no instance with headroom (or whose placement never became
     /// ready) this long after it started fails (`broker.provisionTimeoutMs`).
     public var provisionTimeoutMs: Int64
+    /// A move whose target has not served the tenant this long after it started is withdrawn
+    /// and fails (`router.moveTimeoutMs`); the tenant stays on its source.
+    public var moveTimeoutMs: Int64 = 60_000
 
     public init(instanceCapacityUnits: UInt64, weightUnitsByPlan: [String: UInt64], unknownPlanWeightUnits: UInt64 = 1, provisionTimeoutMs: Int64) {
         precondition(instanceCapacityUnits > 0, "an instance must offer some capacity")
@@ -37,12 +40,46 @@ public enum PlacementReadiness: Sendable, Hashable {
     case immediate
     /// Placements whose components the target instance's agent reported healthy.
     case reported(Set<PlacementKey>)
+    /// Instances in `supervised` run an agent: their placements are ready once reported in
+    /// `ready`. Placements on other instances (no components configured) are ready at once.
+    case supervised(ready: Set<PlacementKey>, supervised: Set<String>)
 
     public func isReady(_ placement: Placement) -> Bool {
+        let key = PlacementKey(tenant: placement.tenantID, instance: placement.instanceID)
         switch self {
         case .immediate: return true
-        case .reported(let ready): return ready.contains(PlacementKey(tenant: placement.tenantID, instance: placement.instanceID))
+        case .reported(let ready): return ready.contains(key)
+        case .supervised(let ready, let supervised): return !supervised.contains(placement.instanceID) || ready.contains(key)
         }
+    }
+}
+
+/// What the leader knows of the routers' configs (soft state, from the members' reports): for
+/// each Raft index it waits on, the leader time at which it first saw every live router run a
+/// config of that index or later. A move drops its source only after this plus the grace period
+/// (`settings.moveGraceMs`), so requests that old NGINX workers still send to the source finish.
+public struct RouterAcks: Sendable, Hashable {
+    /// index → leader time (Unix ms) when every live router was first seen at or past it.
+    public var confirmedSinceMs: [UInt64: Int64]
+
+    public init(confirmedSinceMs: [UInt64: Int64] = [:]) {
+        self.confirmedSinceMs = confirmedSinceMs
+    }
+
+    /// No routers to wait for: every index counts as confirmed since the dawn of time.
+    public static let none = RouterAcks(confirmedSinceMs: [:], waitForRouters: false)
+
+    /// False when no peer runs a router: then nothing waits for acks.
+    public var waitForRouters = true
+
+    init(confirmedSinceMs: [UInt64: Int64], waitForRouters: Bool) {
+        self.confirmedSinceMs = confirmedSinceMs
+        self.waitForRouters = waitForRouters
+    }
+
+    /// Since when index `index` is confirmed by every live router; nil if not yet.
+    public func confirmedSince(_ index: UInt64) -> Int64? {
+        waitForRouters ? confirmedSinceMs[index] : Int64.min
     }
 }
 

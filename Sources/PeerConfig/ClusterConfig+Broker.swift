@@ -92,6 +92,9 @@ extension ClusterConfig {
             public let free: Bool
             /// OSB `maintenance_info.version`, if the plan declares one.
             public let maintenanceVersion: String?
+            /// Tenants of this plan require a user token (a binding's credentials) on every
+            /// request; the router checks it with the local peer (`auth_request`).
+            public var userTokens: Bool = false
         }
 
         /// The plan with this id and the service it belongs to.

@@ -10,9 +10,9 @@ struct ConfigDecoder {
     /// Line of each value read, by key path, for errors found after decoding.
     private(set) var lines: [String: Int] = [:]
 
-    static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin", "broker", "catalog"]
+    static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin", "broker", "catalog", "components", "router"]
     static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries"]
-    static let peerKeys = ["id", "peer", "api", "router"]
+    static let peerKeys = ["id", "peer", "api", "router", "routerControl", "components"]
     static let adminKeys = ["tokenFile"]
     /// Where pid and log files go when `runDir` is not given: inside the data directory.
     static let runDirDefaultName = "run"
@@ -36,9 +36,13 @@ struct ConfigDecoder {
         let broker = try broker(top.value("broker"), at: "broker", cluster: cluster, tlsDir: tlsDir)
         let catalog = try top.value("catalog").map { (node) throws(ConfigError) in try self.catalog(node, at: "catalog") }
             ?? ClusterConfig.Catalog.dreamFace
+        let components = try top.value("components").map { (node) throws(ConfigError) in try self.componentCatalog(node, at: "components") }
+            ?? ClusterConfig.demoComponents
+        let router = try top.value("router").map { (node) throws(ConfigError) in try self.router(node, at: "router") }
+            ?? ClusterConfig.RouterSettings.defaults
         return ClusterConfig(
             cluster: cluster, dataDir: dataDir, tlsDir: tlsDir, runDir: runDir, timing: timing, peers: peers,
-            admin: admin, broker: broker, catalog: catalog, file: file)
+            admin: admin, broker: broker, catalog: catalog, components: components, router: router, file: file)
     }
 
     mutating func record(_ keyPath: String, _ node: Node) {
@@ -109,12 +113,33 @@ struct ConfigDecoder {
         let routerAddress = try map.value("router").map { (node) throws(ConfigError) in
             try address(node, at: map.path("router"), dialled: false)
         }
-        return ClusterConfig.Peer(id: id, peerAddress: peerAddress, apiAddress: apiAddress, routerAddress: routerAddress)
+        var routerControl = try map.value("routerControl").map { (node) throws(ConfigError) in
+            try address(node, at: map.path("routerControl"), dialled: true)
+        }
+        if routerControl != nil, routerAddress == nil {
+            throw reader.error(map.path("routerControl"), map.value("routerControl"), "routerControl needs a router address on this peer")
+        }
+        if routerControl == nil, let r = routerAddress {
+            guard let control = HostPort(host: "127.0.0.1", kind: .ipv4, port: 0).offset(by: Int(r.port) + ClusterConfig.routerControlPortOffset) else {
+                throw reader.error(map.path("router"), map.value("router"), "router port \(r.port) + \(ClusterConfig.routerControlPortOffset) is past 65535; give routerControl explicitly")
+            }
+            record(map.path("routerControl"), map.value("router")!)
+            routerControl = control
+        }
+        if let control = routerControl, !control.isLoopback {
+            throw reader.error(map.path("routerControl"), map.value("routerControl"), "must be a loopback address (127.0.0.1 or [::1]): only the peer itself asks it")
+        }
+        let componentAddress = try map.value("components").map { (node) throws(ConfigError) in
+            try address(node, at: map.path("components"), dialled: true)
+        }
+        return ClusterConfig.Peer(
+            id: id, peerAddress: peerAddress, apiAddress: apiAddress, routerAddress: routerAddress,
+            routerControlAddress: routerControl, componentAddress: componentAddress)
     }
 
     /// `host:port`. A `dialled` address is one other processes connect to, so it must name a
     /// host, not "every address" (`0.0.0.0`, `[::]`).
-    private mutating func address(_ node: Node, at keyPath: String, dialled: Bool) throws(ConfigError) -> HostPort {
+    mutating func address(_ node: Node, at keyPath: String, dialled: Bool) throws(ConfigError) -> HostPort {
         record(keyPath, node)
         guard case .scalar = node else {
             // `peer: [::1]:7101` unquoted is YAML flow syntax, not a string.

@@ -7,7 +7,7 @@ extension ConfigDecoder {
     static let brokerKeys = ["username", "passwordHashFile", "passwordFile", "tenantURL", "instanceCapacity", "provisionTimeoutMs", "retryAfterSeconds", "driverIntervalMs"]
     static let catalogKeys = ["services"]
     static let serviceKeys = ["id", "name", "description", "tags", "plans"]
-    static let planKeys = ["id", "name", "description", "components", "weight", "quotas", "free", "maintenanceVersion"]
+    static let planKeys = ["id", "name", "description", "components", "weight", "quotas", "free", "maintenanceVersion", "userTokens"]
     static let quotaKeys = ["requestsPerSecond", "connectionsMax"]
 
     typealias Broker = ClusterConfig.Broker
@@ -155,9 +155,13 @@ extension ConfigDecoder {
             }
             return text
         }
-        return Catalog.Plan(
+        var plan = Catalog.Plan(
             id: id, name: name, description: description, components: components, weight: weight,
             requestsPerSecond: requestsPerSecond, connectionsMax: connectionsMax, free: free, maintenanceVersion: maintenance)
+        if let n = map.value("userTokens") {
+            plan.userTokens = try reader.boolean(n, at: map.path("userTokens"))
+        }
+        return plan
     }
 
     /// OSB recommends GUIDs; we allow 1-64 of `A-Za-z0-9._-`, safe in URLs and in the state.

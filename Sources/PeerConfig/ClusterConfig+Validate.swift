@@ -9,6 +9,20 @@ struct ConfigValidator {
         try uniquePeerIDs()
         try uniqueAddresses()
         try timingRatio()
+        try planComponentsExist()
+    }
+
+    /// A plan that names a component no entry of `components` describes could never be served.
+    private func planComponentsExist() throws(ConfigError) {
+        let known = Set(config.components.map(\.name))
+        for (i, service) in config.catalog.services.enumerated() {
+            for (j, plan) in service.plans.enumerated() {
+                for c in plan.components where !known.contains(c) {
+                    let keyPath = "catalog.services[\(i)].plans[\(j)].components"
+                    throw error(keyPath, "plan '\(plan.id)' needs component '\(c)', which `components` does not describe (known: \(known.sorted().joined(separator: ", ")))")
+                }
+            }
+        }
     }
 
     private func error(_ keyPath: String, _ reason: String) -> ConfigError {
@@ -37,12 +51,24 @@ struct ConfigValidator {
         }
         var seen: [Listener] = []
         for (i, peer) in config.peers.enumerated() {
-            let mine: [(String, HostPort?)] = [("peer", peer.peerAddress), ("api", peer.apiAddress), ("router", peer.routerAddress)]
+            var mine: [(String, HostPort?)] = [
+                ("peer", peer.peerAddress), ("api", peer.apiAddress), ("router", peer.routerAddress),
+                ("routerControl", peer.routerControlAddress),
+            ]
+            for c in config.components {
+                if let base = peer.componentAddress, peer.address(of: c) == nil {
+                    throw error("peers[\(i)].components", "component \(c.name) would listen on port \(Int(base.port) + c.portOffset), past 65535")
+                }
+                mine.append(("components (\(c.name), port offset \(c.portOffset))", peer.address(of: c)))
+            }
             for case let (key, address?) in mine {
                 let listener = Listener(address: address, keyPath: "peers[\(i)].\(key)", machine: peer.peerAddress.host)
                 for other in seen where other.address.port == address.port {
                     let wildcard = other.address.isUnspecified || address.isUnspecified
-                    // Two `0.0.0.0:80` routers on two machines are fine; on one machine they clash.
+                    // Two `0.0.0.0:80` routers on two machines are fine; on one machine they
+                    // clash. Loopback addresses, too, belong to their own machine.
+                    let local = other.address.isLoopback && address.isLoopback
+                    if local && other.machine != listener.machine { continue }
                     guard wildcard ? other.machine == listener.machine : other.address.host == address.host else { continue }
                     if other.address.host == address.host {
                         throw error(listener.keyPath, "address \(address) is already used by \(other.keyPath)")

@@ -22,6 +22,11 @@ public struct ClusterConfig: Sendable, Hashable {
     public let broker: Broker
     /// The services and plans the broker offers (the DreamFace editions when absent).
     public let catalog: Catalog
+    /// How the agent runs each component type (the demo catalog when the file has none). In
+    /// the order of the file: a tenant's requests go to its first component in this order.
+    public let components: [Component]
+    /// The local NGINX's settings (defaults when the file has no `router:`).
+    public let router: RouterSettings
     /// The absolute path of the file this came from; nil for text given to `parse`.
     public let file: String?
 
@@ -46,6 +51,18 @@ public struct ClusterConfig: Sendable, Hashable {
         public let apiAddress: HostPort
         /// YAML `router`: where this peer's NGINX listens; may be `0.0.0.0:PORT`. Nil when absent.
         public let routerAddress: HostPort?
+        /// YAML `routerControl`: the loopback address where this peer's NGINX answers the peer's
+        /// own questions (`/generation`, to confirm a reload). Set whenever `router` is; by
+        /// default 127.0.0.1 at the router's port + 1000.
+        public let routerControlAddress: HostPort?
+        /// YAML `components`: where this instance's components listen: host and base port (a
+        /// component listens at base + its `portOffset`). Nil: this peer runs no components.
+        public let componentAddress: HostPort?
+
+        /// The address of one component on this instance, if it runs components.
+        public func address(of component: Component) -> HostPort? {
+            componentAddress.flatMap { $0.offset(by: component.portOffset) }
+        }
 
         /// IP addresses to name in this peer's certificate: the hosts of `peer` and `api`.
         public var certificateIPAddresses: [String] {

@@ -43,6 +43,16 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     /// another process can dial.
     public var isUnspecified: Bool { host == "0.0.0.0" || host == "::" }
 
+    /// 127.0.0.0/8 or ::1: reachable from this machine only.
+    public var isLoopback: Bool { (kind == .ipv4 && host.hasPrefix("127.")) || (kind == .ipv6 && host == "::1") }
+
+    /// The same host at `port + delta`, or nil past 65535.
+    public func offset(by delta: Int) -> HostPort? {
+        let p = Int(port) + delta
+        guard (1...65535).contains(p) else { return nil }
+        return HostPort(host: host, kind: kind, port: UInt16(p))
+    }
+
     /// Why `text` is not an address, or nil when it is one.
     public static func reasonInvalid(_ text: String) -> String? {
         if case .failure(let problem) = parse(text) { return problem.reason }

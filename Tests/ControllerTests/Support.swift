@@ -30,14 +30,24 @@ struct World {
         }
     }
 
-    func steps(readiness: PlacementReadiness = .immediate) -> [DriverStep] {
-        OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, nowMs: nowMs)
+    func steps(readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none) -> [DriverStep] {
+        OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, nowMs: nowMs)
     }
 
     /// One driver round: compute, then commit every step (as the leader's loop does).
     @discardableResult
-    mutating func round(readiness: PlacementReadiness = .immediate) -> [ApplyResult] {
-        steps(readiness: readiness).map { apply($0.command(leaderTimeMs: nowMs)) }
+    mutating func round(readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none) -> [ApplyResult] {
+        steps(readiness: readiness, routers: routers).map { apply($0.command(leaderTimeMs: nowMs)) }
+    }
+
+    /// `peer tenants move`.
+    @discardableResult
+    mutating func move(_ tenant: String, to target: String, operation: String? = nil) -> ApplyResult {
+        var c = PBMoveTenant()
+        c.tenantID = tenant
+        c.instanceID = target
+        c.operationID = operation ?? "op-m-\(tenant)-\(index)"
+        return run(.moveTenant(c))
     }
 
     /// Rounds until the driver has nothing to do (bounded); returns how many rounds ran.

@@ -13,7 +13,7 @@ import Testing
     }
 
     @Test func aDocumentThatIsNotAMappingIsRefused() {
-        let what = "must be a mapping of cluster settings (cluster, dataDir, tlsDir, runDir, timing, peers, admin, broker, catalog)"
+        let what = "must be a mapping of cluster settings (cluster, dataDir, tlsDir, runDir, timing, peers, admin, broker, catalog, components, router)"
         expectRefused("- a\n- b\n", keyPath: "", reason: what + ", got a list", line: 1)
         expectRefused("hello\n", keyPath: "", reason: what + ", got 'hello'", line: 1)
     }
@@ -174,7 +174,7 @@ import Testing
         expectRefused(head + "peers:\n  id: 1\n", keyPath: "peers",
                       reason: "must be a list of peers (each with id, peer, api), got a mapping")
         expectRefused(head + "peers:\n  - 1\n", keyPath: "peers[0]",
-                      reason: "must be a mapping of peer settings (id, peer, api, router), got '1'")
+                      reason: "must be a mapping of peer settings (id, peer, api, router, routerControl, components), got '1'")
     }
 
     @Test func atMost256PeersAreListed() {

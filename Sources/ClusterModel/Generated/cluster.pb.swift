@@ -211,6 +211,7 @@ public nonisolated enum PBOperationKind: SwiftProtobuf.Enum, Swift.CaseIterable 
   case provision // = 1
   case deprovision // = 2
   case update // = 3
+  case move // = 4
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -223,6 +224,7 @@ public nonisolated enum PBOperationKind: SwiftProtobuf.Enum, Swift.CaseIterable 
     case 1: self = .provision
     case 2: self = .deprovision
     case 3: self = .update
+    case 4: self = .move
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -233,6 +235,7 @@ public nonisolated enum PBOperationKind: SwiftProtobuf.Enum, Swift.CaseIterable 
     case .provision: return 1
     case .deprovision: return 2
     case .update: return 3
+    case .move: return 4
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -243,6 +246,7 @@ public nonisolated enum PBOperationKind: SwiftProtobuf.Enum, Swift.CaseIterable 
     .provision,
     .deprovision,
     .update,
+    .move,
   ]
 
 }
@@ -447,6 +451,14 @@ public nonisolated struct PBCommand: Sendable {
     set {body = .setPlacementPhase(newValue)}
   }
 
+  public var moveTenant: PBMoveTenant {
+    get {
+      if case .moveTenant(let v)? = body {return v}
+      return PBMoveTenant()
+    }
+    set {body = .moveTenant(newValue)}
+  }
+
   public var createBinding: PBCreateBinding {
     get {
       if case .createBinding(let v)? = body {return v}
@@ -548,6 +560,7 @@ public nonisolated struct PBCommand: Sendable {
     case deleteTenant(PBDeleteTenant)
     case placeTenant(PBPlaceTenant)
     case setPlacementPhase(PBSetPlacementPhase)
+    case moveTenant(PBMoveTenant)
     case createBinding(PBCreateBinding)
     case deleteBinding(PBDeleteBinding)
     case startOperation(PBStartOperation)
@@ -753,6 +766,29 @@ public nonisolated struct PBSetPlacementPhase: Sendable {
   public var instanceID: String = String()
 
   public var phase: PBPlacementPhase = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A make-before-break move (issue 8, `peer tenants move`): places the tenant on the target
+/// (preparing) and starts its MOVE operation in one entry. The leader's driver then activates the
+/// target once its agent serves the tenant (the source drains in that entry), waits until every
+/// live router runs a config at least that new plus the grace period, and drops the source.
+public nonisolated struct PBMoveTenant: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenantID: String = String()
+
+  /// the target
+  public var instanceID: String = String()
+
+  public var operationID: String = String()
+
+  public var originatingIdentity: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1086,6 +1122,10 @@ public nonisolated struct PBPlacement: Sendable {
 
   public var phaseSinceMs: Int64 = 0
 
+  /// Raft index of the entry that set `phase`: a router that runs a config of this index or
+  /// later routes by it (the move driver waits for every live router to confirm it).
+  public var phaseSinceIndex: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1137,6 +1177,11 @@ public nonisolated struct PBOperation: Sendable {
   /// Raft index of the entry that started it: orders a tenant's operations (the last one answers
   /// `last_operation` when the platform gives no operation token).
   public var startedIndex: UInt64 = 0
+
+  /// MOVE operations: where the tenant was served when the move started, and where it goes.
+  public var sourceInstanceID: String = String()
+
+  public var targetInstanceID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1259,7 +1304,7 @@ nonisolated extension PBPlacementPhase: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension PBOperationKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OPERATION_KIND_UNSPECIFIED\0\u{1}OPERATION_KIND_PROVISION\0\u{1}OPERATION_KIND_DEPROVISION\0\u{1}OPERATION_KIND_UPDATE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OPERATION_KIND_UNSPECIFIED\0\u{1}OPERATION_KIND_PROVISION\0\u{1}OPERATION_KIND_DEPROVISION\0\u{1}OPERATION_KIND_UPDATE\0\u{1}OPERATION_KIND_MOVE\0")
 }
 
 nonisolated extension PBOperationState: SwiftProtobuf._ProtoNameProviding {
@@ -1307,7 +1352,7 @@ nonisolated extension PBRequestId: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{3}leader_time_ms\0\u{3}skippable_if_unknown\0\u{4}\u{7}add_instance\0\u{3}set_instance_state\0\u{3}set_instance_role\0\u{3}report_instance_version\0\u{4}\u{7}create_tenant\0\u{3}update_tenant\0\u{3}set_tenant_state\0\u{3}delete_tenant\0\u{4}\u{7}place_tenant\0\u{3}set_placement_phase\0\u{4}\u{9}create_binding\0\u{3}delete_binding\0\u{4}\u{9}start_operation\0\u{3}finish_operation\0\u{3}provision_tenant\0\u{3}deprovision_tenant\0\u{3}change_tenant_plan\0\u{4}\u{6}record_intent\0\u{3}resolve_intent\0\u{4}\u{9}set_settings\0\u{3}set_min_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{3}leader_time_ms\0\u{3}skippable_if_unknown\0\u{4}\u{7}add_instance\0\u{3}set_instance_state\0\u{3}set_instance_role\0\u{3}report_instance_version\0\u{4}\u{7}create_tenant\0\u{3}update_tenant\0\u{3}set_tenant_state\0\u{3}delete_tenant\0\u{4}\u{7}place_tenant\0\u{3}set_placement_phase\0\u{3}move_tenant\0\u{4}\u{8}create_binding\0\u{3}delete_binding\0\u{4}\u{9}start_operation\0\u{3}finish_operation\0\u{3}provision_tenant\0\u{3}deprovision_tenant\0\u{3}change_tenant_plan\0\u{4}\u{6}record_intent\0\u{3}resolve_intent\0\u{4}\u{9}set_settings\0\u{3}set_min_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1446,6 +1491,19 @@ nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.body = .setPlacementPhase(v)
+        }
+      }()
+      case 32: try {
+        var v: PBMoveTenant?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .moveTenant(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .moveTenant(v)
         }
       }()
       case 40: try {
@@ -1650,6 +1708,10 @@ nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
     case .setPlacementPhase?: try {
       guard case .setPlacementPhase(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+    }()
+    case .moveTenant?: try {
+      guard case .moveTenant(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
     }()
     case .createBinding?: try {
       guard case .createBinding(let v)? = self.body else { preconditionFailure() }
@@ -2138,6 +2200,51 @@ nonisolated extension PBSetPlacementPhase: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.tenantID != rhs.tenantID {return false}
     if lhs.instanceID != rhs.instanceID {return false}
     if lhs.phase != rhs.phase {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension PBMoveTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MoveTenant"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}instance_id\0\u{3}operation_id\0\u{3}originating_identity\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.operationID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
+    }
+    if !self.instanceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.instanceID, fieldNumber: 2)
+    }
+    if !self.operationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.operationID, fieldNumber: 3)
+    }
+    if !self.originatingIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.originatingIdentity, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBMoveTenant, rhs: PBMoveTenant) -> Bool {
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.instanceID != rhs.instanceID {return false}
+    if lhs.operationID != rhs.operationID {return false}
+    if lhs.originatingIdentity != rhs.originatingIdentity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2806,7 +2913,7 @@ nonisolated extension PBTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
 
 nonisolated extension PBPlacement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Placement"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}instance_id\0\u{1}phase\0\u{3}phase_since_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}instance_id\0\u{1}phase\0\u{3}phase_since_ms\0\u{3}phase_since_index\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2818,6 +2925,7 @@ nonisolated extension PBPlacement: SwiftProtobuf.Message, SwiftProtobuf._Message
       case 2: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self.phase) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.phaseSinceMs) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.phaseSinceIndex) }()
       default: break
       }
     }
@@ -2836,6 +2944,9 @@ nonisolated extension PBPlacement: SwiftProtobuf.Message, SwiftProtobuf._Message
     if self.phaseSinceMs != 0 {
       try visitor.visitSingularInt64Field(value: self.phaseSinceMs, fieldNumber: 4)
     }
+    if self.phaseSinceIndex != 0 {
+      try visitor.visitSingularUInt64Field(value: self.phaseSinceIndex, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2844,6 +2955,7 @@ nonisolated extension PBPlacement: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs.instanceID != rhs.instanceID {return false}
     if lhs.phase != rhs.phase {return false}
     if lhs.phaseSinceMs != rhs.phaseSinceMs {return false}
+    if lhs.phaseSinceIndex != rhs.phaseSinceIndex {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2906,7 +3018,7 @@ nonisolated extension PBBinding: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
 
 nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Operation"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{1}kind\0\u{1}state\0\u{1}description\0\u{3}started_ms\0\u{3}updated_ms\0\u{3}originating_identity\0\u{3}started_index\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tenant_id\0\u{1}kind\0\u{1}state\0\u{1}description\0\u{3}started_ms\0\u{3}updated_ms\0\u{3}originating_identity\0\u{3}started_index\0\u{3}source_instance_id\0\u{3}target_instance_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2923,6 +3035,8 @@ nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._Message
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.updatedMs) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.originatingIdentity) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.startedIndex) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.sourceInstanceID) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.targetInstanceID) }()
       default: break
       }
     }
@@ -2956,6 +3070,12 @@ nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._Message
     if self.startedIndex != 0 {
       try visitor.visitSingularUInt64Field(value: self.startedIndex, fieldNumber: 9)
     }
+    if !self.sourceInstanceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sourceInstanceID, fieldNumber: 10)
+    }
+    if !self.targetInstanceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.targetInstanceID, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2969,6 +3089,8 @@ nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs.updatedMs != rhs.updatedMs {return false}
     if lhs.originatingIdentity != rhs.originatingIdentity {return false}
     if lhs.startedIndex != rhs.startedIndex {return false}
+    if lhs.sourceInstanceID != rhs.sourceInstanceID {return false}
+    if lhs.targetInstanceID != rhs.targetInstanceID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -314,6 +314,7 @@ extension Names {
         case .provision: return "provision"
         case .deprovision: return "deprovision"
         case .update: return "update"
+        case .move: return "move"
         default: return "operation"
         }
     }
