@@ -55,6 +55,8 @@ let package = Package(
             dependencies: ["RaftSim", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
+        // PR_SET_PDEATHSIG for `peer exec-child` (prctl is variadic: Swift cannot call it).
+        .target(name: "CProcessControl"),
         // Counts malloc calls for the benchmarks (interposes malloc in the benchmark binary only).
         .target(name: "CAllocCounter"),
         .executableTarget(
@@ -116,6 +118,7 @@ let package = Package(
             name: "peer",
             dependencies: [
                 "PeerCerts", "PeerConfig", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
+                "CProcessControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

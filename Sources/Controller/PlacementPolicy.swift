@@ -55,31 +55,49 @@ public enum PlacementReadiness: Sendable, Hashable {
 }
 
 /// What the leader knows of the routers' configs (soft state, from the members' reports): for
-/// each Raft index it waits on, the leader time at which it first saw every live router run a
-/// config of that index or later. A move drops its source only after this plus the grace period
+/// Raft indexes, the leader time at which it first saw every live router run a config of that
+/// index or later. A move drops its source only after this plus the grace period
 /// (`settings.moveGraceMs`), so requests that old NGINX workers still send to the source finish.
 public struct RouterAcks: Sendable, Hashable {
-    /// index → leader time (Unix ms) when every live router was first seen at or past it.
-    public var confirmedSinceMs: [UInt64: Int64]
+    public struct Confirmation: Sendable, Hashable {
+        /// The smallest index every live router was confirmed at or past...
+        public var index: UInt64
+        /// ...first seen at this leader time (Unix ms).
+        public var sinceMs: Int64
 
-    public init(confirmedSinceMs: [UInt64: Int64] = [:]) {
-        self.confirmedSinceMs = confirmedSinceMs
+        public init(index: UInt64, sinceMs: Int64) {
+            self.index = index
+            self.sinceMs = sinceMs
+        }
     }
 
-    /// No routers to wait for: every index counts as confirmed since the dawn of time.
-    public static let none = RouterAcks(confirmedSinceMs: [:], waitForRouters: false)
-
+    /// Ascending by index (and by time: the routers' minimum only grows while one leader polls).
+    public var confirmations: [Confirmation]
     /// False when no peer runs a router: then nothing waits for acks.
-    public var waitForRouters = true
+    public var waitForRouters: Bool
 
-    init(confirmedSinceMs: [UInt64: Int64], waitForRouters: Bool) {
-        self.confirmedSinceMs = confirmedSinceMs
-        self.waitForRouters = waitForRouters
+    public init(confirmations: [Confirmation] = []) {
+        self.confirmations = confirmations.sorted { $0.index < $1.index }
+        waitForRouters = true
     }
 
-    /// Since when index `index` is confirmed by every live router; nil if not yet.
+    /// Tests: index → first-seen time.
+    public init(confirmedSinceMs: [UInt64: Int64]) {
+        self.init(confirmations: confirmedSinceMs.map { Confirmation(index: $0.key, sinceMs: $0.value) })
+    }
+
+    /// No routers to wait for.
+    public static let none: RouterAcks = {
+        var acks = RouterAcks()
+        acks.waitForRouters = false
+        return acks
+    }()
+
+    /// Since when every live router runs a config of `index` or later; nil if not seen yet;
+    /// `Int64.min` when nothing waits for routers.
     public func confirmedSince(_ index: UInt64) -> Int64? {
-        waitForRouters ? confirmedSinceMs[index] : Int64.min
+        guard waitForRouters else { return Int64.min }
+        return confirmations.first { $0.index >= index }?.sinceMs
     }
 }
 

@@ -44,6 +44,9 @@ public struct AdminServerConfiguration: Sendable {
     public var bodyBytesMax = 64 * 1024
     /// The Open Service Broker API (`/v2`); nil serves no `/v2` routes.
     public var broker: BrokerConfiguration?
+    /// This member's agent and router report (`GET /v1/dataplane`, `peer status`); nil when the
+    /// peer runs neither.
+    public var dataPlane: (@Sendable () -> DataPlaneReport)?
     public var logger = Logger(label: "peer.api")
 
     public init(selfID: NodeID, members: [NodeID: MemberAddresses], tls: APITLSFiles, version: String, protocolVersion: UInt32, pid: Int32, startedAtMs: Int64) {
@@ -154,6 +157,29 @@ public final class AdminServer: Sendable {
                 return try await self.createTenant(req)
             }
         }
+        router.get("dataplane") { _, _ in
+            await self.respond { () async throws(APIError) -> DataPlaneReport in
+                guard let report = self.config.dataPlane?() else {
+                    throw APIError("notFound", "this peer runs no agent and no router")
+                }
+                return report
+            }
+        }
+        router.get("operations/:id") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            return await self.respond { () async throws(APIError) -> OperationInfo in try await self.operation(id) }
+        }
+        router.post("tenants/:id/move") { request, context in
+            var request = request
+            let id = context.parameters.get("id") ?? ""
+            return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (OperationInfo, HTTPResponse.Status) in
+                let req: MoveTenantRequest
+                do { req = try JSONDecoder().decode(MoveTenantRequest.self, from: Data(body)) } catch {
+                    throw APIError("badRequest", "the body is not a move request ({\"to\": \"<instance id>\"}): \(error)")
+                }
+                return try await self.moveTenant(id, req)
+            }
+        }
         router.delete("tenants/:id") { request, context in
             var request = request
             let id = context.parameters.get("id") ?? ""
@@ -253,6 +279,7 @@ public final class AdminServer: Sendable {
             throw Self.apiError(error)
         }
         let me = config.members[config.selfID]
+        let dataPlane = config.dataPlane?()
         let role = s.voters.contains(s.id) ? "voter" : s.learners.contains(s.id) ? "learner" : "none"
         return MemberStatus(
             id: s.id, address: me?.peer ?? "", apiAddress: me?.api ?? "", role: role, state: s.role.rawValue,
@@ -265,7 +292,8 @@ public final class AdminServer: Sendable {
             lastContactMs: Dictionary(uniqueKeysWithValues: s.lastContactMillis.map { ("\($0.key)", $0.value) }),
             voters: s.voters, learners: s.learners, tenantCount: summary.tenantCount, droppedMessages: s.droppedMessages,
             snapshotsInstalled: s.snapshotsInstalled,
-            source: consistent ? "linearizable" : "local", instances: summary.instances
+            source: consistent ? "linearizable" : "local", instances: summary.instances,
+            routerURL: dataPlane?.routerURL, dataPlane: dataPlane
         )
     }
 
@@ -277,12 +305,26 @@ public final class AdminServer: Sendable {
         }
     }
 
+    /// Creates a tenant the way the broker provisions one (ProvisionTenant: the tenant and its
+    /// provision operation in one entry), so the leader's driver places it and the agents and
+    /// routers serve it. The plan is a catalog plan id or name; its components and quotas apply.
     func createTenant(_ req: CreateTenantRequest) async throws(APIError) -> (WriteResult, HTTPResponse.Status) {
+        let planName = req.plan ?? "development"
+        let plan = config.broker?.catalog.services.lazy.flatMap(\.plans).first { $0.id == planName || $0.name == planName }
         var body = PBCreateTenant()
         body.id = req.id
-        body.plan = req.plan ?? "development"
-        body.components = req.components ?? ["dfx-dev", "dfc"]
-        let result = try await propose(.createTenant(body), clientId: req.clientId, sequence: req.sequence, firstOf: 1)
+        body.plan = plan?.id ?? planName
+        body.components = req.components ?? plan?.components ?? ["dfx-dev", "dfc"]
+        if let plan {
+            body.quotas.requestsPerSecond = plan.requestsPerSecond
+            body.quotas.connectionsMax = plan.connectionsMax
+        }
+        var provision = PBProvisionTenant()
+        provision.tenant = body
+        // One operation id per client request, so a retry (same client and sequence) is the same entry.
+        let client = req.clientId ?? Self.freshClientID()
+        provision.operationID = "admin-\(client)-\(req.sequence ?? 1)"
+        let result = try await propose(.provisionTenant(provision), clientId: client, sequence: req.sequence, firstOf: 1)
         let tenant = try? await node.read(linearizable: false) { state in state.tenant(req.id).map { TenantInfo($0, state: state) } }
         switch result {
         case .applied: return (WriteResult(result: "applied", tenant: tenant ?? nil), .created)
@@ -291,28 +333,45 @@ public final class AdminServer: Sendable {
         }
     }
 
-    /// Deletes a tenant with no placement: it enters `deprovisioning`, then is deleted (two
-    /// commands, sequences s and s+1 of the caller's session).
+    /// Deletes a tenant the way the broker deprovisions one: it enters `deprovisioning` with a
+    /// deprovision operation, and the leader's driver drains its placements and deletes it.
     func deleteTenant(_ id: String, clientId: String?, sequence: UInt64?) async throws(APIError) -> (WriteResult, HTTPResponse.Status) {
         let client = clientId ?? Self.freshClientID()
-        let first = sequence ?? 1
-        var state = PBSetTenantState()
-        state.id = id
-        state.state = .deprovisioning
-        let r1 = try await propose(.setTenantState(state), clientId: client, sequence: first, firstOf: 2)
-        switch r1 {
-        case .applied, .duplicate(.applied): break
-        case .rejected(let r) where r.code == .invalidTransition: break  // already deprovisioning
-        default: throw Self.apiError(r1)
-        }
-        var del = PBDeleteTenant()
-        del.id = id
-        let r2 = try await propose(.deleteTenant(del), clientId: client, sequence: first + 1, firstOf: 2)
-        switch r2 {
+        var c = PBDeprovisionTenant()
+        c.tenantID = id
+        c.operationID = "admin-\(client)-\(sequence ?? 1)"
+        let result = try await propose(.deprovisionTenant(c), clientId: client, sequence: sequence, firstOf: 1)
+        switch result {
         case .applied: return (WriteResult(result: "applied", tenant: nil), .ok)
         case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: nil), .ok)
-        default: throw Self.apiError(r2)
+        default: throw Self.apiError(result)
         }
+    }
+
+    /// Starts a make-before-break move; the answer is the operation, which the caller polls.
+    func moveTenant(_ id: String, _ req: MoveTenantRequest) async throws(APIError) -> (OperationInfo, HTTPResponse.Status) {
+        let client = req.clientId ?? Self.freshClientID()
+        var c = PBMoveTenant()
+        c.tenantID = id
+        c.instanceID = req.to
+        c.operationID = req.operationId ?? "move-\(client)-\(req.sequence ?? 1)"
+        let result = try await propose(.moveTenant(c), clientId: client, sequence: req.sequence, firstOf: 1)
+        switch result {
+        case .applied, .duplicate(.applied):
+            return (try await operation(c.operationID), result == .applied ? .accepted : .ok)
+        default: throw Self.apiError(result)
+        }
+    }
+
+    func operation(_ id: String) async throws(APIError) -> OperationInfo {
+        let info: OperationInfo?
+        do {
+            info = try await node.read(linearizable: false) { state in state.operation(id).map { OperationInfo($0, state: state) } }
+        } catch {
+            throw Self.apiError(error)
+        }
+        guard let info else { throw APIError("notFound", "no operation \(id)") }
+        return info
     }
 
     func propose(_ body: Command.OneOf_Body, clientId: String?, sequence: UInt64?, firstOf _: Int) async throws(APIError) -> ApplyResult {

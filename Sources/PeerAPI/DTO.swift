@@ -47,6 +47,10 @@ public struct MemberStatus: Codable, Sendable, Hashable {
     /// `linearizable` (after a ReadIndex round through the leader).
     public var source: String
     public var instances: [InstanceInfo]
+    /// The HTTP address of this member's NGINX (`http://host:port`); nil when it runs no router.
+    public var routerURL: String?
+    /// This member's agent and router (components, served tenants, confirmed config, load).
+    public var dataPlane: DataPlaneReport?
 }
 
 public struct FollowerProgress: Codable, Sendable, Hashable {

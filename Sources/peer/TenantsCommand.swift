@@ -9,7 +9,7 @@ struct TenantsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tenants",
         abstract: "Create, delete and list tenants (writes reach the leader through any peer).",
-        subcommands: [TenantsCreate.self, TenantsDelete.self, TenantsList.self]
+        subcommands: [TenantsCreate.self, TenantsDelete.self, TenantsList.self, TenantsMove.self]
     )
 }
 
@@ -30,8 +30,11 @@ struct TenantsCreate: AsyncParsableCommand {
     @Argument(help: "The tenant id (a DNS label: a-z, 0-9, '-').")
     var id: String
 
-    @Option(help: "The tenant's plan.")
+    @Option(help: "The tenant's plan (a catalog plan id or name).")
     var plan: String = "development"
+
+    @Flag(help: "Return only once the tenant is ready and served by an instance.")
+    var wait = false
 
     @OptionGroup var options: TenantOptions
 
@@ -45,11 +48,16 @@ struct TenantsCreate: AsyncParsableCommand {
         case .json: print(String(decoding: answer.body, as: UTF8.self))
         case .table: print("tenant \(id): created (\(result.result))")
         }
+        if wait {
+            let instance = try await TenantWait(ctx: ctx, timeoutSeconds: options.timeout).untilServed(id)
+            if options.output == .table { print("tenant \(id): ready, served by instance \(instance)") }
+        }
     }
 }
 
 struct TenantsDelete: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a tenant that has no placement.")
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Deprovision a tenant: its instances drop it, then it is deleted.")
 
     @Argument(help: "The tenant id.")
     var id: String
@@ -66,7 +74,83 @@ struct TenantsDelete: AsyncParsableCommand {
         let result = try JSONDecoder().decode(WriteResult.self, from: Data(answer.body))
         switch options.output {
         case .json: print(String(decoding: answer.body, as: UTF8.self))
-        case .table: print("tenant \(id): deleted (\(result.result))")
+        case .table: print("tenant \(id): deprovisioning (\(result.result))")
+        }
+    }
+}
+
+/// `peer tenants move TENANT --to INSTANCE`: make-before-break; waits until the move succeeded
+/// or failed (exit 1 with why), printing each phase change.
+struct TenantsMove: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "move",
+        abstract: "Move a tenant to another instance without losing a request, and wait until it is done.")
+
+    @Argument(help: "The tenant id.")
+    var id: String
+
+    @Option(help: "The target instance (its peer id).")
+    var to: String
+
+    @Option(help: "The cluster configuration file.")
+    var config: String
+
+    @Option(help: "table or json.")
+    var output: OutputFormat = .table
+
+    @Option(help: "Give up waiting after this many seconds (the move goes on; `peer tenants list` shows where it is).")
+    var timeout: Int = 120
+
+    func run() async throws {
+        let ctx = try ClusterContext(configPath: config)
+        guard let escaped = id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_."))) else {
+            throw ValidationError("tenant id \(id) cannot be put in a URL")
+        }
+        let client = WriteClient.freshClientID()
+        let operationId = "move-\(client)"
+        let body = try JSONEncoder().encode(MoveTenantRequest(to: to, operationId: operationId, clientId: client, sequence: 1))
+        let started = ContinuousClock.now
+        let writer = WriteClient(ctx: ctx, timeoutSeconds: min(timeout, 30))
+        _ = try await writer.send(method: .POST, path: "/v1/tenants/\(escaped)/move", body: Array(body))
+        var lastLine = ""
+        let deadline = started + .seconds(timeout)
+        while true {
+            let answer = try await writer.send(method: .GET, path: "/v1/operations/\(operationId)", body: nil)
+            let op = try JSONDecoder().decode(OperationInfo.self, from: Data(answer.body))
+            let line = "\(op.state): \(op.placements.joined(separator: " "))"
+            if output == .table, line != lastLine {
+                let ms = (ContinuousClock.now - started).components
+                print(String(format: "%7.3f s  ", Double(ms.seconds) + Double(ms.attoseconds) / 1e18) + line)
+                lastLine = line
+            }
+            if op.state != "in progress" {
+                if output == .json { print(String(decoding: answer.body, as: UTF8.self)) }
+                guard op.state == "succeeded" else { throw CLIError("move of \(id) to \(to) failed: \(op.description)") }
+                if output == .table { print("tenant \(id): \(op.description)") }
+                return
+            }
+            guard ContinuousClock.now < deadline else {
+                throw CLIError("move of \(id) to \(to) still in progress after \(timeout) s (\(op.placements.joined(separator: " "))); operation \(operationId)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
+/// Polls the tenant list until a tenant is ready and served.
+struct TenantWait {
+    let ctx: ClusterContext
+    let timeoutSeconds: Int
+
+    func untilServed(_ id: String) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
+        let writer = WriteClient(ctx: ctx, timeoutSeconds: timeoutSeconds)
+        while true {
+            let answer = try await writer.send(method: .GET, path: "/v1/tenants", body: nil)
+            let tenants = try JSONDecoder().decode([TenantInfo].self, from: Data(answer.body))
+            if let t = tenants.first(where: { $0.id == id }), t.state == "ready", let instance = t.activeInstance { return instance }
+            guard ContinuousClock.now < deadline else { throw CLIError("tenant \(id) is not ready and served after \(timeoutSeconds) s") }
+            try await Task.sleep(for: .milliseconds(100))
         }
     }
 }

@@ -17,18 +17,23 @@ public struct OperationDriverLoop: Sendable {
     let node: PeerNode
     let policy: PlacementPolicy
     let readiness: @Sendable () -> PlacementReadiness
+    let routers: @Sendable () -> RouterAcks
     let waker: Waker
     let idleMillis: Int
     let intervalMillis: Int
     let logger: Logger
 
     public init(node: PeerNode, configuration: BrokerConfiguration, waker: Waker, logger: Logger,
-                readiness: @escaping @Sendable () -> PlacementReadiness = { .immediate }) {
+                readiness: @escaping @Sendable () -> PlacementReadiness = { .immediate },
+                routers: @escaping @Sendable () -> RouterAcks = { .none }, moveTimeoutMs: Int64 = 60_000) {
         self.node = node
-        policy = PlacementPolicy(
+        var policy = PlacementPolicy(
             instanceCapacityUnits: configuration.instanceCapacityUnits, weightUnitsByPlan: configuration.catalog.weightUnitsByPlan,
             provisionTimeoutMs: configuration.provisionTimeoutMs)
+        policy.moveTimeoutMs = moveTimeoutMs
+        self.policy = policy
         self.readiness = readiness
+        self.routers = routers
         self.waker = waker
         idleMillis = configuration.driverIdleMillis
         intervalMillis = configuration.driverIntervalMillis
@@ -57,6 +62,7 @@ public struct OperationDriverLoop: Sendable {
     func round(confirmedTerm: inout UInt64) async -> Bool {
         let policy = self.policy
         let readiness = self.readiness()
+        let routers = self.routers()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let term = node.leaderHint.term
         let steps: [DriverStep]
@@ -64,7 +70,7 @@ public struct OperationDriverLoop: Sendable {
             // Cheap check first: most rounds of an idle leader find nothing in progress.
             guard try await node.read(linearizable: false, { !$0.inProgressOperations.isEmpty }) else { return false }
             steps = try await node.read(linearizable: term != confirmedTerm) { state in
-                OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, nowMs: now)
+                OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, nowMs: now)
             }
             confirmedTerm = term
         } catch {
