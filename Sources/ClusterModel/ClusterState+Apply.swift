@@ -49,6 +49,7 @@ extension ClusterState {
             do throws(Rejection) {
                 try applyBody(body, now: lastLeaderTimeMs, index: index)
                 outcome = .applied
+                if body.changesRouting { routingChange.index = index }
             } catch {
                 outcome = .rejected(error)
             }
@@ -151,6 +152,18 @@ extension ClusterState {
 }
 
 extension Command.OneOf_Body {
+    /// Whether applying it may change what routers and agents act on (ClusterState.routingChangeIndex).
+    var changesRouting: Bool {
+        switch self {
+        case .addInstance, .setInstanceState, .createTenant, .updateTenant, .setTenantState, .deleteTenant,
+             .placeTenant, .setPlacementPhase, .moveTenant, .provisionTenant, .deprovisionTenant, .changeTenantPlan:
+            return true
+        case .setInstanceRole, .reportInstanceVersion, .createBinding, .deleteBinding, .startOperation, .finishOperation,
+             .recordIntent, .resolveIntent, .setSettings, .setMinVersion:
+            return false
+        }
+    }
+
     /// The protocol version that introduced each command. A new command gets the next version
     /// here (docs/cluster-model.md, checklist), so it is refused until the gate reaches it.
     public var introducedInProtocolVersion: UInt32 {

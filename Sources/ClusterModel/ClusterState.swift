@@ -62,6 +62,10 @@ public struct ClusterState: Equatable, Sendable {
     /// of `sessions`, so equal states stay equal); it only moves up while sessions exist, so
     /// the scans that advance it cost O(1) per applied entry, amortized. Derived, not encoded.
     var sessionLastIndexFloor: UInt64 = 0
+    /// The last index whose entry changed what the routers and agents act on (instances,
+    /// tenants' components/plans/quotas, placements). Derived, not encoded, and not part of the
+    /// state's identity: a restored snapshot sets it to its own index.
+    var routingChange = ChangeMarker()
 
     public init() {}
 
@@ -74,6 +78,13 @@ public struct ClusterState: Equatable, Sendable {
         settings.votersTarget = 3
         return settings
     }()
+}
+
+/// A derived hint carried beside the state but not part of what makes two states equal: two
+/// replicas with equal instances, tenants and placements are equal whatever their markers say.
+struct ChangeMarker: Equatable, Sendable {
+    var index: UInt64 = 0
+    static func == (_: ChangeMarker, _: ChangeMarker) -> Bool { true }
 }
 
 // MARK: - Queries for `peer status`, the controller, the broker and the router.
@@ -167,4 +178,10 @@ extension ClusterState {
 
     /// The last sequence applied for a client, so a proposer can resume its numbering.
     public func lastSequence(ofClient clientId: String) -> UInt64? { sessions[clientId]?.lastSequence }
+
+    /// The last applied index that changed routing inputs (instances, tenants, placements), or
+    /// a later one (after a snapshot restore it is the snapshot's index). While it stays the same,
+    /// the routers' configs and the agents' components need no change: the data plane reads only
+    /// this O(1) number most of the time.
+    public var routingChangeIndex: UInt64 { routingChange.index }
 }

@@ -13,6 +13,7 @@ extension ClusterState {
 
     private mutating func load(_ wire: PBState) throws(Rejection) {
         appliedIndex = wire.appliedIndex
+        routingChange.index = wire.appliedIndex
         minProtocolVersion = wire.minProtocolVersion
         lastLeaderTimeMs = wire.lastLeaderTimeMs
         if wire.hasSettings {

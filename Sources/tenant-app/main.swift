@@ -40,8 +40,13 @@ struct TenantApp: AsyncParsableCommand {
         let servedBy = "\(instance)/\(component)"
         let router = Router()
         router.add(middleware: ServedByMiddleware(servedBy: servedBy))
-        router.get("healthz") { _, _ in
-            TenantApp.json(["status": "ok", "servedBy": servedBy, "tenants": "\(tenants.count)"])
+        // The agent's component contract: 2xx while up; with `X-Tenant-ID: T`, 2xx only once T
+        // is in the loaded tenant file (the readiness probe before a tenant moves here).
+        router.get("healthz") { request, _ in
+            if let tenant = request.headers[HTTPField.Name("X-Tenant-ID")!], !tenants.contains(tenant) {
+                return TenantApp.json(["status": "not serving", "tenant": tenant, "servedBy": servedBy], status: .notFound)
+            }
+            return TenantApp.json(["status": "ok", "servedBy": servedBy, "tenants": "\(tenants.count)"])
         }
         router.get("burn") { request, context in
             try TenantApp.serve(request, tenants: tenants, servedBy: servedBy) { tenant in

@@ -115,6 +115,9 @@ struct TenantAppTests {
         let other = try await f.get("/x", headers: ["X-Tenant-ID: zed"])
         #expect(other.status == 404 && other.servedBy == "i1/dfx-dev" && other.body.contains("zed"))
         #expect(try await f.get("/healthz").status == 200)
+        // The agent's readiness probe: with X-Tenant-ID, 2xx only for a tenant it serves.
+        #expect(try await f.get("/healthz", headers: ["X-Tenant-ID: acme"]).status == 200)
+        #expect(try await f.get("/healthz", headers: ["X-Tenant-ID: zed"]).status == 404)
         #expect(try await f.get("/burn?ms=20", headers: ["X-Tenant-ID: acme"]).body.contains("burnedMs"))
         #expect(try await f.get("/burn?ms=99999", headers: ["X-Tenant-ID: acme"]).status == 400)
     }
