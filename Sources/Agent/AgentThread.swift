@@ -60,6 +60,8 @@ final class AgentThread {
             apply(work)
             turn(ContinuousClock.now)
             publish()
+            // Callers resume after the snapshot shows what they asked for.
+            for waiter in work.desiredWaiters { waiter.resume() }
             if shuttingDown && records.values.allSatisfy({ $0.process == nil }) { break }
         }
         writeStateFile()
@@ -80,7 +82,6 @@ final class AgentThread {
         if work.stopRequested { beginShutdown() }
         for name in work.resets.sorted() { reset(name) }
         if let desired = work.desired { reconcile(desired) }
-        for waiter in work.desiredWaiters { waiter.resume() }
     }
 
     typealias Work = Mailbox.Work
