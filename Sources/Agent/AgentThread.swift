@@ -119,6 +119,10 @@ final class AgentThread {
     // MARK: Requests
 
     private func reconcile(_ desired: DesiredComponents) {
+        guard !shuttingDown else {
+            logger.error("reconcile during stop(): ignored, the agent is stopping every component")
+            return
+        }
         var current: [String: DesiredComponent] = [:]
         for (name, record) in records where record.wanted { current[name] = record.target }
         let plan = ReconcilePlan.make(current: current, desired: desired)

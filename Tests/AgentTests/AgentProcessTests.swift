@@ -231,3 +231,39 @@ struct AgentProcessTests {
         }
     }
 }
+
+/// The production launch path: a launcher prefix that sets PR_SET_PDEATHSIG and execs the
+/// component, as `peer exec-child --` does.
+@Suite(.serialized)
+struct AgentLauncherTests {
+    static let launcherScript = #"""
+    import ctypes, os, signal, sys
+    PR_SET_PDEATHSIG = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        sys.exit(120)
+    os.execv(sys.argv[1], sys.argv[1:])
+    """#
+
+    @Test func aComponentStartedThroughTheLauncherRunsUnderItsOwnPidAndIsRestartedThroughItAgain() async throws {
+        let fixture = try Fixture()
+        let launcher = try fixture.directory.write("launcher.py", Self.launcherScript)
+        var configuration = fixture.configuration()
+        configuration.launcher = [python3, launcher]
+        try await withAgent(fixture, configuration) { agent in
+            await agent.reconcile(DesiredComponents([try fixture.component("dfx-dev", tenants: ["t1"])]))
+            try await waitUntil("t1 is served through the launcher") { await agent.isServing(tenant: "t1", component: "dfx-dev") }
+            let pid = try #require(agent.status(of: "dfx-dev")?.pid)
+            // The launcher exec'd the component: the supervised pid is the component itself.
+            let commandLine = (fileText("/proc/\(pid)/cmdline") ?? "").split(separator: "\0").map(String.init)
+            #expect(commandLine.contains(fixture.script), "pid \(pid) runs \(commandLine)")
+            #expect(!commandLine.contains(launcher))
+
+            #expect(kill(pid, SIGKILL) == 0)
+            try await waitUntil("restarted through the launcher and healthy") {
+                let status = agent.status(of: "dfx-dev")
+                return status?.pid != pid && status?.state == .healthy
+            }
+            #expect(agent.status(of: "dfx-dev")?.restarts == 1)
+        }
+    }
+}
