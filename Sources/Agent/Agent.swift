@@ -15,7 +15,8 @@ import Synchronization
 ///
 /// Life cycle: ``start()`` once (it first stops component groups left over by a previous run
 /// that was killed), then any number of ``reconcile(_:)``, then ``stop()`` once. Calls to
-/// `reconcile` before `start` or after `stop` do nothing and log an error.
+/// `reconcile` before `start` or after `stop` do nothing and log an error. Call `stop()` before
+/// dropping the agent: its thread (and the components) live until then.
 public final class Agent: Sendable {
     private let configuration: AgentConfiguration
     private let mailbox = Mailbox()

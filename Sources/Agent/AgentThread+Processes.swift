@@ -168,10 +168,10 @@ extension AgentThread {
                     healthy: healthy, tenantsInFile: record.tenantsInFile ?? [], confirmed: record.confirmed)
             }
         }
-        for (name, reason) in invalid.sorted(by: { $0.key < $1.key }) where records[name] == nil {
+        for (name, rejection) in invalid.sorted(by: { $0.key < $1.key }) where records[name] == nil {
             snapshot.statuses.append(ComponentStatus(
-                name: name, pid: nil, state: .invalid(reason.message), restarts: 0, lastExit: nil,
-                cpuPermille: nil, rssBytes: nil, tenants: 0, since: wallNow))
+                name: name, pid: nil, state: .invalid(rejection.error.message), restarts: 0, lastExit: nil,
+                cpuPermille: nil, rssBytes: nil, tenants: 0, since: rejection.since))
         }
         published.snapshot.withLock { $0 = snapshot }
     }

@@ -33,7 +33,7 @@ final class AgentThread {
     /// unwanted ones still stopping).
     var records: [String: Record] = [:]
     /// Names refused by the last reconcile, with the reason.
-    var invalid: [String: ComponentSpecError] = [:]
+    var invalid: [String: (error: ComponentSpecError, since: Date)] = [:]
     var shuttingDown = false
     var nextHealthRound = ContinuousClock.now
     var stateFileDirty = false
@@ -127,9 +127,15 @@ final class AgentThread {
         for (name, record) in records where record.wanted { current[name] = record.target }
         let plan = ReconcilePlan.make(current: current, desired: desired)
         if plan.isEmpty && invalid.isEmpty { return }
-        invalid = plan.rejected
+        let previous = invalid
+        invalid = [:]
         for (name, reason) in plan.rejected.sorted(by: { $0.key < $1.key }) {
-            logger.error("refusing component \(name): \(reason)")
+            if let known = previous[name], known.error == reason {
+                invalid[name] = known
+            } else {
+                invalid[name] = (reason, Date())
+                logger.error("refusing component \(name): \(reason)")
+            }
         }
         let now = ContinuousClock.now
         for name in plan.stop { dropComponent(name, now) }

@@ -267,3 +267,61 @@ struct AgentLauncherTests {
         }
     }
 }
+
+/// The probe client against misbehaving servers: answers are bounded and so is time.
+@Suite(.serialized)
+struct HealthProbeTests {
+    static let serverScript = #"""
+    import socket, sys, time
+    mode, port = sys.argv[1], int(sys.argv[2])
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(16)
+    print("ready", flush=True)
+    while True:
+        connection, _ = listener.accept()
+        connection.recv(4096)
+        if mode == "big":
+            body = b"x" * 9000
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            connection.close()
+        elif mode == "ok":
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            connection.close()
+        # "hang": keep the connection open and never answer.
+    """#
+
+    @Test func anOversizedAnswerOrNoAnswerFailsTheProbeAndAGoodOnePasses() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let script = try directory.write("server.py", Self.serverScript)
+        var servers: [(pid: Int32, port: Int)] = []
+        defer {
+            for server in servers {
+                kill(server.pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(server.pid, &status, 0)
+            }
+        }
+        for mode in ["big", "hang", "ok"] {
+            let port = try freePort()
+            let log = directory.path + "/\(mode).log"
+            let pid = try Spawner.spawn(executable: python3, argv: [python3, script, mode, String(port)], environment: [], logPath: log)
+            servers.append((pid, port))
+            try await waitUntil("the \(mode) server listens") { fileText(log)?.contains("ready") == true }
+        }
+        let started = ContinuousClock.now
+        let outcomes = HealthProbe.run(servers.map { .init(port: $0.port, path: "/healthz", tenant: nil) }, timeout: .milliseconds(700))
+        let took = ContinuousClock.now - started
+        #expect(outcomes[0] == .failed("response exceeds \(HealthProbe.responseBytesMax) bytes"))
+        if case .failed(let reason) = outcomes[1] {
+            #expect(reason.contains("no complete response within the health timeout"))
+        } else {
+            Issue.record("a server that never answers passed: \(outcomes[1])")
+        }
+        #expect(outcomes[2] == .status(200))
+        // All three ran concurrently within one timeout, not one after another.
+        #expect(took >= .milliseconds(700) && took < .milliseconds(1400), "the round took \(took)")
+    }
+}
