@@ -195,16 +195,18 @@ public enum StatsParser {
         return slice
     }
 
-    /// A non-negative decimal number of seconds ("0.012"); no sign, no exponent.
+    /// A non-negative decimal number of seconds ("0.012"): at most 7 integer and 6 fraction
+    /// digits, no sign, no exponent. Computed as one integer over a power of ten, so the result is
+    /// the double nearest the decimal (what `Double("0.012")` gives).
     private static func seconds(_ raw: [UInt8], key: String) throws(StatsParseError) -> Double {
         let dot = raw.firstIndex(of: UInt8(ascii: ".")) ?? raw.endIndex
         let fraction = dot < raw.endIndex ? raw[(dot + 1)...] : []
-        guard (1...7).contains(dot), let whole = decimal(raw[..<dot]), fraction.count <= 9,
+        guard (1...7).contains(dot), let whole = decimal(raw[..<dot]), fraction.count <= 6,
               dot == raw.endIndex || !fraction.isEmpty, let part = fraction.isEmpty ? 0 : decimal(fraction)
         else { throw .invalidValue(key: key, reason: "\(StatsParseError.quoted(raw)) is not a decimal number of seconds") }
-        var scale = 1.0
+        var scale = 1
         for _ in 0..<fraction.count { scale *= 10 }
-        let value = Double(whole) + Double(part) / scale
+        let value = Double(whole * scale + part) / Double(scale)
         guard value <= durationSecondsMax else { throw .invalidValue(key: key, reason: "over \(Int(durationSecondsMax)) s") }
         return value
     }
