@@ -226,15 +226,21 @@ final class StatsNginxProcess {
         return reaped
     }
 
-    /// SIGQUIT, poll for exit until the deadline, then SIGKILL and reap.
-    func stop() async throws {
+    /// SIGKILL and reap at once (cleanup after a failed test).
+    func kill() {
         guard !hasExited() else { return }
-        kill(pid, SIGQUIT)
-        if try await statsPoll(timeoutMs: Self.stopTimeoutMs, { hasExited() }) { return }
-        kill(pid, SIGKILL)
+        Glibc.kill(pid, SIGKILL)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         reaped = true
+    }
+
+    /// SIGQUIT, poll for exit until the deadline, then SIGKILL and reap.
+    func stop() async throws {
+        guard !hasExited() else { return }
+        Glibc.kill(pid, SIGQUIT)
+        if try await statsPoll(timeoutMs: Self.stopTimeoutMs, { hasExited() }) { return }
+        kill()
     }
 }
 
