@@ -11,8 +11,9 @@
 ///       "bytes":$bytes_sent}';
 ///
 /// Every field is validated by `StatsParser` before a record exists, so consumers can trust the
-/// id shapes and the numeric ranges stated below.
-public struct StatsRecord: Sendable, Hashable, Codable {
+/// id shapes and the numeric ranges stated below (not Codable for that reason: decoding would
+/// bypass the checks).
+public struct StatsRecord: Sendable, Hashable {
     /// The tenant the router resolved (`$peer_tenant`); `nil` when NGINX matched no tenant (the
     /// map's empty default). Otherwise it matches `[a-z0-9][a-z0-9-]{0,62}`.
     public var tenant: String?
