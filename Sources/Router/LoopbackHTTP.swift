@@ -55,7 +55,8 @@ enum LoopbackHTTP {
     static let controlResponseBytesMax = 4096
 
     /// `GET`s (or `method`s) `path` from `address` (`a.b.c.d:port`) and returns the reply.
-    /// Blocks the calling thread for at most `timeout`.
+    /// `Host` is `address` unless `headers` has one. Blocks the calling thread for at most
+    /// `timeout`. Callers pass header names and values without CR/LF.
     static func request(
         _ address: String,
         method: String = "GET",
@@ -70,7 +71,8 @@ enum LoopbackHTTP {
         guard fd >= 0 else { throw .socket(operation: "socket", errno: errno) }
         defer { close(fd) }
         try connect(fd, &socketAddress, deadline: deadline)
-        var text = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\n"
+        var text = "\(method) \(path) HTTP/1.1\r\nConnection: close\r\n"
+        if !headers.contains(where: { $0.0.lowercased() == "host" }) { text += "Host: \(address)\r\n" }
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
         text += "\r\n"
         try sendAll(fd, Array(text.utf8), deadline: deadline)
