@@ -1,0 +1,112 @@
+/// The control server (the peer's reload confirmation) and the routing server.
+extension NginxConfig {
+    /// Internal location of the token-check subrequest (not reachable from outside).
+    static let authLocation = "/_peer_auth"
+
+    static func renderControlServer(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
+        out.line("# Control server: only the local peer uses it; GET /generation confirms a reload.")
+        out.open("server")
+        out.line("listen \(valid.spec.controlListen);")
+        out.line("access_log off;")
+        out.line("default_type text/plain;")
+        out.line("location = /generation { return 200 \"\(valid.spec.generation)\\n\"; }")
+        out.line("location = /healthz { return 200 \"ok\\n\"; }")
+        out.line("location / { return 404; }")
+        out.close()
+        out.blank()
+    }
+
+    static func renderRoutingServer(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
+        let spec = valid.spec
+        out.line("# Routing server: every tenant's HTTP requests.")
+        out.open("server")
+        out.line("listen \(spec.listen);")
+        out.line("server_name _;")
+        if let statsAddress = spec.statsAddress {
+            out.line("access_log syslog:server=\(statsAddress),tag=peer,severity=info peer_json;")
+        } else {
+            out.line("access_log off;")
+        }
+        out.line("default_type application/json;")
+        out.line("error_page 401 @peer_401;")
+        out.line("error_page 403 @peer_403;")
+        out.line("error_page 429 @peer_429;")
+        out.line("error_page 500 @peer_500;")
+        out.line("error_page 502 @peer_502;")
+        out.line("error_page 504 @peer_504;")
+        out.blank()
+        out.line("# Unknown tenant or component: answered here, before limits, auth or proxying.")
+        out.open("if ($peer_upstream = \"\")")
+        out.line("return 404 $peer_not_found_body;")
+        out.close()
+        out.blank()
+        renderProxyLocation(valid, into: &out)
+        if let auth = valid.auth { renderAuthLocation(auth, into: &out) }
+        renderErrorLocations(into: &out)
+        out.close()
+    }
+
+    private static func renderProxyLocation(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
+        out.open("location /")
+        for rate in requestRates(valid.spec) {
+            out.line("limit_req zone=peer_rate_\(rate) burst=\(rate) nodelay;")
+        }
+        for limit in connectionLimits(valid.spec) {
+            out.line("limit_conn peer_conn_\(limit) \(limit);")
+        }
+        if valid.auth != nil { out.line("auth_request \(authLocation);") }
+        out.line("proxy_pass http://$peer_upstream;")
+        out.line("proxy_http_version 1.1;")
+        out.line("proxy_set_header Connection \"\";")
+        out.line("proxy_set_header Host $host;")
+        out.line("proxy_set_header X-Tenant-ID $peer_tenant;")
+        out.line("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
+        out.close()
+        out.blank()
+    }
+
+    /// `GET <authURL>/v1/auth/tenant/<tenant>` with the client's Authorization header, over
+    /// verified TLS, answers cached `authCacheSeconds` per (tenant, Authorization).
+    private static func renderAuthLocation(_ auth: AuthTarget, into out: inout ConfigWriter) {
+        out.open("location = \(authLocation)")
+        out.line("internal;")
+        out.line("if ($peer_requires_token = 0) { return 204; }")
+        out.line("proxy_pass https://peer_auth/v1/auth/tenant/$peer_tenant;")
+        out.line("proxy_method GET;")
+        out.line("proxy_pass_request_body off;")
+        out.line("proxy_http_version 1.1;")
+        out.line("proxy_set_header Content-Length \"\";")
+        out.line("proxy_set_header Connection \"\";")
+        out.line("proxy_set_header Host \(auth.serverName);")
+        out.line("proxy_ssl_server_name on;")
+        out.line("proxy_ssl_name \(auth.serverName);")
+        out.line("proxy_ssl_verify on;")
+        out.line("proxy_ssl_verify_depth 3;")
+        out.line("proxy_ssl_trusted_certificate \(auth.caFile);")
+        out.line("proxy_connect_timeout 2s;")
+        out.line("proxy_read_timeout 5s;")
+        out.line("proxy_cache peer_auth;")
+        out.line("proxy_cache_key \"$peer_tenant|$http_authorization\";")
+        out.line("proxy_cache_valid 200 204 401 403 \(auth.cacheSeconds)s;")
+        // Our validity, not the peer's cache headers, decides how long an answer is reused.
+        out.line("proxy_ignore_headers Cache-Control Expires Set-Cookie Vary X-Accel-Expires;")
+        out.close()
+        out.blank()
+    }
+
+    /// JSON bodies for the statuses nginx itself produces. Only the validated tenant id is
+    /// echoed, so the bodies are always valid JSON.
+    private static func renderErrorLocations(into out: inout ConfigWriter) {
+        let errors: [(name: String, status: Int, error: String)] = [
+            ("peer_401", 401, "unauthorized"),
+            ("peer_403", 403, "forbidden"),
+            ("peer_429", 429, "too many requests"),
+            ("peer_500", 500, "internal error"),
+            ("peer_502", 502, "upstream unavailable"),
+            ("peer_504", 504, "upstream timed out"),
+        ]
+        for entry in errors {
+            out.line("location @\(entry.name) { return \(entry.status) '{\"error\":\"\(entry.error)\",\"tenant\":\"$peer_tenant\"}'; }")
+        }
+    }
+}

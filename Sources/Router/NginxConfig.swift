@@ -1,0 +1,140 @@
+/// Renders `nginx.conf` from a `RouterSpec` (ARCHITECTURE §10). A pure function: no I/O, no
+/// clock; the output depends only on the spec's content, not on the order of its arrays
+/// (everything is sorted), so equal specs give byte-identical files.
+///
+/// How a request is routed (all `map`s with exact keys, evaluated lazily per request):
+/// 1. `$peer_tenant`: the `X-Tenant-ID` header, else the `<tenant>` of host
+///    `<tenant>.<domain>`; kept only if it is a well-formed tenant id (it is echoed in JSON
+///    bodies and the access log), else empty.
+/// 2. `$peer_upstream` from `"$peer_tenant|$http_x_component"`: `t|` (no header) and `t|<c>`
+///    for each component `c` of tenant `t`; empty for an unknown tenant or component → 404.
+/// 3. `$peer_instance` and `$peer_component` from `$peer_upstream`, for the access log.
+/// Per-tenant `limit_req`/`limit_conn` keys are maps that yield the tenant id only for the
+/// tenants of one rate (an empty key is not counted).
+public enum NginxConfig {
+    /// Shared memory per `limit_req_zone`/`limit_conn_zone`: 1 MiB per
+    /// `limitZoneTenantsPerMiB` tenants in the zone, at least 1 MiB. nginx states hold the
+    /// key (a tenant id, ≤ 63 bytes) plus ~64-128 bytes, so a MiB holds ≥ 8,000 states; with
+    /// `RouterLimits.tenantsMax` the zones total at most ~25 MiB plus 1 MiB per distinct value.
+    public static let limitZoneTenantsPerMiB = 4096
+    /// The token-check cache: keys zone (1 MiB ≈ 8,000 keys) and files on disk.
+    public static let authCacheKeysZoneMiB = 1
+    public static let authCacheBytesMaxMiB = 16
+    /// Cached answers not used for this long are deleted (they are stale long before).
+    public static let authCacheInactiveSeconds = 60
+    /// Client request bodies above this are refused with 413.
+    public static let clientBodyMiBMax = 64
+    /// Idle keepalive connections each worker keeps per upstream.
+    public static let upstreamKeepaliveConnections = 32
+    public static let workerConnections = 4096
+    /// Each proxied request needs two descriptors (client and upstream), plus logs and spares.
+    public static let workerOpenFilesMax = 16_384
+    /// Old workers finishing in-flight requests after a reload are closed after this.
+    public static let workerShutdownSeconds = 60
+    /// `map_hash_bucket_size`: must hold the longest key, `<tenant>|<component>`
+    /// (63 + 1 + 64 bytes) with nginx's per-entry overhead.
+    static let mapHashBucketBytes = 256
+
+    /// The config text for `spec`, starting `# generation N, rendered by peer; do not edit`.
+    /// Throws `RouterSpecError` (from `RouterSpec.validate()`) for a spec that could inject
+    /// nginx syntax or breaks a `RouterLimits` bound; nothing is rendered then.
+    public static func render(_ spec: RouterSpec) throws(RouterSpecError) -> String {
+        let valid = try spec.validated()
+        var out = ConfigWriter()
+        renderMain(valid, into: &out)
+        out.open("http")
+        renderHTTPSettings(valid, into: &out)
+        renderTenantMaps(valid, into: &out)
+        renderUpstreams(valid, into: &out)
+        renderLimits(valid, into: &out)
+        renderAuthShared(valid, into: &out)
+        renderControlServer(valid, into: &out)
+        renderRoutingServer(valid, into: &out)
+        out.close()
+        return out.text
+    }
+
+    private static func renderMain(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
+        let spec = valid.spec
+        out.line("# generation \(spec.generation), rendered by peer; do not edit")
+        out.line("# \(spec.tenants.count) tenants, \(spec.upstreams.count) upstreams")
+        out.blank()
+        out.line("worker_processes \(spec.workerProcesses);")
+        out.line("worker_rlimit_nofile \(workerOpenFilesMax);")
+        out.line("worker_shutdown_timeout \(workerShutdownSeconds)s;")
+        out.line("pid \(spec.prefix)/nginx.pid;")
+        out.line("error_log \(spec.prefix)/error.log warn;")
+        out.blank()
+        out.open("events")
+        out.line("worker_connections \(workerConnections);")
+        out.close()
+        out.blank()
+    }
+
+    private static func renderHTTPSettings(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
+        let prefix = valid.spec.prefix
+        out.line("server_tokens off;")
+        out.line("sendfile on;")
+        out.line("tcp_nopush on;")
+        out.line("tcp_nodelay on;")
+        out.line("keepalive_timeout 65s;")
+        out.line("keepalive_requests 1000;")
+        out.line("client_header_timeout 30s;")
+        out.line("client_body_timeout 60s;")
+        out.line("send_timeout 60s;")
+        out.line("client_max_body_size \(clientBodyMiBMax)m;")
+        out.line("default_type application/octet-stream;")
+        out.line("client_body_temp_path \(prefix)/client_body_temp;")
+        out.line("proxy_temp_path \(prefix)/proxy_temp;")
+        out.line("fastcgi_temp_path \(prefix)/fastcgi_temp;")
+        out.line("uwsgi_temp_path \(prefix)/uwsgi_temp;")
+        out.line("scgi_temp_path \(prefix)/scgi_temp;")
+        out.line("map_hash_bucket_size \(mapHashBucketBytes);")
+        out.line("map_hash_max_size \(mapHashMaxSize(valid.spec));")
+        // A moved tenant's request must fail visibly, not be retried on another server.
+        out.line("proxy_next_upstream off;")
+        out.line("proxy_connect_timeout 5s;")
+        out.line("proxy_send_timeout 60s;")
+        out.line("proxy_read_timeout 60s;")
+        // Rejections are expected traffic, not errors: keep them out of error.log (level warn).
+        out.line("limit_req_status 429;")
+        out.line("limit_conn_status 429;")
+        out.line("limit_req_log_level info;")
+        out.line("limit_conn_log_level info;")
+        out.line("access_log off;")
+        out.blank()
+        out.line("log_format peer_json escape=json '{\"time\":\"$msec\",\"tenant\":\"$peer_tenant\",\"instance\":\"$peer_instance\",\"component\":\"$peer_component\",\"status\":$status,\"request_time\":$request_time,\"upstream_time\":\"$upstream_response_time\",\"bytes\":$bytes_sent}';")
+        out.blank()
+    }
+
+    /// nginx grows each map's hash up to this size; the largest map is `$peer_upstream`.
+    static func mapHashMaxSize(_ spec: RouterSpec) -> Int {
+        let entries = spec.tenants.reduce(0) { $0 + $1.components.count + 1 }
+        var size = 2048
+        while size < entries { size *= 2 }
+        return size
+    }
+}
+
+/// Builds the config text with four-space indentation per block.
+struct ConfigWriter {
+    private(set) var text = ""
+    private var depth = 0
+
+    mutating func line(_ content: String) {
+        text += String(repeating: "    ", count: depth) + content + "\n"
+    }
+
+    mutating func blank() { text += "\n" }
+
+    mutating func open(_ header: String) {
+        line(header + " {")
+        depth += 1
+    }
+
+    mutating func close() {
+        precondition(depth > 0, "ConfigWriter: close without open")
+        depth -= 1
+        line("}")
+    }
+}

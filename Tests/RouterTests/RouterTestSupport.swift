@@ -1,0 +1,115 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+@testable import Router
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Shared helpers for the Router tests: temp directories, loopback ports, polling with a
+/// deadline (never a sleep used as synchronisation), and a quiet-but-useful logger.
+enum TestSupport {
+    /// Generous bound for responses the tests read through nginx.
+    static let responseBytesMax = 64 * 1024
+    static let requestTimeout: Duration = .seconds(5)
+
+    static var logger: Logger {
+        var logger = Logger(label: "router-test") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = .notice
+        return logger
+    }
+
+    /// A fresh directory (0755: nginx workers run as `nobody` when the tests run as root).
+    static func makeTemporaryDirectory() throws -> String {
+        var template = Array("/tmp/router-test-XXXXXX".utf8CString)
+        let path = try template.withUnsafeMutableBufferPointer { buffer -> String in
+            guard let result = mkdtemp(buffer.baseAddress!) else { throw POSIXError(.EIO) }
+            return String(cString: result)
+        }
+        chmod(path, 0o755)
+        return path
+    }
+
+    static func removeDirectory(_ path: String) {
+        precondition(path.hasPrefix("/tmp/router-test-"), "refusing to remove \(path)")
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// A loopback TCP port that was free a moment ago (bound to port 0, then closed).
+    static func freePort() throws -> UInt16 {
+        let held = try HeldPort()
+        defer { held.close() }
+        return held.port
+    }
+
+    /// Checks `condition` every 20 ms until it holds or `timeout` passes; false on timeout.
+    static func poll(timeout: Duration, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return try await condition()
+    }
+
+    /// One request through nginx, blocking (tests call it from their own threads or tasks).
+    static func get(_ address: String, path: String = "/", headers: [(String, String)] = []) throws -> HTTPReply {
+        try LoopbackHTTP.request(address, path: path, headers: headers, timeout: requestTimeout, responseBytesMax: responseBytesMax)
+    }
+
+    /// Runs `body` with a router in a temp prefix; always stops nginx and removes the prefix.
+    static func withRouter<T>(
+        confirmTimeout: Duration = .seconds(5),
+        _ body: (NginxRouter, String) async throws -> T
+    ) async throws -> T {
+        let directory = try makeTemporaryDirectory()
+        let prefix = directory + "/nginx"
+        let router = NginxRouter(prefix: prefix, logger: logger, confirmTimeout: confirmTimeout)
+        do {
+            let result = try await body(router, prefix)
+            await router.stop()
+            removeDirectory(directory)
+            return result
+        } catch {
+            await router.stop()
+            let errorLog = String(decoding: PrefixFiles.read(prefix + "/error.log", bytesMax: 4096), as: UTF8.self)
+            if !errorLog.isEmpty { print("error.log of the failed test:\n\(errorLog)") }
+            removeDirectory(directory)
+            throw error
+        }
+    }
+}
+
+/// A listening loopback TCP socket the test owns (to hold a port, or to learn a free one).
+final class HeldPort: Sendable {
+    let fd: Int32
+    let port: UInt16
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 128) == 0 else {
+            Glibc.close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        port = UInt16(bigEndian: address.sin_port)
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+
+    func close() { Glibc.close(fd) }
+}
