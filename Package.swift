@@ -118,7 +118,7 @@ let package = Package(
             name: "peer",
             dependencies: [
                 "PeerCerts", "PeerConfig", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
-                "CProcessControl",
+                "CProcessControl", "Agent", "Router",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -247,6 +247,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // --- agent and router (issue 8) ---
+        // The agent (seed: DFM): supervises this instance's components (process groups, tenant
+        // files, health checks, restarts with backoff, CPU and memory samples). An adapter.
+        .target(name: "Agent", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(name: "AgentTests", dependencies: ["Agent"], swiftSettings: swiftSettings),
+        // The router: the NGINX config as a pure function of its input (golden files), the
+        // applier (nginx -t, atomic swap, reload, confirmed generation) and the statistics intake
+        // (JSON access log over syslog/UDP). An adapter.
+        .target(name: "Router", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RouterTests", dependencies: ["Router", .product(name: "Logging", package: "swift-log")],
+            resources: [.copy("Golden")], swiftSettings: swiftSettings),
+        // --- end agent and router ---
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),
     ]

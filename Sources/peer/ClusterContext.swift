@@ -41,7 +41,7 @@ struct ClusterContext {
             tickMillis: config.timing.tickMs, electionTicks: config.timing.electionTicks,
             heartbeatTicks: config.timing.heartbeatTicks, snapshotEveryEntries: UInt64(config.timing.snapshotEveryEntries),
             adminTokenFile: config.admin.tokenFile,
-            broker: config.broker, catalog: config.catalog
+            broker: config.broker, catalog: config.catalog, config: config
         )
     }
 

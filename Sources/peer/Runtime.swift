@@ -48,6 +48,8 @@ struct RuntimeSettings: Sendable {
     /// The Open Service Broker API's settings and catalog (`broker:`, `catalog:`).
     var broker: ClusterConfig.Broker
     var catalog: ClusterConfig.Catalog
+    /// The whole file, for the data plane (components, router).
+    var config: ClusterConfig
 
     var me: Member { members.first { $0.id == selfID }! }
 }
@@ -132,10 +134,25 @@ enum PeerRuntime {
         brokerConfig.driverIntervalMillis = s.broker.driverIntervalMs
         apiConfig.broker = brokerConfig
         let driverConfig = brokerConfig
+        // The data plane: this instance's components and NGINX, from the applied state.
+        let dataPlane = try DataPlane(
+            DataPlane.Settings(selfID: s.selfID, config: s.config, directory: s.dataDirectory, peerBinary: PeerProcesses.selfExecutable()),
+            logger: logger)
+        if !dataPlane.isEmpty { apiConfig.dataPlane = { dataPlane.report() } }
         let api = try AdminServer(configuration: apiConfig, node: node)
+        // The leader's view of every member's data plane, for the move driver.
+        let watch = DataPlaneWatch(
+            members: Dictionary(uniqueKeysWithValues: s.config.peers.map { p in
+                (p.id, DataPlaneWatch.Member(
+                    addresses: MemberAddresses(peer: p.peerAddress.description, apiHost: p.apiAddress.host, apiPort: Int(p.apiAddress.port)),
+                    supervised: p.componentAddress != nil, routed: p.routerAddress != nil))
+            }),
+            client: try AdminClient(tls: apiConfig.tls), logger: logger)
+        let moveTimeoutMs = Int64(s.config.router.moveTimeoutMs)
 
         try await transport.start()
         node.start()
+        try await dataPlane.start()
         logger.info("peer running", metadata: [
             "id": "\(s.selfID)", "cluster": "\(s.clusterID)", "peer": "\(s.me.peerAddress)", "api": "\(s.me.apiHost):\(s.me.apiPort)",
         ])
@@ -162,7 +179,16 @@ enum PeerRuntime {
             }
             group.addTask {
                 // Leader only, like the Registrar: finishes every broker operation in progress.
-                await OperationDriverLoop(node: node, configuration: driverConfig, waker: api.driverWaker, logger: logger).run()
+                await OperationDriverLoop(
+                    node: node, configuration: driverConfig, waker: api.driverWaker, logger: logger,
+                    readiness: { watch.readiness() }, routers: { watch.routerAcks() }, moveTimeoutMs: moveTimeoutMs
+                ).run()
+            }
+            if !dataPlane.isEmpty {
+                group.addTask { await dataPlane.run(node: node) }
+            }
+            if s.config.peers.contains(where: { $0.routerAddress != nil || $0.componentAddress != nil }) {
+                group.addTask { await watch.run(node: node) }
             }
             let signal = await signals.next()
             logger.info("signal \(signal): stopping gracefully")
@@ -171,6 +197,8 @@ enum PeerRuntime {
             await api.shutdown()
             await apiTask.value
             group.cancelAll()
+            // Components and NGINX stop gracefully (requests in flight finish) before the node.
+            await dataPlane.stop()
             await node.stop()
             await transport.shutdown()
         }

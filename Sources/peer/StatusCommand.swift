@@ -31,6 +31,10 @@ struct ClusterStatus: Codable {
         var haltReason: String?
         /// Why it is unreachable.
         var error: String?
+        /// The HTTP address of this member's NGINX, when it runs a router.
+        var routerURL: String?
+        /// Its agent's components, the tenants they serve, its router's confirmed config, load.
+        var dataPlane: DataPlaneReport?
     }
 
     var cluster: String
@@ -101,7 +105,8 @@ struct StatusCommand: AsyncParsableCommand {
                 members.append(.init(id: s.id, address: s.address, apiAddress: s.apiAddress, role: s.role, state: s.state, term: s.term,
                                      commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
                                      snapshotIndex: s.snapshotIndex, snapshotsInstalled: s.snapshotsInstalled, trailsLeaderBy: trails,
-                                     lastContactMs: contact, version: s.version, stateDigest: s.stateDigest, pid: s.pid, haltReason: s.haltReason, error: nil))
+                                     lastContactMs: contact, version: s.version, stateDigest: s.stateDigest, pid: s.pid, haltReason: s.haltReason, error: nil,
+                                     routerURL: s.routerURL, dataPlane: s.dataPlane))
             case .failure(let e):
                 let role = voters.contains(p.id) ? "voter" : "learner"
                 members.append(.init(id: p.id, address: p.peerAddress.description, apiAddress: p.apiAddress.description, role: role, state: "unreachable",
@@ -157,6 +162,46 @@ struct StatusCommand: AsyncParsableCommand {
             out += Table.render(irows)
         }
         out += "tenants: \(s.tenants.map(String.init) ?? "unknown")"
+        out += renderDataPlane(s)
+        return out
+    }
+
+    /// Per instance: its router, the components its agent runs, the tenants they serve, load.
+    static func renderDataPlane(_ s: ClusterStatus) -> String {
+        let planes = s.members.compactMap { m in m.dataPlane.map { (m.id, $0) } }
+        guard !planes.isEmpty else { return "" }
+        var out = "\n\ndata plane:\n"
+        var rows = [["INSTANCE", "ROUTER", "CONFIRMED", "SERVING", "REQ/S", "ERR/S", "P99"]]
+        for (id, d) in planes {
+            rows.append([
+                String(id), d.routerURL ?? "-", Self.cell(d.routerConfirmedIndex), String(d.servingTenants.count),
+                d.load.map { String(format: "%.1f", $0.requestsPerSecond) } ?? "-",
+                d.load.map { String(format: "%.1f", $0.errorsPerSecond) } ?? "-",
+                d.load?.upstreamP99Ms.map { String(format: "%.0fms", $0) } ?? "-",
+            ])
+        }
+        out += Table.render(rows)
+        var crows = [["INSTANCE", "COMPONENT", "PID", "STATE", "TENANTS", "RESTARTS", "CPU", "RSS", "LAST EXIT"]]
+        for (id, d) in planes {
+            for c in d.components {
+                crows.append([
+                    String(id), c.name, Self.cell(c.pid), c.state, String(c.tenants), String(c.restarts),
+                    c.cpuPermille.map { String(format: "%.1f%%", Double($0) / 10) } ?? "-",
+                    c.rssBytes.map { "\($0 >> 20)MiB" } ?? "-", c.lastExit ?? "-",
+                ])
+            }
+        }
+        if crows.count > 1 { out += "\n" + Table.render(crows) }
+        for (id, d) in planes {
+            if let e = d.routerError { out += "  instance \(id) router: \(e)\n" }
+            if !d.servingTenants.isEmpty {
+                let shown = d.servingTenants.prefix(20).joined(separator: " ")
+                out += "  instance \(id) serves: \(shown)\(d.servingTenants.count > 20 ? " ... (\(d.servingTenants.count))" : "")\n"
+            }
+            if let load = d.load, !load.topTenants.isEmpty {
+                out += "  instance \(id) busiest: " + load.topTenants.prefix(5).map { "\($0.tenant) " + String(format: "%.1f/s", $0.requestsPerSecond) }.joined(separator: ", ") + "\n"
+            }
+        }
         return out
     }
 }

@@ -14,7 +14,11 @@ final class ProcessCluster {
     let size: Int
     var commandCount = 0
 
-    init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, extraYAML: String = "") throws {
+    /// With `dataPlane`, every peer also runs a router (NGINX) and components (the demo catalog:
+    /// `tenant-app` beside the peer binary plays dfx-dev, dfx-dep and dfc).
+    let routerPorts: [Int]
+
+    init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, extraYAML: String = "", dataPlane: Bool = false) throws {
         binary = try Self.peerBinary()
         self.size = size
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("peer-proc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
@@ -33,9 +37,17 @@ final class ProcessCluster {
         peers:
 
         """
+        var routers: [Int] = []
         for i in 0..<size {
             yaml += "  - id: \(i + 1)\n    peer: 127.0.0.1:\(ports[2 * i])\n    api: 127.0.0.1:\(ports[2 * i + 1])\n"
+            if dataPlane {
+                let router = try Self.freePorts(2, avoiding: ports + routers)
+                let components = try Self.freeRange(3, avoiding: ports + routers + router)
+                routers += router
+                yaml += "    router: 127.0.0.1:\(router[0])\n    routerControl: 127.0.0.1:\(router[1])\n    components: 127.0.0.1:\(components)\n"
+            }
         }
+        routerPorts = stride(from: 0, to: routers.count, by: 2).map { routers[$0] }
         yaml += extraYAML
         configPath = dir + "/cluster.yaml"
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -157,17 +169,27 @@ final class ProcessCluster {
     /// Distinct free loopback TCP ports, chosen below the kernel's ephemeral range (so outgoing
     /// connections of other tests cannot take them between now and the peers' bind) and checked
     /// bindable.
-    static func freePorts(_ n: Int) throws -> [Int] {
+    static func freePorts(_ n: Int, avoiding taken: [Int] = []) throws -> [Int] {
         var ports: [Int] = []
         var tries = 0
         while ports.count < n {
             tries += 1
             guard tries < 10_000 else { throw ProcessTestError("no free ports in 20000-32000") }
             let port = Int.random(in: 20_000..<32_000)
-            if ports.contains(port) || !bindable(port) { continue }
+            if ports.contains(port) || taken.contains(port) || !bindable(port) { continue }
             ports.append(port)
         }
         return ports
+    }
+
+    /// The first of `n` consecutive free ports (a components base: base + portOffset).
+    static func freeRange(_ n: Int, avoiding taken: [Int]) throws -> Int {
+        for _ in 0..<10_000 {
+            let base = Int.random(in: 20_000..<32_000 - n)
+            let range = Array(base..<base + n)
+            if range.allSatisfy({ !taken.contains($0) && bindable($0) }) { return base }
+        }
+        throw ProcessTestError("no \(n) consecutive free ports in 20000-32000")
     }
 
     static func bindable(_ port: Int) -> Bool {

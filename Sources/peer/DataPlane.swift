@@ -1,0 +1,316 @@
+import Agent
+import ClusterModel
+import Foundation
+import Logging
+import PeerAPI
+import PeerConfig
+import PeerNode
+import Router
+import Synchronization
+
+/// This peer's data plane (ARCHITECTURE §9-§10): its agent runs the components the tenants
+/// placed here need, and its NGINX routes every tenant to the instance serving it, both derived
+/// from the applied state. A loop reads `routingChangeIndex` (O(1)) every `pollMillis` and only
+/// when it moved reads the routing inputs, reconciles the agent and applies the router config
+/// (generation = that index). It reports what the leader's move driver needs: the tenants the
+/// components here serve, and the highest applied index whose routing NGINX is confirmed to run.
+final class DataPlane: Sendable {
+    struct Settings: Sendable {
+        var selfID: UInt64
+        var config: ClusterConfig
+        var directory: String
+        var peerBinary: String
+        var pollMillis = 50
+        /// After a failed router apply, the next attempt waits this long (the same spec).
+        var retryMillis = 1_000
+    }
+
+    struct State: Sendable {
+        /// The routing index the agent and the router last acted on.
+        var handledRoutingIndex: UInt64 = 0
+        /// The routing index of the config NGINX is confirmed to run, and the newest applied
+        /// index seen with that same routing index (both 0 before the first confirmation).
+        var liveRoutingIndex: UInt64 = 0
+        var confirmedAppliedIndex: UInt64 = 0
+        var routerError: String?
+        var lastSpec: RouterSpec?
+        var lastDesired: DesiredComponents?
+        /// tenant → components it needs on this instance (for `servingTenants`).
+        var neededHere: [String: [String]] = [:]
+        var retryAt: ContinuousClock.Instant?
+    }
+
+    let settings: Settings
+    let me: ClusterConfig.Peer
+    let agent: Agent?
+    let router: NginxRouter?
+    let stats: StatsListener?
+    let state = Mutex(State())
+    let logger: Logger
+
+    init(_ settings: Settings, logger: Logger) throws {
+        self.settings = settings
+        self.logger = logger
+        guard let me = settings.config.peer(id: settings.selfID) else { throw CLIError("peer \(settings.selfID) is not in the config") }
+        self.me = me
+        let launcher = [settings.peerBinary, "exec-child", "--parent", "\(getpid())", "--"]
+        if me.componentAddress != nil {
+            var agentLogger = logger
+            agentLogger[metadataKey: "part"] = "agent"
+            agent = Agent(configuration: AgentConfiguration(directory: settings.directory + "/agent", launcher: launcher, logger: agentLogger))
+        } else {
+            agent = nil
+        }
+        if me.routerAddress != nil {
+            var routerLogger = logger
+            routerLogger[metadataKey: "part"] = "router"
+            router = NginxRouter(
+                nginxBinary: settings.config.router.nginx, prefix: settings.directory + "/router", launcher: launcher, logger: routerLogger,
+                confirmTimeout: .milliseconds(settings.config.router.confirmTimeoutMs))
+            do {
+                stats = try StatsListener(logger: routerLogger)
+            } catch {
+                throw CLIError("router statistics: cannot listen on 127.0.0.1 UDP: \(error)")
+            }
+        } else {
+            router = nil
+            stats = nil
+        }
+    }
+
+    var isEmpty: Bool { agent == nil && router == nil }
+
+    func start() async throws {
+        if let stats {
+            do { try stats.start() } catch { throw CLIError("router statistics: \(error)") }
+        }
+        await agent?.start()
+    }
+
+    /// Until the task is cancelled.
+    func run(node: PeerNode) async {
+        while !Task.isCancelled {
+            await turn(node: node)
+            try? await Task.sleep(for: .milliseconds(settings.pollMillis))
+        }
+    }
+
+    func turn(node: PeerNode) async {
+        guard let (applied, routing) = try? await node.read(linearizable: false, { ($0.appliedIndex, $0.routingChangeIndex) }) else { return }
+        let s = state.withLock { $0 }
+        if routing == s.liveRoutingIndex {
+            state.withLock { $0.confirmedAppliedIndex = max($0.confirmedAppliedIndex, applied) }
+        }
+        if routing == s.handledRoutingIndex, s.routerError == nil { return }
+        if let retryAt = s.retryAt, ContinuousClock.now < retryAt, routing == s.handledRoutingIndex { return }
+        let selfID = "\(settings.selfID)"
+        let config = settings.config
+        guard let inputs = try? await node.read(linearizable: false, { state in RoutingInputs(state, selfID: selfID, config: config) }) else { return }
+        let desired = desiredComponents(inputs)
+        if let agent, desired != s.lastDesired {
+            await agent.reconcile(desired)
+        }
+        state.withLock {
+            $0.lastDesired = desired
+            $0.neededHere = inputs.neededHere
+            $0.handledRoutingIndex = inputs.routingIndex
+        }
+        guard let router else { return }
+        let spec = routerSpec(inputs)
+        if var previous = s.lastSpec, s.routerError == nil {
+            previous.generation = spec.generation
+            if previous == spec {
+                // Same routing as what runs: that config serves this index too.
+                state.withLock {
+                    $0.liveRoutingIndex = inputs.routingIndex
+                    $0.confirmedAppliedIndex = max($0.confirmedAppliedIndex, inputs.appliedIndex)
+                }
+                return
+            }
+        }
+        do {
+            let applied = try await router.apply(spec)
+            logger.info("router config live", metadata: [
+                "generation": "\(applied.generation)", "tenants": "\(spec.tenants.count)", "upstreams": "\(spec.upstreams.count)",
+                "started": "\(applied.started)", "confirm_ms": "\(applied.confirmDuration.components.seconds * 1000 + applied.confirmDuration.components.attoseconds / 1_000_000_000_000_000)",
+            ])
+            state.withLock {
+                $0.lastSpec = spec
+                $0.liveRoutingIndex = inputs.routingIndex
+                $0.confirmedAppliedIndex = max($0.confirmedAppliedIndex, inputs.appliedIndex)
+                $0.routerError = nil
+                $0.retryAt = nil
+            }
+        } catch {
+            logger.error("router config of generation \(spec.generation) not applied: \(error)")
+            state.withLock {
+                $0.routerError = "\(error)"
+                $0.retryAt = ContinuousClock.now + .milliseconds(settings.retryMillis)
+            }
+        }
+    }
+
+    func stop() async {
+        await router?.stop()
+        await agent?.stop()
+        stats?.stop()
+    }
+
+    // MARK: - From the state to the agent's and the router's inputs
+
+    func desiredComponents(_ inputs: RoutingInputs) -> DesiredComponents {
+        guard let base = me.componentAddress else { return DesiredComponents() }
+        var tenantsByComponent: [String: Set<String>] = [:]
+        for (tenant, components) in inputs.neededHere {
+            for c in components { tenantsByComponent[c, default: []].insert(tenant) }
+        }
+        var list: [DesiredComponent] = []
+        for (name, tenants) in tenantsByComponent {
+            guard let c = settings.config.component(named: name), let address = me.address(of: c) else {
+                logger.error("tenants \(tenants.sorted().prefix(5)) need component \(name), which the config's components do not describe")
+                continue
+            }
+            let fill: (String) -> String = { text in
+                text.replacingOccurrences(of: "{instance}", with: "\(self.settings.selfID)")
+                    .replacingOccurrences(of: "{component}", with: name)
+                    .replacingOccurrences(of: "{host}", with: base.host)
+                    .replacingOccurrences(of: "{port}", with: "\(address.port)")
+            }
+            let spec = ComponentSpec(
+                name: name, command: resolve(c.command), arguments: c.args.map(fill), environment: c.env.mapValues(fill),
+                port: Int(address.port), healthPath: c.healthPath, reloadSignal: Self.signal(named: c.reloadSignal),
+                stopTimeout: .milliseconds(c.stopTimeoutMs))
+            list.append(DesiredComponent(spec: spec, tenants: tenants))
+        }
+        return DesiredComponents(list)
+    }
+
+    /// An absolute path as is; a bare name beside the peer binary, else on PATH, else as given
+    /// (the agent then reports the spawn failure).
+    func resolve(_ command: String) -> String {
+        if command.hasPrefix("/") { return command }
+        let beside = URL(fileURLWithPath: settings.peerBinary).deletingLastPathComponent().appendingPathComponent(command).path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let candidate = "\(dir)/\(command)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return command
+    }
+
+    static func signal(named name: String) -> Int32 {
+        switch name {
+        case "USR1": return SIGUSR1
+        case "USR2": return SIGUSR2
+        default: return SIGHUP
+        }
+    }
+
+    func routerSpec(_ inputs: RoutingInputs) -> RouterSpec {
+        let config = settings.config
+        let order = Dictionary(uniqueKeysWithValues: config.components.enumerated().map { ($0.element.name, $0.offset) })
+        var upstreams: Set<Upstream> = []
+        var routes: [TenantRoute] = []
+        for t in inputs.routed {
+            guard let peerID = UInt64(t.instance), let peer = config.peer(id: peerID), peer.componentAddress != nil else { continue }
+            let components = t.components.filter { order[$0] != nil }.sorted { order[$0]! < order[$1]! }
+            guard !components.isEmpty else { continue }
+            for name in components {
+                if let c = config.component(named: name), let address = peer.address(of: c) {
+                    upstreams.insert(Upstream(instance: t.instance, component: name, address: address.description))
+                }
+            }
+            let plan = config.catalog.services.lazy.flatMap(\.plans).first { $0.id == t.plan || $0.name == t.plan }
+            routes.append(TenantRoute(
+                id: t.id, instance: t.instance, components: components,
+                requestsPerSecond: t.requestsPerSecond, connectionsMax: t.connectionsMax, requiresToken: plan?.userTokens ?? false))
+        }
+        let api = me.apiAddress
+        return RouterSpec(
+            generation: inputs.routingIndex, listen: me.routerAddress!.description, controlListen: me.routerControlAddress!.description,
+            prefix: settings.directory + "/router", workerProcesses: config.router.workerProcesses, domain: config.router.domain,
+            upstreams: upstreams.sorted { ($0.instance, $0.component) < ($1.instance, $1.component) },
+            tenants: routes.sorted { $0.id < $1.id },
+            statsAddress: stats.map { "127.0.0.1:\($0.port)" },
+            authURL: routes.contains(where: \.requiresToken) ? "https://\(api.urlHost):\(api.port)" : nil,
+            authCAFile: routes.contains(where: \.requiresToken) ? config.caCertificatePath : nil,
+            authCacheSeconds: config.router.authCacheSeconds)
+    }
+
+    // MARK: - The report (`GET /v1/dataplane`, `peer status`)
+
+    func report() -> DataPlaneReport {
+        let s = state.withLock { $0 }
+        let statuses = agent?.status() ?? []
+        let ready = agent?.readyTenants() ?? [:]
+        let servingTenants = s.neededHere.compactMap { tenant, components -> String? in
+            components.allSatisfy { ready[$0]?.contains(tenant) == true } ? tenant : nil
+        }.sorted()
+        var load: LoadReport?
+        if let stats {
+            let snap = stats.snapshot()
+            let window = max(snap.windowSeconds, 1)
+            let errors = Double(snap.tenants.reduce(0) { $0 + $1.status5xx }) / window
+            load = LoadReport(
+                windowSeconds: Int(snap.windowSeconds), requestsPerSecond: Double(snap.requests) / window, errorsPerSecond: errors,
+                upstreamP99Ms: snap.instances.compactMap(\.upstreamP99Ms).max().map(Double.init),
+                topTenants: snap.tenants.prefix(LoadReport.topTenantsMax).map {
+                    TenantLoad(tenant: $0.tenant, requestsPerSecond: $0.requestsPerSecond, errorsPerSecond: Double($0.status5xx) / window,
+                               upstreamP50Ms: $0.upstreamP50Ms.map(Double.init), upstreamP99Ms: $0.upstreamP99Ms.map(Double.init))
+                },
+                invalidDatagrams: snap.invalidDatagramsTotal)
+        }
+        return DataPlaneReport(
+            routerURL: me.routerAddress.map { "http://\($0.isUnspecified ? "127.0.0.1" : $0.urlHost):\($0.port)" },
+            routerConfirmedIndex: router == nil || s.liveRoutingIndex == 0 ? nil : s.confirmedAppliedIndex,
+            routerError: s.routerError, supervised: agent != nil, servingTenants: servingTenants,
+            components: statuses.map {
+                ComponentReport(name: $0.name, pid: $0.pid, state: Self.stateName($0.state), restarts: $0.restarts, lastExit: $0.lastExit,
+                                cpuPermille: $0.cpuPermille, rssBytes: $0.rssBytes, tenants: $0.tenants)
+            },
+            load: load)
+    }
+
+    static func stateName(_ s: ComponentState) -> String {
+        switch s {
+        case .backingOff: return "backingOff"
+        case .invalid: return "invalid"
+        default: return s.description
+        }
+    }
+}
+
+/// What the data plane needs of the applied state, copied out in one read.
+struct RoutingInputs: Sendable {
+    struct Routed: Sendable {
+        var id: String
+        var instance: String
+        var plan: String
+        var components: [String]
+        var requestsPerSecond: UInt32
+        var connectionsMax: UInt32
+    }
+
+    var appliedIndex: UInt64
+    var routingIndex: UInt64
+    /// Tenants with an active placement, wherever it is: every router routes them.
+    var routed: [Routed]
+    /// Tenants placed on this instance in any phase (preparing, active, draining) and the
+    /// components they need: this agent runs them.
+    var neededHere: [String: [String]]
+
+    init(_ state: ClusterState, selfID: String, config: ClusterConfig) {
+        appliedIndex = state.appliedIndex
+        routingIndex = state.routingChangeIndex
+        routed = []
+        neededHere = [:]
+        for placement in state.placements(onInstance: selfID) {
+            if let t = state.tenant(placement.tenantID) { neededHere[t.id] = t.components }
+        }
+        for t in state.allTenants {
+            guard let instance = state.activeInstance(ofTenant: t.id) else { continue }
+            routed.append(Routed(id: t.id, instance: instance, plan: t.plan, components: t.components,
+                                 requestsPerSecond: t.quotas.requestsPerSecond, connectionsMax: t.quotas.connectionsMax))
+        }
+    }
+}

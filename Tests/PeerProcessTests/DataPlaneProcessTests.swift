@@ -1,0 +1,210 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 8 with real processes: three `peer`s, each with its NGINX and its `tenant-app`
+/// components, driven through the CLI; requests go through the routers with curl and wrk.
+@Suite(.serialized) struct DataPlaneProcessTests {
+    /// One request through a router: status, X-Served-By, body. curl, bounded by --max-time.
+    static func request(_ c: ProcessCluster, router: Int, tenant: String, path: String = "/") async throws -> (status: Int, servedBy: String, body: String) {
+        let out = "\(c.dir)/curl-\(UInt32.random(in: 0...UInt32.max))"
+        let o = try await c.runProgram("/usr/bin/curl", [
+            "-s", "--max-time", "10", "-D", out + ".h", "-o", out + ".b", "-w", "%{http_code}",
+            "-H", "X-Tenant-ID: \(tenant)", "http://127.0.0.1:\(router)\(path)",
+        ])
+        let head = (try? String(contentsOfFile: out + ".h", encoding: .utf8)) ?? ""
+        let servedBy = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-served-by:") }
+            .map { String($0.dropFirst("x-served-by:".count)).trimmingCharacters(in: .whitespaces) } ?? ""
+        return (Int(o.stdout) ?? -1, servedBy, (try? String(contentsOfFile: out + ".b", encoding: .utf8)) ?? "")
+    }
+
+    /// tenant → instance serving it (`peer tenants list`).
+    static func placements(_ c: ProcessCluster) async throws -> [String: String] {
+        let out = try await c.must(["tenants", "list", "--config", c.configPath, "--output", "json"])
+        let list = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]] ?? []
+        var result: [String: String] = [:]
+        for t in list { if let id = t["id"] as? String, let i = t["activeInstance"] as? String { result[id] = i } }
+        return result
+    }
+
+    /// Polls `peer tenants list` until every tenant is ready and served (bounded).
+    static func waitPlaced(_ c: ProcessCluster, _ tenants: [String], seconds: Double = 60) async throws -> [String: String] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var placed: [String: String] = [:]
+        while Date() < deadline {
+            placed = try await placements(c)
+            if tenants.allSatisfy({ placed[$0] != nil }) { return placed }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ProcessTestError("not every tenant served within \(seconds) s: \(placed)")
+    }
+
+    /// Polls until every router sends `tenant` to `instance` (bounded).
+    static func waitRouted(_ c: ProcessCluster, tenant: String, to instance: String, seconds: Double = 30) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last = ""
+        while Date() < deadline {
+            var all = true
+            for r in c.routerPorts {
+                let a = try await request(c, router: r, tenant: tenant)
+                last = "router \(r): \(a.status) \(a.servedBy)"
+                if a.status != 200 || !a.servedBy.hasPrefix("\(instance)/") { all = false; break }
+            }
+            if all { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ProcessTestError("\(tenant) not routed to \(instance) by every router within \(seconds) s; last: \(last)")
+    }
+
+    @Test func everyTenantIsServedByItsInstanceThroughEveryRouterAndAKilledComponentComesBack() async throws {
+        let c = try ProcessCluster(dataPlane: true)
+        try await c.must(["init", "--config", c.configPath])
+        try await c.must(["up", "--config", c.configPath])
+        let tenants = (0..<24).map { "t\($0)" }
+        for t in tenants {
+            try await c.must(["tenants", "create", t, "--plan", t.hasSuffix("0") ? "development" : "deployment", "--config", c.configPath])
+        }
+        let placed = try await Self.waitPlaced(c, tenants)
+        #expect(Set(placed.keys) == Set(tenants))
+        #expect(Set(placed.values).count == 3, "the driver spreads tenants over the three instances: \(placed)")
+        // Every router, every tenant: the answer comes from the instance the state names, and
+        // names the tenant; an unknown tenant is 404 with a JSON body.
+        for t in tenants { try await Self.waitRouted(c, tenant: t, to: placed[t]!) }
+        for r in c.routerPorts {
+            for t in tenants {
+                let a = try await Self.request(c, router: r, tenant: t)
+                #expect(a.status == 200 && a.servedBy.hasPrefix("\(placed[t]!)/") && a.body.contains("\"tenant\":\"\(t)\""), "router \(r) \(t): \(a)")
+            }
+            let unknown = try await Self.request(c, router: r, tenant: "nobody")
+            #expect(unknown.status == 404 && unknown.body.contains("unknown tenant"), "\(unknown)")
+        }
+
+        // SIGKILL a component: the agent restarts it and its tenants are served again.
+        let victimTenant = "t1", instance = placed["t1"]!
+        let status = try await c.statusJSON()
+        let member = c.members(status).first { "\($0["id"] as? Int ?? 0)" == instance }
+        let components = (member?["dataPlane"] as? [String: Any])?["components"] as? [[String: Any]] ?? []
+        let dep = try #require(components.first { $0["name"] as? String == "dfx-dep" }, "\(components)")
+        let pid = try #require(dep["pid"] as? Int)
+        #expect(kill(pid_t(pid), SIGKILL) == 0)
+        let deadline = Date().addingTimeInterval(30)
+        var restarted = false
+        while Date() < deadline, !restarted {
+            let s = try await c.statusJSON()
+            let m = c.members(s).first { "\($0["id"] as? Int ?? 0)" == instance }
+            let cs = (m?["dataPlane"] as? [String: Any])?["components"] as? [[String: Any]] ?? []
+            if let d = cs.first(where: { $0["name"] as? String == "dfx-dep" }), let newPid = d["pid"] as? Int, newPid != pid,
+               (d["restarts"] as? Int ?? 0) >= 1, d["state"] as? String == "healthy" {
+                restarted = true
+            } else {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(restarted, "dfx-dep on instance \(instance) was not restarted healthy within 30 s")
+        try await Self.waitRouted(c, tenant: victimTenant, to: instance)
+        try await c.must(["down", "--config", c.configPath])
+    }
+
+    @Test func aMoveUnderLoadLosesNoRequestAndAMoveSurvivesALeaderKill() async throws {
+        let c = try ProcessCluster(dataPlane: true)
+        try await c.must(["init", "--config", c.configPath])
+        try await c.must(["up", "--config", c.configPath])
+        try await c.must(["tenants", "create", "hot", "--plan", "deployment", "--config", c.configPath, "--wait"])
+        let source = try #require(try await Self.placements(c)["hot"])
+        let target = ["1", "2", "3"].first { $0 != source }!
+        try await Self.waitRouted(c, tenant: "hot", to: source)
+
+        // wrk through one router for a bounded time while the tenant moves.
+        let wrkOut = "\(c.dir)/wrk.out"
+        let wrk = try c.spawnProgram("/usr/bin/wrk", [
+            "-t", "2", "-c", "16", "-d", "15s", "--timeout", "5s", "-H", "X-Tenant-ID: hot",
+            "http://127.0.0.1:\(c.routerPorts[0])/",
+        ], out: wrkOut)
+        // The move starts once the router's statistics show the load on the tenant.
+        try await c.waitForStatus("load on hot in the router's statistics", seconds: 20) { s in
+            c.members(s).contains { m in
+                let top = ((m["dataPlane"] as? [String: Any])?["load"] as? [String: Any])?["topTenants"] as? [[String: Any]] ?? []
+                return top.contains { $0["tenant"] as? String == "hot" && ($0["requestsPerSecond"] as? Double ?? 0) > 0 }
+            }
+        }
+        let move = try await c.must(["tenants", "move", "hot", "--to", target, "--config", c.configPath], timeoutSeconds: 60)
+        #expect(move.contains("moved from \(source) to \(target)"), "\(move)")
+        try await Self.waitRouted(c, tenant: "hot", to: target)
+        let code = try await c.waitProgram(wrk, timeoutSeconds: 40)
+        let report = (try? String(contentsOfFile: wrkOut, encoding: .utf8)) ?? ""
+        #expect(code == 0, "wrk: \(report)")
+        #expect(report.contains("requests in"), "wrk printed no summary: \(report)")
+        #expect(!report.contains("Non-2xx"), "a request failed during the move:\n\(report)")
+        #expect(!report.contains("Socket errors"), "a connection failed during the move:\n\(report)")
+
+        // A move survives the leader's death: start one, kill -9 the leader, the CLI (which
+        // retries through the survivors) still sees it finish. The target is not the leader.
+        let status = try await c.statusJSON()
+        let leader = "\(try #require(status["leader"] as? Int))"
+        let back = ["1", "2", "3"].first { $0 != target && $0 != leader }!
+        let mover = try c.spawn(["tenants", "move", "hot", "--to", back, "--config", c.configPath, "--timeout", "90"])
+        let started = Date().addingTimeInterval(20)
+        while Date() < started, !((try? String(contentsOfFile: mover.out, encoding: .utf8)) ?? "").contains("in progress") {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(((try? String(contentsOfFile: mover.out, encoding: .utf8)) ?? "").contains("in progress"), "the move did not start")
+        let leaderPid = try #require(c.pid(of: Int(leader)!))
+        #expect(kill(leaderPid, SIGKILL) == 0)
+        let moverCode = try await c.waitProgram(mover.pid, timeoutSeconds: 100)
+        let moverOut = (try? String(contentsOfFile: mover.out, encoding: .utf8)) ?? ""
+        let moverErr = (try? String(contentsOfFile: mover.err, encoding: .utf8)) ?? ""
+        #expect(moverCode == 0, "move after a leader kill: \(moverOut)\n\(moverErr)")
+        #expect(moverOut.contains("moved from \(target) to \(back)"), "\(moverOut)")
+        // The survivors route the tenant to its new instance.
+        for (i, r) in c.routerPorts.enumerated() where "\(i + 1)" != leader {
+            let a = try await Self.request(c, router: r, tenant: "hot")
+            #expect(a.status == 200 && a.servedBy.hasPrefix("\(back)/"), "router \(r): \(a)")
+        }
+        try await c.must(["down", "--config", c.configPath])
+    }
+}
+
+extension ProcessCluster {
+    /// Starts any program with stdout to `out` and stderr to `out.err`.
+    func spawnProgram(_ program: String, _ args: [String], out: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, out + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([program] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
+        guard rc == 0 else { throw ProcessTestError("posix_spawn \(program): \(rc)") }
+        return pid
+    }
+
+    /// Waits (polling, bounded) for a child to exit; its exit code.
+    func waitProgram(_ pid: pid_t, timeoutSeconds: Double) async throws -> Int32 {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if ContinuousClock.now > deadline {
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                throw ProcessTestError("pid \(pid) did not finish within \(timeoutSeconds) s")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Runs a program to completion (bounded); stdout as text.
+    func runProgram(_ program: String, _ args: [String], timeoutSeconds: Double = 20) async throws -> Output {
+        commandCount += 1
+        let out = "\(dir)/prog-\(commandCount).out"
+        let pid = try spawnProgram(program, args, out: out)
+        let code = try await waitProgram(pid, timeoutSeconds: timeoutSeconds)
+        return Output(status: code, stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+                      stderr: (try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? "")
+    }
+}
