@@ -107,11 +107,25 @@ import Glibc
         try await c.must(["down", "--config", c.configPath])
     }
 
+    /// The DreamFace catalog plus a plan without quotas, so wrk measures moves, not limits.
+    static let unlimitedCatalog = """
+        catalog:
+          services:
+            - id: dreamface
+              name: dreamface
+              description: DreamFace
+              plans:
+                - {id: dreamface-development, name: development, description: dev, components: [dfx-dev, dfc], weight: 4, quotas: {requestsPerSecond: 50, connectionsMax: 100}}
+                - {id: dreamface-deployment, name: deployment, description: dep, components: [dfx-dep], weight: 2, quotas: {requestsPerSecond: 200, connectionsMax: 400}}
+                - {id: unlimited, name: unlimited, description: no quotas, components: [dfx-dep], weight: 1}
+
+        """
+
     @Test func aMoveUnderLoadLosesNoRequestAndAMoveSurvivesALeaderKill() async throws {
-        let c = try ProcessCluster(dataPlane: true)
+        let c = try ProcessCluster(extraYAML: Self.unlimitedCatalog, dataPlane: true)
         try await c.must(["init", "--config", c.configPath])
         try await c.must(["up", "--config", c.configPath])
-        try await c.must(["tenants", "create", "hot", "--plan", "deployment", "--config", c.configPath, "--wait"])
+        try await c.must(["tenants", "create", "hot", "--plan", "unlimited", "--config", c.configPath, "--wait"])
         let source = try #require(try await Self.placements(c)["hot"])
         let target = ["1", "2", "3"].first { $0 != source }!
         try await Self.waitRouted(c, tenant: "hot", to: source)
