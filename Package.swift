@@ -22,6 +22,7 @@ let package = Package(
         // --- end transport ---
         .executable(name: "peer-cluster-bench", targets: ["peer-cluster-bench"]),
         .executable(name: "peer-broker-bench", targets: ["peer-broker-bench"]),
+        .executable(name: "peer-exec", targets: ["peer-exec"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -55,8 +56,9 @@ let package = Package(
             dependencies: ["RaftSim", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
-        // PR_SET_PDEATHSIG for `peer exec-child` (prctl is variadic: Swift cannot call it).
-        .target(name: "CProcessControl"),
+        // How a peer starts children that must die with it (PR_SET_PDEATHSIG, a guard for
+        // NGINX's process group). C and single-threaded on purpose: signal state is per thread.
+        .executableTarget(name: "peer-exec"),
         // Counts malloc calls for the benchmarks (interposes malloc in the benchmark binary only).
         .target(name: "CAllocCounter"),
         .executableTarget(
@@ -118,7 +120,7 @@ let package = Package(
             name: "peer",
             dependencies: [
                 "PeerCerts", "PeerConfig", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
-                "CProcessControl", "Agent", "Router",
+                "Agent", "Router",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -7,7 +7,7 @@ public struct AgentConfiguration: Sendable {
     /// `logs/<component>.log` and the crash-recovery state file `components.json`.
     public var directory: String
     /// Program and arguments put before a component's command when spawning. The peer passes
-    /// `[peerBinary, "exec-child", "--"]`, which sets PR_SET_PDEATHSIG and execs the command,
+    /// `[peer-exec, "--parent", PID, "--"]`, which sets PR_SET_PDEATHSIG and execs the command,
     /// so the component dies with the peer. Empty: the command is spawned directly. The first
     /// element must be an absolute path.
     public var launcher: [String]

@@ -49,7 +49,15 @@ extension ClusterConfig {
         /// A tenant move whose target has not reported the tenant served after this long fails
         /// and is rolled back (the tenant stays where it was).
         public let moveTimeoutMs: Int
+        /// Seconds an idle client connection to NGINX stays open (0: `Connection: close` after
+        /// every response). A reload (a tenant created, moved or deleted) makes the old workers
+        /// close their idle keepalive connections; a client that had just sent its next request
+        /// on one sees the connection drop and must retry (RFC 9112 §9.3.1; browsers do, wrk
+        /// does not). 0 avoids that but costs a TCP connection per request, and on loopback
+        /// the server-side TIME_WAIT states cap new connections near 470/s per port pair.
+        public var clientKeepaliveSeconds: Int = 65
 
+        public static let clientKeepaliveSecondsRange = 0...3_600
         public static let workerProcessesRange = 1...64
         public static let authCacheSecondsRange = 1...3_600
         public static let confirmTimeoutMsRange = 100...120_000

@@ -5,7 +5,7 @@
 
 extension ConfigDecoder {
     static let componentKeys = ["name", "command", "args", "env", "portOffset", "healthPath", "reloadSignal", "stopTimeoutMs"]
-    static let routerKeys = ["domain", "nginx", "workerProcesses", "authCacheSeconds", "confirmTimeoutMs", "moveTimeoutMs"]
+    static let routerKeys = ["domain", "nginx", "workerProcesses", "authCacheSeconds", "confirmTimeoutMs", "moveTimeoutMs", "clientKeepaliveSeconds"]
     static let componentsMax = 64
 
     typealias Component = ClusterConfig.Component
@@ -165,11 +165,13 @@ extension ConfigDecoder {
             record(map.path(key), value)
             return try reader.integer(value, at: map.path(key), in: range)
         }
-        return RouterSettings(
+        var settings = RouterSettings(
             domain: domain, nginx: nginx,
             workerProcesses: try int("workerProcesses", RouterSettings.workerProcessesRange, d.workerProcesses),
             authCacheSeconds: try int("authCacheSeconds", RouterSettings.authCacheSecondsRange, d.authCacheSeconds),
             confirmTimeoutMs: try int("confirmTimeoutMs", RouterSettings.confirmTimeoutMsRange, d.confirmTimeoutMs),
             moveTimeoutMs: try int("moveTimeoutMs", RouterSettings.moveTimeoutMsRange, d.moveTimeoutMs))
+        settings.clientKeepaliveSeconds = try int("clientKeepaliveSeconds", RouterSettings.clientKeepaliveSecondsRange, d.clientKeepaliveSeconds)
+        return settings
     }
 }

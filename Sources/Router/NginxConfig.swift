@@ -77,7 +77,7 @@ public enum NginxConfig {
         out.line("sendfile on;")
         out.line("tcp_nopush on;")
         out.line("tcp_nodelay on;")
-        out.line("keepalive_timeout 65s;")
+        out.line("keepalive_timeout \(valid.spec.clientKeepaliveSeconds)s;")
         out.line("keepalive_requests 1000;")
         out.line("client_header_timeout 30s;")
         out.line("client_body_timeout 60s;")

@@ -61,7 +61,8 @@ public actor NginxRouter {
 
     /// - Parameters:
     ///   - prefix: absolute directory for nginx's files; created (0755) on the first apply.
-    ///   - launcher: e.g. `[peerBinary, "exec-child", "--"]` so nginx dies with the peer.
+    ///   - launcher: e.g. `[peer-exec, "--parent", PID, "--guard", "--"]` so nginx and its
+    ///     workers die with the peer.
     public init(
         nginxBinary: String = "/usr/sbin/nginx",
         prefix: String,
@@ -122,7 +123,7 @@ public actor NginxRouter {
             if let pid = masterPID {
                 kill(pid, SIGHUP)
             } else {
-                masterPID = try spawnMaster()
+                masterPID = try await spawnMaster()
                 started = true
             }
         } catch {
@@ -156,7 +157,7 @@ public actor NginxRouter {
         }
         let logOffset = PrefixFiles.size(errorLogPath)
         let outputOffset = PrefixFiles.size(outputPath)
-        masterPID = try spawnMaster()
+        masterPID = try await spawnMaster()
         guard await waitForGeneration(generation, at: control) else {
             let error = RouterError.reloadNotConfirmed(generation: generation, liveGeneration: nil, errorLogTail: errorLines(since: logOffset, outputSince: outputOffset))
             lastError = error.description
@@ -198,9 +199,14 @@ public actor NginxRouter {
         }
     }
 
-    private func spawnMaster() throws(RouterError) -> pid_t {
+    /// On `SpawnThread` (see there for why one long-lived thread).
+    private func spawnMaster() async throws(RouterError) -> pid_t {
         let command = launcher + [nginxBinary, "-p", prefix + "/", "-c", configPath, "-g", "daemon off;"]
-        let pid = try ChildProcess.spawn(command, outputPath: outputPath)
+        let output = outputPath
+        let result = await SpawnThread.shared.run { () -> Result<pid_t, RouterError> in
+            do throws(RouterError) { return .success(try ChildProcess.spawn(command, outputPath: output)) } catch { return .failure(error) }
+        }
+        let pid = try result.get()
         logger.info("router: started nginx master pid \(pid)")
         return pid
     }

@@ -108,6 +108,9 @@ extension RouterSpec {
     }
 
     private func checkAuth() throws(RouterSpecError) -> AuthTarget? {
+        guard (0...3_600).contains(clientKeepaliveSeconds) else {
+            throw RouterSpecError(field: "clientKeepaliveSeconds", reason: "must be 0...3600, got \(clientKeepaliveSeconds)")
+        }
         guard (1...RouterLimits.authCacheSecondsMax).contains(authCacheSeconds) else {
             throw RouterSpecError(field: "authCacheSeconds", reason: "must be 1...\(RouterLimits.authCacheSecondsMax), got \(authCacheSeconds)")
         }

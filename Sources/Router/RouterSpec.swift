@@ -42,6 +42,12 @@ public struct RouterSpec: Sendable, Hashable {
     /// How long a token check's answer is cached, in seconds (1...`authCacheSecondsMax`):
     /// a revoked token stops working within this time.
     public var authCacheSeconds: Int
+    /// How long an idle client connection stays open between requests, in seconds; 0 closes
+    /// every client connection after its response (`Connection: close`). A reload makes the old
+    /// workers close their idle keepalive connections at once, and a client that had just sent
+    /// its next request on one sees the connection drop (a client that does not retry, like
+    /// wrk, counts an error). With 0 no connection is ever idle, so a reload costs no request.
+    public var clientKeepaliveSeconds: Int = 65
 
     public init(
         generation: UInt64,

@@ -53,7 +53,12 @@ final class DataPlane: Sendable {
         self.logger = logger
         guard let me = settings.config.peer(id: settings.selfID) else { throw CLIError("peer \(settings.selfID) is not in the config") }
         self.me = me
-        let launcher = [settings.peerBinary, "exec-child", "--parent", "\(getpid())", "--"]
+        // Children die with this peer: `peer-exec` (beside the peer binary) sets PR_SET_PDEATHSIG.
+        let exec = URL(fileURLWithPath: settings.peerBinary).deletingLastPathComponent().appendingPathComponent("peer-exec").path
+        guard FileManager.default.isExecutableFile(atPath: exec) else {
+            throw CLIError("\(exec) not found: it is built with peer (`swift build`) and must sit beside it")
+        }
+        let launcher = [exec, "--parent", "\(getpid())", "--"]
         if me.componentAddress != nil {
             var agentLogger = logger
             agentLogger[metadataKey: "part"] = "agent"
@@ -64,8 +69,11 @@ final class DataPlane: Sendable {
         if me.routerAddress != nil {
             var routerLogger = logger
             routerLogger[metadataKey: "part"] = "router"
+            // NGINX forks workers, which PR_SET_PDEATHSIG on the master would not reach: a guard
+            // process stays its parent and takes the whole group down with the peer.
+            let guarded = [exec, "--parent", "\(getpid())", "--guard", "--"]
             router = NginxRouter(
-                nginxBinary: settings.config.router.nginx, prefix: settings.directory + "/router", launcher: launcher, logger: routerLogger,
+                nginxBinary: settings.config.router.nginx, prefix: settings.directory + "/router", launcher: guarded, logger: routerLogger,
                 confirmTimeout: .milliseconds(settings.config.router.confirmTimeoutMs))
             do {
                 stats = try StatsListener(logger: routerLogger)
@@ -226,7 +234,7 @@ final class DataPlane: Sendable {
                 requestsPerSecond: t.requestsPerSecond, connectionsMax: t.connectionsMax, requiresToken: plan?.userTokens ?? false))
         }
         let api = me.apiAddress
-        return RouterSpec(
+        var spec = RouterSpec(
             generation: inputs.routingIndex, listen: me.routerAddress!.description, controlListen: me.routerControlAddress!.description,
             prefix: settings.directory + "/router", workerProcesses: config.router.workerProcesses, domain: config.router.domain,
             upstreams: upstreams.sorted { ($0.instance, $0.component) < ($1.instance, $1.component) },
@@ -235,6 +243,8 @@ final class DataPlane: Sendable {
             authURL: routes.contains(where: \.requiresToken) ? "https://\(api.urlHost):\(api.port)" : nil,
             authCAFile: routes.contains(where: \.requiresToken) ? config.caCertificatePath : nil,
             authCacheSeconds: config.router.authCacheSeconds)
+        spec.clientKeepaliveSeconds = config.router.clientKeepaliveSeconds
+        return spec
     }
 
     // MARK: - The report (`GET /v1/dataplane`, `peer status`)

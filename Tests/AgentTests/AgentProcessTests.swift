@@ -233,7 +233,7 @@ struct AgentProcessTests {
 }
 
 /// The production launch path: a launcher prefix that sets PR_SET_PDEATHSIG and execs the
-/// component, as `peer exec-child --` does.
+/// component, as `peer-exec --parent PID --` does.
 @Suite(.serialized)
 struct AgentLauncherTests {
     static let launcherScript = #"""
