@@ -5,7 +5,7 @@ SIM_SEEDS_5 ?= 300
 SIM_STEPS ?= 2000
 JOBS ?= $(shell nproc)
 
-.PHONY: deps demo test check-imports sim bench bench-cluster clean
+.PHONY: deps demo test check-imports sim bench bench-cluster bench-router clean
 
 ## deps: system packages the build and tests need (idempotent; apt-get only when missing).
 deps:
@@ -17,8 +17,9 @@ demo: deps
 	swift build -c release --product peer-sim
 	.build/release/peer-sim --seed 1 --seeds 200 --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
 	.build/release/peer-sim --seed 1 --seeds 100 --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
-	swift build --product peer
+	swift build --product peer --product tenant-app --product peer-exec
 	bash chaos/kill-leader.sh
+	bash chaos/move-under-load.sh
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
 test: deps check-imports sim
@@ -50,6 +51,14 @@ bench-cluster:
 	swift build -c release --product peer
 	swift build -c release --product peer-cluster-bench
 	.build/release/peer bench $(BENCH_CLUSTER_ARGS)
+
+## bench-router: issue 8's benchmark: wrk straight to tenant-app vs through NGINX (same run), and
+## move completion times under load (docs/benchmarks.md). Release builds.
+bench-router: deps
+	swift build -c release --product peer
+	swift build -c release --product tenant-app
+	swift build -c release --product peer-exec
+	BUILD=release BENCH=1 CONNS=64 MOVES=10 bash chaos/move-under-load.sh
 
 clean:
 	rm -rf .build

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Scenario (seed: DFLB moves tenants between instances): a 3-peer cluster on loopback, each peer
+# with its NGINX and its tenant-app components. Tenants are served through every router by the
+# instance the replicated state names; one tenant moves between instances MOVES times while wrk
+# loads it through a router; every answer must be a 2xx.
+#
+# With BENCH=1 it also measures (docs/benchmarks.md, issue 8): wrk at CONNS connections straight
+# to the serving tenant-app and through NGINX, same run; and each move's completion time.
+# Runs in a fresh temporary directory; stops only the peers it started (by their pid files).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-debug}
+PEER=${PEER:-$PWD/.build/$BUILD/peer}
+MOVES=${MOVES:-3}
+CONNS=${CONNS:-16}
+RUN_SECONDS=${RUN_SECONDS:-10}
+BENCH=${BENCH:-0}
+work=$(mktemp -d /tmp/peer-moves-XXXXXX)
+cp cluster-config/local-3.yaml "$work/local-3.yaml"
+CONFIG=$work/local-3.yaml
+cleanup() { "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+json() { "$PEER" "$@" --config "$CONFIG" --output json 2>/dev/null; }
+py() { python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
+router_port() { echo $((7300 + $1)); }
+component_port() { echo $((7401 + 10 * ($1 - 1))); }  # dfx-dep on instance $1
+served_by() { curl -s -o /dev/null -D - --max-time 5 -H "X-Tenant-ID: $2" "http://127.0.0.1:$(router_port "$1")/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-served-by"{print $2}'; }
+wait_routed() {  # tenant instance: every router sends the tenant to that instance
+  for _ in $(seq 1 300); do
+    ok=1
+    for r in 1 2 3; do [[ $(served_by "$r" "$1") == "$2/"* ]] || { ok=0; break; }; done
+    [[ $ok == 1 ]] && return 0
+    sleep 0.1
+  done
+  echo "FAIL: $1 is not routed to instance $2 by every router" >&2; return 1
+}
+wrk_summary() { grep -E "requests in|Socket errors|Non-2xx|Latency|Requests/sec" "$1" | sed 's/^ */  /'; }
+
+"$PEER" init --config "$CONFIG" >/dev/null
+"$PEER" up --config "$CONFIG"
+for t in acme globex initech umbrella; do "$PEER" tenants create "$t" --plan deployment --config "$CONFIG" >/dev/null; done
+"$PEER" tenants create hot --plan unlimited --config "$CONFIG" --wait
+for t in acme globex initech umbrella; do
+  instance=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='$t'][0]")
+  [[ $instance != None ]] || { sleep 1; instance=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='$t'][0]"); }
+  wait_routed "$t" "$instance"
+done
+echo "== every router sends every tenant to the instance serving it"
+"$PEER" tenants list --config "$CONFIG"
+
+if [[ $BENCH == 1 ]]; then
+  instance=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='hot'][0]")
+  wait_routed hot "$instance"
+  echo "== wrk -c $CONNS -d ${RUN_SECONDS}s: straight to tenant-app on instance $instance, then through NGINX of peer 1"
+  wrk -t2 -c "$CONNS" -d "${RUN_SECONDS}s" --latency -H "X-Tenant-ID: hot" "http://127.0.0.1:$(component_port "$instance")/" > "$work/direct.out"
+  wrk -t2 -c "$CONNS" -d "${RUN_SECONDS}s" --latency -H "X-Tenant-ID: hot" "http://127.0.0.1:$(router_port 1)/" > "$work/routed.out"
+  echo "direct:"; wrk_summary "$work/direct.out"; grep " 99%" "$work/direct.out" | sed 's/^ */  p99 /'
+  echo "routed:"; wrk_summary "$work/routed.out"; grep " 99%" "$work/routed.out" | sed 's/^ */  p99 /'
+  d=$(awk '/Requests\/sec/{print $2}' "$work/direct.out"); r=$(awk '/Requests\/sec/{print $2}' "$work/routed.out")
+  python3 -c "print('routed/direct throughput: %.3f' % ($r / $d))"
+fi
+
+echo "== $MOVES moves of tenant hot under wrk load through NGINX of peer 1 ($CONNS connections)"
+total=$(( MOVES * 12 + 15 ))
+wrk -t2 -c "$CONNS" -d "${total}s" --timeout 5s -H "X-Tenant-ID: hot" "http://127.0.0.1:$(router_port 1)/" > "$work/moves.out" &
+wrk_pid=$!
+durations=()
+for i in $(seq 1 "$MOVES"); do
+  from=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='hot'][0]")
+  to=$(( from % 3 + 1 ))
+  out=$("$PEER" tenants move hot --to "$to" --config "$CONFIG")
+  echo "$out" | sed 's/^/  /'
+  durations+=("$(echo "$out" | awk '/succeeded/{print $1}')")
+  wait_routed hot "$to"
+done
+kill -INT "$wrk_pid" 2>/dev/null || true
+wait "$wrk_pid" || true
+wrk_summary "$work/moves.out"
+python3 - "${durations[@]}" <<'PY'
+import sys
+d = sorted(float(x) for x in sys.argv[1:])
+p = lambda q: d[min(len(d) - 1, int(q * len(d)))]
+print("move completion: n=%d p50 %.3f s, p99 %.3f s, max %.3f s" % (len(d), p(0.5), p(0.99), d[-1]))
+PY
+if grep -q "Non-2xx" "$work/moves.out"; then echo "FAIL: some answers were not 2xx during the moves" >&2; exit 1; fi
+echo "== no request refused during $MOVES moves"
+"$PEER" status --config "$CONFIG"
+"$PEER" down --config "$CONFIG"
