@@ -8,112 +8,114 @@ import Testing
 import Glibc
 #endif
 
-/// Reloads under load and token checks through a real HTTPS peer stand-in.
-@Suite(.serialized) struct NginxRouterTrafficTests {
-    static let clientThreads = 4
-    /// Per client thread; the loop also ends when the applies are done or at the deadline.
-    static let requestsPerThreadMax = 2_500
-    static let trafficDeadline: Duration = .seconds(10)
-    static let generations: ClosedRange<UInt64> = 2...11
+extension RealNginxTests {
+    /// Reloads under load and token checks through a real HTTPS peer stand-in.
+    @Suite struct NginxRouterTrafficTests {
+        static let clientThreads = 4
+        /// Per client thread; the loop also ends when the applies are done or at the deadline.
+        static let requestsPerThreadMax = 2_500
+        static let trafficDeadline: Duration = .seconds(10)
+        static let generations: ClosedRange<UInt64> = 2...11
 
-    /// Ten generations move tenants between two backends while four threads send requests
-    /// (a new connection each: a reused keepalive connection can race the old worker's
-    /// close, which is a client retry matter, not a lost request). Every request is answered
-    /// 200 by the backend the tenant was on in some generation.
-    @Test func reloadsUnderTrafficLoseNoRequest() async throws {
-        let backends = try ["i-1/web", "i-2/web"].map { try TestBackend(name: $0) }
-        defer { backends.forEach { $0.stop() } }
-        try await TestSupport.withRouter { router, prefix in
-            let tenantIds = (0..<20).map { "tenant-\($0)" }
-            var spec = try NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
-            spec.tenants = Self.placement(tenantIds, generation: 1)
-            _ = try await router.apply(spec)
+        /// Ten generations move tenants between two backends while four threads send requests
+        /// (a new connection each: a reused keepalive connection can race the old worker's
+        /// close, which is a client retry matter, not a lost request). Every request is answered
+        /// 200 by the backend the tenant was on in some generation.
+        @Test func reloadsUnderTrafficLoseNoRequest() async throws {
+            let backends = try ["i-1/web", "i-2/web"].map { try TestBackend(name: $0) }
+            defer { backends.forEach { $0.stop() } }
+            try await TestSupport.withRouter { router, prefix in
+                let tenantIds = (0..<20).map { "tenant-\($0)" }
+                var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
+                spec.tenants = Self.placement(tenantIds, generation: 1)
+                _ = try await router.apply(spec)
 
-            let counters = TrafficCounters()
-            let applying = Atomic<Bool>(true)
-            let deadline = ContinuousClock.now + Self.trafficDeadline
-            let group = DispatchGroup()
-            let listen = spec.listen
-            for thread in 0..<Self.clientThreads {
-                group.enter()
-                Thread {
-                    defer { group.leave() }
-                    var sent = 0
-                    while applying.load(ordering: .relaxed), sent < Self.requestsPerThreadMax, ContinuousClock.now < deadline {
-                        let tenant = tenantIds[(thread + sent * Self.clientThreads) % tenantIds.count]
-                        counters.record(tenant: tenant) { try TestSupport.get(listen, headers: [("X-Tenant-ID", tenant)]) }
-                        sent += 1
-                    }
-                }.start()
+                let counters = TrafficCounters()
+                let applying = Atomic<Bool>(true)
+                let deadline = ContinuousClock.now + Self.trafficDeadline
+                let group = DispatchGroup()
+                let listen = spec.listen
+                for thread in 0..<Self.clientThreads {
+                    group.enter()
+                    Thread {
+                        defer { group.leave() }
+                        var sent = 0
+                        while applying.load(ordering: .relaxed), sent < Self.requestsPerThreadMax, ContinuousClock.now < deadline {
+                            let tenant = tenantIds[(thread + sent * Self.clientThreads) % tenantIds.count]
+                            counters.record(tenant: tenant) { try TestSupport.get(listen, headers: [("X-Tenant-ID", tenant)]) }
+                            sent += 1
+                        }
+                    }.start()
+                }
+                for generation in Self.generations {
+                    spec.generation = generation
+                    spec.tenants = Self.placement(tenantIds, generation: generation)
+                    let applied = try await router.apply(spec)
+                    #expect(applied.started == false)
+                }
+                let requestsDuringApplies = counters.total
+                applying.store(false, ordering: .relaxed)
+                await withCheckedContinuation { continuation in group.notify(queue: .global()) { continuation.resume() } }
+
+                #expect(counters.failures.isEmpty, "\(counters.failures.count) failures, first: \(counters.failures.prefix(5))")
+                #expect(requestsDuringApplies >= 100, "only \(requestsDuringApplies) requests ran while reloading")
+                #expect(backends.allSatisfy { $0.requestsServed > 0 })
+                print("reload under traffic: \(counters.total) requests, \(Self.generations.count) reloads, 0 failures")
             }
-            for generation in Self.generations {
-                spec.generation = generation
-                spec.tenants = Self.placement(tenantIds, generation: generation)
-                let applied = try await router.apply(spec)
-                #expect(applied.started == false)
+        }
+
+        /// Even tenants on i-1 and odd on i-2 in odd generations, the other way round in even ones.
+        static func placement(_ ids: [String], generation: UInt64) -> [TenantRoute] {
+            ids.enumerated().map { index, id in
+                TenantRoute(id: id, instance: (UInt64(index) + generation) % 2 == 0 ? "i-1" : "i-2", components: ["web"])
             }
-            let requestsDuringApplies = counters.total
-            applying.store(false, ordering: .relaxed)
-            await withCheckedContinuation { continuation in group.notify(queue: .global()) { continuation.resume() } }
-
-            #expect(counters.failures.isEmpty, "\(counters.failures.count) failures, first: \(counters.failures.prefix(5))")
-            #expect(requestsDuringApplies >= 100, "only \(requestsDuringApplies) requests ran while reloading")
-            #expect(backends.allSatisfy { $0.requestsServed > 0 })
-            print("reload under traffic: \(counters.total) requests, \(Self.generations.count) reloads, 0 failures")
         }
-    }
 
-    /// Even tenants on i-1 and odd on i-2 in odd generations, the other way round in even ones.
-    static func placement(_ ids: [String], generation: UInt64) -> [TenantRoute] {
-        ids.enumerated().map { index, id in
-            TenantRoute(id: id, instance: (UInt64(index) + generation) % 2 == 0 ? "i-1" : "i-2", components: ["web"])
-        }
-    }
-
-    @Test func tenantTokensAreCheckedByThePeerOverVerifiedTLSAndCached() async throws {
-        let tls = try TestTLS.make()
-        let checker = try TokenCheckServer(tls: tls)
-        let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
-        defer {
-            backends.forEach { $0.stop() }
-            checker.stop()
-            TestSupport.removeDirectory(tls.directory)
-        }
-        try await TestSupport.withRouter { router, prefix in
-            var spec = try NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
-            spec.tenants = [
-                TenantRoute(id: "secure", instance: "i-1", components: ["web"], requiresToken: true),
-                TenantRoute(id: "open", instance: "i-1", components: ["web"]),
-            ]
-            spec.authURL = "https://127.0.0.1:\(checker.port)"
-            spec.authCAFile = tls.caFile
-            spec.authServerName = TestTLS.serverName
-            spec.authCacheSeconds = 30
-            _ = try await router.apply(spec)
-
-            func get(_ tenant: String, _ token: String?) throws -> HTTPReply {
-                var headers = [("X-Tenant-ID", tenant)]
-                if let token { headers.append(("Authorization", "Bearer \(token)")) }
-                return try TestSupport.get(spec.listen, headers: headers)
+        @Test func tenantTokensAreCheckedByThePeerOverVerifiedTLSAndCached() async throws {
+            let tls = try TestTLS.make()
+            let checker = try TokenCheckServer(tls: tls)
+            let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
+            defer {
+                backends.forEach { $0.stop() }
+                checker.stop()
+                TestSupport.removeDirectory(tls.directory)
             }
-            let missing = try get("secure", nil)
-            #expect(missing.status == 401)
-            #expect(missing.bodyText == #"{"error":"unauthorized","tenant":"secure"}"#)
-            #expect(missing.header("Content-Type") == "application/json")
-            let wrongTenant = try get("secure", "good-other")
-            #expect(wrongTenant.status == 403)
-            #expect(wrongTenant.bodyText == #"{"error":"forbidden","tenant":"secure"}"#)
-            let good = try get("secure", "good-secure")
-            #expect(good.status == 200 && good.bodyText.hasPrefix("i-1/web tenant=secure "), "\(good.status) \(good.bodyText)")
-            #expect(checker.checks == ["secure Bearer-none", "secure good-other", "secure good-secure"])
+            try await TestSupport.withRouter { router, prefix in
+                var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
+                spec.tenants = [
+                    TenantRoute(id: "secure", instance: "i-1", components: ["web"], requiresToken: true),
+                    TenantRoute(id: "open", instance: "i-1", components: ["web"]),
+                ]
+                spec.authURL = "https://127.0.0.1:\(checker.port)"
+                spec.authCAFile = tls.caFile
+                spec.authServerName = TestTLS.serverName
+                spec.authCacheSeconds = 30
+                _ = try await router.apply(spec)
 
-            // Cached: the same answers again without asking the peer.
-            #expect(try get("secure", "good-secure").status == 200)
-            #expect(try get("secure", "good-other").status == 403)
-            #expect(try get("secure", nil).status == 401)
-            // A tenant without requiresToken is never checked.
-            #expect(try get("open", nil).status == 200)
-            #expect(checker.checks.count == 3, "\(checker.checks)")
+                func get(_ tenant: String, _ token: String?) throws -> HTTPReply {
+                    var headers = [("X-Tenant-ID", tenant)]
+                    if let token { headers.append(("Authorization", "Bearer \(token)")) }
+                    return try TestSupport.get(spec.listen, headers: headers)
+                }
+                let missing = try get("secure", nil)
+                #expect(missing.status == 401)
+                #expect(missing.bodyText == #"{"error":"unauthorized","tenant":"secure"}"#)
+                #expect(missing.header("Content-Type") == "application/json")
+                let wrongTenant = try get("secure", "good-other")
+                #expect(wrongTenant.status == 403)
+                #expect(wrongTenant.bodyText == #"{"error":"forbidden","tenant":"secure"}"#)
+                let good = try get("secure", "good-secure")
+                #expect(good.status == 200 && good.bodyText.hasPrefix("i-1/web tenant=secure "), "\(good.status) \(good.bodyText)")
+                #expect(checker.checks == ["secure Bearer-none", "secure good-other", "secure good-secure"])
+
+                // Cached: the same answers again without asking the peer.
+                #expect(try get("secure", "good-secure").status == 200)
+                #expect(try get("secure", "good-other").status == 403)
+                #expect(try get("secure", nil).status == 401)
+                // A tenant without requiresToken is never checked.
+                #expect(try get("open", nil).status == 200)
+                #expect(checker.checks.count == 3, "\(checker.checks)")
+            }
         }
     }
 }
