@@ -131,6 +131,46 @@ extension RealNginxTests {
             }
         }
 
+        @Test func portConflictAtFirstStartLeavesNoConfigAndNoNginx() async throws {
+            let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
+            let held = try HeldPort()
+            defer {
+                backends.forEach { $0.stop() }
+                held.close()
+            }
+            try await TestSupport.withRouter { router, prefix in
+                var spec = try Self.spec(prefix: prefix, backends: backends, generation: 1)
+                spec.listen = held.address
+                let began = ContinuousClock.now
+                do throws(RouterError) {
+                    _ = try await router.apply(spec)
+                    Issue.record("generation 1 applied although its port is held")
+                } catch .reloadNotConfirmed(_, let live, let tail) {
+                    #expect(live == nil)
+                    #expect(tail.contains { $0.contains("Address already in use") }, "\(tail)")
+                } catch {
+                    Issue.record("unexpected error \(error)")
+                }
+                // The master exits at once; the router notices rather than waiting out the timeout.
+                #expect(began.duration(to: .now) < .seconds(5))
+                #expect(!PrefixFiles.exists(prefix + "/nginx.conf"))
+                #expect(await router.status.pid == nil)
+                await #expect(throws: RouterError.noConfig(path: prefix + "/nginx.conf")) { try await router.ensureRunning() }
+            }
+        }
+
+        @Test func specForAnotherPrefixOrInvalidSpecIsRefusedBeforeAnyFileIsWritten() async throws {
+            try await TestSupport.withRouter { router, prefix in
+                var spec = GoldenSpecs.empty(prefix: prefix + "-other")
+                await #expect(throws: RouterError.prefixMismatch(router: prefix, spec: prefix + "-other")) { try await router.apply(spec) }
+                spec = GoldenSpecs.empty(prefix: prefix)
+                spec.tenants = [TenantRoute(id: "bad;id", instance: "i-1", components: ["web"])]
+                await #expect(throws: RouterError.self) { try await router.apply(spec) }
+                #expect(!PrefixFiles.exists(prefix))
+                #expect(await router.status.lastError?.contains("tenants[0].id") == true)
+            }
+        }
+
         @Test func configNginxRefusesIsNotSwappedIn() async throws {
             let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
             defer { backends.forEach { $0.stop() } }
