@@ -18,8 +18,12 @@ extension NginxConfig {
         out.line("# Tenant and X-Component header -> upstream; no header -> the tenant's first component.")
         out.open("map \"$peer_tenant|$http_x_component\" $peer_upstream")
         out.line("default \"\";")
-        for (key, upstream) in upstreamEntries(tenants).sorted(by: { $0.key < $1.key }) {
-            out.line("\(NginxNames.mapKey(key)) \(upstream);")
+        for tenant in tenants {
+            let first = tenant.components[0]
+            out.line("\"\(tenant.id)|\" \(NginxNames.upstream(instance: tenant.instance, component: first));")
+            for component in tenant.components.sorted() {
+                out.line("\"\(tenant.id)|\(component)\" \(NginxNames.upstream(instance: tenant.instance, component: component));")
+            }
         }
         out.close()
         out.blank()
@@ -69,19 +73,6 @@ extension NginxConfig {
         out.blank()
     }
 
-    /// `tenant|` → the first component's upstream, `tenant|component` → that component's.
-    static func upstreamEntries(_ tenants: [TenantRoute]) -> [String: String] {
-        var entries: [String: String] = [:]
-        for tenant in tenants {
-            guard let first = tenant.components.first else { continue }
-            entries[tenant.id + "|"] = NginxNames.upstream(instance: tenant.instance, component: first)
-            for component in tenant.components {
-                entries[tenant.id + "|" + component] = NginxNames.upstream(instance: tenant.instance, component: component)
-            }
-        }
-        return entries
-    }
-
     static func renderUpstreams(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
         for upstream in valid.spec.upstreams.sorted(by: { $0.name < $1.name }) {
             out.line("# instance \(upstream.instance), component \(upstream.component)")
@@ -105,15 +96,17 @@ extension NginxConfig {
 
     static func renderLimits(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
         let tenants = valid.spec.tenants.sorted { $0.id < $1.id }
+        let byRate = Dictionary(grouping: tenants.filter { $0.requestsPerSecond > 0 }, by: \.requestsPerSecond)
+        let byConnections = Dictionary(grouping: tenants.filter { $0.connectionsMax > 0 }, by: \.connectionsMax)
         for rate in requestRates(valid.spec) {
-            let members = tenants.filter { $0.requestsPerSecond == rate }
+            let members = byRate[rate] ?? []
             out.line("# \(rate) requests/s per tenant, burst \(rate) (one second's worth).")
             renderKeyMap(variable: "$peer_rate_\(rate)", members: members, into: &out)
             out.line("limit_req_zone $peer_rate_\(rate) zone=peer_rate_\(rate):\(zoneMiB(members.count))m rate=\(rate)r/s;")
             out.blank()
         }
         for limit in connectionLimits(valid.spec) {
-            let members = tenants.filter { $0.connectionsMax == limit }
+            let members = byConnections[limit] ?? []
             out.line("# \(limit) concurrent connections per tenant.")
             renderKeyMap(variable: "$peer_conn_\(limit)", members: members, into: &out)
             out.line("limit_conn_zone $peer_conn_\(limit) zone=peer_conn_\(limit):\(zoneMiB(members.count))m;")

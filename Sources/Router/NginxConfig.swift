@@ -120,9 +120,12 @@ public enum NginxConfig {
 struct ConfigWriter {
     private(set) var text = ""
     private var depth = 0
+    private var indent = ""
 
     mutating func line(_ content: String) {
-        text += String(repeating: "    ", count: depth) + content + "\n"
+        text += indent
+        text += content
+        text += "\n"
     }
 
     mutating func blank() { text += "\n" }
@@ -130,11 +133,13 @@ struct ConfigWriter {
     mutating func open(_ header: String) {
         line(header + " {")
         depth += 1
+        indent = String(repeating: "    ", count: depth)
     }
 
     mutating func close() {
         precondition(depth > 0, "ConfigWriter: close without open")
         depth -= 1
+        indent = String(repeating: "    ", count: depth)
         line("}")
     }
 }

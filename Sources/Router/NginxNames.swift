@@ -9,6 +9,7 @@ public enum NginxNames {
     }
 
     static func escape(_ value: String) -> String {
+        if value.utf8.allSatisfy(isAlphanumeric) { return value }
         var out = ""
         out.reserveCapacity(value.utf8.count)
         for byte in value.utf8 {
@@ -22,8 +23,10 @@ public enum NginxNames {
     }
 
     static func hexByte(_ byte: UInt8) -> String {
-        let digits = Array("0123456789ABCDEF".unicodeScalars)
-        return String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 0x0F)])
+        let digits: StaticString = "0123456789ABCDEF"
+        return digits.withUTF8Buffer { buffer in
+            String(decoding: [buffer[Int(byte >> 4)], buffer[Int(byte & 0x0F)]], as: UTF8.self)
+        }
     }
 
     static func isAlphanumeric(_ byte: UInt8) -> Bool {

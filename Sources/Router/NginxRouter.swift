@@ -37,8 +37,11 @@ public actor NginxRouter {
 
     public nonisolated let nginxBinary: String
     public nonisolated let prefix: String
-    /// Put before the nginx command line when starting the master; it must exec nginx (the
-    /// pid is signalled as the master's).
+    /// Put before the nginx command line when starting the master (e.g. a guard that makes
+    /// nginx die with the peer). SIGHUP and SIGQUIT go to the spawned pid, so the launcher
+    /// must exec nginx or forward them; a forced stop signals the whole process group.
+    /// Note: nginx workers outlive a killed master (verified with 1.22.1), so a guard should
+    /// kill nginx's process group, not only the master.
     public nonisolated let launcher: [String]
     /// How long the control server has to answer a new generation after a start or reload.
     public nonisolated let confirmTimeout: Duration

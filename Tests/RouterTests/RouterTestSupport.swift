@@ -8,6 +8,10 @@ import Testing
 import Glibc
 #endif
 
+/// Every suite that runs a real nginx is nested here: one at a time, so the rate-limit and
+/// reload-under-traffic tests do not compete with the 100,000-tenant test for the CPU.
+@Suite(.serialized) enum RealNginxTests {}
+
 /// Shared helpers for the Router tests: temp directories, loopback ports, polling with a
 /// deadline (never a sleep used as synchronisation), and a quiet-but-useful logger.
 enum TestSupport {

@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+@testable import Router
+
+extension RealNginxTests {
+    /// The renderer and nginx at the cluster's size: `RouterLimits.tenantsMax` tenants with
+    /// three components each must render, pass `nginx -t` (map hashes sized right) and go live.
+    @Suite struct NginxRouterScaleTests {
+        @Test func maximalTenantCountRendersAndGoesLive() async throws {
+            let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
+            defer { backends.forEach { $0.stop() } }
+            try await TestSupport.withRouter(confirmTimeout: .seconds(30)) { router, prefix in
+                var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
+                let instances = (0..<64).map { "instance-\($0)" }
+                let components = ["dfx-dev", "dfx-dep", "dfc"]
+                spec.upstreams = instances.flatMap { instance in
+                    components.map { Upstream(instance: instance, component: $0, address: backends[0].address) }
+                }
+                spec.tenants = (0..<RouterLimits.tenantsMax).map { index in
+                    TenantRoute(
+                        id: "tenant-\(String(repeating: "x", count: 40))-\(index)",
+                        instance: instances[index % instances.count],
+                        components: index % 2 == 0 ? components : components.reversed(),
+                        requestsPerSecond: UInt32(index % RouterLimits.distinctRequestRatesMax + 1) * 10,
+                        connectionsMax: UInt32(index % 4 + 1) * 100
+                    )
+                }
+                let renderStart = ContinuousClock.now
+                let text = try NginxConfig.render(spec)
+                let renderTime = renderStart.duration(to: .now)
+                let applied = try await router.apply(spec)
+                print("scale: \(spec.tenants.count) tenants, \(text.utf8.count) bytes rendered in \(renderTime), live in \(applied.confirmDuration)")
+                let last = spec.tenants[spec.tenants.count - 1]
+                let reply = try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", last.id), ("X-Component", "dfc")])
+                #expect(reply.status == 200 && reply.bodyText.hasPrefix("i-1/web tenant=\(last.id) "), "\(reply.status) \(reply.bodyText)")
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "tenant-unknown")]).status == 404)
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+import Dispatch
+import Foundation
+import Synchronization
+import Testing
+@testable import Router
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension RealNginxTests {
+    /// Reloads under load and token checks through a real HTTPS peer stand-in.
+    @Suite struct NginxRouterTrafficTests {
+        static let clientThreads = 4
+        /// Per client thread; the loop also ends when the applies are done or at the deadline.
+        static let requestsPerThreadMax = 2_500
+        static let trafficDeadline: Duration = .seconds(10)
+        static let generations: ClosedRange<UInt64> = 2...11
+
+        /// Ten generations move tenants between two backends while four threads send requests
+        /// (a new connection each: a reused keepalive connection can race the old worker's
+        /// close, which is a client retry matter, not a lost request). Every request is answered
+        /// 200 by the backend the tenant was on in some generation.
+        @Test func reloadsUnderTrafficLoseNoRequest() async throws {
+            let backends = try ["i-1/web", "i-2/web"].map { try TestBackend(name: $0) }
+            defer { backends.forEach { $0.stop() } }
+            try await TestSupport.withRouter { router, prefix in
+                let tenantIds = (0..<20).map { "tenant-\($0)" }
+                var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
+                spec.tenants = Self.placement(tenantIds, generation: 1)
+                _ = try await router.apply(spec)
+
+                let counters = TrafficCounters()
+                let applying = Atomic<Bool>(true)
+                let deadline = ContinuousClock.now + Self.trafficDeadline
+                let group = DispatchGroup()
+                let listen = spec.listen
+                for thread in 0..<Self.clientThreads {
+                    group.enter()
+                    Thread {
+                        defer { group.leave() }
+                        var sent = 0
+                        while applying.load(ordering: .relaxed), sent < Self.requestsPerThreadMax, ContinuousClock.now < deadline {
+                            let tenant = tenantIds[(thread + sent * Self.clientThreads) % tenantIds.count]
+                            counters.record(tenant: tenant) { try TestSupport.get(listen, headers: [("X-Tenant-ID", tenant)]) }
+                            sent += 1
+                        }
+                    }.start()
+                }
+                for generation in Self.generations {
+                    spec.generation = generation
+                    spec.tenants = Self.placement(tenantIds, generation: generation)
+                    let applied = try await router.apply(spec)
+                    #expect(applied.started == false)
+                }
+                let requestsDuringApplies = counters.total
+                applying.store(false, ordering: .relaxed)
+                await withCheckedContinuation { continuation in group.notify(queue: .global()) { continuation.resume() } }
+
+                #expect(counters.failures.isEmpty, "\(counters.failures.count) failures, first: \(counters.failures.prefix(5))")
+                #expect(requestsDuringApplies >= 100, "only \(requestsDuringApplies) requests ran while reloading")
+                #expect(backends.allSatisfy { $0.requestsServed > 0 })
+                print("reload under traffic: \(counters.total) requests, \(Self.generations.count) reloads, 0 failures")
+            }
+        }
+
+        /// Even tenants on i-1 and odd on i-2 in odd generations, the other way round in even ones.
+        static func placement(_ ids: [String], generation: UInt64) -> [TenantRoute] {
+            ids.enumerated().map { index, id in
+                TenantRoute(id: id, instance: (UInt64(index) + generation) % 2 == 0 ? "i-1" : "i-2", components: ["web"])
+            }
+        }
+
+        @Test func tenantTokensAreCheckedByThePeerOverVerifiedTLSAndCached() async throws {
+            let tls = try TestTLS.make()
+            let checker = try TokenCheckServer(tls: tls)
+            let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
+            defer {
+                backends.forEach { $0.stop() }
+                checker.stop()
+                TestSupport.removeDirectory(tls.directory)
+            }
+            try await TestSupport.withRouter { router, prefix in
+                var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
+                spec.tenants = [
+                    TenantRoute(id: "secure", instance: "i-1", components: ["web"], requiresToken: true),
+                    TenantRoute(id: "open", instance: "i-1", components: ["web"]),
+                ]
+                spec.authURL = "https://127.0.0.1:\(checker.port)"
+                spec.authCAFile = tls.caFile
+                spec.authServerName = TestTLS.serverName
+                spec.authCacheSeconds = 30
+                _ = try await router.apply(spec)
+
+                func get(_ tenant: String, _ token: String?) throws -> HTTPReply {
+                    var headers = [("X-Tenant-ID", tenant)]
+                    if let token { headers.append(("Authorization", "Bearer \(token)")) }
+                    return try TestSupport.get(spec.listen, headers: headers)
+                }
+                let missing = try get("secure", nil)
+                #expect(missing.status == 401)
+                #expect(missing.bodyText == #"{"error":"unauthorized","tenant":"secure"}"#)
+                #expect(missing.header("Content-Type") == "application/json")
+                let wrongTenant = try get("secure", "good-other")
+                #expect(wrongTenant.status == 403)
+                #expect(wrongTenant.bodyText == #"{"error":"forbidden","tenant":"secure"}"#)
+                let good = try get("secure", "good-secure")
+                #expect(good.status == 200 && good.bodyText.hasPrefix("i-1/web tenant=secure "), "\(good.status) \(good.bodyText)")
+                #expect(checker.checks == ["secure Bearer-none", "secure good-other", "secure good-secure"])
+
+                // Cached: the same answers again without asking the peer.
+                #expect(try get("secure", "good-secure").status == 200)
+                #expect(try get("secure", "good-other").status == 403)
+                #expect(try get("secure", nil).status == 401)
+                // A tenant without requiresToken is never checked.
+                #expect(try get("open", nil).status == 200)
+                #expect(checker.checks.count == 3, "\(checker.checks)")
+            }
+        }
+    }
+}
+
+/// Failures seen by the client threads, bounded.
+final class TrafficCounters: Sendable {
+    static let failuresKeptMax = 100
+    private let state = Mutex<(total: Int, failures: [String])>((0, []))
+
+    var total: Int { state.withLock { $0.total } }
+    var failures: [String] { state.withLock { $0.failures } }
+
+    func record(tenant: String, _ request: () throws -> HTTPReply) {
+        var failure: String?
+        do {
+            let reply = try request()
+            if reply.status != 200 || !reply.bodyText.contains(" tenant=\(tenant) ") {
+                failure = "\(tenant): \(reply.status) \(reply.bodyText.prefix(200))"
+            }
+        } catch {
+            failure = "\(tenant): \(error)"
+        }
+        state.withLock { state in
+            state.total += 1
+            if let failure, state.failures.count < Self.failuresKeptMax { state.failures.append(failure) }
+        }
+    }
+}
+
+/// The peer's `GET /v1/auth/tenant/<tenant>` stand-in: a python3 HTTPS server (the test's
+/// certificate for `peer.test`) answering 204 for `Bearer good-<tenant>`, 403 for another
+/// tenant's good token, 401 otherwise, with `Cache-Control: no-store` (which the router
+/// must ignore). It appends `<tenant> <token>` to a file per check.
+final class TokenCheckServer: Sendable {
+    let port: UInt16
+    private let pid: pid_t
+    private let logFile: String
+
+    static let script = #"""
+    import http.server, ssl, sys
+    cert, key, log_path, port_path = sys.argv[1:5]
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def do_GET(self):
+            prefix = "/v1/auth/tenant/"
+            tenant = self.path[len(prefix):] if self.path.startswith(prefix) else ""
+            auth = self.headers.get("Authorization", "")
+            token = auth[len("Bearer "):] if auth.startswith("Bearer ") else "Bearer-none"
+            with open(log_path, "a") as log:
+                log.write(f"{tenant} {token}\n")
+            if token == "good-" + tenant: status = 204
+            elif token.startswith("good-"): status = 403
+            else: status = 401
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+        def log_message(self, *args): pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    with open(port_path + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    import os; os.rename(port_path + ".tmp", port_path)
+    server.serve_forever()
+    """#
+
+    /// Started with `ChildProcess.spawn`, not Foundation's `Process`: a child that
+    /// `Process` starts from a Dispatch thread inherits that thread's blocked signals, so
+    /// SIGTERM never reaches it (seen: the test hung in `waitUntilExit`).
+    init(tls: TestTLS) throws {
+        logFile = tls.directory + "/checks.log"
+        let portFile = tls.directory + "/port"
+        pid = try ChildProcess.spawn(["python3", "-c", Self.script, tls.certFile, tls.keyFile, logFile, portFile], outputPath: tls.directory + "/checker.out")
+        let deadline = ContinuousClock.now + .seconds(10)
+        var port: UInt16?
+        while port == nil && ContinuousClock.now < deadline && !ChildProcess.hasExited(pid) {
+            port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { UInt16($0) }
+            if port == nil { Thread.sleep(forTimeInterval: 0.02) }
+        }
+        guard let port else {
+            kill(pid, SIGKILL)
+            _ = ChildProcess.reapIfExitedBlocking(pid)
+            let output = (try? String(contentsOfFile: tls.directory + "/checker.out", encoding: .utf8)) ?? ""
+            throw TestFailure("the token check server did not report its port within 10 s: \(output.prefix(2000))")
+        }
+        self.port = port
+    }
+
+    var checks: [String] {
+        ((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// SIGTERM, then SIGKILL if it has not ended within 5 s; reaped either way.
+    func stop() {
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !ChildProcess.hasExited(pid) && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        kill(pid, SIGKILL)
+        _ = ChildProcess.reapIfExitedBlocking(pid)
+    }
+}
