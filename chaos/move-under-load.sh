@@ -52,13 +52,17 @@ echo "== every router sends every tenant to the instance serving it"
 if [[ $BENCH == 1 ]]; then
   instance=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='hot'][0]")
   wait_routed hot "$instance"
-  echo "== wrk -c $CONNS -d ${RUN_SECONDS}s: straight to tenant-app on instance $instance, then through NGINX of peer 1"
-  wrk -t2 -c "$CONNS" -d "${RUN_SECONDS}s" --latency -H "X-Tenant-ID: hot" "http://127.0.0.1:$(component_port "$instance")/" > "$work/direct.out"
-  wrk -t2 -c "$CONNS" -d "${RUN_SECONDS}s" --latency -H "X-Tenant-ID: hot" "http://127.0.0.1:$(router_port 1)/" > "$work/routed.out"
-  echo "direct:"; wrk_summary "$work/direct.out"; grep " 99%" "$work/direct.out" | sed 's/^ */  p99 /'
-  echo "routed:"; wrk_summary "$work/routed.out"; grep " 99%" "$work/routed.out" | sed 's/^ */  p99 /'
-  d=$(awk '/Requests\/sec/{print $2}' "$work/direct.out"); r=$(awk '/Requests\/sec/{print $2}' "$work/routed.out")
-  python3 -c "print('routed/direct throughput: %.3f' % ($r / $d))"
+  # Two request kinds: "/" (the handler does nothing: the proxy's whole cost shows) and
+  # "/burn?ms=1" (1 ms of CPU per request, closer to an application's work).
+  for path in "/" "/burn?ms=1"; do
+    echo "== $path: wrk -c $CONNS -d ${RUN_SECONDS}s straight to tenant-app on instance $instance, then through NGINX of peer 1"
+    wrk -t2 -c "$CONNS" -d "${RUN_SECONDS}s" --latency -H "X-Tenant-ID: hot" "http://127.0.0.1:$(component_port "$instance")$path" > "$work/direct.out"
+    wrk -t2 -c "$CONNS" -d "${RUN_SECONDS}s" --latency -H "X-Tenant-ID: hot" "http://127.0.0.1:$(router_port 1)$path" > "$work/routed.out"
+    echo "direct:"; wrk_summary "$work/direct.out"; grep " 99%" "$work/direct.out" | sed 's/^ */  p99 /'
+    echo "routed:"; wrk_summary "$work/routed.out"; grep " 99%" "$work/routed.out" | sed 's/^ */  p99 /'
+    d=$(awk '/Requests\/sec/{print $2}' "$work/direct.out"); r=$(awk '/Requests\/sec/{print $2}' "$work/routed.out")
+    python3 -c "print('$path routed/direct throughput: %.3f' % ($r / $d))"
+  done
 fi
 
 echo "== $MOVES moves of tenant hot under wrk load through NGINX of peer 1 ($CONNS connections)"

@@ -69,9 +69,13 @@ public struct ClusterConfig: Sendable, Hashable {
             uniqueHosts.filter { $0.kind != .dnsName }.map(\.host)
         }
 
-        /// DNS names to name in this peer's certificate: the hosts of `peer` and `api`.
+        /// DNS names to name in this peer's certificate: the hosts of `peer` and `api`, and
+        /// `localhost` when the API listens on loopback: the local NGINX checks the peer's token
+        /// check over TLS and verifies DNS names only (never IP SANs), as `localhost`.
         public var certificateDNSNames: [String] {
-            uniqueHosts.filter { $0.kind == .dnsName }.map(\.host)
+            var names = uniqueHosts.filter { $0.kind == .dnsName }.map(\.host)
+            if apiAddress.isLoopback, !names.contains("localhost") { names.append("localhost") }
+            return names
         }
 
         private var uniqueHosts: [HostPort] {

@@ -242,6 +242,8 @@ final class DataPlane: Sendable {
             statsAddress: stats.map { "127.0.0.1:\($0.port)" },
             authURL: routes.contains(where: \.requiresToken) ? "https://\(api.urlHost):\(api.port)" : nil,
             authCAFile: routes.contains(where: \.requiresToken) ? config.caCertificatePath : nil,
+            // NGINX verifies DNS names only: a loopback API's certificate also names localhost.
+            authServerName: api.isLoopback ? "localhost" : (api.kind == .dnsName ? api.host : nil),
             authCacheSeconds: config.router.authCacheSeconds)
         spec.clientKeepaliveSeconds = config.router.clientKeepaliveSeconds
         return spec

@@ -97,7 +97,13 @@ import Testing
         #expect(config.peers.map(\.peerAddress.description) == ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"])
         #expect(config.peers.map(\.apiAddress.description) == ["127.0.0.1:7201", "127.0.0.1:7202", "127.0.0.1:7203"])
         #expect(config.peers.map { $0.routerAddress?.description } == ["127.0.0.1:7301", "127.0.0.1:7302", "127.0.0.1:7303"])
-        #expect(config.catalog == .dreamFace, "local-3 spells out the default catalog")
+        // local-3 spells out the default catalog and adds a plan without quotas for load tests.
+        let plans = config.catalog.services.first?.plans ?? []
+        #expect(Array(plans.prefix(2)) == ClusterConfig.Catalog.dreamFace.services[0].plans)
+        #expect(plans.last?.id == "dreamface-unlimited" && plans.last?.requestsPerSecond == 0 && plans.last?.connectionsMax == 0)
+        #expect(config.peers.map { $0.componentAddress?.description } == ["127.0.0.1:7400", "127.0.0.1:7410", "127.0.0.1:7420"])
+        #expect(config.router.domain == "local-3.localhost")
+        #expect(config.peers[0].certificateDNSNames == ["localhost"], "a loopback API's certificate names localhost for NGINX's token checks")
         #expect(config.broker.url(ofTenant: "acme") == "http://acme.local-3.localhost:7301")
         #expect(config.broker.passwordHashFile == generated + "/tls/broker-password.sha256")
     }

@@ -71,38 +71,53 @@ final class ProcessCluster {
     /// Starts `peer ARGS` with stdout/stderr to files (no pipe can keep anyone waiting).
     func spawn(_ args: [String]) throws -> (pid: pid_t, out: String, err: String) {
         commandCount += 1
-        let outPath = "\(dir)/cmd-\(commandCount).out", errPath = "\(dir)/cmd-\(commandCount).err"
+        let out = "\(dir)/cmd-\(commandCount).out"
+        return (try spawnProgram(binary, args, out: out), out, out + ".err")
+    }
+
+    /// Starts any program with stdout to `out` and stderr to `out.err`.
+    func spawnProgram(_ program: String, _ args: [String], out: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + args).map { strdup($0) } + [nil]
+        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, out + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([program] + args).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, binary, &actions, nil, argv, environ)
-        guard rc == 0 else { throw ProcessTestError("posix_spawn \(binary): \(rc)") }
-        return (pid, outPath, errPath)
+        let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
+        guard rc == 0 else { throw ProcessTestError("posix_spawn \(program): \(rc)") }
+        return pid
     }
 
-    /// Runs `peer ARGS` to completion (bounded) and returns what it printed. Polls `waitpid`
-    /// with `Task.sleep` in between, so no thread of the test process is blocked meanwhile
-    /// (other suites run servers in this process).
-    @discardableResult
-    func run(_ args: [String], timeoutSeconds: Double = 60) async throws -> Output {
-        let (pid, outPath, errPath) = try spawn(args)
+    /// Waits for a child to exit, polling `waitpid` with `Task.sleep` in between (no thread of
+    /// the test process is blocked: other suites run servers in this process); SIGKILLs it past
+    /// the bound. Returns its exit code (128 + signal when killed by one).
+    func waitProgram(_ pid: pid_t, timeoutSeconds: Double) async throws -> Int32 {
         let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
         var status: Int32 = 0
         while waitpid(pid, &status, WNOHANG) == 0 {
             if ContinuousClock.now > deadline {
                 kill(pid, SIGKILL)
                 waitpid(pid, &status, 0)
-                throw ProcessTestError("peer \(args.joined(separator: " ")) did not finish within \(timeoutSeconds) s")
+                throw ProcessTestError("pid \(pid) did not finish within \(timeoutSeconds) s")
             }
             try await Task.sleep(for: .milliseconds(5))
         }
-        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Runs `peer ARGS` to completion (bounded) and returns what it printed.
+    @discardableResult
+    func run(_ args: [String], timeoutSeconds: Double = 60) async throws -> Output {
+        let (pid, outPath, errPath) = try spawn(args)
+        let code: Int32
+        do {
+            code = try await waitProgram(pid, timeoutSeconds: timeoutSeconds)
+        } catch {
+            throw ProcessTestError("peer \(args.joined(separator: " ")) did not finish within \(timeoutSeconds) s")
+        }
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
         return Output(status: code, stdout: out, stderr: err)
