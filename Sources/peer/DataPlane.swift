@@ -93,6 +93,29 @@ final class DataPlane: Sendable {
             do { try stats.start() } catch { throw CLIError("router statistics: \(error)") }
         }
         await agent?.start()
+        if router != nil, geteuid() == 0 { try openPathForNginxWorkers() }
+    }
+
+    /// NGINX started by root runs its workers as `nobody`, and they write the token-check cache
+    /// and temporary files under the router's prefix, inside this peer's data directory (0700).
+    /// So the two directories above it become 0711 (others may pass through, not list), and
+    /// what sits in them that others must not read is made owner-only: the Raft database and
+    /// the agent's directory (tenant files, component logs).
+    func openPathForNginxWorkers() throws {
+        let fm = FileManager.default
+        for dir in [settings.config.dataDir, settings.directory] {
+            guard chmod(dir, 0o711) == 0 else {
+                throw CLIError("router: cannot make \(dir) passable for NGINX's workers (chmod 0711): \(String(cString: strerror(errno)))")
+            }
+        }
+        let entries = (try? fm.contentsOfDirectory(atPath: settings.directory)) ?? []
+        for name in entries {
+            let path = settings.directory + "/" + name
+            let mode: mode_t = name.hasPrefix("raft.sqlite") ? 0o600 : (name == "agent" ? 0o700 : 0)
+            if mode != 0, chmod(path, mode) != 0 {
+                throw CLIError("router: cannot restrict \(path) to its owner (chmod \(String(mode, radix: 8))): \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     /// Until the task is cancelled.

@@ -185,8 +185,11 @@ struct PeerNodeTests {
         c.network.cut.withLock { _ = $0.insert(leader) }
         let pending = Task { () async throws(ProposeError) -> ApplyResult in try await node.propose(createTenant("never")) }
         // Wait (bounded) until the proposal is in the log and waiting for a quorum it cannot get.
+        // The bound is a liveness bound (30 s): a loaded machine (the full suite runs real
+        // clusters beside this) may take seconds to run the proposing task.
         var appended = false
-        for _ in 0..<2_000 where !appended {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !appended, ContinuousClock.now < deadline {
             appended = try await node.status().lastIndex > node.status().commitIndex
             if !appended { try await Task.sleep(for: .milliseconds(1)) }
         }

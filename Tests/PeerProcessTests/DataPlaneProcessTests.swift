@@ -203,6 +203,73 @@ import Glibc
     }
 }
 
+extension DataPlaneProcessTests {
+    static let securedCatalog = """
+        catalog:
+          services:
+            - id: dreamface
+              name: dreamface
+              description: DreamFace
+              plans:
+                - {id: dreamface-development, name: development, description: dev, components: [dfx-dev, dfc], weight: 4}
+                - {id: dreamface-deployment, name: deployment, description: dep, components: [dfx-dep], weight: 2}
+                - {id: secured, name: secured, description: user tokens required, components: [dfx-dep], weight: 1, userTokens: true}
+        router:
+          authCacheSeconds: 1
+
+        """
+
+    /// One request through a router with `Authorization: Bearer <token>` (nil: none); the status.
+    static func requestWithToken(_ c: ProcessCluster, router: Int, tenant: String, token: String?) async throws -> Int {
+        var args = ["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Tenant-ID: \(tenant)"]
+        if let token {
+            // The token goes in a 0600 file, not on a command line others can read.
+            let file = "\(c.dir)/auth-\(UInt32.random(in: 0...UInt32.max))"
+            FileManager.default.createFile(atPath: file, contents: Data("header = \"Authorization: Bearer \(token)\"\n".utf8), attributes: [.posixPermissions: 0o600])
+            args += ["-K", file]
+        }
+        return Int(try await c.runProgram("/usr/bin/curl", args + ["http://127.0.0.1:\(router)/"]).stdout) ?? -1
+    }
+
+    @Test func aTenantOfAUserTokenPlanIsServedOnlyWithALiveTokenAndARevokedOneStopsWithinTheCacheLifetime() async throws {
+        let c = try ProcessCluster(extraYAML: Self.securedCatalog, dataPlane: true)
+        let b = try await BrokerClient(cluster: c)  // init, up, broker credentials
+        // Provisioned and bound the platform's way, through the broker.
+        let provisioned = try await b.request(b.apis[0], "PUT", "/v2/service_instances/vault?accepts_incomplete=true",
+                                              body: #"{"service_id":"dreamface","plan_id":"secured","organization_guid":"org","space_guid":"space"}"#)
+        #expect(provisioned.status == 202, "\(provisioned.body)")
+        let done = try await b.waitForOperation(b.apis[1], "vault", try #require(provisioned.json["operation"] as? String))
+        #expect(done["state"] as? String == "succeeded")
+        let instance = try #require(try await Self.placements(c)["vault"])
+        let bound = try await b.request(b.apis[0], "PUT", "/v2/service_instances/vault/service_bindings/user-1",
+                                        body: #"{"service_id":"dreamface","plan_id":"secured","bind_resource":{"app_guid":"app"}}"#)
+        #expect(bound.status == 201, "\(bound.body)")
+        let token = try #require((bound.json["credentials"] as? [String: Any])?["token"] as? String)
+        // Every router serves the tenant with the token (once its peer applied the binding and
+        // its config routes the tenant), and refuses it without one or with another.
+        for r in c.routerPorts {
+            try await b.waitFor("router \(r) admits the token") { try await Self.requestWithToken(c, router: r, tenant: "vault", token: token) == 200 }
+            #expect(try await Self.requestWithToken(c, router: r, tenant: "vault", token: nil) == 401)
+            #expect(try await Self.requestWithToken(c, router: r, tenant: "vault", token: String(repeating: "0", count: 64)) == 401)
+        }
+        let served = try await Self.request(c, router: c.routerPorts[0], tenant: "vault")
+        #expect(served.status == 401, "no token, no answer from \(instance): \(served)")
+        // Revoked: within the cache lifetime (1 s) plus the time every peer takes to apply the
+        // unbind, the token stops working on every router.
+        #expect(try await b.request(b.apis[1], "DELETE", "/v2/service_instances/vault/service_bindings/user-1?service_id=dreamface&plan_id=secured").status == 200)
+        let revokedAt = Date()
+        for r in c.routerPorts {
+            try await b.waitFor("router \(r) refuses the revoked token", seconds: 10) {
+                try await Self.requestWithToken(c, router: r, tenant: "vault", token: token) == 401
+            }
+        }
+        let took = Date().timeIntervalSince(revokedAt)
+        #expect(took < 1 + 2, "revocation took \(took) s; the cache lifetime is 1 s")
+        print("token revoked on all 3 routers within \(Int(took * 1000)) ms (cache lifetime 1 s)")
+        try await c.must(["down", "--config", c.configPath])
+    }
+}
+
 extension ProcessCluster {
     /// Runs a program to completion (bounded); what it printed.
     func runProgram(_ program: String, _ args: [String], timeoutSeconds: Double = 20) async throws -> Output {

@@ -77,7 +77,7 @@ actor Recorder<T: Sendable> {
 
     /// The first element (already seen or arriving) matching `predicate`, or nil after `timeout`.
     /// The timeout only bounds a failing test; success never waits for it.
-    func first(timeout: Duration = .seconds(10), where predicate: @escaping @Sendable (T) -> Bool) async -> T? {
+    func first(timeout: Duration = .seconds(30), where predicate: @escaping @Sendable (T) -> Bool) async -> T? {
         if let hit = items.first(where: predicate) { return hit }
         let id = nextID
         nextID += 1
