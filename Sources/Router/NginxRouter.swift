@@ -103,11 +103,23 @@ public actor NginxRouter {
     private func applyChecked(_ spec: RouterSpec) async throws(RouterError) -> AppliedConfig {
         let began = ContinuousClock.now
         guard spec.prefix == prefix else { throw .prefixMismatch(router: prefix, spec: spec.prefix) }
-        let text: String
-        do { text = try NginxConfig.render(spec) } catch { throw .invalidSpec(error) }
-        try PrefixFiles.makeDirectory(prefix)
+        // Rendering and writing a large config takes seconds (100,000 tenants: about 70 MB): on
+        // a Dispatch thread, so the Swift concurrency pool (a thread per core) stays free for
+        // the peer's API and loops meanwhile.
+        let prefix = self.prefix
         let candidate = "\(prefix)/nginx.conf.\(spec.generation).tmp"
-        try PrefixFiles.write(text, to: candidate)
+        let written = await Self.onBlockingThread { () -> Result<Int, RouterError> in
+            do throws(RouterError) {
+                let text: String
+                do throws(RouterSpecError) { text = try NginxConfig.render(spec) } catch { throw .invalidSpec(error) }
+                try PrefixFiles.makeDirectory(prefix)
+                try PrefixFiles.write(text, to: candidate)
+                return .success(text.utf8.count)
+            } catch {
+                return .failure(error)
+            }
+        }
+        let configBytes = try written.get()
         do {
             try await validate(candidate, generation: spec.generation)
         } catch {
@@ -144,7 +156,7 @@ public actor NginxRouter {
         confirmedGeneration = spec.generation
         confirmedControlListen = spec.controlListen
         lastError = nil
-        let applied = AppliedConfig(generation: spec.generation, pid: pid, started: started, configBytes: text.utf8.count, confirmDuration: began.duration(to: .now))
+        let applied = AppliedConfig(generation: spec.generation, pid: pid, started: started, configBytes: configBytes, confirmDuration: began.duration(to: .now))
         logger.info("router: generation \(spec.generation) live (\(started ? "started" : "reloaded") pid \(pid), \(spec.tenants.count) tenants, \(applied.configBytes) bytes, \(applied.confirmDuration))")
         return applied
     }

@@ -3,8 +3,10 @@ import Testing
 @testable import Router
 
 extension RealNginxTests {
-    /// The renderer and nginx at the cluster's size: `RouterLimits.tenantsMax` tenants with
-    /// three components each must render, pass `nginx -t` (map hashes sized right) and go live.
+    /// The renderer and nginx at scale: 20,000 tenants with three components each must render,
+    /// pass `nginx -t` (map hashes sized right) and go live. `PEER_ROUTER_SCALE_TENANTS` raises
+    /// it (up to `RouterLimits.tenantsMax`, 100,000: 69 MB, live in 8.7 s in a debug build); the
+    /// default keeps the suite's shared CPU for the tests running beside it.
     @Suite struct NginxRouterScaleTests {
         @Test func maximalTenantCountRendersAndGoesLive() async throws {
             let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
@@ -16,7 +18,9 @@ extension RealNginxTests {
                 spec.upstreams = instances.flatMap { instance in
                     components.map { Upstream(instance: instance, component: $0, address: backends[0].address) }
                 }
-                spec.tenants = (0..<RouterLimits.tenantsMax).map { index in
+                let count = ProcessInfo.processInfo.environment["PEER_ROUTER_SCALE_TENANTS"].flatMap(Int.init)
+                    .map { min(max($0, 1), RouterLimits.tenantsMax) } ?? 20_000
+                spec.tenants = (0..<count).map { index in
                     TenantRoute(
                         id: "tenant-\(String(repeating: "x", count: 40))-\(index)",
                         instance: instances[index % instances.count],
@@ -25,11 +29,8 @@ extension RealNginxTests {
                         connectionsMax: UInt32(index % 4 + 1) * 100
                     )
                 }
-                let renderStart = ContinuousClock.now
-                let text = try NginxConfig.render(spec)
-                let renderTime = renderStart.duration(to: .now)
                 let applied = try await router.apply(spec)
-                print("scale: \(spec.tenants.count) tenants, \(text.utf8.count) bytes rendered in \(renderTime), live in \(applied.confirmDuration)")
+                print("scale: \(spec.tenants.count) tenants, \(applied.configBytes) bytes, live in \(applied.confirmDuration)")
                 let last = spec.tenants[spec.tenants.count - 1]
                 let reply = try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", last.id), ("X-Component", "dfc")])
                 #expect(reply.status == 200 && reply.bodyText.hasPrefix("i-1/web tenant=\(last.id) "), "\(reply.status) \(reply.bodyText)")

@@ -7,12 +7,17 @@ import Testing
 /// The listener with a real UDP client on 127.0.0.1.
 @Suite("StatsListener")
 struct StatsListenerTests {
+    /// A window longer than any test: these tests count what arrived, not what expires (the
+    /// aggregator tests cover expiry deterministically); a test task starved for seconds by the
+    /// suites beside it must not see its counts leave a 10 s window.
+    static let longWindow = StatsAggregator.Configuration(bucketMs: 10_000, bucketCount: 60)
+
     static func logger(_ store: StatsCapturingLogHandler.Store = .init()) -> Logger {
         Logger(label: "stats-test") { _ in StatsCapturingLogHandler(store: store) }
     }
 
     @Test func countsDatagramsFromARealUDPClient() async throws {
-        let listener = try StatsListener(logger: Self.logger())
+        let listener = try StatsListener(configuration: Self.longWindow, logger: Self.logger())
         try listener.start()
         defer { listener.stop() }
         #expect(listener.port != 0)
@@ -34,7 +39,7 @@ struct StatsListenerTests {
 
     @Test func refusedDatagramsAreCountedByKindAndLoggedOncePerKind() async throws {
         let store = StatsCapturingLogHandler.Store()
-        let listener = try StatsListener(logger: Self.logger(store))
+        let listener = try StatsListener(configuration: Self.longWindow, logger: Self.logger(store))
         try listener.start()
         defer { listener.stop() }
         let sender = try StatsUDPSender(port: listener.port)
@@ -63,7 +68,7 @@ struct StatsListenerTests {
     }
 
     @Test func stopIsPromptAndReleasesThePort() throws {
-        let listener = try StatsListener(logger: Self.logger())
+        let listener = try StatsListener(configuration: Self.longWindow, logger: Self.logger())
         try listener.start()
         let port = listener.port
         let started = ContinuousClock.now
@@ -86,7 +91,7 @@ struct StatsListenerTests {
 
     @Test func datagramsTheKernelDropsAreCounted() async throws {
         // A tiny buffer and no reader yet: most of a burst cannot be queued and is dropped.
-        let listener = try StatsListener(receiveBufferBytes: 4_096, logger: Self.logger())
+        let listener = try StatsListener(receiveBufferBytes: 4_096, configuration: Self.longWindow, logger: Self.logger())
         defer { listener.stop() }
         let sender = try StatsUDPSender(port: listener.port)
         let burst = 300

@@ -42,7 +42,9 @@ struct StatsNginxEndToEndTests {
     }
 
     @Test func countsEveryRequestNginxServedPerTenant() async throws {
-        let listener = try StatsListener(logger: Logger(label: "stats-e2e"))
+        // A 10-minute window: these tests count what arrived, not what expires (the aggregator
+        // tests cover expiry); a starved test task must not see its counts leave the window.
+        let listener = try StatsListener(configuration: StatsAggregator.Configuration(bucketMs: 10_000, bucketCount: 60), logger: Logger(label: "stats-e2e"))
         try listener.start()
         defer { listener.stop() }
         let directory = try StatsTemporaryDirectory()
