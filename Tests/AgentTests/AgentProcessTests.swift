@@ -273,12 +273,12 @@ struct AgentLauncherTests {
 struct HealthProbeTests {
     static let serverScript = #"""
     import socket, sys, time
-    mode, port = sys.argv[1], int(sys.argv[2])
+    mode = sys.argv[1]
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
+    listener.bind(("127.0.0.1", 0))  # the kernel picks a free port: no race with other tests
     listener.listen(16)
-    print("ready", flush=True)
+    print("ready %d" % listener.getsockname()[1], flush=True)
     while True:
         connection, _ = listener.accept()
         connection.recv(4096)
@@ -305,11 +305,15 @@ struct HealthProbeTests {
             }
         }
         for mode in ["big", "hang", "ok"] {
-            let port = try freePort()
             let log = directory.path + "/\(mode).log"
-            let pid = try Spawner.spawn(executable: python3, argv: [python3, script, mode, String(port)], environment: [], logPath: log)
+            let pid = try Spawner.spawn(executable: python3, argv: [python3, script, mode], environment: [], logPath: log)
+            var port = 0
+            try await waitUntil("the \(mode) server listens") {
+                guard let line = fileText(log)?.split(separator: "\n").first(where: { $0.hasPrefix("ready ") }) else { return false }
+                port = Int(line.dropFirst("ready ".count)) ?? 0
+                return port > 0
+            }
             servers.append((pid, port))
-            try await waitUntil("the \(mode) server listens") { fileText(log)?.contains("ready") == true }
         }
         let started = ContinuousClock.now
         let outcomes = HealthProbe.run(servers.map { .init(port: $0.port, path: "/healthz", tenant: nil) }, timeout: .milliseconds(700))
