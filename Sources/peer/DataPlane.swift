@@ -118,11 +118,25 @@ final class DataPlane: Sendable {
         }
     }
 
-    /// Until the task is cancelled.
+    /// Until the task is cancelled. About once a second it also checks that NGINX still runs
+    /// (a master that died, say OOM-killed, is restarted with the config it last confirmed).
     func run(node: PeerNode) async {
+        var turns = 0
         while !Task.isCancelled {
             await turn(node: node)
+            turns += 1
+            if turns % max(1, 1_000 / settings.pollMillis) == 0 { await keepRouterRunning() }
             try? await Task.sleep(for: .milliseconds(settings.pollMillis))
+        }
+    }
+
+    func keepRouterRunning() async {
+        guard let router, state.withLock({ $0.lastSpec != nil }) else { return }
+        do {
+            try await router.ensureRunning()
+        } catch {
+            logger.error("router: NGINX is not running and could not be restarted: \(error)")
+            state.withLock { $0.routerError = "\(error)" }
         }
     }
 

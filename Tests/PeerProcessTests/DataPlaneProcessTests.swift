@@ -34,6 +34,18 @@ import Glibc
         return Int(line.trimmingCharacters(in: .whitespaces).prefix { $0.isNumber }) ?? 0
     }
 
+    /// The pid of the NGINX master running with this prefix (from /proc), if one runs.
+    static func nginxMaster(prefix: String) -> pid_t? {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        for entry in entries {
+            guard let pid = pid_t(entry),
+                  let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            let text = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+            if text.hasPrefix("nginx: master process"), text.contains(prefix + "/ ") { return pid }
+        }
+        return nil
+    }
+
     /// tenant → instance serving it (`peer tenants list`).
     static func placements(_ c: ProcessCluster) async throws -> [String: String] {
         let out = try await c.must(["tenants", "list", "--config", c.configPath, "--output", "json"])
@@ -118,6 +130,19 @@ import Glibc
         }
         #expect(restarted, "dfx-dep on instance \(instance) was not restarted healthy within 30 s")
         try await Self.waitRouted(c, tenant: victimTenant, to: instance)
+
+        // SIGKILL of peer 2's NGINX master: its peer restarts NGINX (and its workers, which a
+        // killed master leaves behind, go with the old process group), and routing resumes.
+        let master = try #require(Self.nginxMaster(prefix: "\(c.dir)/data/2/router"), "no nginx master for peer 2")
+        #expect(kill(master, SIGKILL) == 0)
+        let back = Date().addingTimeInterval(30)
+        var routedAgain = false
+        while Date() < back, !routedAgain {
+            let a = try await Self.request(c, router: c.routerPorts[1], tenant: victimTenant)
+            routedAgain = a.status == 200 && Self.nginxMaster(prefix: "\(c.dir)/data/2/router").map { $0 != master } == true
+            if !routedAgain { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(routedAgain, "peer 2's NGINX was not restarted within 30 s")
         try await c.must(["down", "--config", c.configPath])
     }
 
