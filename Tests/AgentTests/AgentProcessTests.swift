@@ -129,11 +129,20 @@ struct AgentProcessTests {
         }
     }
 
+    /// The `SigIgn` mask of /proc/<pid>/status (bit n-1 set: signal n ignored).
+    static func ignoredSignals(_ pid: Int32) -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SigIgn:") }) else { return nil }
+        return UInt64(line.dropFirst("SigIgn:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+    }
+
     @Test func stopSendsSIGTERMToEachGroupAndSIGKILLsOneThatIgnoresIt() async throws {
         let fixture = try Fixture()
-        // The peer ignores SIGTERM; children must not inherit that (POSIX_SPAWN_SETSIGDEF).
-        let previous = signal(SIGTERM, SIG_IGN)
-        defer { signal(SIGTERM, previous) }
+        // The peer ignores SIGTERM and SIGINT; children must not inherit ignored dispositions
+        // (POSIX_SPAWN_SETSIGDEF). Shown with SIGUSR2, which no other test uses: ignoring
+        // SIGTERM process-wide would leak into children other suites spawn meanwhile.
+        let previous = signal(SIGUSR2, SIG_IGN)
+        defer { signal(SIGUSR2, previous) }
         let agent = Agent(configuration: fixture.configuration())
         await agent.start()
         await agent.reconcile(DesiredComponents([
@@ -145,6 +154,10 @@ struct AgentProcessTests {
             agent.status().count == 3 && agent.status().allSatisfy { $0.state == .healthy }
         }
         let pids = Dictionary(uniqueKeysWithValues: agent.status().map { ($0.name, $0.pid!) })
+        for (name, pid) in pids {
+            let ignored = try #require(Self.ignoredSignals(pid), "no SigIgn for \(name)")
+            #expect(ignored & (1 << (UInt64(SIGUSR2) - 1)) == 0, "\(name) inherited the agent's ignored SIGUSR2 (SigIgn \(String(ignored, radix: 16)))")
+        }
 
         let started = ContinuousClock.now
         await agent.stop()
