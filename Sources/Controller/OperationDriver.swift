@@ -156,10 +156,8 @@ public enum OperationDriver {
                     .finishOperation(finish(op.id, .succeeded, "moved from \(op.sourceInstanceID) to \(target)")), "move done")
             }
             let active = onTarget!
-            guard let since = routers.confirmedSince(active.phaseSinceIndex) else { return .wait }
+            guard let graceStart = routers.graceStart(forIndex: active.phaseSinceIndex, appliedAtMs: active.phaseSinceMs) else { return .wait }
             let grace = Int64(state.settings.moveGraceMs)
-            // Without routers the grace counts from the flip itself.
-            let graceStart = since == Int64.min ? draining.phaseSinceMs : since
             guard nowMs - graceStart >= grace else { return .wait }
             return .act(.setPlacementPhase(phase(draining, .gone)), "routers confirmed index \(active.phaseSinceIndex), grace \(grace) ms passed: drop \(draining.instanceID)")
         default:

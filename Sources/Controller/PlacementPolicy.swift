@@ -93,10 +93,11 @@ public struct RouterAcks: Sendable, Hashable {
         return acks
     }()
 
-    /// Since when every live router runs a config of `index` or later; nil if not seen yet;
-    /// `Int64.min` when nothing waits for routers.
-    public func confirmedSince(_ index: UInt64) -> Int64? {
-        guard waitForRouters else { return Int64.min }
+    /// When the grace period for the entry at `index` (applied at leader time `appliedAtMs`)
+    /// starts: once every live router runs a config of that index or later (nil until then);
+    /// at `appliedAtMs` itself when nothing waits for routers.
+    public func graceStart(forIndex index: UInt64, appliedAtMs: Int64) -> Int64? {
+        guard waitForRouters else { return appliedAtMs }
         return confirmations.first { $0.index >= index }?.sinceMs
     }
 }
