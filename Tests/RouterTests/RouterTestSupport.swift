@@ -86,31 +86,37 @@ enum TestSupport {
     }
 }
 
+/// A socket of `type` bound to 127.0.0.1 at a port the kernel picks; its descriptor and port.
+/// Closed again if anything fails.
+func bindLoopback(type: __socket_type) throws -> (fd: Int32, port: UInt16) {
+    let fd = socket(AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EMFILE) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let named = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard named else {
+        Glibc.close(fd)
+        throw POSIXError(.EADDRINUSE)
+    }
+    return (fd, UInt16(bigEndian: address.sin_port))
+}
+
 /// A listening loopback TCP socket the test owns (to hold a port, or to learn a free one).
 final class HeldPort: Sendable {
     let fd: Int32
     let port: UInt16
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EMFILE) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 128) == 0 else {
+        (fd, port) = try bindLoopback(type: SOCK_STREAM)
+        guard listen(fd, 128) == 0 else {
             Glibc.close(fd)
             throw POSIXError(.EADDRINUSE)
         }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        self.fd = fd
-        port = UInt16(bigEndian: address.sin_port)
     }
 
     var address: String { "127.0.0.1:\(port)" }
