@@ -44,20 +44,25 @@ extension ClusterConfig {
         /// How long NGINX caches a token check's answer: a revoked tenant user token keeps
         /// working for at most this long.
         public let authCacheSeconds: Int
-        /// The longest a reload may take to show its generation on the control address.
+        /// The longest a reload may take to show its generation on the control address, and a
+        /// route table update to be answered.
         public let confirmTimeoutMs: Int
         /// A tenant move whose target has not reported the tenant served after this long fails
         /// and is rolled back (the tenant stays where it was).
         public let moveTimeoutMs: Int
         /// Seconds an idle client connection to NGINX stays open (0: `Connection: close` after
-        /// every response). A reload (a tenant created, moved or deleted) makes the old workers
-        /// close their idle keepalive connections; a client that had just sent its next request
-        /// on one sees the connection drop and must retry (RFC 9112 §9.3.1; browsers do, wrk
-        /// does not). 0 avoids that but costs a TCP connection per request, and on loopback
-        /// the server-side TIME_WAIT states cap new connections near 470/s per port pair.
+        /// every response). Tenant changes never reload NGINX (ADR 0008); a config change
+        /// (a peer's component addresses, a new plan's rate) does, and makes the old workers
+        /// close their idle keepalive connections: a client that had just sent its next request
+        /// on one sees the connection drop and must retry (RFC 9112 §9.3.1).
         public var clientKeepaliveSeconds: Int = 65
+        /// MiB of shared memory for NGINX's route table (one entry per tenant plus one per
+        /// tenant component, 128-256 bytes each: 32 MiB hold about 40,000 tenants of three
+        /// components). An update that does not fit is refused whole and reported.
+        public var routeTableMiB: Int = 32
 
         public static let clientKeepaliveSecondsRange = 0...3_600
+        public static let routeTableMiBRange = 1...1_024
         public static let workerProcessesRange = 1...64
         public static let authCacheSecondsRange = 1...3_600
         public static let confirmTimeoutMsRange = 100...120_000

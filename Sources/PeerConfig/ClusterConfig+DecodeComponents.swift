@@ -5,7 +5,7 @@
 
 extension ConfigDecoder {
     static let componentKeys = ["name", "command", "args", "env", "portOffset", "healthPath", "reloadSignal", "stopTimeoutMs"]
-    static let routerKeys = ["domain", "nginx", "workerProcesses", "authCacheSeconds", "confirmTimeoutMs", "moveTimeoutMs", "clientKeepaliveSeconds"]
+    static let routerKeys = ["domain", "nginx", "workerProcesses", "authCacheSeconds", "confirmTimeoutMs", "moveTimeoutMs", "clientKeepaliveSeconds", "routeTableMiB"]
     static let componentsMax = 64
 
     typealias Component = ClusterConfig.Component
@@ -172,6 +172,7 @@ extension ConfigDecoder {
             confirmTimeoutMs: try int("confirmTimeoutMs", RouterSettings.confirmTimeoutMsRange, d.confirmTimeoutMs),
             moveTimeoutMs: try int("moveTimeoutMs", RouterSettings.moveTimeoutMsRange, d.moveTimeoutMs))
         settings.clientKeepaliveSeconds = try int("clientKeepaliveSeconds", RouterSettings.clientKeepaliveSecondsRange, d.clientKeepaliveSeconds)
+        settings.routeTableMiB = try int("routeTableMiB", RouterSettings.routeTableMiBRange, d.routeTableMiB)
         return settings
     }
 }

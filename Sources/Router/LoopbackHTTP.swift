@@ -62,6 +62,7 @@ enum LoopbackHTTP {
         method: String = "GET",
         path: String,
         headers: [(String, String)] = [],
+        body: [UInt8] = [],
         timeout: Duration,
         responseBytesMax: Int = controlResponseBytesMax
     ) throws(HTTPProbeError) -> HTTPReply {
@@ -74,8 +75,9 @@ enum LoopbackHTTP {
         var text = "\(method) \(path) HTTP/1.1\r\nConnection: close\r\n"
         if !headers.contains(where: { $0.0.lowercased() == "host" }) { text += "Host: \(address)\r\n" }
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        if !body.isEmpty || method == "POST" || method == "PUT" { text += "Content-Length: \(body.count)\r\n" }
         text += "\r\n"
-        try sendAll(fd, Array(text.utf8), deadline: deadline)
+        try sendAll(fd, Array(text.utf8) + body, deadline: deadline)
         return try receive(fd, deadline: deadline, bytesMax: responseBytesMax)
     }
 

@@ -1,34 +1,16 @@
-/// The `map` blocks that resolve a request to a tenant, an upstream and its limits.
+/// The `map` blocks that resolve a request to a tenant, and the upstreams and limit zones.
+/// None of them lists tenants: a tenant's route and limits come from the route table
+/// (`NginxRoutes`, looked up per request by `NginxLua.route`).
 extension NginxConfig {
     /// Matches a well-formed tenant id; a fixed pattern, never built from tenant ids.
     static let tenantIdPattern = "[a-z0-9][a-z0-9-]{0,62}"
 
     static func renderTenantMaps(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
         let spec = valid.spec
-        let tenants = spec.tenants.sorted { $0.id < $1.id }
         renderTenantResolution(domain: spec.domain, into: &out)
 
-        out.line("# Known tenants: decides between 'unknown tenant' and 'unknown component'.")
-        out.open("map $peer_tenant $peer_tenant_known")
-        out.line("default 0;")
-        for tenant in tenants { out.line("\(NginxNames.mapKey(tenant.id)) 1;") }
-        out.close()
-        out.blank()
-
-        out.line("# Tenant and X-Component header -> upstream; no header -> the tenant's first component.")
-        out.open("map \"$peer_tenant|$http_x_component\" $peer_upstream")
-        out.line("default \"\";")
-        for tenant in tenants {
-            let first = tenant.components[0]
-            out.line("\"\(tenant.id)|\" \(NginxNames.upstream(instance: tenant.instance, component: first));")
-            for component in tenant.components.sorted() {
-                out.line("\"\(tenant.id)|\(component)\" \(NginxNames.upstream(instance: tenant.instance, component: component));")
-            }
-        }
-        out.close()
-        out.blank()
-
         let upstreams = spec.upstreams.sorted { $0.name < $1.name }
+        out.line("# For the access log: the instance and component behind the chosen upstream.")
         out.open("map $peer_upstream $peer_instance")
         out.line("default \"\";")
         for upstream in upstreams { out.line("\(upstream.name) \(NginxNames.quoted(upstream.instance));") }
@@ -84,57 +66,51 @@ extension NginxConfig {
         }
     }
 
-    /// The distinct non-zero request rates, ascending.
+    /// The distinct non-zero request rates of the tenants and `requestRates`, ascending.
     static func requestRates(_ spec: RouterSpec) -> [UInt32] {
-        Set(spec.tenants.map(\.requestsPerSecond)).subtracting([0]).sorted()
+        Set(spec.tenants.map(\.requestsPerSecond) + spec.requestRates).subtracting([0]).sorted()
     }
 
-    /// The distinct non-zero connection limits, ascending.
+    /// The distinct non-zero connection limits of the tenants and `connectionLimits`, ascending.
     static func connectionLimits(_ spec: RouterSpec) -> [UInt32] {
-        Set(spec.tenants.map(\.connectionsMax)).subtracting([0]).sorted()
+        Set(spec.tenants.map(\.connectionsMax) + spec.connectionLimits).subtracting([0]).sorted()
     }
 
+    /// One zone per distinct value. `$peer_rps`/`$peer_conn` hold the request's tenant's values
+    /// (set from the route table); each zone's key is the tenant id for the tenants of its
+    /// value and "" (not counted) for everyone else.
     static func renderLimits(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
-        let tenants = valid.spec.tenants.sorted { $0.id < $1.id }
-        let byRate = Dictionary(grouping: tenants.filter { $0.requestsPerSecond > 0 }, by: \.requestsPerSecond)
-        let byConnections = Dictionary(grouping: tenants.filter { $0.connectionsMax > 0 }, by: \.connectionsMax)
+        let zone = limitZoneMiB(valid.spec)
         for rate in requestRates(valid.spec) {
-            let members = byRate[rate] ?? []
             out.line("# \(rate) requests/s per tenant, burst \(rate) (one second's worth).")
-            renderKeyMap(variable: "$peer_rate_\(rate)", members: members, into: &out)
-            out.line("limit_req_zone $peer_rate_\(rate) zone=peer_rate_\(rate):\(zoneMiB(members.count))m rate=\(rate)r/s;")
+            renderKeyMap(source: "$peer_rps", value: rate, variable: "$peer_rate_\(rate)", into: &out)
+            out.line("limit_req_zone $peer_rate_\(rate) zone=peer_rate_\(rate):\(zone)m rate=\(rate)r/s;")
             out.blank()
         }
         for limit in connectionLimits(valid.spec) {
-            let members = byConnections[limit] ?? []
             out.line("# \(limit) concurrent connections per tenant.")
-            renderKeyMap(variable: "$peer_conn_\(limit)", members: members, into: &out)
-            out.line("limit_conn_zone $peer_conn_\(limit) zone=peer_conn_\(limit):\(zoneMiB(members.count))m;")
+            renderKeyMap(source: "$peer_conn", value: limit, variable: "$peer_conn_\(limit)", into: &out)
+            out.line("limit_conn_zone $peer_conn_\(limit) zone=peer_conn_\(limit):\(zone)m;")
             out.blank()
         }
     }
 
-    /// A map that yields the tenant id for `members` and "" (not counted) for everyone else.
-    private static func renderKeyMap(variable: String, members: [TenantRoute], into out: inout ConfigWriter) {
-        out.open("map $peer_tenant \(variable)")
+    private static func renderKeyMap(source: String, value: UInt32, variable: String, into out: inout ConfigWriter) {
+        out.open("map \(source) \(variable)")
         out.line("default \"\";")
-        for tenant in members { out.line("\(NginxNames.mapKey(tenant.id)) \(NginxNames.quoted(tenant.id));") }
+        out.line("\"\(value)\" $peer_tenant;")
         out.close()
     }
 
-    static func zoneMiB(_ tenants: Int) -> Int {
-        max(1, (tenants + limitZoneTenantsPerMiB - 1) / limitZoneTenantsPerMiB)
+    /// Each limit zone holds the states of the tenants recently seen at its value: sized with
+    /// the route table (a quarter of it, at least 1 MiB), not with the tenant count, so that a
+    /// new tenant never changes the config.
+    static func limitZoneMiB(_ spec: RouterSpec) -> Int {
+        max(1, spec.routeTableMiB / 4)
     }
 
     static func renderAuthShared(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
         guard let auth = valid.auth else { return }
-        let tenants = valid.spec.tenants.sorted { $0.id < $1.id }
-        out.line("# Tenants whose requests need a user token the local peer accepts.")
-        out.open("map $peer_tenant $peer_requires_token")
-        out.line("default 0;")
-        for tenant in tenants where tenant.requiresToken { out.line("\(NginxNames.mapKey(tenant.id)) 1;") }
-        out.close()
-        out.blank()
         out.line("# The local peer's token check (HTTPS).")
         out.open("upstream peer_auth")
         out.line("server \(auth.address) max_fails=0;")

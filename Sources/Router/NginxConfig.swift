@@ -1,16 +1,24 @@
-/// Renders `nginx.conf` from a `RouterSpec` (ARCHITECTURE §10). A pure function: no I/O, no
-/// clock; the output depends only on the spec's content, not on the order of its arrays
-/// (everything is sorted), so equal specs give byte-identical files.
+/// Renders `nginx.conf` from a `RouterSpec` (ARCHITECTURE §10, ADR 0008). A pure function:
+/// no I/O, no clock; the output depends only on the spec's content, not on the order of its
+/// arrays (everything is sorted), so equal specs give byte-identical files.
 ///
-/// How a request is routed (all `map`s with exact keys, evaluated lazily per request):
+/// The config holds what changes rarely: listen addresses, one upstream per (instance,
+/// component), limit zones per rate, the token check. Tenants are not in it: their routes and
+/// limits live in the route table (`NginxRoutes`), updated at run time through the control
+/// server, so creating, deleting or moving a tenant never reloads nginx (a reload makes the
+/// old workers close idle client connections, which a client that just sent a request on one
+/// sees as an error).
+///
+/// How a request is routed:
 /// 1. `$peer_tenant`: the `X-Tenant-ID` header, else the `<tenant>` of host
 ///    `<tenant>.<domain>`; kept only if it is a well-formed tenant id (it is echoed in JSON
 ///    bodies and the access log), else empty.
-/// 2. `$peer_upstream` from `"$peer_tenant|$http_x_component"`: `t|` (no header) and `t|<c>`
-///    for each component `c` of tenant `t`; empty for an unknown tenant or component → 404.
+/// 2. `$peer_upstream` and the tenant's limits: `NginxLua.route` looks the tenant (and its
+///    `X-Component` header) up in the route table; empty for an unknown tenant or component → 404.
 /// 3. `$peer_instance` and `$peer_component` from `$peer_upstream`, for the access log.
-/// Per-tenant `limit_req`/`limit_conn` keys are maps that yield the tenant id only for the
-/// tenants of one rate (an empty key is not counted).
+/// 4. Limits: per rate a map from `$peer_rps` yields the tenant id only for tenants of that
+///    rate (an empty key is not counted); the same for connections.
+/// 5. Tenants that need a user token continue in `@peer_token`, which adds `auth_request`.
 public enum NginxConfig {
     /// Shared memory per `limit_req_zone`/`limit_conn_zone`: 1 MiB per
     /// `limitZoneTenantsPerMiB` tenants in the zone, at least 1 MiB. nginx states hold the
@@ -34,6 +42,9 @@ public enum NginxConfig {
     /// `map_hash_bucket_size`: must hold the longest key, `<tenant>|<component>`
     /// (63 + 1 + 64 bytes) with nginx's per-entry overhead.
     static let mapHashBucketBytes = 256
+    /// Bound on a `POST /routes` body: a full table of `RouterLimits.tenantsMax` tenants of 3
+    /// components is about 20 MiB.
+    public static let routesBodyMiBMax = 64
 
     /// The config text for `spec`, starting `# generation N, rendered by peer; do not edit`.
     /// Throws `RouterSpecError` (from `RouterSpec.validate()`) for a spec that could inject
@@ -57,8 +68,10 @@ public enum NginxConfig {
     private static func renderMain(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
         let spec = valid.spec
         out.line("# generation \(spec.generation), rendered by peer; do not edit")
-        out.line("# \(spec.tenants.count) tenants, \(spec.upstreams.count) upstreams")
+        out.line("# \(spec.upstreams.count) upstreams; tenants are in the route table (NginxRoutes)")
         out.blank()
+        out.line("load_module \(spec.moduleDirectory)/ndk_http_module.so;")
+        out.line("load_module \(spec.moduleDirectory)/ngx_http_lua_module.so;")
         out.line("worker_processes \(spec.workerProcesses);")
         out.line("worker_rlimit_nofile \(workerOpenFilesMax);")
         out.line("worker_shutdown_timeout \(workerShutdownSeconds)s;")
@@ -91,6 +104,7 @@ public enum NginxConfig {
         out.line("scgi_temp_path \(prefix)/scgi_temp;")
         out.line("map_hash_bucket_size \(mapHashBucketBytes);")
         out.line("map_hash_max_size \(mapHashMaxSize(valid.spec));")
+        out.line("lua_shared_dict \(NginxLua.dict) \(valid.spec.routeTableMiB)m;")
         // A moved tenant's request must fail visibly, not be retried on another server.
         out.line("proxy_next_upstream off;")
         out.line("proxy_connect_timeout 5s;")
@@ -107,9 +121,10 @@ public enum NginxConfig {
         out.blank()
     }
 
-    /// nginx grows each map's hash up to this size; the largest map is `$peer_upstream`.
+    /// nginx grows each map's hash up to this size; the largest maps are those keyed by
+    /// upstream.
     static func mapHashMaxSize(_ spec: RouterSpec) -> Int {
-        let entries = spec.tenants.reduce(0) { $0 + $1.components.count + 1 }
+        let entries = spec.upstreams.count
         var size = 2048
         while size < entries { size *= 2 }
         return size
@@ -129,6 +144,13 @@ struct ConfigWriter {
     }
 
     mutating func blank() { text += "\n" }
+
+    /// `directive { <lua lines> }`, the Lua indented one level deeper.
+    mutating func lua(_ directive: String, _ code: [String]) {
+        open(directive)
+        for codeLine in code { line(codeLine) }
+        close()
+    }
 
     mutating func open(_ header: String) {
         line(header + " {")

@@ -4,9 +4,13 @@ import Logging
 import Glibc
 #endif
 
-/// Runs one local nginx and moves it from config to config (ARCHITECTURE §10): render,
-/// validate with `nginx -t`, swap the file atomically, start or reload (SIGHUP), then
-/// confirm through the control server's `/generation` that the new config is really live.
+/// Runs one local nginx and moves it from spec to spec (ARCHITECTURE §10, ADR 0008). When
+/// the config itself changes (addresses, upstreams, limit zones, token check): render,
+/// validate with `nginx -t`, swap the file atomically, start or reload (SIGHUP), then confirm
+/// through the control server's `/config` that the new config is really live. Tenants are
+/// not in the config: each apply then sends the route table's changes to the control
+/// server's `POST /routes` (the whole table after a start), whose answer confirms them. A
+/// tenant change therefore never reloads nginx.
 ///
 /// Files in `prefix`: `nginx.conf` (always the config nginx runs), `nginx.conf.<N>.tmp`
 /// (a candidate), `nginx.conf.prev` (during an apply), `nginx.conf.failed` (the last config
@@ -51,9 +55,20 @@ public actor NginxRouter {
 
     /// The running master (our child, leader of its own process group), nil if none.
     private var masterPID: pid_t?
-    /// The generation and control address last confirmed; they describe `nginx.conf`.
+    /// The generation (config and route table) and control address last confirmed.
     private var confirmedGeneration: UInt64?
     private var confirmedControlListen: String?
+    /// The live config rendered with generation 0: equal specs that differ only in tenants
+    /// render the same, and need no reload.
+    private var liveStructure: String?
+    /// The generation `nginx.conf` was rendered with (what `/config` answers).
+    private var liveConfigGeneration: UInt64?
+    private var liveConfigBytes = 0
+    private var liveRouteTableMiB: Int?
+    /// The route table nginx holds at `tableGeneration`; nil generation: unknown, the next
+    /// push sends the whole table.
+    private var table: NginxRoutes.Table = [:]
+    private var tableGeneration: UInt64?
     private var lastError: String?
 
     var configPath: String { prefix + "/nginx.conf" }
@@ -103,23 +118,63 @@ public actor NginxRouter {
     private func applyChecked(_ spec: RouterSpec) async throws(RouterError) -> AppliedConfig {
         let began = ContinuousClock.now
         guard spec.prefix == prefix else { throw .prefixMismatch(router: prefix, spec: spec.prefix) }
-        // Rendering and writing a large config takes seconds (100,000 tenants: about 70 MB): on
-        // a Dispatch thread, so the Swift concurrency pool (a thread per core) stays free for
-        // the peer's API and loops meanwhile.
+        // Validating a large spec and building its table take a while (100,000 tenants): on a
+        // Dispatch thread, so the Swift concurrency pool (a thread per core) stays free for the
+        // peer's API and loops meanwhile.
+        let prepared = await Self.onBlockingThread { () -> Result<(structure: String, table: NginxRoutes.Table), RouterError> in
+            do throws(RouterSpecError) {
+                var structural = spec
+                structural.generation = 0
+                return .success((try NginxConfig.render(structural), NginxRoutes.table(spec)))
+            } catch {
+                return .failure(.invalidSpec(error))
+            }
+        }
+        let (structure, table) = try prepared.get()
+        noteMasterExit()
+        var started = false
+        let configChanged = masterPID == nil || structure != liveStructure
+        if configChanged {
+            started = try await applyConfig(spec)
+            liveStructure = structure
+            liveConfigGeneration = spec.generation
+            liveConfigBytes = PrefixFiles.size(configPath)
+            // A new master has a new, empty table; a reload keeps the table (same dict size).
+            if started || spec.routeTableMiB != liveRouteTableMiB { tableGeneration = nil }
+            liveRouteTableMiB = spec.routeTableMiB
+        }
+        let push = try await pushRoutes(table, generation: spec.generation, control: spec.controlListen)
+        confirmedGeneration = spec.generation
+        confirmedControlListen = spec.controlListen
+        lastError = nil
+        guard let pid = masterPID else { throw .reloadNotConfirmed(generation: spec.generation, liveGeneration: nil, errorLogTail: []) }
+        let applied = AppliedConfig(
+            generation: spec.generation, pid: pid, started: started, configChanged: configChanged,
+            routeChanges: push.sets.count + push.deletes.count, fullRouteTable: push.isFull,
+            configBytes: liveConfigBytes, confirmDuration: began.duration(to: .now))
+        let how = started ? "started" : configChanged ? "reloaded" : "routes only"
+        logger.info("router: generation \(spec.generation) live (\(how), pid \(pid), \(spec.tenants.count) tenants, \(applied.routeChanges) route changes\(push.isFull ? " (full table)" : ""), \(applied.confirmDuration))")
+        return applied
+    }
+
+    /// Renders, validates and swaps in the config of `spec`, starts nginx or reloads it, and
+    /// waits for `/config` to answer the new generation; on failure puts the previous config
+    /// back. Returns whether nginx was started.
+    private func applyConfig(_ spec: RouterSpec) async throws(RouterError) -> Bool {
         let prefix = self.prefix
         let candidate = "\(prefix)/nginx.conf.\(spec.generation).tmp"
-        let written = await Self.onBlockingThread { () -> Result<Int, RouterError> in
+        let written = await Self.onBlockingThread { () -> Result<Void, RouterError> in
             do throws(RouterError) {
                 let text: String
                 do throws(RouterSpecError) { text = try NginxConfig.render(spec) } catch { throw .invalidSpec(error) }
                 try PrefixFiles.makeDirectory(prefix)
                 try PrefixFiles.write(text, to: candidate)
-                return .success(text.utf8.count)
+                return .success(())
             } catch {
                 return .failure(error)
             }
         }
-        let configBytes = try written.get()
+        try written.get()
         do {
             try await validate(candidate, generation: spec.generation)
         } catch {
@@ -145,42 +200,86 @@ public actor NginxRouter {
             try rollBack(hadPrevious: hadPrevious)
             throw error
         }
-        let confirmed = await waitForGeneration(spec.generation, at: spec.controlListen)
-        guard confirmed, let pid = masterPID else {
-            let live = await probeLiveGeneration(candidates: [confirmedControlListen, spec.controlListen])
+        let confirmed = await waitForConfig(spec.generation, at: spec.controlListen)
+        guard confirmed, masterPID != nil else {
+            let live = await probeLiveConfig(candidates: [confirmedControlListen, spec.controlListen])
             try rollBack(hadPrevious: hadPrevious)
+            if masterPID == nil { liveStructure = nil }
             let tail = errorLines(since: logOffset, outputSince: outputOffset)
             throw .reloadNotConfirmed(generation: spec.generation, liveGeneration: live, errorLogTail: tail)
         }
         try? PrefixFiles.remove(previousPath)
-        confirmedGeneration = spec.generation
-        confirmedControlListen = spec.controlListen
-        lastError = nil
-        let applied = AppliedConfig(generation: spec.generation, pid: pid, started: started, configBytes: configBytes, confirmDuration: began.duration(to: .now))
-        logger.info("router: generation \(spec.generation) live (\(started ? "started" : "reloaded") pid \(pid), \(spec.tenants.count) tenants, \(applied.configBytes) bytes, \(applied.confirmDuration))")
-        return applied
+        return started
+    }
+
+    /// Brings nginx's route table to `table` at `generation`: the changes since the table
+    /// this router last saw confirmed, or the whole table when that is unknown (a new master,
+    /// a failed push) or nginx says its table is at another generation (409).
+    private func pushRoutes(_ table: NginxRoutes.Table, generation: UInt64, control: String) async throws(RouterError) -> NginxRoutes.Push {
+        let old = self.table
+        let base = tableGeneration
+        var push = await Self.onBlockingThread {
+            base.map { NginxRoutes.delta(from: old, base: $0, to: table, generation: generation) } ?? NginxRoutes.full(table, generation: generation)
+        }
+        tableGeneration = nil
+        var reply = await post(push, to: control)
+        if case .success(let answer) = reply, answer.status == 409, !push.isFull {
+            logger.warning("router: nginx's route table is at generation \(answer.bodyText.trimmingSpaces()), not \(base.map(String.init) ?? "-"): sending it whole")
+            push = await Self.onBlockingThread { NginxRoutes.full(table, generation: generation) }
+            reply = await post(push, to: control)
+        }
+        switch reply {
+        case .success(let answer) where answer.status == 200 && Self.parseGeneration(answer.body) == generation:
+            self.table = table
+            tableGeneration = generation
+            return push
+        case .success(let answer):
+            throw .routesNotApplied(generation: generation, reason: "HTTP \(answer.status): \(String(answer.bodyText.prefix(200)).trimmingSpaces())")
+        case .failure(let error):
+            throw .routesNotApplied(generation: generation, reason: error.description)
+        }
+    }
+
+    private func post(_ push: NginxRoutes.Push, to control: String) async -> Result<HTTPReply, HTTPProbeError> {
+        let timeout = confirmTimeout
+        return await Self.onBlockingThread {
+            let body = push.body
+            do throws(HTTPProbeError) {
+                return .success(try LoopbackHTTP.request(control, method: "POST", path: "/routes", headers: [("Content-Type", "text/plain")], body: body, timeout: timeout))
+            } catch {
+                return .failure(error)
+            }
+        }
     }
 
     /// Starts nginx with the current `nginx.conf` if its master is not running (e.g. it
-    /// died), and confirms the last applied generation. Throws `.noConfig` if this router has
-    /// not applied a config yet.
+    /// died), confirms its config and sends it the whole route table of the last applied
+    /// generation. Throws `.noConfig` if this router has not applied a config yet.
     public func ensureRunning() async throws(RouterError) {
         noteMasterExit()
         guard masterPID == nil else { return }
-        guard let generation = confirmedGeneration, let control = confirmedControlListen, PrefixFiles.exists(configPath) else {
+        guard let generation = confirmedGeneration, let configGeneration = liveConfigGeneration, let control = confirmedControlListen,
+              PrefixFiles.exists(configPath) else {
             throw .noConfig(path: configPath)
         }
         let logOffset = PrefixFiles.size(errorLogPath)
         let outputOffset = PrefixFiles.size(outputPath)
         masterPID = try await spawnMaster()
-        guard await waitForGeneration(generation, at: control) else {
-            let error = RouterError.reloadNotConfirmed(generation: generation, liveGeneration: nil, errorLogTail: errorLines(since: logOffset, outputSince: outputOffset))
+        guard await waitForConfig(configGeneration, at: control) else {
+            let error = RouterError.reloadNotConfirmed(generation: configGeneration, liveGeneration: nil, errorLogTail: errorLines(since: logOffset, outputSince: outputOffset))
             lastError = error.description
             await stopMaster()
             throw error
         }
+        tableGeneration = nil
+        do {
+            _ = try await pushRoutes(table, generation: generation, control: control)
+        } catch {
+            lastError = error.description
+            throw error
+        }
         lastError = nil
-        logger.info("router: restarted nginx (pid \(masterPID.map(String.init) ?? "-")) with generation \(generation)")
+        logger.info("router: restarted nginx (pid \(masterPID.map(String.init) ?? "-")) with config \(configGeneration) and routes \(generation)")
     }
 
     /// Stops nginx gracefully (SIGQUIT: workers finish their requests), SIGKILL to its
@@ -226,30 +325,31 @@ public actor NginxRouter {
         return pid
     }
 
-    /// Polls the control server until it answers `generation`, the master dies, or
+    /// Polls the control server until `/config` answers `generation`, the master dies, or
     /// `confirmTimeout` passes.
-    private func waitForGeneration(_ generation: UInt64, at control: String) async -> Bool {
+    private func waitForConfig(_ generation: UInt64, at control: String) async -> Bool {
         let deadline = ContinuousClock.now + confirmTimeout
         while ContinuousClock.now < deadline {
             noteMasterExit()
             guard masterPID != nil else { return false }
-            if await Self.probe(control) == generation { return true }
+            if await Self.probe(control, path: "/config") == generation { return true }
             try? await Task.sleep(for: Self.pollInterval)
         }
         return false
     }
 
-    private func probeLiveGeneration(candidates: [String?]) async -> UInt64? {
+    private func probeLiveConfig(candidates: [String?]) async -> UInt64? {
         for case let control? in candidates {
-            if let generation = await Self.probe(control) { return generation }
+            if let generation = await Self.probe(control, path: "/config") { return generation }
         }
         return nil
     }
 
-    /// The generation the control server at `control` answers, nil on any failure.
-    static func probe(_ control: String) async -> UInt64? {
+    /// The generation the control server at `control` answers on `path` (`/config`: the
+    /// config's, `/generation`: the route table's), nil on any failure.
+    static func probe(_ control: String, path: String) async -> UInt64? {
         await onBlockingThread {
-            guard let reply = try? LoopbackHTTP.request(control, path: "/generation", timeout: probeTimeout),
+            guard let reply = try? LoopbackHTTP.request(control, path: path, timeout: probeTimeout),
                   reply.status == 200 else { return nil }
             return parseGeneration(reply.body)
         }

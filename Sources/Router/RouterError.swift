@@ -12,7 +12,7 @@ public enum RouterError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `nginx -t` refused the rendered config; the live config is untouched. `nginxSaid` is
     /// its stderr (at most `NginxRouter.nginxOutputBytesMax` bytes).
     case invalidConfig(generation: UInt64, nginxSaid: String)
-    /// nginx was told to load the config but `/generation` did not answer it within the
+    /// nginx was told to load the config but `/config` did not answer its generation within the
     /// confirmation timeout (e.g. a port of the new config is taken: `nginx -t` does not catch
     /// that, the reload fails and nginx keeps the old config). The previous `nginx.conf` was
     /// restored. `liveGeneration` is what the control server answered afterwards (nil: no
@@ -21,6 +21,10 @@ public enum RouterError: Error, Sendable, Hashable, CustomStringConvertible {
     case reloadNotConfirmed(generation: UInt64, liveGeneration: UInt64?, errorLogTail: [String])
     /// `ensureRunning()` found no config to start nginx with.
     case noConfig(path: String)
+    /// The route table update (`POST /routes`) failed: `reason` is the control server's
+    /// answer (e.g. the table is full: raise `router.routeTableMiB`) or why there was none.
+    /// Routes already in the table keep serving; the next apply sends the whole table.
+    case routesNotApplied(generation: UInt64, reason: String)
 
     public var description: String {
         switch self {
@@ -32,6 +36,7 @@ public enum RouterError: Error, Sendable, Hashable, CustomStringConvertible {
         case .reloadNotConfirmed(let generation, let live, let tail):
             let liveText = live.map { "generation \($0) is live" } ?? "no generation answered"
             return "nginx did not confirm generation \(generation) (\(liveText)); error.log: \(tail.isEmpty ? "nothing" : tail.joined(separator: " | "))"
+        case .routesNotApplied(let generation, let reason): return "nginx did not take the routes of generation \(generation): \(reason)"
         case .noConfig(let path): return "no config at \(path) to start nginx with"
         }
     }
@@ -42,11 +47,17 @@ public struct AppliedConfig: Sendable, Hashable {
     public let generation: UInt64
     /// The nginx master's pid.
     public let pid: Int32
-    /// True if nginx was started for this config, false if it was reloaded (SIGHUP).
+    /// True if nginx was started for this config, false if it ran already.
     public let started: Bool
-    /// Size of the rendered config, in bytes.
+    /// True if the config changed (nginx was started or reloaded); false if only the route
+    /// table did, which is the case for every tenant change (create, delete, move, plan).
+    public let configChanged: Bool
+    /// Route table entries set or deleted by this apply, and whether the whole table was sent.
+    public let routeChanges: Int
+    public let fullRouteTable: Bool
+    /// Size of the live config, in bytes.
     public let configBytes: Int
-    /// From writing the file to the control server answering the generation.
+    /// From the start of the apply to nginx confirming the config (if it changed) and the routes.
     public let confirmDuration: Duration
 }
 

@@ -24,6 +24,7 @@ public enum RouterLimits {
     public static let connectionsMax: UInt32 = 1_000_000
     public static let workerProcessesMax = 64
     public static let authCacheSecondsMax = 300
+    public static let routeTableMiBMax = 1_024
 }
 
 /// Why a `RouterSpec` was refused: `field` names the offending field (e.g. `tenants[3].id`),

@@ -1,7 +1,8 @@
 /// A spec that passed `RouterSpec.validate()`, with the parts the renderer derives from it.
 struct ValidatedSpec {
     let spec: RouterSpec
-    /// Set when some tenant requires a token (auth is rendered only then).
+    /// Set when `authURL` is: the token check is part of the config whether or not a tenant
+    /// needs it yet, so the first tenant that does needs no reload.
     let auth: AuthTarget?
 }
 
@@ -38,6 +39,10 @@ extension RouterSpec {
             throw RouterSpecError(field: "workerProcesses", reason: "must be 1...\(RouterLimits.workerProcessesMax), got \(workerProcesses)")
         }
         if let domain { try SpecCheck.domain(domain, field: "domain") }
+        try SpecCheck.absolutePath(moduleDirectory, field: "moduleDirectory")
+        guard (1...RouterLimits.routeTableMiBMax).contains(routeTableMiB) else {
+            throw RouterSpecError(field: "routeTableMiB", reason: "must be 1...\(RouterLimits.routeTableMiBMax), got \(routeTableMiB)")
+        }
         if let statsAddress { _ = try SpecCheck.hostPort(statsAddress, field: "statsAddress") }
         try checkUpstreams()
         try checkTenants()
@@ -81,13 +86,19 @@ extension RouterSpec {
                 throw RouterSpecError(field: field + ".connectionsMax", reason: "max \(RouterLimits.connectionsMax), got \(tenant.connectionsMax)")
             }
         }
-        let rates = Set(tenants.map(\.requestsPerSecond)).subtracting([0])
-        guard rates.count <= RouterLimits.distinctRequestRatesMax else {
-            throw RouterSpecError(field: "tenants", reason: "\(rates.count) distinct requestsPerSecond values, max \(RouterLimits.distinctRequestRatesMax)")
+        for (index, rate) in requestRates.enumerated() where rate > RouterLimits.requestsPerSecondMax {
+            throw RouterSpecError(field: "requestRates[\(index)]", reason: "max \(RouterLimits.requestsPerSecondMax), got \(rate)")
         }
-        let connections = Set(tenants.map(\.connectionsMax)).subtracting([0])
+        for (index, limit) in connectionLimits.enumerated() where limit > RouterLimits.connectionsMax {
+            throw RouterSpecError(field: "connectionLimits[\(index)]", reason: "max \(RouterLimits.connectionsMax), got \(limit)")
+        }
+        let rates = NginxConfig.requestRates(self)
+        guard rates.count <= RouterLimits.distinctRequestRatesMax else {
+            throw RouterSpecError(field: "tenants", reason: "\(rates.count) distinct request rates (tenants' and requestRates), max \(RouterLimits.distinctRequestRatesMax)")
+        }
+        let connections = NginxConfig.connectionLimits(self)
         guard connections.count <= RouterLimits.distinctConnectionLimitsMax else {
-            throw RouterSpecError(field: "tenants", reason: "\(connections.count) distinct connectionsMax values, max \(RouterLimits.distinctConnectionLimitsMax)")
+            throw RouterSpecError(field: "tenants", reason: "\(connections.count) distinct connection limits (tenants' and connectionLimits), max \(RouterLimits.distinctConnectionLimitsMax)")
         }
     }
 
@@ -118,9 +129,11 @@ extension RouterSpec {
         if let authServerName { try SpecCheck.host(authServerName, field: "authServerName") }
         var target: (address: String, host: String)?
         if let authURL { target = try SpecCheck.httpsURL(authURL, field: "authURL") }
-        guard tenants.contains(where: \.requiresToken) else { return nil }
         guard let target else {
-            throw RouterSpecError(field: "authURL", reason: "required: some tenant requires a token")
+            if let index = tenants.firstIndex(where: \.requiresToken) {
+                throw RouterSpecError(field: "authURL", reason: "required: tenants[\(index)] (\(tenants[index].id)) requires a token")
+            }
+            return nil
         }
         guard let authCAFile else {
             throw RouterSpecError(field: "authCAFile", reason: "required with authURL (the peer's certificate is verified)")

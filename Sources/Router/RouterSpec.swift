@@ -48,6 +48,21 @@ public struct RouterSpec: Sendable, Hashable {
     /// its next request on one sees the connection drop (a client that does not retry, like
     /// wrk, counts an error). With 0 no connection is ever idle, so a reload costs no request.
     public var clientKeepaliveSeconds: Int = 65
+    /// Request rates (requests/s) the config has a `limit_req` zone for besides the tenants'
+    /// own: the plans' rates. The zones are part of the config, the tenants are not (see
+    /// `NginxRoutes`), so a tenant whose rate already has a zone is routed without a reload.
+    public var requestRates: [UInt32] = []
+    /// As `requestRates`, for `limit_conn` (concurrent connections).
+    public var connectionLimits: [UInt32] = []
+    /// Size of the shared-memory route table (`lua_shared_dict peer_routes`), in MiB
+    /// (1...`RouterLimits.routeTableMiBMax`). A tenant takes one entry plus one per component,
+    /// 128-256 bytes each: 32 MiB hold about 40,000 tenants of 3 components. A push that does
+    /// not fit is refused whole (`RouterError.routesNotApplied`), never evicting a route.
+    /// Changing it restarts the table: nginx allocates a new zone on reload.
+    public var routeTableMiB: Int = 32
+    /// Directory of Debian's dynamic nginx modules: `ndk_http_module.so` and
+    /// `ngx_http_lua_module.so` (package `libnginx-mod-http-lua`) are loaded from here.
+    public var moduleDirectory: String = "/usr/lib/nginx/modules"
 
     public init(
         generation: UInt64,

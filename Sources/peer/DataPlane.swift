@@ -175,9 +175,10 @@ final class DataPlane: Sendable {
         }
         do {
             let applied = try await router.apply(spec)
-            logger.info("router config live", metadata: [
+            logger.info(applied.configChanged ? "router config live" : "router routes live", metadata: [
                 "generation": "\(applied.generation)", "tenants": "\(spec.tenants.count)", "upstreams": "\(spec.upstreams.count)",
-                "started": "\(applied.started)", "confirm_ms": "\(applied.confirmDuration.components.seconds * 1000 + applied.confirmDuration.components.attoseconds / 1_000_000_000_000_000)",
+                "started": "\(applied.started)", "config_changed": "\(applied.configChanged)",
+                "route_changes": "\(applied.routeChanges)", "full_table": "\(applied.fullRouteTable)", "confirm_ms": "\(applied.confirmDuration.components.seconds * 1000 + applied.confirmDuration.components.attoseconds / 1_000_000_000_000_000)",
             ])
             state.withLock {
                 $0.lastSpec = spec
@@ -251,38 +252,51 @@ final class DataPlane: Sendable {
         }
     }
 
+    /// The router's spec for the applied state. Everything but `tenants` is a function of the
+    /// config file alone (every peer's components, the plans' rates, the token check), so that
+    /// a tenant change only changes the route table, never NGINX's config (ADR 0008).
     func routerSpec(_ inputs: RoutingInputs) -> RouterSpec {
         let config = settings.config
         let order = Dictionary(uniqueKeysWithValues: config.components.enumerated().map { ($0.element.name, $0.offset) })
-        var upstreams: Set<Upstream> = []
-        var routes: [TenantRoute] = []
-        for t in inputs.routed {
-            guard let peerID = UInt64(t.instance), let peer = config.peer(id: peerID), peer.componentAddress != nil else { continue }
-            let components = t.components.filter { order[$0] != nil }.sorted { order[$0]! < order[$1]! }
-            guard !components.isEmpty else { continue }
-            for name in components {
-                if let c = config.component(named: name), let address = peer.address(of: c) {
-                    upstreams.insert(Upstream(instance: t.instance, component: name, address: address.description))
+        var upstreams: [Upstream] = []
+        for peer in config.peers where peer.componentAddress != nil {
+            for component in config.components {
+                if let address = peer.address(of: component) {
+                    upstreams.append(Upstream(instance: String(peer.id), component: component.name, address: address.description))
                 }
             }
-            let plan = config.catalog.services.lazy.flatMap(\.plans).first { $0.id == t.plan || $0.name == t.plan }
+        }
+        let routable = Set(upstreams.map(\.name))
+        let plans = config.catalog.services.flatMap(\.plans)
+        var routes: [TenantRoute] = []
+        for t in inputs.routed {
+            let components = t.components.filter { order[$0] != nil }.sorted { order[$0]! < order[$1]! }
+            guard !components.isEmpty,
+                  components.allSatisfy({ routable.contains(NginxNames.upstream(instance: t.instance, component: $0)) }) else { continue }
+            let plan = plans.first { $0.id == t.plan || $0.name == t.plan }
             routes.append(TenantRoute(
                 id: t.id, instance: t.instance, components: components,
                 requestsPerSecond: t.requestsPerSecond, connectionsMax: t.connectionsMax, requiresToken: plan?.userTokens ?? false))
         }
         let api = me.apiAddress
+        let tokens = plans.contains(where: \.userTokens)
         var spec = RouterSpec(
             generation: inputs.routingIndex, listen: me.routerAddress!.description, controlListen: me.routerControlAddress!.description,
             prefix: settings.directory + "/router", workerProcesses: config.router.workerProcesses, domain: config.router.domain,
-            upstreams: upstreams.sorted { ($0.instance, $0.component) < ($1.instance, $1.component) },
+            upstreams: upstreams,
             tenants: routes.sorted { $0.id < $1.id },
             statsAddress: stats.map { "127.0.0.1:\($0.port)" },
-            authURL: routes.contains(where: \.requiresToken) ? "https://\(api.urlHost):\(api.port)" : nil,
-            authCAFile: routes.contains(where: \.requiresToken) ? config.caCertificatePath : nil,
+            authURL: tokens ? "https://\(api.urlHost):\(api.port)" : nil,
+            authCAFile: tokens ? config.caCertificatePath : nil,
             // NGINX verifies DNS names only: a loopback API's certificate also names localhost.
             authServerName: api.isLoopback ? "localhost" : (api.kind == .dnsName ? api.host : nil),
             authCacheSeconds: config.router.authCacheSeconds)
         spec.clientKeepaliveSeconds = config.router.clientKeepaliveSeconds
+        spec.routeTableMiB = config.router.routeTableMiB
+        // The plans' values (within the renderer's bound on distinct values): a tenant of any
+        // plan then fits the config's limit zones.
+        spec.requestRates = Array(Set(plans.map { UInt32(clamping: $0.requestsPerSecond) }).subtracting([0]).sorted().prefix(RouterLimits.distinctRequestRatesMax))
+        spec.connectionLimits = Array(Set(plans.map { UInt32(clamping: $0.connectionsMax) }).subtracting([0]).sorted().prefix(RouterLimits.distinctConnectionLimitsMax))
         return spec
     }
 

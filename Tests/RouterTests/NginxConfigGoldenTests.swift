@@ -40,24 +40,73 @@ import Testing
     @Test func componentOrderChoosesTheDefaultComponent() throws {
         var spec = GoldenSpecs.twoInstances()
         let index = try #require(spec.tenants.firstIndex { $0.id == "acme" })
-        let before = try NginxConfig.render(spec)
+        #expect(NginxRoutes.table(spec)["acme"] == "0 0 0 i_i_2D1__dfx_2Ddev")
         spec.tenants[index].components.reverse()
-        let after = try NginxConfig.render(spec)
-        #expect(before.contains("\"acme|\" i_i_2D1__dfx_2Ddev;"))
-        #expect(after.contains("\"acme|\" i_i_2D1__dfx_2Ddep;"))
+        #expect(NginxRoutes.table(spec)["acme"] == "0 0 0 i_i_2D1__dfx_2Ddep")
+    }
+
+    /// The route table of the two-instances spec as nginx receives it at a start.
+    @Test func fullRouteTableMatchesGolden() throws {
+        let spec = GoldenSpecs.twoInstances()
+        try spec.validate()
+        let body = String(decoding: NginxRoutes.full(NginxRoutes.table(spec), generation: spec.generation).body, as: UTF8.self)
+        try expectGoldenText("two-instances.routes", body)
+    }
+
+    /// Creating, deleting, moving a tenant or changing its plan (within the plans' rates)
+    /// changes the route table only: the rendered config stays byte for byte the same, which
+    /// is what lets the router skip the reload.
+    @Test func tenantChangesLeaveTheConfigUnchanged() throws {
+        let spec = GoldenSpecs.limitsAuthDomain()
+        let config = try NginxConfig.render(spec)
+        var changed = spec
+        changed.tenants.removeFirst()
+        changed.tenants[0].instance = changed.tenants[0].instance == "i-1" ? "i-2" : "i-1"
+        changed.tenants[0].components = ["web"]
+        changed.tenants[1].requestsPerSecond = spec.requestRates.last ?? 0
+        changed.tenants.append(TenantRoute(id: "t-new", instance: "i-1", components: ["web", "api"], connectionsMax: 10, requiresToken: true))
+        try changed.validate()
+        #expect(try NginxConfig.render(changed) == config)
+        #expect(NginxRoutes.table(changed) != NginxRoutes.table(spec))
+    }
+
+    /// A move sets exactly the moved tenant's entries; a delete deletes exactly its entries.
+    @Test func deltaHoldsOnlyTheChangedEntries() throws {
+        let spec = GoldenSpecs.twoInstances()
+        let before = NginxRoutes.table(spec)
+        var moved = spec
+        let index = try #require(moved.tenants.firstIndex { $0.id == "acme" })
+        moved.tenants[index].instance = "i-2"
+        moved.tenants.removeAll { $0.id == "globex" }
+        let after = NginxRoutes.table(moved)
+        let push = NginxRoutes.delta(from: before, base: 42, to: after, generation: 43)
+        #expect(push.base == 42)
+        #expect(push.sets.map(\.key) == ["acme", "acme|dfx-dep", "acme|dfx-dev"])
+        #expect(push.sets.allSatisfy { $0.value.contains("i_i_2D2__") })
+        #expect(push.deletes == before.keys.filter { $0 == "globex" || $0.hasPrefix("globex|") }.sorted())
+        #expect(!push.deletes.isEmpty)
+        let text = String(decoding: push.body, as: UTF8.self)
+        #expect(text.hasPrefix("peer-routes 1\ndelta 42\ngeneration 43\ns acme "))
+        #expect(text.hasSuffix("end\n"))
+        #expect(NginxRoutes.delta(from: after, base: 43, to: after, generation: 44).sets.isEmpty)
     }
 
     private func expectGolden(_ name: String, _ spec: RouterSpec) throws {
-        let rendered = try NginxConfig.render(spec)
+        try expectGoldenText(name + ".conf", try NginxConfig.render(spec))
+    }
+
+    private func expectGoldenText(_ file: String, _ rendered: String) throws {
+        let name = String(file[..<file.lastIndex(of: ".")!])
+        let ext = String(file[file.index(after: file.lastIndex(of: ".")!)...])
         if ProcessInfo.processInfo.environment["PEER_UPDATE_GOLDEN"] == "1" {
-            let url = Self.goldenDirectory.appendingPathComponent(name + ".conf")
+            let url = Self.goldenDirectory.appendingPathComponent(file)
             try rendered.write(to: url, atomically: true, encoding: .utf8)
             print("updated golden file \(url.path)")
             return
         }
-        let url = try #require(Bundle.module.url(forResource: name, withExtension: "conf", subdirectory: "Golden"), "golden file \(name).conf missing: run with PEER_UPDATE_GOLDEN=1")
+        let url = try #require(Bundle.module.url(forResource: name, withExtension: ext, subdirectory: "Golden"), "golden file \(file) missing: run with PEER_UPDATE_GOLDEN=1")
         let golden = try String(contentsOf: url, encoding: .utf8)
-        #expect(rendered == golden, "rendered config differs from Golden/\(name).conf: \(firstDifference(rendered, golden))")
+        #expect(rendered == golden, "rendered text differs from Golden/\(file): \(firstDifference(rendered, golden))")
     }
 
     private func firstDifference(_ a: String, _ b: String) -> String {
@@ -104,8 +153,9 @@ enum GoldenSpecs {
     }
 
     /// Rates, connection limits, token checks and host-name routing, on all addresses.
+    /// The plans' rates (`requestRates`, `connectionLimits`) include values no tenant has yet.
     static func limitsAuthDomain(prefix: String = "/var/lib/peer/router", caFile: String = "/var/lib/peer/tls/ca.pem") -> RouterSpec {
-        RouterSpec(
+        var spec = RouterSpec(
             generation: 7,
             listen: "0.0.0.0:7301",
             controlListen: "127.0.0.1:7302",
@@ -129,6 +179,9 @@ enum GoldenSpecs {
             authServerName: "peer-1.cluster.internal",
             authCacheSeconds: 10
         )
+        spec.requestRates = [5, 100, 1000]
+        spec.connectionLimits = [10, 50]
+        return spec
     }
 }
 

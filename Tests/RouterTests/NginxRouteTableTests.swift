@@ -1,0 +1,120 @@
+import Testing
+@testable import Router
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension RealNginxTests {
+    /// The route table in a real nginx: kept across reloads, resent whole when nginx's copy is
+    /// not the one the router last confirmed, bounded, and never half-applied from a bad body.
+    @Suite struct NginxRouteTableTests {
+        /// A config change (a new upstream) reloads nginx; the table survives the reload, so
+        /// the same apply sends only the tenant it adds.
+        @Test func tableSurvivesAReloadAndOnlyChangesAreSent() async throws {
+            let backends = try ["i-1/web", "i-2/web"].map { try TestBackend(name: $0) }
+            defer { backends.forEach { $0.stop() } }
+            try await TestSupport.withRouter { router, prefix in
+                var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: [backends[0]], generation: 1)
+                let first = try await router.apply(spec)
+                #expect(first.started && first.configChanged && first.fullRouteTable)
+                spec.generation = 2
+                spec.upstreams.append(Upstream(instance: "i-2", component: "web", address: backends[1].address))
+                spec.tenants.append(TenantRoute(id: "globex", instance: "i-2", components: ["web"]))
+                let second = try await router.apply(spec)
+                #expect(!second.started && second.configChanged && !second.fullRouteTable)
+                #expect(second.pid == first.pid)
+                #expect(second.routeChanges == 2)
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).bodyText.hasPrefix("i-1/web tenant=acme "))
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "globex")]).bodyText.hasPrefix("i-2/web tenant=globex "))
+                #expect(try TestSupport.get(spec.controlListen, path: "/config").bodyText == "2\n")
+                #expect(try TestSupport.get(spec.controlListen, path: "/generation").bodyText == "2\n")
+            }
+        }
+
+        /// Someone else changed nginx's table (here: a full push of another generation): the
+        /// router's delta is refused with 409 and it sends the whole table instead.
+        @Test func aTableAtAnotherGenerationIsReplacedWhole() async throws {
+            let backends = try ["i-1/web", "i-2/web"].map { try TestBackend(name: $0) }
+            defer { backends.forEach { $0.stop() } }
+            try await TestSupport.withRouter { router, prefix in
+                var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
+                _ = try await router.apply(spec)
+                let foreign = NginxRoutes.full(["stray": "0 0 0 i_i_2D2__web"], generation: 99)
+                let said = try LoopbackHTTP.request(spec.controlListen, method: "POST", path: "/routes", body: foreign.body, timeout: .seconds(5))
+                #expect(said.status == 200 && said.bodyText == "99\n")
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 404)
+
+                spec.generation = 2
+                spec.tenants.append(TenantRoute(id: "globex", instance: "i-2", components: ["web"]))
+                let applied = try await router.apply(spec)
+                #expect(applied.fullRouteTable)
+                #expect(!applied.configChanged)
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "globex")]).status == 200)
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "stray")]).status == 404)
+            }
+        }
+
+        /// Bodies that are not a whole, well-formed update change nothing and say why.
+        @Test func malformedOrTruncatedUpdatesAreRefusedAndChangeNothing() async throws {
+            let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
+            defer { backends.forEach { $0.stop() } }
+            try await TestSupport.withRouter { router, prefix in
+                let spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 3)
+                _ = try await router.apply(spec)
+                let whole = String(decoding: NginxRoutes.full(["other": "0 0 0 i_i_2D1__web"], generation: 4).body, as: UTF8.self)
+                let cases: [(body: String, status: Int, says: String)] = [
+                    (String(whole.dropLast(4)), 400, "truncated"),
+                    ("peer-routes 2\nfull\ngeneration 4\nend\n", 400, "malformed header"),
+                    ("peer-routes 1\ndelta\ngeneration 4\nend\n", 400, "malformed header"),
+                    ("peer-routes 1\nfull\ngeneration 4\ns other 0 0 0 x\nx other\nend\n", 400, "line 5: malformed"),
+                    ("peer-routes 1\ndelta 2\ngeneration 4\nd acme\nend\n", 409, "3"),
+                ]
+                for entry in cases {
+                    let reply = try LoopbackHTTP.request(spec.controlListen, method: "POST", path: "/routes", body: Array(entry.body.utf8), timeout: .seconds(5))
+                    #expect(reply.status == entry.status, "\(entry.body)")
+                    #expect(reply.bodyText.contains(entry.says), "\(reply.bodyText)")
+                }
+                let get = try LoopbackHTTP.request(spec.controlListen, path: "/routes", timeout: .seconds(5))
+                #expect(get.status == 405)
+                #expect(try TestSupport.get(spec.controlListen, path: "/generation").bodyText == "3\n")
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "other")]).status == 404)
+            }
+        }
+
+        /// A table that does not fit is refused with the reason, evicts no route, and the
+        /// next apply (that fits) sends the whole table again.
+        @Test func aTableThatDoesNotFitIsRefusedAndTheNextApplyRecovers() async throws {
+            let backends = try ["i-1/web"].map { try TestBackend(name: $0) }
+            defer { backends.forEach { $0.stop() } }
+            try await TestSupport.withRouter { router, prefix in
+                var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
+                spec.routeTableMiB = 1
+                _ = try await router.apply(spec)
+                let small = spec.tenants
+                spec.generation = 2
+                spec.tenants += (0..<20_000).map { TenantRoute(id: "tenant-\($0)", instance: "i-1", components: ["web"]) }
+                do throws(RouterError) {
+                    _ = try await router.apply(spec)
+                    Issue.record("20,000 tenants fit in a 1 MiB route table")
+                } catch .routesNotApplied(let generation, let reason) {
+                    #expect(generation == 2)
+                    #expect(reason.contains("HTTP 507") && reason.contains("route table full"), "\(reason)")
+                } catch {
+                    Issue.record("unexpected error \(error)")
+                }
+                #expect(await router.status.lastError?.contains("route table full") == true)
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+
+                spec.generation = 3
+                spec.tenants = small
+                let applied = try await router.apply(spec)
+                #expect(applied.fullRouteTable)
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "tenant-1")]).status == 404)
+            }
+        }
+    }
+}
