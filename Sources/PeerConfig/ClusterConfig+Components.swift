@@ -57,9 +57,9 @@ extension ClusterConfig {
         /// on one sees the connection drop and must retry (RFC 9112 §9.3.1).
         public var clientKeepaliveSeconds: Int = 65
         /// MiB of shared memory for NGINX's route table (one entry per tenant plus one per
-        /// tenant component, 128-256 bytes each: 32 MiB hold about 40,000 tenants of three
+        /// tenant component, about 128 bytes each: the default 64 MiB hold about 130,000 tenants of three
         /// components). An update that does not fit is refused whole and reported.
-        public var routeTableMiB: Int = 32
+        public var routeTableMiB: Int = 64
 
         public static let clientKeepaliveSecondsRange = 0...3_600
         public static let routeTableMiBRange = 1...1_024
