@@ -52,7 +52,7 @@ public struct ClusterConfig: Sendable, Hashable {
         /// YAML `router`: where this peer's NGINX listens; may be `0.0.0.0:PORT`. Nil when absent.
         public let routerAddress: HostPort?
         /// YAML `routerControl`: the loopback address where this peer's NGINX answers the peer's
-        /// own questions (`/generation`, to confirm a reload). Set whenever `router` is; by
+        /// own requests (`/config` to confirm a reload, `POST /routes` to update the route table). Set whenever `router` is; by
         /// default 127.0.0.1 at the router's port + 1000.
         public let routerControlAddress: HostPort?
         /// YAML `components`: where this instance's components listen: host and base port (a

@@ -34,7 +34,7 @@ public actor NginxRouter {
     /// How much of error.log is read for the tail (the end of what this apply added).
     static let errorLogReadBytesMax = 64 * 1024
     static let pollInterval: Duration = .milliseconds(20)
-    /// One `/generation` probe; the confirmation loop retries until `confirmTimeout`.
+    /// One `/config` probe; the confirmation loop retries until `confirmTimeout`.
     static let probeTimeout: Duration = .milliseconds(500)
     /// `nginx -t` on a 100,000-tenant config takes well under this.
     static let validateTimeout: Duration = .seconds(60)

@@ -7,12 +7,14 @@
 /// `RouterSpecError` and `RouterLimits` for the exact rules.
 public struct RouterSpec: Sendable, Hashable {
     /// Increases with every config the peer applies (the peer uses the Raft applied index).
-    /// The control server answers it on `GET /generation`, which is how a reload is confirmed.
+    /// The control server answers it on `GET /config` for the config it was rendered into
+    /// (how a reload is confirmed) and on `GET /generation` for the route table.
     public var generation: UInt64
     /// `host:port` of the routing server (e.g. `127.0.0.1:7301` or `0.0.0.0:7301`).
     public var listen: String
     /// `host:port` on loopback (127.0.0.0/8) of the control server, used only by the peer:
-    /// `GET /generation` (the generation, text/plain) and `GET /healthz`.
+    /// `GET /config` (the config's generation, text/plain), `POST /routes` (route table updates,
+    /// `NginxRoutes.Push`), `GET /generation` (the table's generation) and `GET /healthz`.
     public var controlListen: String
     /// Absolute directory nginx may write to: pid file, error log, temp and cache directories.
     /// Must equal the `NginxRouter`'s prefix.

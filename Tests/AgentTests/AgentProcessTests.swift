@@ -321,7 +321,8 @@ struct HealthProbeTests {
             let log = directory.path + "/\(mode).log"
             let pid = try Spawner.spawn(executable: python3, argv: [python3, script, mode], environment: [], logPath: log)
             var port = 0
-            try await waitUntil("the \(mode) server listens") {
+            // On a timeout, say what the server said and whether it still runs.
+            try await waitUntil("the \(mode) server (pid \(pid)) listens; log: \(fileText(log) ?? "none"); state: \(ChildProcess.observe(pid))") {
                 guard let line = fileText(log)?.split(separator: "\n").first(where: { $0.hasPrefix("ready ") }) else { return false }
                 port = Int(line.dropFirst("ready ".count)) ?? 0
                 return port > 0

@@ -35,14 +35,16 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes (then records an issue
 /// naming `what` and throws). Never a fixed sleep.
-func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+/// `what` is evaluated only on a timeout, so it can describe the state at that moment.
+func waitUntil(_ what: @autoclosure () -> String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return }
         try await Task.sleep(for: .milliseconds(20))
     }
-    Issue.record("timed out after \(timeout) waiting until \(what)")
-    throw TestFailure("timed out: \(what)")
+    let description = what()
+    Issue.record("timed out after \(timeout) waiting until \(description)")
+    throw TestFailure("timed out: \(description)")
 }
 
 /// True if `condition` becomes true within `window` (polled every 20 ms): for asserting that
