@@ -154,8 +154,8 @@ struct Node {
 
     var address: PeerAddress { PeerAddress(host: "127.0.0.1", port: transport.listeningPort!) }
 
-    func rejection(_ reason: RejectReason) async -> ConnectionRejection? {
-        let event = await events.first { if case .connectionRejected(let r) = $0 { return r.reason == reason }; return false }
+    func rejection(_ reason: RejectReason, timeout: Duration = .seconds(30)) async -> ConnectionRejection? {
+        let event = await events.first(timeout: timeout) { if case .connectionRejected(let r) = $0 { return r.reason == reason }; return false }
         if case .connectionRejected(let r)? = event { return r }
         return nil
     }
