@@ -8,6 +8,12 @@ extension NginxConfig {
     static let tokenLocation = "@peer_token"
 
     static func renderControlServer(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
+        out.line("# Only the peer knows the secret that lets it change the route table.")
+        out.open("map $http_x_peer_control $peer_control_allowed")
+        out.line("default 0;")
+        out.line("\"\(valid.spec.controlToken!)\" 1;")
+        out.close()
+        out.blank()
         out.line("# Control server: only the local peer uses it. GET /config: the config's generation")
         out.line("# (confirms a reload); POST /routes: update the route table; GET /generation: its generation.")
         out.open("server")
@@ -22,6 +28,7 @@ extension NginxConfig {
         out.lua("content_by_lua_block", NginxLua.generation)
         out.close()
         out.open("location = /routes")
+        out.line("if ($peer_control_allowed = 0) { return 403 \"X-Peer-Control required\\n\"; }")
         out.line("client_max_body_size \(routesBodyMiBMax)m;")
         out.line("client_body_buffer_size \(routesBodyMiBMax)m;")
         out.lua("content_by_lua_block", NginxLua.update)

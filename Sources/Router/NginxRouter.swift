@@ -51,6 +51,9 @@ public actor NginxRouter {
     public nonisolated let confirmTimeout: Duration
     /// How long `stop()` waits after SIGQUIT before SIGKILL.
     public nonisolated let stopTimeout: Duration
+    /// The secret `POST /routes` requires (`RouterSpec.controlToken`): 256 random bits, new
+    /// for every router (nginx.conf, which holds it, is written 0600).
+    public nonisolated let controlToken: String
     private let logger: Logger
 
     /// The running master (our child, leader of its own process group), nil if none.
@@ -95,6 +98,11 @@ public actor NginxRouter {
         self.logger = logger
         self.confirmTimeout = confirmTimeout
         self.stopTimeout = stopTimeout
+        var generator = SystemRandomNumberGenerator()
+        self.controlToken = (0..<4).map { _ in
+            let word = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - word.count) + word
+        }.joined()
     }
 
     /// The master's pid, the live generation and the last error. Notices a dead master.
@@ -115,8 +123,9 @@ public actor NginxRouter {
         }
     }
 
-    private func applyChecked(_ spec: RouterSpec) async throws(RouterError) -> AppliedConfig {
+    private func applyChecked(_ requested: RouterSpec) async throws(RouterError) -> AppliedConfig {
         let began = ContinuousClock.now
+        let spec = { var spec = requested; spec.controlToken = controlToken; return spec }()
         guard spec.prefix == prefix else { throw .prefixMismatch(router: prefix, spec: spec.prefix) }
         // Validating a large spec and building its table take a while (100,000 tenants): on a
         // Dispatch thread, so the Swift concurrency pool (a thread per core) stays free for the
@@ -242,10 +251,12 @@ public actor NginxRouter {
 
     private func post(_ push: NginxRoutes.Push, to control: String) async -> Result<HTTPReply, HTTPProbeError> {
         let timeout = confirmTimeout
+        let token = controlToken
         return await Self.onBlockingThread {
             let body = push.body
             do throws(HTTPProbeError) {
-                return .success(try LoopbackHTTP.request(control, method: "POST", path: "/routes", headers: [("Content-Type", "text/plain")], body: body, timeout: timeout))
+                return .success(try LoopbackHTTP.request(
+                    control, method: "POST", path: "/routes", headers: [("Content-Type", "text/plain"), ("X-Peer-Control", token)], body: body, timeout: timeout))
             } catch {
                 return .failure(error)
             }

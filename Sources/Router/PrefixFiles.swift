@@ -19,7 +19,9 @@ enum PrefixFiles {
 
     /// Writes `text` to a new file `path` (replacing any), flushed to disk.
     static func write(_ text: String, to path: String) throws(RouterError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // 0600: the config holds the control server's secret; only nginx's master (the peer's
+        // user) reads it.
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
         let bytes = Array(text.utf8)

@@ -32,6 +32,10 @@ extension RouterSpec {
         guard SpecCheck.isLoopbackIPv4(controlHost) else {
             throw RouterSpecError(field: "controlListen", reason: "must be on 127.0.0.0/8, got \(SpecCheck.shown(controlListen))")
         }
+        guard let controlToken, (32...128).contains(controlToken.utf8.count),
+              controlToken.utf8.allSatisfy({ NginxNames.isAlphanumeric($0) }) else {
+            throw RouterSpecError(field: "controlToken", reason: "required: 32-128 of [A-Za-z0-9] (NginxRouter sets it)")
+        }
         guard listenPort != controlPort else {
             throw RouterSpecError(field: "controlListen", reason: "must use another port than listen (\(listenPort))")
         }

@@ -65,6 +65,11 @@ public struct RouterSpec: Sendable, Hashable {
     /// no route is evicted, and the next push resends the whole table.
     /// Changing it restarts the table: nginx allocates a new zone on reload.
     public var routeTableMiB: Int = 64
+    /// The secret the control server requires (header `X-Peer-Control`) before it changes the
+    /// route table: any local user can reach a loopback port. 32-128 of `[A-Za-z0-9]`.
+    /// `NginxRouter.apply` sets its own (random per router), so callers leave it nil; the
+    /// renderer refuses a spec without one.
+    public var controlToken: String?
     /// Directory of Debian's dynamic nginx modules: `ndk_http_module.so` and
     /// `ngx_http_lua_module.so` (package `libnginx-mod-http-lua`) are loaded from here.
     public var moduleDirectory: String = "/usr/lib/nginx/modules"

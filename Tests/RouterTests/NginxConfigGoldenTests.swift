@@ -123,8 +123,13 @@ import Testing
 /// The specs behind the golden files (also rendered with a temp prefix and checked by
 /// `nginx -t` in `NginxRouterTests`).
 enum GoldenSpecs {
+    /// A fixed stand-in for the router's random control secret.
+    static let controlToken = "0123456789abcdef0123456789abcdef"
+
     static func empty(prefix: String = "/var/lib/peer/router") -> RouterSpec {
-        RouterSpec(generation: 1, listen: "127.0.0.1:7301", controlListen: "127.0.0.1:7302", prefix: prefix)
+        var spec = RouterSpec(generation: 1, listen: "127.0.0.1:7301", controlListen: "127.0.0.1:7302", prefix: prefix)
+        spec.controlToken = controlToken
+        return spec
     }
 
     /// Two instances, three components each; tenants named like nginx map keywords too.
@@ -135,7 +140,7 @@ enum GoldenSpecs {
                 upstreams.append(Upstream(instance: instance, component: component, address: "10.0.0.\(base / 1000):\(base + offset)"))
             }
         }
-        return RouterSpec(
+        var spec = RouterSpec(
             generation: 42,
             listen: "127.0.0.1:7301",
             controlListen: "127.0.0.1:7302",
@@ -150,6 +155,8 @@ enum GoldenSpecs {
             ],
             statsAddress: "127.0.0.1:7303"
         )
+        spec.controlToken = controlToken
+        return spec
     }
 
     /// Rates, connection limits, token checks and host-name routing, on all addresses.
@@ -179,6 +186,7 @@ enum GoldenSpecs {
             authServerName: "peer-1.cluster.internal",
             authCacheSeconds: 10
         )
+        spec.controlToken = controlToken
         spec.requestRates = [5, 100, 1000]
         spec.connectionLimits = [10, 50]
         return spec

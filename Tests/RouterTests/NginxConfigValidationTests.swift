@@ -7,6 +7,14 @@ import Testing
     /// Bytes that would end a token, a directive or a block, start a variable or a comment.
     static let injections = ["a\"b", "a'b", "a;b", "a b", "a{b", "a}b", "a$b", "a\nb", "a\\b", "a#b", "a\tb", "a\u{0}b"]
 
+    @Test func controlSecretIsRequiredAndCannotInject() {
+        for bad: String? in [nil, "short", String(repeating: "a", count: 129), "0123456789abcdef0123456789abcde\"", "0123456789abcdef 123456789abcdef0"] {
+            var spec = Self.base()
+            spec.controlToken = bad
+            expectRefused(spec, field: "controlToken", String(describing: bad))
+        }
+    }
+
     @Test func injectionInTenantIdIsRefused() {
         for bad in Self.injections + ["", "A", "-a", "a.b", "a_b", String(repeating: "a", count: 64), "é"] {
             var spec = Self.base()
@@ -156,11 +164,13 @@ import Testing
     }
 
     static func base() -> RouterSpec {
-        RouterSpec(
+        var spec = RouterSpec(
             generation: 1, listen: "127.0.0.1:7301", controlListen: "127.0.0.1:7302", prefix: "/var/lib/peer/router",
             upstreams: [Upstream(instance: "i-1", component: "web", address: "10.0.0.1:8000")],
             tenants: [TenantRoute(id: "acme", instance: "i-1", components: ["web"])]
         )
+        spec.controlToken = GoldenSpecs.controlToken
+        return spec
     }
 
     static func withAuth() -> RouterSpec {

@@ -23,7 +23,11 @@ extension RealNginxTests {
                     #expect(applied.generation == spec.generation)
                     #expect(applied.started)
                     let onDisk = String(decoding: PrefixFiles.read(prefix + "/nginx.conf", bytesMax: 1 << 20), as: UTF8.self)
+                    spec.controlToken = router.controlToken
                     #expect(onDisk == (try NginxConfig.render(spec)))
+                    // It holds the control secret: the peer's user alone may read it.
+                    var info = stat()
+                    #expect(stat(prefix + "/nginx.conf", &info) == 0 && info.st_mode & 0o777 == 0o600)
                     let health = try TestSupport.get(spec.controlListen, path: "/healthz")
                     #expect(health.status == 200)
                 }
