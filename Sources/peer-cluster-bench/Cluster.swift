@@ -149,7 +149,9 @@ struct BenchCertificates: Sendable {
 
     static func make(peerBinary: String, dir: String, clusterID: String, members: Int, logFile: String) async throws -> BenchCertificates {
         var steps: [[String]] = [["certs", "init", "--dir", dir, "--cluster-id", clusterID]]
-        for id in 1...members { steps.append(["certs", "issue-peer", "--dir", dir, "--node-id", "\(id)", "--ip", "127.0.0.1"]) }
+        // DNS:localhost too: `peer init` requires it of peers whose API is on loopback (the local
+        // NGINX verifies the token check by DNS name).
+        for id in 1...members { steps.append(["certs", "issue-peer", "--dir", dir, "--node-id", "\(id)", "--ip", "127.0.0.1", "--dns", "localhost"]) }
         steps.append(["certs", "issue-client", "--dir", dir, "--name", "admin"])
         for args in steps {
             let (status, output) = try await Children.shared.run(peerBinary, args, logFile: logFile, timeoutSeconds: 60)
