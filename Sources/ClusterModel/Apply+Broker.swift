@@ -159,6 +159,7 @@ extension ClusterState {
         }
         try checkNewOperation(c.operationID)
         let previous = tenant.plan
+        recountPlacements(ofTenant: c.tenantID, from: previous, to: c.plan)
         tenant.plan = c.plan
         tenant.components = components
         tenant.quotas = c.quotas

@@ -31,6 +31,7 @@ extension ClusterState {
         placement.phaseSinceIndex = index
         placements[c.tenantID, default: [:]][c.instanceID] = placement
         tenantIdsByInstance[c.instanceID, default: []].insert(c.tenantID)
+        countPlacement(onInstance: c.instanceID, plan: tenant.plan, by: 1)
     }
 
     mutating func applySetPlacementPhase(_ c: PBSetPlacementPhase, now: Int64, index: UInt64) throws(Rejection) {
@@ -66,6 +67,7 @@ extension ClusterState {
             if placements[c.tenantID]?.isEmpty == true { placements[c.tenantID] = nil }
             tenantIdsByInstance[c.instanceID]?.remove(c.tenantID)
             if tenantIdsByInstance[c.instanceID]?.isEmpty == true { tenantIdsByInstance[c.instanceID] = nil }
+            countPlacement(onInstance: c.instanceID, plan: tenant.plan, by: -1)
         default:
             throw Rejection(.invalidTransition, "placement \(Validate.quoted(c.tenantID))@\(Validate.quoted(c.instanceID)): \(placement.phase) → \(c.phase) is not allowed")
         }

@@ -26,6 +26,7 @@ extension ClusterState {
         guard tenant.state != .deprovisioning else {
             throw Rejection(.invalidTransition, "tenant \(Validate.quoted(c.id)) is deprovisioning")
         }
+        recountPlacements(ofTenant: c.id, from: tenant.plan, to: c.plan)
         tenant.plan = c.plan
         tenant.components = components
         tenant.quotas = c.quotas

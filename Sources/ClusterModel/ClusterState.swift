@@ -40,6 +40,10 @@ public struct ClusterState: Equatable, Sendable {
     /// instance id → ids of tenants placed there (any phase). Derived, not encoded: the agent
     /// asks for its instance's placements after every apply.
     var tenantIdsByInstance: [String: Set<String>] = [:]
+    /// instance id → plan → how many placements (any phase) of tenants of that plan it holds.
+    /// Derived, not encoded: the leader's placement choice sums used capacity from it in
+    /// O(instances × plans) instead of reading every placement each round.
+    var placementCountsByInstance: [String: [String: Int]] = [:]
     var bindings: [String: Binding] = [:]
     /// token hash → binding id, so a router's token check is one lookup. Derived, not encoded.
     var bindingIdsByTokenHash: [String: String] = [:]
@@ -121,6 +125,28 @@ extension ClusterState {
     }
 
     /// Every placement on an instance (what its agent must run), sorted by tenant id.
+    /// Placements (any phase) on the instance per plan of their tenants. O(plans).
+    public func placementCountsByPlan(onInstance instanceId: String) -> [String: Int] {
+        placementCountsByInstance[instanceId] ?? [:]
+    }
+
+    mutating func countPlacement(onInstance instanceId: String, plan: String, by delta: Int) {
+        var counts = placementCountsByInstance[instanceId] ?? [:]
+        let count = (counts[plan] ?? 0) + delta
+        precondition(count >= 0, "placement count of plan \(plan) on \(instanceId) below zero")
+        counts[plan] = count == 0 ? nil : count
+        placementCountsByInstance[instanceId] = counts.isEmpty ? nil : counts
+    }
+
+    /// Moves the tenant's placements from one plan's counts to another's (a plan change).
+    mutating func recountPlacements(ofTenant tenantId: String, from old: String, to new: String) {
+        guard old != new else { return }
+        for instanceId in (placements[tenantId] ?? [:]).keys {
+            countPlacement(onInstance: instanceId, plan: old, by: -1)
+            countPlacement(onInstance: instanceId, plan: new, by: 1)
+        }
+    }
+
     public func placements(onInstance instanceId: String) -> [Placement] {
         (tenantIdsByInstance[instanceId] ?? []).sorted().compactMap { placements[$0]?[instanceId] }
     }

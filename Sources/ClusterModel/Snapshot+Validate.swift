@@ -99,6 +99,7 @@ extension ClusterState {
         }
         placements[placement.tenantID, default: [:]][placement.instanceID] = placement
         tenantIdsByInstance[placement.instanceID, default: []].insert(placement.tenantID)
+        countPlacement(onInstance: placement.instanceID, plan: tenants[placement.tenantID]!.plan, by: 1)
     }
 
     private mutating func loadBinding(_ binding: Binding) throws(Rejection) {

@@ -232,10 +232,10 @@ struct CapacityLedger {
 
     init(state: ClusterState, policy: PlacementPolicy) {
         self.policy = policy
+        // O(instances × plans): the state keeps placement counts per instance and plan.
         usedUnits = state.instances(in: .active).map { instance in
-            let used = state.placements(onInstance: instance.id).reduce(UInt64(0)) { sum, placement in
-                let plan = state.tenant(placement.tenantID)?.plan ?? ""
-                return sum + policy.weightUnits(ofPlan: plan)
+            let used = state.placementCountsByPlan(onInstance: instance.id).reduce(UInt64(0)) { sum, entry in
+                sum + policy.weightUnits(ofPlan: entry.key) * UInt64(entry.value)
             }
             return (instance.id, used)
         }

@@ -18,6 +18,35 @@ struct PlacementTests {
         #expect(replica.state.placements(onInstance: "i1").isEmpty)
     }
 
+    /// The derived placement counts per instance and plan (the leader's capacity sums) follow
+    /// placements, plan changes and removals, and a restored snapshot rebuilds the same counts.
+    @Test func placementCountsPerInstanceAndPlanFollowEveryChange() throws {
+        var replica = Make.clusterWithServedTenant()
+        replica.run(Make.createTenant("t2", plan: "deployment"))
+        replica.expectApplied(Make.place("t2", on: "i1"))
+        replica.expectApplied(Make.place("t1", on: "i2"))
+        #expect(replica.state.placementCountsByPlan(onInstance: "i1") == ["development": 1, "deployment": 1])
+        #expect(replica.state.placementCountsByPlan(onInstance: "i2") == ["development": 1])
+        var update = PBUpdateTenant()
+        update.id = "t1"
+        update.plan = "premium"
+        update.components = ["dfx-dev"]
+        replica.expectApplied(.updateTenant(update))
+        #expect(replica.state.placementCountsByPlan(onInstance: "i1") == ["premium": 1, "deployment": 1])
+        #expect(replica.state.placementCountsByPlan(onInstance: "i2") == ["premium": 1])
+        let restored = try ClusterState(snapshot: replica.state.encodeSnapshot())
+        #expect(restored.placementCountsByPlan(onInstance: "i1") == ["premium": 1, "deployment": 1])
+        #expect(restored == replica.state)
+        replica.expectApplied(Make.phase("t1", on: "i2", .gone))
+        #expect(replica.state.placementCountsByPlan(onInstance: "i2").isEmpty)
+        #expect(replica.state.placementCountsByPlan(onInstance: "i1") == ["premium": 1, "deployment": 1])
+        // The counts equal a recount of the placements themselves.
+        for instance in ["i1", "i2", "i3"] {
+            let recount = Dictionary(grouping: replica.state.placements(onInstance: instance)) { replica.state.tenant($0.tenantID)!.plan }.mapValues(\.count)
+            #expect(replica.state.placementCountsByPlan(onInstance: instance) == recount)
+        }
+    }
+
     @Test func activePlacementCannotDrainWhileTheTenantStays() {
         var replica = Make.clusterWithServedTenant()
         replica.expectRejected(Make.phase("t1", on: "i1", .draining), .breakBeforeMake)
