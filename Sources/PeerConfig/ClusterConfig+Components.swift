@@ -58,7 +58,7 @@ extension ClusterConfig {
         public var clientKeepaliveSeconds: Int = 65
         /// MiB of shared memory for NGINX's route table (one entry per tenant plus one per
         /// tenant component, about 128 bytes each: the default 64 MiB hold about 130,000 tenants of three
-        /// components). An update that does not fit is refused whole and reported.
+        /// components). An update that does not fit fails and is reported; no route is evicted.
         public var routeTableMiB: Int = 64
 
         public static let clientKeepaliveSecondsRange = 0...3_600
