@@ -20,11 +20,6 @@
 ///    rate (an empty key is not counted); the same for connections.
 /// 5. Tenants that need a user token continue in `@peer_token`, which adds `auth_request`.
 public enum NginxConfig {
-    /// Shared memory per `limit_req_zone`/`limit_conn_zone`: 1 MiB per
-    /// `limitZoneTenantsPerMiB` tenants in the zone, at least 1 MiB. nginx states hold the
-    /// key (a tenant id, ≤ 63 bytes) plus ~64-128 bytes, so a MiB holds ≥ 8,000 states; with
-    /// `RouterLimits.tenantsMax` the zones total at most ~25 MiB plus 1 MiB per distinct value.
-    public static let limitZoneTenantsPerMiB = 4096
     /// The token-check cache: keys zone (1 MiB ≈ 8,000 keys) and files on disk.
     public static let authCacheKeysZoneMiB = 1
     public static let authCacheBytesMaxMiB = 16

@@ -23,18 +23,13 @@ public enum NginxRoutes {
 
     /// One update of the table: the whole table (`base` nil) or the changes since the table
     /// was at generation `base`.
-    public struct Push: Sendable, Equatable {
+    public struct Push: Sendable {
         public let base: UInt64?
         public let generation: UInt64
         /// Entries set (new or changed), sorted by key.
         public let sets: [(key: String, value: String)]
         /// Keys removed, sorted.
         public let deletes: [String]
-
-        public static func == (lhs: Push, rhs: Push) -> Bool {
-            lhs.base == rhs.base && lhs.generation == rhs.generation && lhs.deletes == rhs.deletes
-                && lhs.sets.elementsEqual(rhs.sets) { $0 == $1 }
-        }
 
         public var isFull: Bool { base == nil }
 
