@@ -82,6 +82,7 @@ extension ClusterState {
         operations[id] = operation
         inProgressOperationIdsByTenant[tenant] = id
         lastOperationIdsByTenant[tenant] = id
+        operationQueue.started(OperationQueue.Key(index: index, id: id))
     }
 
     mutating func applyFinishOperation(_ c: PBFinishOperation, now: Int64) throws(Rejection) {
@@ -105,6 +106,8 @@ extension ClusterState {
         finished.updatedMs = now
         operations[operation.id] = finished
         inProgressOperationIdsByTenant[operation.tenantID] = nil
+        let operations = self.operations
+        operationQueue.finished(OperationQueue.Key(index: operation.startedIndex, id: operation.id)) { Self.isInProgress($0, in: operations) }
     }
 
     // MARK: - The broker's composite commands: one entry each, so no failover splits them.

@@ -54,6 +54,7 @@ extension ClusterState {
             placement.phaseSinceMs = now
             placement.phaseSinceIndex = index
             placements[c.tenantID]?[c.instanceID] = placement
+            finishProvision(of: tenant, servedBy: c.instanceID, now: now)
         case (.active, .draining):
             guard tenant.state == .deprovisioning else {
                 throw Rejection(.breakBeforeMake, "tenant \(Validate.quoted(c.tenantID)) would lose its active placement; activate a new one (it drains this one) or deprovision first")
@@ -75,6 +76,19 @@ extension ClusterState {
 }
 
 extension ClusterState {
+    /// A provisioning tenant's first active placement ends its provision: the tenant is ready
+    /// and the operation succeeded, in the entry that activates it (nothing else is waited for
+    /// between the three, so they are not three entries: docs/cluster-model.md).
+    mutating func finishProvision(of tenant: Tenant, servedBy instanceId: String, now: Int64) {
+        guard tenant.state == .provisioning else { return }
+        var ready = tenant
+        ready.state = .ready
+        tenants[tenant.id] = ready
+        if let operation = inProgressOperation(ofTenant: tenant.id), operation.kind == .provision {
+            finishOperation(operation, .succeeded, "tenant \(tenant.id) is served by instance \(instanceId)", now: now)
+        }
+    }
+
     /// `peer tenants move`: the target placement (preparing) and the MOVE operation in one entry.
     mutating func applyMoveTenant(_ c: PBMoveTenant, now: Int64, index: UInt64) throws(Rejection) {
         try Validate.id(c.operationID, "operation id")

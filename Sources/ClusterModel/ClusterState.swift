@@ -51,6 +51,8 @@ public struct ClusterState: Equatable, Sendable {
     /// tenant id → its in-progress operation id. Derived, not encoded: keeps the one-operation-
     /// per-tenant check O(1) when `operations` holds `operationsMax` finished ones.
     var inProgressOperationIdsByTenant: [String: String] = [:]
+    /// The operations in progress in start order, for the driver. Derived, not encoded.
+    var operationQueue = OperationQueue()
     /// tenant id → the id of its most recently started operation (highest `started_index`),
     /// kept after the tenant is deleted so `last_operation` still answers. Derived, not encoded.
     var lastOperationIdsByTenant: [String: String] = [:]
@@ -181,11 +183,21 @@ extension ClusterState {
         lastOperationIdsByTenant[tenantId].flatMap { operations[$0] }
     }
 
-    /// Every operation in progress, oldest first (by the index that started it): what the
-    /// leader's operation driver works through.
-    public var inProgressOperations: [BrokerOperation] {
-        inProgressOperationIdsByTenant.values.compactMap { operations[$0] }
-            .sorted { ($0.startedIndex, $0.id) < ($1.startedIndex, $1.id) }
+    /// Every operation in progress, oldest first (by the index that started it).
+    public var inProgressOperations: [BrokerOperation] { oldestInProgressOperations(Int.max) }
+
+    /// The oldest `limit` operations in progress: what the leader's operation driver works
+    /// through each round. O(limit), amortized; no sort.
+    public func oldestInProgressOperations(_ limit: Int) -> [BrokerOperation] {
+        let operations = self.operations
+        return operationQueue.oldest(limit) { Self.isInProgress($0, in: operations) }.compactMap { operations[$0.id] }
+    }
+
+    /// Whether any operation is in progress. O(1).
+    public var hasInProgressOperations: Bool { !operationQueue.isEmpty }
+
+    static func isInProgress(_ key: OperationQueue.Key, in operations: [String: BrokerOperation]) -> Bool {
+        operations[key.id].map { $0.state == .inProgress && $0.startedIndex == key.index } ?? false
     }
 
     /// Bindings of one tenant, sorted by id. Linear in all bindings (for the broker's rare

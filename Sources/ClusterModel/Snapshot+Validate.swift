@@ -48,6 +48,9 @@ extension ClusterState {
                 inProgressOperationIdsByTenant[operation.tenantID] = operation.id
             }
         }
+        operationQueue = OperationQueue(live: inProgressOperationIdsByTenant.values.compactMap { id in
+            operations[id].map { OperationQueue.Key(index: $0.startedIndex, id: id) }
+        })
         for intent in wire.intents {
             try Validate.id(intent.id, "intent id")
             try Validate.id(intent.instanceID, "intent instance id")

@@ -9,7 +9,9 @@ import ClusterModel
 /// One step per operation per round, each a committed command, each validated again by apply:
 ///
 ///     provision:   place on the instance with the most headroom  → placement active (once the
-///                  target is ready)  → tenant ready  → operation succeeded
+///                  target is ready), which makes the tenant ready and finishes the operation
+///                  succeeded in the same entry (apply does it; two entries in all after the
+///                  request's own)
 ///                  (no headroom, or never ready, for `provisionTimeoutMs`: withdraw the
 ///                  placement, then operation failed; the tenant stays for orphan mitigation)
 ///     deprovision: active placement draining, preparing/draining gone  → tenant deleted, which
@@ -28,7 +30,7 @@ public enum OperationDriver {
     ) -> [DriverStep] {
         var capacity: CapacityLedger?  // computed only if some provision needs a placement
         var steps: [DriverStep] = []
-        for operation in state.inProgressOperations.prefix(stepsPerRoundMax) {
+        for operation in state.oldestInProgressOperations(stepsPerRoundMax) {
             let decision: Decision
             switch operation.kind {
             case .provision:
@@ -66,6 +68,8 @@ public enum OperationDriver {
         let placements = state.placements(ofTenant: tenant.id)
         let timedOut = nowMs - op.startedMs >= policy.provisionTimeoutMs
         if let active = placements.first(where: { $0.phase == .active }) {
+            // Apply finishes the provision in the entry that activates the placement; these two
+            // steps only finish one that reached this state otherwise (kept for safety).
             if tenant.state == .provisioning {
                 return .act(.setTenantState(tenantState(tenant.id, .ready)), "tenant served by \(active.instanceID): ready")
             }

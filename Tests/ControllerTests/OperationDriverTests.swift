@@ -17,8 +17,15 @@ import Testing
         let steps = w.steps()
         #expect(steps.count == 1)
         #expect(steps.first?.body.placeTarget == "i3", "i3 is the only instance with 100 units free")
-        // The walk, one committed step per round: place, activate, ready, succeed.
-        #expect(w.settle() == 4)
+        // The walk, one committed step per round: place, then activate, which also readies the
+        // tenant and finishes the operation in the same entry.
+        #expect(w.round() == [.applied])
+        #expect(w.state.placements(ofTenant: "c").map(\.phase) == [.preparing])
+        #expect(w.state.tenant("c")?.state == .provisioning)
+        #expect(w.state.operation("op-p-c")?.state == .inProgress)
+        #expect(w.state.inProgressOperations.map(\.id) == ["op-p-c"])
+        #expect(w.round() == [.applied])
+        #expect(w.state.inProgressOperations.isEmpty)
         let op = w.state.operation("op-p-c")
         #expect(op?.state == .succeeded)
         #expect(op?.description_p == "tenant c is served by instance i3")

@@ -68,7 +68,7 @@ public struct OperationDriverLoop: Sendable {
         let steps: [DriverStep]
         do {
             // Cheap check first: most rounds of an idle leader find nothing in progress.
-            guard try await node.read(linearizable: false, { !$0.inProgressOperations.isEmpty }) else { return false }
+            guard try await node.read(linearizable: false, { $0.hasInProgressOperations }) else { return false }
             steps = try await node.read(linearizable: term != confirmedTerm) { state in
                 OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, nowMs: now)
             }
