@@ -30,7 +30,7 @@ extension ClusterState {
         placement.phaseSinceMs = now
         placement.phaseSinceIndex = index
         placements[c.tenantID, default: [:]][c.instanceID] = placement
-        tenantIdsByInstance[c.instanceID, default: []].insert(c.tenantID)
+        tenantIdsByInstance[c.instanceID, default: ShardedSet()].insert(c.tenantID)
         countPlacement(onInstance: c.instanceID, plan: tenant.plan, by: 1)
     }
 

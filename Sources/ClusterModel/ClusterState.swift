@@ -33,13 +33,15 @@ public struct ClusterState: Equatable, Sendable {
     public internal(set) var lastLeaderTimeMs: Int64 = 0
 
     var instances: [String: Instance] = [:]
+    // The collections that grow with the tenants are sharded: the first write after the
+    // snapshot's copy of the state copies 1/64 of one, not all of it (ShardedDictionary).
     var tenants = ShardedDictionary<String, Tenant>()
     /// tenant id → instance id → placement. Invariant: at most one `.active` and at most one
     /// `.preparing` per tenant; no `.gone` (a gone placement is deleted).
-    var placements: [String: [String: Placement]] = [:]
+    var placements = ShardedDictionary<String, [String: Placement]>()
     /// instance id → ids of tenants placed there (any phase). Derived, not encoded: the agent
     /// asks for its instance's placements after every apply.
-    var tenantIdsByInstance: [String: Set<String>] = [:]
+    var tenantIdsByInstance: [String: ShardedSet<String>] = [:]
     /// instance id → plan → how many placements (any phase) of tenants of that plan it holds.
     /// Derived, not encoded: the leader's placement choice sums used capacity from it in
     /// O(instances × plans) instead of reading every placement each round.
@@ -47,7 +49,7 @@ public struct ClusterState: Equatable, Sendable {
     var bindings: [String: Binding] = [:]
     /// token hash → binding id, so a router's token check is one lookup. Derived, not encoded.
     var bindingIdsByTokenHash: [String: String] = [:]
-    var operations: [String: BrokerOperation] = [:]
+    var operations = ShardedDictionary<String, BrokerOperation>()
     /// tenant id → its in-progress operation id. Derived, not encoded: keeps the one-operation-
     /// per-tenant check O(1) when `operations` holds `operationsMax` finished ones.
     var inProgressOperationIdsByTenant: [String: String] = [:]
@@ -55,7 +57,7 @@ public struct ClusterState: Equatable, Sendable {
     var operationQueue = OperationQueue()
     /// tenant id → the id of its most recently started operation (highest `started_index`),
     /// kept after the tenant is deleted so `last_operation` still answers. Derived, not encoded.
-    var lastOperationIdsByTenant: [String: String] = [:]
+    var lastOperationIdsByTenant = ShardedDictionary<String, String>()
     /// tenant id → number of bindings. Derived, not encoded.
     var bindingCountsByTenant: [String: Int] = [:]
     var intents: [String: Intent] = [:]
@@ -150,7 +152,7 @@ extension ClusterState {
     }
 
     public func placements(onInstance instanceId: String) -> [Placement] {
-        (tenantIdsByInstance[instanceId] ?? []).sorted().compactMap { placements[$0]?[instanceId] }
+        (tenantIdsByInstance[instanceId]?.elements ?? []).sorted().compactMap { placements[$0]?[instanceId] }
     }
 
     /// Active tenants per instance id, for balancing and `peer status`.
@@ -196,7 +198,7 @@ extension ClusterState {
     /// Whether any operation is in progress. O(1).
     public var hasInProgressOperations: Bool { !operationQueue.isEmpty }
 
-    static func isInProgress(_ key: OperationQueue.Key, in operations: [String: BrokerOperation]) -> Bool {
+    static func isInProgress(_ key: OperationQueue.Key, in operations: ShardedDictionary<String, BrokerOperation>) -> Bool {
         operations[key.id].map { $0.state == .inProgress && $0.startedIndex == key.index } ?? false
     }
 

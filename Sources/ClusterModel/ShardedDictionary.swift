@@ -28,6 +28,27 @@ struct ShardedDictionary<Key: Hashable, Value> {
                 count -= 1
             }
         }
+        // In place, like Dictionary's: `d[k]?.field = x` copies neither the value nor the shard
+        // (unless the shard is shared with a snapshot's copy, once).
+        _modify {
+            let i = Self.shard(of: key)
+            let had = shards[i].index(forKey: key) != nil
+            defer {
+                let has = shards[i].index(forKey: key) != nil
+                if had != has { count += has ? 1 : -1 }
+            }
+            yield &shards[i][key]
+        }
+    }
+
+    /// Dictionary's `d[k, default: v]`: a modification stores the value, created if missing.
+    subscript(key: Key, default defaultValue: @autoclosure () -> Value) -> Value {
+        get { self[key] ?? defaultValue() }
+        _modify {
+            let i = Self.shard(of: key)
+            if shards[i].index(forKey: key) == nil { count += 1 }
+            yield &shards[i][key, default: defaultValue()]
+        }
     }
 
     var isEmpty: Bool { count == 0 }
@@ -62,3 +83,19 @@ extension ShardedDictionary: ExpressibleByDictionaryLiteral {
         for (k, v) in elements { self[k] = v }
     }
 }
+
+/// A set split into shards by hash, for the same reason as `ShardedDictionary`: a set of every
+/// tenant on an instance must not be copied whole by the first insert after a snapshot's copy.
+struct ShardedSet<Element: Hashable>: Equatable {
+    private var members = ShardedDictionary<Element, Bool>()
+
+    var count: Int { members.count }
+    var isEmpty: Bool { members.isEmpty }
+    func contains(_ element: Element) -> Bool { members[element] != nil }
+    mutating func insert(_ element: Element) { members[element] = true }
+    mutating func remove(_ element: Element) { members[element] = nil }
+    /// Every element, in no particular order.
+    var elements: [Element] { members.keys }
+}
+
+extension ShardedSet: Sendable where Element: Sendable {}

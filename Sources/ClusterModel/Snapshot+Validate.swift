@@ -101,7 +101,7 @@ extension ClusterState {
             try check(!siblings.values.contains { $0.phase == placement.phase }, "tenant \(Validate.quoted(placement.tenantID)) has two \(placement.phase) placements")
         }
         placements[placement.tenantID, default: [:]][placement.instanceID] = placement
-        tenantIdsByInstance[placement.instanceID, default: []].insert(placement.tenantID)
+        tenantIdsByInstance[placement.instanceID, default: ShardedSet()].insert(placement.tenantID)
         countPlacement(onInstance: placement.instanceID, plan: tenants[placement.tenantID]!.plan, by: 1)
     }
 

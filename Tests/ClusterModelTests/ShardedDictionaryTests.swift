@@ -12,10 +12,20 @@ struct ShardedDictionaryTests {
         var snapshots: [(ShardedDictionary<String, Int>, [String: Int])] = []
         for step in 0..<20_000 {
             let key = "k\(Int.random(in: 0..<3_000, using: &rng))"
-            if Int.random(in: 0..<4, using: &rng) == 0 {
+            switch Int.random(in: 0..<8, using: &rng) {
+            case 0, 1:
                 sharded[key] = nil
                 reference[key] = nil
-            } else {
+            case 2:  // in place, through the default subscript (may insert)
+                sharded[key, default: 0] += 3
+                reference[key, default: 0] += 3
+            case 3:  // in place through optional chaining (only if present)
+                sharded[key]? *= 2
+                reference[key]? *= 2
+            case 4:  // in place, removing through the modify accessor
+                Self.clear(&sharded[key])
+                Self.clear(&reference[key])
+            default:
                 sharded[key] = step
                 reference[key] = step
             }
@@ -30,6 +40,21 @@ struct ShardedDictionaryTests {
             #expect(copy.count == expected.count)
             for (k, v) in expected { #expect(copy[k] == v) }
         }
+    }
+
+    static func clear(_ value: inout Int?) { value = nil }
+
+    @Test func shardedSetInsertsRemovesAndCounts() {
+        var set = ShardedSet<String>()
+        for i in 0..<300 { set.insert("t\(i)") }
+        set.insert("t7")
+        let copy = set
+        for i in 0..<100 { set.remove("t\(i)") }
+        set.remove("absent")
+        #expect(set.count == 200 && copy.count == 300)
+        #expect(set.elements.sorted() == (100..<300).map { "t\($0)" }.sorted())
+        #expect(!set.contains("t5") && set.contains("t150") && copy.contains("t5"))
+        #expect(!set.isEmpty && ShardedSet<String>().isEmpty)
     }
 
     @Test func equalityIgnoresInsertionOrder() {
