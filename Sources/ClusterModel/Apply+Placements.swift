@@ -23,15 +23,19 @@ extension ClusterState {
         guard current.count < ClusterLimits.placementsPerTenantMax else {
             throw Rejection(.limitReached, "placementsPerTenantMax \(ClusterLimits.placementsPerTenantMax) reached for tenant \(Validate.quoted(c.tenantID))")
         }
+        if c.active && !current.isEmpty {
+            throw Rejection(.breakBeforeMake, "tenant \(Validate.quoted(c.tenantID)) is already placed: a new placement starts preparing (make before break)")
+        }
         var placement = Placement()
         placement.tenantID = c.tenantID
         placement.instanceID = c.instanceID
-        placement.phase = .preparing
+        placement.phase = c.active ? .active : .preparing
         placement.phaseSinceMs = now
         placement.phaseSinceIndex = index
         placements[c.tenantID, default: [:]][c.instanceID] = placement
         tenantIdsByInstance[c.instanceID, default: ShardedSet()].insert(c.tenantID)
         countPlacement(onInstance: c.instanceID, plan: tenant.plan, by: 1)
+        if c.active { finishProvision(of: tenant, servedBy: c.instanceID, now: now) }
     }
 
     mutating func applySetPlacementPhase(_ c: PBSetPlacementPhase, now: Int64, index: UInt64) throws(Rejection) {

@@ -11,7 +11,8 @@ import ClusterModel
 ///     provision:   place on the instance with the most headroom  → placement active (once the
 ///                  target is ready), which makes the tenant ready and finishes the operation
 ///                  succeeded in the same entry (apply does it; two entries in all after the
-///                  request's own)
+///                  request's own). On an instance with nothing to prepare (no agent) the
+///                  placement is made active at once: one entry after the request's.
 ///                  (no headroom, or never ready, for `provisionTimeoutMs`: withdraw the
 ///                  placement, then operation failed; the tenant stays for orphan mitigation)
 ///     deprovision: active placement draining, preparing/draining gone  → tenant deleted, which
@@ -100,7 +101,9 @@ public enum OperationDriver {
         var place = PBPlaceTenant()
         place.tenantID = tenant.id
         place.instanceID = target
-        return .act(.placeTenant(place), "place on \(target) (most headroom)")
+        // Nothing to prepare there (no agent): active at once, which also finishes the provision.
+        place.active = placements.isEmpty && !readiness.needsPreparation(onInstance: target)
+        return .act(.placeTenant(place), place.active ? "place on \(target) (most headroom), active: nothing to prepare" : "place on \(target) (most headroom)")
     }
 
     static func deprovisionStep(_ op: BrokerOperation, state: ClusterState) -> Decision {

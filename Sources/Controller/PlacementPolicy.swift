@@ -52,6 +52,16 @@ public enum PlacementReadiness: Sendable, Hashable {
         case .supervised(let ready, let supervised): return !supervised.contains(placement.instanceID) || ready.contains(key)
         }
     }
+
+    /// Whether a new placement on the instance must be prepared (an agent starts the tenant's
+    /// components) before it can be active. If not, the driver places it active at once.
+    public func needsPreparation(onInstance instanceId: String) -> Bool {
+        switch self {
+        case .immediate: return false
+        case .reported: return true
+        case .supervised(_, let supervised): return supervised.contains(instanceId)
+        }
+    }
 }
 
 /// What the leader knows of the routers' configs (soft state, from the members' reports): for

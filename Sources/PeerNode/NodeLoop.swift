@@ -51,6 +51,7 @@ final class NodeLoop {
     /// Time spent in the current turn's phases (nanoseconds), for `SlowTurn`.
     var turnPersistNanos: UInt64 = 0
     var turnApplyNanos: UInt64 = 0
+    var turnAppliedEntries = 0
 
     init(options: PeerNodeOptions, store: any LogStore, send: @escaping MessageSender, mailbox: Mailbox<Message, Request>) throws(PeerNodeError) {
         self.options = options
@@ -136,6 +137,7 @@ final class NodeLoop {
             }
             turnPersistNanos = 0
             turnApplyNanos = 0
+            turnAppliedEntries = 0
             let readyStart = MonotonicTime.nanos()
             handleReady()
             let compactionStart = MonotonicTime.nanos()
@@ -148,7 +150,7 @@ final class NodeLoop {
                     totalMillis: Self.millis(end - now), stepMillis: Self.millis(readyStart - now),
                     persistMillis: Self.millis(turnPersistNanos), applyMillis: Self.millis(turnApplyNanos),
                     compactionMillis: Self.millis(end - compactionStart),
-                    messages: messages.count, requests: requests.count))
+                    messages: messages.count, requests: requests.count, appliedEntries: turnAppliedEntries))
             }
         }
         failEverything()
@@ -191,6 +193,7 @@ final class NodeLoop {
                 if haltReason != nil { return }
             }
             turnApplyNanos += MonotonicTime.nanos() - applyStart
+            turnAppliedEntries += rd.committedEntries.count
             if let ss = rd.softState { softStateChanged(to: ss) }
             if rd.hardState != nil || rd.softState != nil { failProposalsOfOtherTerms() }
             for rs in rd.readStates {

@@ -86,4 +86,6 @@ public struct SlowTurn: Sendable, Hashable {
     public var compactionMillis: Double
     public var messages: Int
     public var requests: Int
+    /// Committed entries applied in the turn.
+    public var appliedEntries: Int = 0
 }

@@ -88,6 +88,7 @@ enum PeerRuntime {
             logger.warning("node loop turn took \(Int(t.totalMillis)) ms: nothing was sent or answered meanwhile", metadata: [
                 "step_ms": "\(Int(t.stepMillis))", "persist_ms": "\(Int(t.persistMillis))", "apply_ms": "\(Int(t.applyMillis))",
                 "compaction_ms": "\(Int(t.compactionMillis))", "messages": "\(t.messages)", "requests": "\(t.requests)",
+                "applied": "\(t.appliedEntries)",
             ])
         }
         // Membership follows the replicated configuration (ADR 0005): a node removed from it is

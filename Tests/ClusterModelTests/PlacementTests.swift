@@ -18,6 +18,36 @@ struct PlacementTests {
         #expect(replica.state.placements(onInstance: "i1").isEmpty)
     }
 
+    /// A provision's placement on an instance with nothing to prepare is made active at once;
+    /// that entry also readies the tenant and finishes the provision. Activating a prepared one
+    /// does the same. A tenant already placed gets a new placement only preparing.
+    @Test func aProvisionEndsInTheEntryThatMakesItsFirstPlacementActive() throws {
+        var replica = Make.clusterWithServedTenant()
+        replica.expectApplied(BrokerCommandTests.provision("t2", op: "op2"))
+        replica.expectApplied(Make.place("t2", on: "i2", active: true))
+        #expect(replica.state.placements(ofTenant: "t2").map(\.phase) == [.active])
+        #expect(replica.state.tenant("t2")?.state == .ready)
+        #expect(replica.state.operation("op2")?.state == .succeeded)
+        #expect(replica.state.operation("op2")?.description_p == "tenant t2 is served by instance i2")
+        #expect(replica.state.inProgressOperations.isEmpty)
+        #expect(try ClusterState(snapshot: replica.state.encodeSnapshot()) == replica.state)
+
+        replica.expectApplied(BrokerCommandTests.provision("t3", op: "op3"))
+        replica.expectApplied(Make.place("t3", on: "i3"))
+        #expect(replica.state.operation("op3")?.state == .inProgress)
+        replica.expectApplied(Make.phase("t3", on: "i3", .active))
+        #expect(replica.state.tenant("t3")?.state == .ready)
+        #expect(replica.state.operation("op3")?.state == .succeeded)
+
+        // Served already (t1 on i1): active at once would break before make. Preparing (t4 on
+        // i1): one placement in flight at a time.
+        replica.expectRejected(Make.place("t1", on: "i2", active: true), .breakBeforeMake)
+        replica.expectApplied(BrokerCommandTests.provision("t4", op: "op4"))
+        replica.expectApplied(Make.place("t4", on: "i1"))
+        replica.expectRejected(Make.place("t4", on: "i2", active: true), .conflict)
+        #expect(replica.state.operation("op4")?.state == .inProgress)
+    }
+
     /// The derived placement counts per instance and plan (the leader's capacity sums) follow
     /// placements, plan changes and removals, and a restored snapshot rebuilds the same counts.
     @Test func placementCountsPerInstanceAndPlanFollowEveryChange() throws {

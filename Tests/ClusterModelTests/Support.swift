@@ -115,10 +115,11 @@ enum Make {
         return .deleteTenant(c)
     }
 
-    static func place(_ tenant: String, on instance: String) -> Command.OneOf_Body {
+    static func place(_ tenant: String, on instance: String, active: Bool = false) -> Command.OneOf_Body {
         var c = PBPlaceTenant()
         c.tenantID = tenant
         c.instanceID = instance
+        c.active = active
         return .placeTenant(c)
     }
 

@@ -17,21 +17,39 @@ import Testing
         let steps = w.steps()
         #expect(steps.count == 1)
         #expect(steps.first?.body.placeTarget == "i3", "i3 is the only instance with 100 units free")
-        // The walk, one committed step per round: place, then activate, which also readies the
+        // Nothing to prepare on i3 (no agent): one step places it active, which also readies the
         // tenant and finishes the operation in the same entry.
+        #expect(steps.first?.body.placeActive == true)
         #expect(w.round() == [.applied])
-        #expect(w.state.placements(ofTenant: "c").map(\.phase) == [.preparing])
-        #expect(w.state.tenant("c")?.state == .provisioning)
-        #expect(w.state.operation("op-p-c")?.state == .inProgress)
-        #expect(w.state.inProgressOperations.map(\.id) == ["op-p-c"])
-        #expect(w.round() == [.applied])
-        #expect(w.state.inProgressOperations.isEmpty)
         let op = w.state.operation("op-p-c")
         #expect(op?.state == .succeeded)
         #expect(op?.description_p == "tenant c is served by instance i3")
         #expect(w.state.tenant("c")?.state == .ready)
         #expect(w.state.placements(ofTenant: "c").map(\.phase) == [.active])
+        #expect(w.state.inProgressOperations.isEmpty)
         #expect(w.steps().isEmpty)
+    }
+
+    @Test func onAnInstanceWithAnAgentTheProvisionWaitsForItThenActivatingFinishesItInOneEntry() {
+        var w = World()
+        w.addActiveInstances(["i1", "i2"])
+        #expect(w.provision("c") == .applied)
+        let agents = PlacementReadiness.supervised(ready: [], supervised: ["i1"])
+        #expect(w.round(readiness: agents) == [.applied])
+        #expect(w.state.placements(ofTenant: "c").map(\.phase) == [.preparing], "i1 has an agent: it must start the tenant first")
+        #expect(w.state.tenant("c")?.state == .provisioning)
+        #expect(w.state.operation("op-p-c")?.state == .inProgress)
+        #expect(w.steps(readiness: agents).isEmpty, "not reported serving yet: wait")
+        let serving = PlacementReadiness.supervised(ready: [PlacementKey(tenant: "c", instance: "i1")], supervised: ["i1"])
+        #expect(w.round(readiness: serving) == [.applied])
+        #expect(w.state.placements(ofTenant: "c").map(\.phase) == [.active])
+        #expect(w.state.tenant("c")?.state == .ready)
+        #expect(w.state.operation("op-p-c")?.state == .succeeded)
+        #expect(w.steps(readiness: serving).isEmpty)
+        // An instance without an agent beside it: placed active at once.
+        #expect(w.provision("d") == .applied)
+        #expect(w.steps(readiness: agents).map(\.body.placeActive) == [true])
+        #expect(w.steps(readiness: agents).first?.body.placeTarget == "i2")
     }
 
     @Test func tenantsPlacedInOneRoundDoNotCountOnTheSameFreeUnits() {
@@ -87,7 +105,7 @@ import Testing
         var w = World()
         w.addActiveInstances(["i1"])
         #expect(w.provision("t") == .applied)
-        w.round()  // placed (preparing)
+        w.round(readiness: .reported([]))  // placed (preparing: an agent must start it)
         #expect(w.state.placements(ofTenant: "t").map(\.phase) == [.preparing])
         #expect(w.deprovision("t") == .applied)
         #expect(w.state.operation("op-p-t")?.state == .failed, "the provision is aborted in the deprovision's entry")
@@ -160,7 +178,7 @@ import Testing
         var w = World()
         w.addActiveInstances(["i1", "i2"])
         #expect(w.provision("t") == .applied)
-        w.round()
+        w.round(readiness: .reported([]))
         var stale = PBPlaceTenant()
         stale.tenantID = "t"
         stale.instanceID = "i2"

@@ -115,4 +115,9 @@ extension Command.OneOf_Body {
         if case .placeTenant(let p) = self { return p.instanceID }
         return nil
     }
+
+    var placeActive: Bool? {
+        if case .placeTenant(let p) = self { return p.active }
+        return nil
+    }
 }

@@ -751,6 +751,11 @@ public nonisolated struct PBPlaceTenant: Sendable {
 
   public var instanceID: String = String()
 
+  /// Place it active at once (a provision's first placement on an instance with nothing to
+  /// prepare: no agent supervises it). Allowed only for a tenant with no placement; it also
+  /// makes a provisioning tenant ready and finishes its provision. False: preparing, as before.
+  public var active: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2132,7 +2137,7 @@ nonisolated extension PBDeleteTenant: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension PBPlaceTenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PlaceTenant"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}instance_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}instance_id\0\u{1}active\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2142,6 +2147,7 @@ nonisolated extension PBPlaceTenant: SwiftProtobuf.Message, SwiftProtobuf._Messa
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.active) }()
       default: break
       }
     }
@@ -2154,12 +2160,16 @@ nonisolated extension PBPlaceTenant: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if !self.instanceID.isEmpty {
       try visitor.visitSingularStringField(value: self.instanceID, fieldNumber: 2)
     }
+    if self.active != false {
+      try visitor.visitSingularBoolField(value: self.active, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: PBPlaceTenant, rhs: PBPlaceTenant) -> Bool {
     if lhs.tenantID != rhs.tenantID {return false}
     if lhs.instanceID != rhs.instanceID {return false}
+    if lhs.active != rhs.active {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
