@@ -10,6 +10,10 @@ final class NodeLoop {
     var raft: RaftNode
     var state: ClusterState
     var snapshotIndex: LogIndex
+    /// Bytes of the last snapshot taken or installed, and of the entries applied since it:
+    /// what `SnapshotPolicy` weighs.
+    var lastSnapshotBytes: UInt64 = 0
+    var logBytesSinceSnapshot: UInt64 = 0
     /// The index of the snapshot being encoded on the snapshot thread; at most one at a time.
     var snapshotEncoding: LogIndex?
     /// An encoded snapshot being written to the store, one piece per loop turn.
@@ -77,6 +81,7 @@ final class NodeLoop {
             state = ClusterState()
         }
         snapshotIndex = snap.index
+        lastSnapshotBytes = snap.index > 0 ? UInt64(data.count) : 0
         var raftConfig = options.raft
         raftConfig.applied = snap.index
         do {
@@ -222,6 +227,7 @@ final class NodeLoop {
     }
 
     func apply(_ entry: Entry) {
+        logBytesSinceSnapshot += UInt64(entry.data.count)
         var result: ApplyResult?
         if entry.kind == .normal && !entry.data.isEmpty {
             do {
@@ -246,6 +252,8 @@ final class NodeLoop {
             let data = try store.currentSnapshotData()
             state = try ClusterState(snapshot: data)
             snapshotIndex = metadata.index
+            lastSnapshotBytes = UInt64(data.count)
+            logBytesSinceSnapshot = 0
         } catch {
             halt("installing the snapshot at \(metadata.index) failed: \(error)")
             return
@@ -370,7 +378,8 @@ final class NodeLoop {
 
     // MARK: - Snapshots
 
-    /// Every `snapshotEveryEntries` applied entries, encodes the state on the snapshot thread
+    /// When `SnapshotPolicy` says so (every `snapshotEveryEntries` applied entries, once they
+    /// also outweigh the last snapshot), encodes the state on the snapshot thread
     /// and then writes it to the store a piece per loop turn (`continueCompaction`). The loop
     /// keeps persisting, sending and applying meanwhile: it hands over a copy of the state,
     /// which is a value type, so the copy costs nothing until the loop's next apply copies each
@@ -379,7 +388,11 @@ final class NodeLoop {
     func maybeSnapshot() {
         guard haltReason == nil, snapshotEncoding == nil, compaction == nil else { return }
         let applied = raft.appliedIndex
-        guard applied >= snapshotIndex + options.snapshotEveryEntries else { return }
+        let policy = SnapshotPolicy(everyEntries: options.snapshotEveryEntries, logBytesRatio: options.snapshotLogBytesRatio)
+        guard applied > snapshotIndex,
+              policy.isDue(entries: applied - snapshotIndex, logBytes: logBytesSinceSnapshot, lastSnapshotBytes: lastSnapshotBytes)
+        else { return }
+        logBytesSinceSnapshot = 0
         precondition(state.appliedIndex <= applied, "state applied \(state.appliedIndex) beyond the core's \(applied)")
         snapshotEncoding = applied
         let copy = state
@@ -404,6 +417,7 @@ final class NodeLoop {
             halt("compacting the log at \(encoded.index): its term is unreadable: \(error)")
             return
         }
+        lastSnapshotBytes = UInt64(encoded.data.count)
         compaction = Compaction(metadata: SnapshotMetadata(index: encoded.index, term: term, conf: encoded.conf), data: encoded.data)
         continueCompaction()
     }

@@ -6,8 +6,11 @@ public struct PeerNodeOptions: Sendable {
     public var raft: RaftConfig
     /// Wall time of one Raft tick.
     public var tickMillis: Int = 100
-    /// Take a snapshot and compact the log once this many entries were applied since the last.
+    /// Take a snapshot and compact the log once this many entries were applied since the last...
     public var snapshotEveryEntries: UInt64 = 10_000
+    /// ...and they hold at least this many times the last snapshot's bytes (`SnapshotPolicy`).
+    /// 0 snapshots by entry count alone.
+    public var snapshotLogBytesRatio: Double = 1
     /// A snapshot is written to the store in pieces of at most this many bytes, one per loop
     /// turn, so that writing a large state never stalls the loop for long.
     public var compactionPieceBytes = 512 << 10
@@ -33,6 +36,7 @@ public struct PeerNodeOptions: Sendable {
         if let e = raft.validationError() { return e }
         if tickMillis < 1 || tickMillis > 10_000 { return "tickMillis \(tickMillis) must be 1...10000" }
         if snapshotEveryEntries < 1 { return "snapshotEveryEntries must be >= 1" }
+        if !(snapshotLogBytesRatio >= 0 && snapshotLogBytesRatio <= 1_000) { return "snapshotLogBytesRatio must be 0...1000" }
         if compactionPieceBytes < 1 { return "compactionPieceBytes must be >= 1" }
         if slowTurnMillis < 1 { return "slowTurnMillis must be >= 1" }
         if messageQueueMax < 1 || requestQueueMax < 1 || proposalBatchMax < 1 { return "queue bounds must be >= 1" }
@@ -88,4 +92,29 @@ public struct SlowTurn: Sendable, Hashable {
     public var requests: Int
     /// Committed entries applied in the turn.
     public var appliedEntries: Int = 0
+}
+
+/// When the node snapshots its state and compacts the log. A pure decision (no clock, no I/O).
+///
+/// A snapshot encodes and writes the whole state: its cost grows with the state, while what it
+/// saves (the log it replaces) grows with the entries since the last one. Counting entries alone
+/// makes the cost per entry grow with the state (a cluster of 50,000 tenants snapshotting every
+/// 10,000 entries spends most of a core on it). So a snapshot also waits until the log since the
+/// last one holds `logBytesRatio` times that snapshot's bytes: the snapshot work per applied byte
+/// is then at most 1/ratio whatever the state's size, and the log kept on disk between snapshots
+/// is bounded by about ratio times the state. (etcd counts entries only, 100,000 by default.)
+public struct SnapshotPolicy: Sendable, Hashable {
+    public var everyEntries: UInt64
+    public var logBytesRatio: Double
+
+    public init(everyEntries: UInt64, logBytesRatio: Double) {
+        self.everyEntries = everyEntries
+        self.logBytesRatio = logBytesRatio
+    }
+
+    /// Whether to snapshot now, `entries` entries holding `logBytes` bytes after a snapshot of
+    /// `lastSnapshotBytes` bytes (0 when there is none yet).
+    public func isDue(entries: UInt64, logBytes: UInt64, lastSnapshotBytes: UInt64) -> Bool {
+        entries >= everyEntries && Double(logBytes) >= Double(lastSnapshotBytes) * logBytesRatio
+    }
 }

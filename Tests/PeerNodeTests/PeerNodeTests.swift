@@ -154,6 +154,56 @@ struct PeerNodeTests {
         await c.stopAll()
     }
 
+    @Test("the snapshot policy counts entries and weighs the log against the last snapshot")
+    func snapshotPolicyDecides() {
+        let p = SnapshotPolicy(everyEntries: 100, logBytesRatio: 2)
+        #expect(p.isDue(entries: 100, logBytes: 0, lastSnapshotBytes: 0), "the first snapshot: entries alone")
+        #expect(!p.isDue(entries: 99, logBytes: 1 << 30, lastSnapshotBytes: 0))
+        #expect(!p.isDue(entries: 5_000, logBytes: 1_999, lastSnapshotBytes: 1_000), "the log does not yet outweigh 2x the state")
+        #expect(p.isDue(entries: 100, logBytes: 2_000, lastSnapshotBytes: 1_000))
+        #expect(SnapshotPolicy(everyEntries: 100, logBytesRatio: 0).isDue(entries: 100, logBytes: 0, lastSnapshotBytes: 1 << 30), "ratio 0: entries alone")
+        var o = PeerNodeOptions(raft: RaftConfig(id: 1))
+        o.snapshotLogBytesRatio = -1
+        #expect(o.validationError() == "snapshotLogBytesRatio must be 0...1000")
+    }
+
+    /// SnapshotPolicy in the node: after a first snapshot at `snapshotEvery` entries, the next
+    /// waits until the entries since hold `ratio` times that snapshot's bytes, then comes.
+    @Test("a snapshot waits until the log since the last one outweighs it, then comes")
+    func snapshotsWaitUntilTheLogOutweighsTheLastOne() async throws {
+        let c = try LocalCluster(size: 1, snapshotEvery: 16)
+        c.snapshotLogBytesRatio = 5
+        await c.stopNode(1)
+        try c.startNode(1)
+        let node = c.nodes[try await c.waitForLeader()]!
+        // One entry at a time (each applied before the next is proposed), remembering sizes.
+        var sizes: [LogIndex: Int] = [:]
+        for i in 0..<16 {
+            let entry = createTenant("a\(i)")
+            _ = try await node.propose(entry)
+            sizes[try await node.status().appliedIndex] = entry.count
+        }
+        try await c.waitForSnapshot(atLeast: 16)
+        let first = try await node.status().snapshotIndex
+        let firstBytes = c.stores[1]!.memory.latestSnapshot.data.count
+        var second = first
+        var i = 0
+        while second == first && i < 3_000 {
+            let entry = createTenant("b\(i)")
+            _ = try await node.propose(entry)
+            sizes[try await node.status().appliedIndex] = entry.count
+            second = try await node.status().snapshotIndex
+            i += 1
+        }
+        if second == first { try await c.waitForSnapshot(atLeast: first + 1) }
+        second = try await node.status().snapshotIndex
+        let logBytes = ((first + 1)...second).reduce(0) { $0 + (sizes[$1] ?? 0) }
+        #expect(second > first, "no second snapshot after 3,000 entries")
+        #expect(logBytes >= 5 * firstBytes, "snapshot at \(second) after \(logBytes) log bytes, the last was \(firstBytes) bytes")
+        #expect(second - first > 16, "the byte rule held it back past snapshotEvery")
+        await c.stopAll()
+    }
+
     /// The transport reports the leader unreachable (its process died): the followers elect a
     /// new leader at once. Their election timeout is 100,000 ticks (over 8 minutes), so within
     /// the bounded wait no election can start any other way.

@@ -35,6 +35,8 @@ final class LocalCluster {
     var electionTicks = 40
     /// Snapshot piece size of nodes started from now on.
     var compactionPieceBytes = 512 << 10
+    /// `PeerNodeOptions.snapshotLogBytesRatio` of nodes started from now on.
+    var snapshotLogBytesRatio: Double = 1
 
     init(size: Int, tickMillis: Int = 5, snapshotEvery: UInt64 = 10_000) throws {
         ids = (1...UInt64(size)).map { $0 }
@@ -53,6 +55,7 @@ final class LocalCluster {
         o.tickMillis = tickMillis
         o.snapshotEveryEntries = snapshotEvery
         o.compactionPieceBytes = compactionPieceBytes
+        o.snapshotLogBytesRatio = snapshotLogBytesRatio
         o.proposalTimeoutMillis = 5_000
         return o
     }
