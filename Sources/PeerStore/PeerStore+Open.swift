@@ -12,6 +12,9 @@ struct LoadedState {
     var lastTerm: Term
     /// A replaced snapshot's rows wait in `snapshot_trash` to be freed (`reclaimSpace`).
     var hasTrash = false
+    /// The lowest entry row at or below the snapshot's index (a compaction's log, not yet
+    /// freed by `reclaimSpace`), if any.
+    var staleEntriesFrom: LogIndex?
 }
 
 extension PeerStore {
@@ -181,8 +184,10 @@ extension PeerStore {
         let meta = SnapshotMetadata(index: snapIndex, term: Term(sql: snap["snap_term"]), conf: ConfState(voters: voters, learners: learners))
         var lastIndex = snapIndex
         var lastTerm = meta.term
-        // rowid table: both lookups walk one B-tree path.
-        if let first = try Int64.fetchOne(db, sql: "SELECT idx FROM entry ORDER BY idx ASC LIMIT 1") {
+        // rowid table: every lookup walks one B-tree path. Rows at or below the snapshot are a
+        // compaction's log still being freed (`reclaimSpace`): not part of the log.
+        let stale = try Int64.fetchOne(db, sql: "SELECT idx FROM entry WHERE idx <= ? ORDER BY idx ASC LIMIT 1", arguments: [Int64(snapIndex)])
+        if let first = try Int64.fetchOne(db, sql: "SELECT idx FROM entry WHERE idx > ? ORDER BY idx ASC LIMIT 1", arguments: [Int64(snapIndex)]) {
             guard LogIndex(first) == snapIndex + 1 else {
                 throw PeerStoreError.corrupt(path: path, detail: "the log starts at \(first), expected \(snapIndex + 1) after the snapshot")
             }
@@ -195,6 +200,6 @@ extension PeerStore {
             throw PeerStoreError.corrupt(path: path, detail: "hard state commit \(hardState.commit) is beyond the last entry \(lastIndex)")
         }
         return LoadedState(hardState: hardState, snapshot: meta, snapshotBytes: UInt64(dataBytes), lastIndex: lastIndex, lastTerm: lastTerm,
-                           hasTrash: try db.tableExists("snapshot_trash"))
+                           hasTrash: try db.tableExists("snapshot_trash"), staleEntriesFrom: stale.map { LogIndex($0) })
     }
 }

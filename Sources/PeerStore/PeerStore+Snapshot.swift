@@ -106,7 +106,7 @@ extension PeerStore {
             preconditionFailure("install of snapshot \(metadata.index)/t\(metadata.term), which is not completely staged (\(String(describing: staging)))")
         }
         try promoteStagedSnapshot(db, from: "snapshot_staging")
-        try db.execute(sql: "DELETE FROM entry")
+        try db.execute(sql: "DELETE FROM entry")  // stale rows too (the caller clears staleEntriesFrom)
         try writeSnapshotMetadata(db, metadata, bytes: s.totalBytes)
     }
 
@@ -128,12 +128,27 @@ extension PeerStore {
             """)
     }
 
-    /// Frees one row (at most `snapshotRowBytesMax`) of a replaced snapshot, and drops the table
-    /// once it is empty. Returns true while rows remain. The node calls it once per loop turn
-    /// when it is not writing a snapshot: the space comes back in short steps.
+    /// Deletes the next `staleEntriesPerStep` entries of a compacted log (`finishCompaction`
+    /// leaves them), or else frees one row (at most `snapshotRowBytesMax`) of a replaced
+    /// snapshot and drops its table once empty. Returns true while anything remains. The node
+    /// calls it once per loop turn when it is not writing a snapshot: the space comes back in
+    /// short steps.
     @discardableResult
     public func reclaimSpace() throws(PeerStoreError) -> Bool {
         if let failure { throw PeerStoreError.halted(path: path, reason: failure.description) }
+        if let from = staleEntriesFrom {
+            // A compacted log, `staleEntriesPerStep` rows per call, oldest first.
+            let through = min(snapshotMeta.index, from + LogIndex(options.staleEntriesPerStep) - 1)
+            do {
+                try dbQueue.write { db in
+                    try db.cachedStatement(sql: "DELETE FROM entry WHERE idx >= ? AND idx <= ?").execute(arguments: [Int64(from), Int64(through)])
+                }
+            } catch {
+                throw halt(PeerStoreError.from(error, path: path))
+            }
+            staleEntriesFrom = through < snapshotMeta.index ? through + 1 : nil
+            return true
+        }
         guard hasTrash else { return false }
         let more: Bool
         do {

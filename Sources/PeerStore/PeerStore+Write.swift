@@ -78,6 +78,7 @@ extension PeerStore {
             snapshotMeta = snap
             snapshotBytes = installedBytes
             hasTrash = true
+            staleEntriesFrom = nil  // install deleted every entry
             lastStoredIndex = snap.index
             lastStoredTerm = snap.term
             cache.clear()
@@ -123,6 +124,7 @@ extension PeerStore {
         }
         snapshotMeta = metadata
         snapshotBytes = bytes
+        staleEntriesFrom = nil  // its DELETE took every row up to the snapshot
         cache.dropPrefix(through: index)
         truncateWALAfterLargeWrite(Int(clamping: bytes))
     }
@@ -176,14 +178,15 @@ extension PeerStore {
         let term = try termToCompact(at: metadata.index)
         precondition(term == metadata.term, "snapshot at \(metadata.index) claims term \(metadata.term), the log has \(term)")
         do {
+            // The log up to the snapshot stays for `reclaimSpace` to delete in pieces.
             try dbQueue.write { db in
                 try promoteStagedSnapshot(db, from: "snapshot_local_staging")
                 try writeSnapshotMetadata(db, metadata, bytes: s.totalBytes)
-                try db.cachedStatement(sql: "DELETE FROM entry WHERE idx <= ?").execute(arguments: [Int64(metadata.index)])
             }
         } catch {
             throw halt(PeerStoreError.from(error, path: path))
         }
+        if staleEntriesFrom == nil { staleEntriesFrom = snapshotMeta.index + 1 }
         snapshotMeta = metadata
         snapshotBytes = s.totalBytes
         hasTrash = true

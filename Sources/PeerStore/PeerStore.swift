@@ -35,6 +35,8 @@ public final class PeerStore: RaftStorage {
         /// Snapshot data is stored in rows of at most this many bytes, so that reading one chunk
         /// or installing a snapshot holds about one row in memory, never the whole snapshot.
         public var snapshotRowBytesMax = 1 << 20
+        /// Compacted log entries `reclaimSpace` deletes per call (one short transaction).
+        public var staleEntriesPerStep = 2_048
 
         public init() {}
     }
@@ -63,6 +65,11 @@ public final class PeerStore: RaftStorage {
     /// `reclaimSpace` (dropping tens of MB of rows in the replacing transaction held the writer
     /// for 160 ms).
     var hasTrash: Bool
+    /// The lowest entry row at or below the snapshot's index, if any: `finishCompaction` leaves
+    /// the log it covers for `reclaimSpace` to delete in pieces (deleting tens of thousands of
+    /// rows in that transaction held the writer for over 100 ms). No read looks below
+    /// `firstIndex`, and `open` skips these rows.
+    var staleEntriesFrom: LogIndex?
     var lastStoredIndex: LogIndex
     var lastStoredTerm: Term
     var cache: EntryCache
@@ -81,6 +88,7 @@ public final class PeerStore: RaftStorage {
         self.lastStoredIndex = state.lastIndex
         self.lastStoredTerm = state.lastTerm
         self.hasTrash = state.hasTrash
+        self.staleEntriesFrom = state.staleEntriesFrom
         self.cache = EntryCache(entriesMax: options.cacheEntriesMax, bytesMax: options.cacheBytesMax)
     }
 
