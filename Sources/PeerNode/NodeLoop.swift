@@ -398,7 +398,7 @@ final class NodeLoop {
         let copy = state
         let conf = raft.conf
         let mailbox = self.mailbox
-        spawnThread(background: true) {
+        spawnThread(name: "peer-snapshot", background: true) {
             let encoded = EncodedSnapshot(index: applied, conf: conf, data: copy.encodeSnapshot())
             // Refused only when the node stopped: the copy is dropped with the thread.
             _ = mailbox.post(request: .snapshotEncoded(encoded), force: true)

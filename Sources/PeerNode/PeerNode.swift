@@ -78,7 +78,7 @@ public final class PeerNode: Sendable {
     /// Starts the node's thread.
     public func start() {
         let box = loop
-        spawnThread { box.value.run() }
+        spawnThread(name: "peer-node") { box.value.run() }
     }
 
     // MARK: - Inputs
@@ -191,16 +191,13 @@ struct EncodedSnapshot: Sendable {
 /// thread) first. For the snapshot encoder: on a busy machine every member encodes at about the
 /// same index (the same entries make the same decision), and encoders at the node thread's
 /// priority took the cores from the node threads, whose loop turns then took 150-350 ms.
-func spawnThread(background: Bool = false, _ work: @escaping @Sendable () -> Void) {
+/// `name` is what `top -H` and /proc/PID/task/TID/comm show (at most 15 bytes).
+func spawnThread(name: String, background: Bool = false, _ work: @escaping @Sendable () -> Void) {
     final class Body { let run: @Sendable () -> Void; init(_ r: @escaping @Sendable () -> Void) { run = r } }
-    let body: @Sendable () -> Void
-    if background {
-        body = {
-            lowerThreadPriority()
-            work()
-        }
-    } else {
-        body = work
+    let body: @Sendable () -> Void = {
+        nameThread(name)
+        if background { lowerThreadPriority() }
+        work()
     }
     var attr = pthread_attr_t()
     pthread_attr_init(&attr)
@@ -218,6 +215,18 @@ func spawnThread(background: Bool = false, _ work: @escaping @Sendable () -> Voi
     pthread_attr_destroy(&attr)
     precondition(rc == 0, "cannot start a thread: pthread_create returned \(rc)")
     pthread_detach(thread)
+}
+
+/// Names the calling thread through /proc/thread-self/comm (Linux; Glibc's module does not
+/// export pthread_setname_np). Best effort.
+func nameThread(_ name: String) {
+    #if canImport(Glibc)
+    let fd = open("/proc/thread-self/comm", O_WRONLY)
+    guard fd >= 0 else { return }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+    #endif
 }
 
 /// nice 10 for the calling thread only: on Linux the nice value is per thread, and who = 0
