@@ -324,11 +324,14 @@ public final class AdminServer: Sendable {
         // One operation id per client request, so a retry (same client and sequence) is the same entry.
         let client = req.clientId ?? Self.freshClientID()
         provision.operationID = "admin-\(client)-\(req.sequence ?? 1)"
-        let result = try await propose(.provisionTenant(provision), clientId: client, sequence: req.sequence, firstOf: 1)
-        let tenant = try? await node.read(linearizable: false) { state in state.tenant(req.id).map { TenantInfo($0, state: state) } }
+        // The answer's tenant is read on the node thread right after the entry applied.
+        let id = req.id
+        let (result, tenant) = try await propose(.provisionTenant(provision), clientId: client, sequence: req.sequence) { state in
+            state.tenant(id).map { TenantInfo($0, state: state) }
+        }
         switch result {
-        case .applied: return (WriteResult(result: "applied", tenant: tenant ?? nil), .created)
-        case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: tenant ?? nil), .ok)
+        case .applied: return (WriteResult(result: "applied", tenant: tenant), .created)
+        case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: tenant), .ok)
         default: throw Self.apiError(result)
         }
     }
@@ -375,12 +378,19 @@ public final class AdminServer: Sendable {
     }
 
     func propose(_ body: Command.OneOf_Body, clientId: String?, sequence: UInt64?, firstOf _: Int) async throws(APIError) -> ApplyResult {
+        try await propose(body, clientId: clientId, sequence: sequence) { _ in () }.0
+    }
+
+    /// Proposes and runs `read` on the state right after the entry applied.
+    func propose<T: Sendable>(
+        _ body: Command.OneOf_Body, clientId: String?, sequence: UInt64?, thenRead read: @escaping @Sendable (ClusterState) -> T
+    ) async throws(APIError) -> (ApplyResult, T) {
         let client = clientId ?? Self.freshClientID()
         let seq = sequence ?? 1
         guard seq >= 1 else { throw APIError("badRequest", "sequence must be >= 1") }
         let command = Command(clientId: client, sequence: seq, leaderTimeMs: Self.nowMs(), body)
         do {
-            return try await node.propose(command.entryBytes())
+            return try await node.propose(command.entryBytes(), thenRead: read)
         } catch {
             switch error {
             case .notLeader(let leader):

@@ -30,6 +30,7 @@ final class NodeLoop {
         var term: Term
         var deadline: UInt64
         var cont: CheckedContinuation<Result<ApplyResult, ProposeError>, Never>
+        var afterApply: AfterApply?
     }
     /// Proposals appended to the log, by index, waiting for that index to apply.
     var proposals: [LogIndex: PendingProposal] = [:]
@@ -106,12 +107,12 @@ final class NodeLoop {
                     raft.step(m)
                 }
             }
-            var batch: [([UInt8], CheckedContinuation<Result<ApplyResult, ProposeError>, Never>)] = []
+            var batch: [Proposal] = []
             for r in requests {
                 switch r {
-                case .propose(let bytes, let cont):
+                case .propose(let bytes, let afterApply, let cont):
                     if batch.count < options.proposalBatchMax {
-                        batch.append((bytes, cont))
+                        batch.append(Proposal(bytes: bytes, afterApply: afterApply, cont: cont))
                     } else {
                         cont.resume(returning: .failure(.notApplied(reason: "more than \(options.proposalBatchMax) proposals arrived at once")))
                     }
@@ -241,6 +242,7 @@ final class NodeLoop {
         if pending.term != entry.term {
             pending.cont.resume(returning: .failure(.notApplied(reason: "entry \(entry.index) was replaced by a leader of term \(entry.term)")))
         } else if let result {
+            pending.afterApply?(state)
             pending.cont.resume(returning: .success(result))
         } else {
             pending.cont.resume(returning: .failure(.notApplied(reason: "entry \(entry.index) is not a command")))
@@ -290,17 +292,23 @@ final class NodeLoop {
 
     // MARK: - Proposals and reads
 
-    func proposeBatch(_ batch: [([UInt8], CheckedContinuation<Result<ApplyResult, ProposeError>, Never>)], now: UInt64) {
+    struct Proposal {
+        var bytes: [UInt8]
+        var afterApply: AfterApply?
+        var cont: CheckedContinuation<Result<ApplyResult, ProposeError>, Never>
+    }
+
+    func proposeBatch(_ batch: [Proposal], now: UInt64) {
         if let why = haltReason {
-            for (_, c) in batch { c.resume(returning: .failure(.halted(reason: why))) }
+            for p in batch { p.cont.resume(returning: .failure(.halted(reason: why))) }
             return
         }
         do {
-            let range = try raft.propose(batch: batch.map(\.0))
+            let range = try raft.propose(batch: batch.map(\.bytes))
             let deadline = now + UInt64(options.proposalTimeoutMillis) * 1_000_000
             var index = range.lowerBound
-            for (_, c) in batch {
-                proposals[index] = PendingProposal(term: raft.term, deadline: deadline, cont: c)
+            for p in batch {
+                proposals[index] = PendingProposal(term: raft.term, deadline: deadline, cont: p.cont, afterApply: p.afterApply)
                 index += 1
             }
         } catch {
@@ -312,7 +320,7 @@ final class NodeLoop {
             case .uncommittedLogFull(let u, let p, let l): e = .notApplied(reason: "uncommitted log full (\(u) + \(p) bytes > \(l))")
             case .confChangeRefused(let why): e = .notApplied(reason: "configuration change refused: \(why)")
             }
-            for (_, c) in batch { c.resume(returning: .failure(e)) }
+            for p in batch { p.cont.resume(returning: .failure(e)) }
         }
     }
 
@@ -490,7 +498,7 @@ final class NodeLoop {
         let (_, late) = mailbox.close()
         for r in late {
             switch r {
-            case .propose(_, let c): c.resume(returning: .failure(.stopped))
+            case .propose(_, _, let c): c.resume(returning: .failure(.stopped))
             case .read(_, let w): w.fail(.stopped)
             case .status(let c): c.resume(returning: .success(currentStatus(now: MonotonicTime.nanos())))
             case .transfer(_, let c): c.resume(returning: .failure(.stopped))

@@ -96,8 +96,24 @@ public final class PeerNode: Sendable {
     /// Proposes one command's bytes and waits until it applied here, returning what apply
     /// said. A follower refuses at once with `.notLeader` (docs/adr/0002): forward to the leader.
     public func propose(_ bytes: [UInt8]) async throws(ProposeError) -> ApplyResult {
+        try await propose(bytes, afterApply: nil)
+    }
+
+    /// `propose`, and `body` run on the state right after the entry applied, on the node thread
+    /// (no second trip through the mailbox, as a `read` after the proposal would take).
+    public func propose<T: Sendable>(_ bytes: [UInt8], thenRead body: @escaping @Sendable (ClusterState) -> T) async throws(ProposeError) -> (ApplyResult, T) {
+        let box = Mutex<T?>(nil)
+        let result = try await propose(bytes, afterApply: { state in
+            let value = body(state)
+            box.withLock { $0 = value }
+        })
+        guard let value = box.withLock({ $0 }) else { preconditionFailure("an applied proposal's read did not run") }
+        return (result, value)
+    }
+
+    private func propose(_ bytes: [UInt8], afterApply: AfterApply?) async throws(ProposeError) -> ApplyResult {
         let result: Result<ApplyResult, ProposeError> = await withCheckedContinuation { cont in
-            let p = Request.propose(bytes, cont)
+            let p = Request.propose(bytes, afterApply, cont)
             if !mailbox.post(request: p) {
                 cont.resume(returning: .failure(mailbox.isClosed ? .stopped : .notApplied(reason: "the peer's request queue is full")))
             }
@@ -168,8 +184,12 @@ struct ReadWaiter: Sendable {
     let fail: @Sendable (ReadError) -> Void
 }
 
+/// Run on the node thread with the state right after a proposal's entry applied, before the
+/// proposer resumes.
+typealias AfterApply = @Sendable (ClusterState) -> Void
+
 enum Request: Sendable {
-    case propose([UInt8], CheckedContinuation<Result<ApplyResult, ProposeError>, Never>)
+    case propose([UInt8], AfterApply?, CheckedContinuation<Result<ApplyResult, ProposeError>, Never>)
     case read(linearizable: Bool, ReadWaiter)
     case status(CheckedContinuation<Result<NodeStatus, ReadError>, Never>)
     case transfer(NodeID, CheckedContinuation<Result<Void, ProposeError>, Never>)

@@ -154,6 +154,24 @@ struct PeerNodeTests {
         await c.stopAll()
     }
 
+    @Test("a proposal can read the state right after its entry applied, on the node thread")
+    func proposeThenRead() async throws {
+        let c = try LocalCluster(size: 3)
+        let leader = try await c.waitForLeader()
+        let before = try await c.nodes[leader]!.status().appliedIndex
+        let (result, seen) = try await c.nodes[leader]!.propose(createTenant("r1")) { state in
+            (state.tenant("r1")?.id, state.appliedIndex)
+        }
+        #expect(result == .applied)
+        #expect(seen.0 == "r1", "the read sees the entry it follows")
+        #expect(seen.1 > before)
+        let follower = c.ids.first { $0 != leader }!
+        await #expect(throws: ProposeError.self) {
+            _ = try await c.nodes[follower]!.propose(createTenant("r2")) { _ in Issue.record("a refused proposal's read ran") }
+        }
+        await c.stopAll()
+    }
+
     @Test("the snapshot policy counts entries and weighs the log against the last snapshot")
     func snapshotPolicyDecides() {
         let p = SnapshotPolicy(everyEntries: 100, logBytesRatio: 2)
