@@ -138,7 +138,8 @@ extension PeerStore {
         if let failure { throw PeerStoreError.halted(path: path, reason: failure.description) }
         if let from = staleEntriesFrom {
             // A compacted log, `staleEntriesPerStep` rows per call, oldest first.
-            let through = min(snapshotMeta.index, from + LogIndex(options.staleEntriesPerStep) - 1)
+            // At least one row per call, whatever the option says, so the deletion always ends.
+            let through = min(snapshotMeta.index, from + LogIndex(max(1, options.staleEntriesPerStep)) - 1)
             do {
                 try dbQueue.write { db in
                     try db.cachedStatement(sql: "DELETE FROM entry WHERE idx >= ? AND idx <= ?").execute(arguments: [Int64(from), Int64(through)])
