@@ -206,6 +206,17 @@ enum Machine {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
+    /// CPU seconds the hypervisor gave to other guests while this machine's vCPUs wanted to run
+    /// ("steal", summed over all vCPUs, from /proc/stat). Nil where the kernel does not count it.
+    static func stealSeconds() -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+        // cpu user nice system idle iowait irq softirq steal ...
+        let fields = line.split(separator: " ")
+        guard fields.count > 8, let steal = Double(fields[8]) else { return nil }
+        return steal / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// The 1-minute load average.
     static func load1() -> String {
         guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "?" }

@@ -33,6 +33,9 @@ struct ClusterBench: AsyncParsableCommand {
     @Option(help: "Seconds of each measured wrk run.")
     var seconds = 15
 
+    @Option(help: "Rounds per connection count: each round measures every system once (on fresh clusters), the order alternating between rounds; the comparison uses each system's median round.")
+    var rounds = 3
+
     @Option(help: "Seconds of the warm-up wrk run before each measured one (same cluster, discarded).")
     var warmup = 5
 
@@ -64,6 +67,7 @@ struct ClusterBench: AsyncParsableCommand {
         guard (1...3_600).contains(seconds), (0...600).contains(warmup), (0...600).contains(quiet) else {
             throw ValidationError("--seconds 1...3600, --warmup and --quiet 0...600")
         }
+        guard (1...20).contains(rounds) else { throw ValidationError("--rounds 1...20") }
         guard (0...100).contains(failoverRuns), (1...1_000).contains(probeIntervalMs) else {
             throw ValidationError("--failover-runs 0...100, --probe-interval-ms 1...1000")
         }
@@ -106,6 +110,7 @@ struct ClusterBench: AsyncParsableCommand {
         report.peerBinary = peerBin
         report.seconds = seconds
         report.warmup = warmup
+        report.rounds = rounds
         report.quiet = quiet
         report.failoverRuns = failoverRuns
         report.probeIntervalMs = probeIntervalMs
@@ -126,43 +131,49 @@ struct ClusterBench: AsyncParsableCommand {
 
         do {
             // Load: a fresh cluster per system and connection count (peer caps tenants at 100,000).
+            // Rounds alternate the order (etcd, peer, then peer, etcd, ...) so a slow drift of the
+            // machine (other guests' load: the steal column) does not favour one system.
             for (li, c) in levels.enumerated() {
-                for system in systemList {
-                    let name = "\(system)-c\(c)"
-                    let cluster = try makeCluster(system, name)
-                    try await cluster.start()
-                    if li == 0 {
-                        try await Task.sleep(for: .seconds(quiet))
+                for round in 1...rounds {
+                for system in round % 2 == 1 ? systemList : systemList.reversed() {
+                        let name = rounds == 1 ? "\(system)-c\(c)" : "\(system)-c\(c)-r\(round)"
+                        let cluster = try makeCluster(system, name)
+                        try await cluster.start()
+                        if li == 0 && round == 1 {
+                            try await Task.sleep(for: .seconds(quiet))
+                            try cluster.checkAlive()
+                            report.idleRSS[system] = cluster.rss()
+                            say("\(system) idle VmRSS (KiB): \(report.idleRSS[system]!.map(\.rssKiB))")
+                        }
+                        let leader = try await cluster.leader()
+                        let url = cluster.endpoints[leader].url
+                        let threads = min(c, ProcessInfo.processInfo.activeProcessorCount)
+                        if warmup > 0 {
+                            let script = try writeScript(cluster, dir: dir, name: "\(name)-warmup")
+                            let w = try await WrkRun.run(wrk: wrkBin, script: script, url: url, connections: c, threads: threads, seconds: warmup, logFile: "\(dir)/\(name)-warmup.wrk.txt")
+                            say("\(system) c=\(c) warm-up: \(Int(w.writesPerSecond)) writes/s, \(w.errors) errors")
+                        }
+                        let loadBefore = Machine.load1()
+                        let script = try writeScript(cluster, dir: dir, name: name)
+                        let cpuBefore = cluster.cpuSeconds()
+                        let stealBefore = Machine.stealSeconds()
+                        let r = try await WrkRun.run(wrk: wrkBin, script: script, url: url, connections: c, threads: threads, seconds: seconds, logFile: "\(dir)/\(name).wrk.txt")
+                        let cpuAfter = cluster.cpuSeconds()
+                        let steal = Machine.stealSeconds().flatMap { a in stealBefore.map { a - $0 } }
                         try cluster.checkAlive()
-                        report.idleRSS[system] = cluster.rss()
-                        say("\(system) idle VmRSS (KiB): \(report.idleRSS[system]!.map(\.rssKiB))")
+                        let cpu = zip(cpuBefore, cpuAfter).map { b, a in (a ?? 0) - (b ?? 0) }
+                        report.load.append(Report.LoadRow(
+                            system: system, connections: c, round: round, threads: threads, result: r, loadBefore: loadBefore, loadAfter: Machine.load1(),
+                            stealSeconds: steal, cpuSecondsAll: cpu.reduce(0, +), cpuSecondsLeader: cpu[leader]))
+                        say("\(system) c=\(c) round \(round): \(Int(r.writesPerSecond)) writes/s, p50 \(Report.ms(r.p50Micros)) ms, p99 \(Report.ms(r.p99Micros)) ms, errors \(r.errors) (load \(loadBefore) -> \(Machine.load1()), steal \(steal.map { String(format: "%.1f", $0) } ?? "?") s)")
+                        if li == levels.count - 1 && round == rounds {
+                            try await Task.sleep(for: .seconds(quiet))
+                            report.loadedRSS[system] = cluster.rss()
+                            say("\(system) VmRSS after load, \(quiet) s quiet (KiB): \(report.loadedRSS[system]!.map(\.rssKiB))")
+                        }
+                        await cluster.stopAll()
+                        if removeAtEnd { try? FileManager.default.removeItem(atPath: "\(dir)/\(name)") }
                     }
-                    let leader = try await cluster.leader()
-                    let url = cluster.endpoints[leader].url
-                    let threads = min(c, ProcessInfo.processInfo.activeProcessorCount)
-                    if warmup > 0 {
-                        let script = try writeScript(cluster, dir: dir, name: "\(name)-warmup")
-                        let w = try await WrkRun.run(wrk: wrkBin, script: script, url: url, connections: c, threads: threads, seconds: warmup, logFile: "\(dir)/\(name)-warmup.wrk.txt")
-                        say("\(system) c=\(c) warm-up: \(Int(w.writesPerSecond)) writes/s, \(w.errors) errors")
-                    }
-                    let loadBefore = Machine.load1()
-                    let script = try writeScript(cluster, dir: dir, name: name)
-                    let cpuBefore = cluster.cpuSeconds()
-                    let r = try await WrkRun.run(wrk: wrkBin, script: script, url: url, connections: c, threads: threads, seconds: seconds, logFile: "\(dir)/\(name).wrk.txt")
-                    let cpuAfter = cluster.cpuSeconds()
-                    try cluster.checkAlive()
-                    let cpu = zip(cpuBefore, cpuAfter).map { b, a in (a ?? 0) - (b ?? 0) }
-                    report.load.append(Report.LoadRow(
-                        system: system, connections: c, threads: threads, result: r, loadBefore: loadBefore, loadAfter: Machine.load1(),
-                        cpuSecondsAll: cpu.reduce(0, +), cpuSecondsLeader: cpu[leader]))
-                    say("\(system) c=\(c): \(Int(r.writesPerSecond)) writes/s, p50 \(Report.ms(r.p50Micros)) ms, p99 \(Report.ms(r.p99Micros)) ms, errors \(r.errors) (load \(loadBefore) -> \(Machine.load1()))")
-                    if li == levels.count - 1 {
-                        try await Task.sleep(for: .seconds(quiet))
-                        report.loadedRSS[system] = cluster.rss()
-                        say("\(system) VmRSS after load, \(quiet) s quiet (KiB): \(report.loadedRSS[system]!.map(\.rssKiB))")
-                    }
-                    await cluster.stopAll()
-                    if removeAtEnd { try? FileManager.default.removeItem(atPath: "\(dir)/\(name)") }
                 }
             }
             // Failover: one fresh cluster per system, `failoverRuns` kills of its leader.

@@ -5,10 +5,14 @@ struct Report {
     struct LoadRow {
         var system: String
         var connections: Int
+        /// 1-based round of this connection count.
+        var round: Int
         var threads: Int
         var result: WrkResult
         var loadBefore: String
         var loadAfter: String
+        /// CPU seconds stolen from this machine by the hypervisor during the measured run.
+        var stealSeconds: Double?
         /// CPU seconds the members used during the measured run (wrk's own excluded).
         var cpuSecondsAll: Double
         var cpuSecondsLeader: Double
@@ -29,6 +33,7 @@ struct Report {
     var peerBinary = "?"
     var seconds = 0
     var warmup = 0
+    var rounds = 1
     var quiet = 0
     var failoverRuns = 0
     var probeIntervalMs = 0
@@ -69,12 +74,56 @@ struct Report {
         return s[max(0, min(s.count - 1, rank - 1))]
     }
 
+    /// One system's medians at one connection count.
+    struct Medians {
+        var writesPerSecond: Double
+        var p50Micros: Double
+        var p99Micros: Double
+        var cpuMicrosPerWrite: Double
+
+        init(_ rows: [LoadRow]) {
+            writesPerSecond = Report.median(rows.map(\.result.writesPerSecond))
+            p50Micros = Report.median(rows.map(\.result.p50Micros))
+            p99Micros = Report.median(rows.map(\.result.p99Micros))
+            cpuMicrosPerWrite = Report.median(rows.map(\.cpuMicrosPerWrite))
+        }
+    }
+
+    struct Comparison {
+        var connections: Int
+        var etcd: Medians
+        var peer: Medians
+        /// peer / etcd writes/s of each round both systems ran.
+        var roundRatios: [Double]
+
+        /// Issue 6's targets (at 16 connections and more), judged on the medians.
+        var verdict: String {
+            guard connections >= 16 else { return "(no target)" }
+            let ratio = peer.writesPerSecond / max(etcd.writesPerSecond, 1)
+            if ratio >= 1.5 && peer.p99Micros <= etcd.p99Micros { return "met" }
+            return "missed" + (ratio < 1.5 ? " (throughput)" : "") + (peer.p99Micros > etcd.p99Micros ? " (p99)" : "")
+        }
+    }
+
+    /// peer against etcd at every connection count both ran.
+    static func comparisons(_ load: [LoadRow]) -> [Comparison] {
+        Array(Set(load.map(\.connections))).sorted().compactMap { c in
+            let e = load.filter { $0.connections == c && $0.system == "etcd" }
+            let p = load.filter { $0.connections == c && $0.system == "peer" }
+            guard !e.isEmpty, !p.isEmpty else { return nil }
+            let ratios = p.compactMap { pr in
+                e.first { $0.round == pr.round }.map { er in pr.result.writesPerSecond / max(er.result.writesPerSecond, 1) }
+            }
+            return Comparison(connections: c, etcd: Medians(e), peer: Medians(p), roundRatios: ratios)
+        }
+    }
+
     func markdown() -> String {
         let iso = ISO8601DateFormatter()
         var out = "### peer-cluster-bench, \(iso.string(from: started))\n\n"
         out += "Machine: `nproc` = \(ProcessInfo.processInfo.activeProcessorCount), CPU \"\(Machine.cpuModel())\", kernel \(Machine.kernel()), "
         out += "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB. \(etcdVersion); \(wrkVersion); peer: \(peerBinary).\n"
-        out += "Each load row: a fresh 3-member cluster, wrk against the leader's HTTPS API, \(warmup) s warm-up (discarded) then \(seconds) s measured; "
+        out += "Each load row: a fresh 3-member cluster, wrk against the leader's HTTPS API, \(warmup) s warm-up (discarded) then \(seconds) s measured; \(rounds) round\(rounds == 1 ? "" : "s") per connection count, the systems' order alternating; "
         out += "writes/s counts answers with status < 400 only. Load = 1-minute load average before -> after the measured run.\n"
         if peerSnapshotEntries != 10_000 { out += "**Not the defaults**: peer snapshots every \(peerSnapshotEntries) entries (its default: 10,000).\n" }
         if etcdClientCertAuth { out += "etcd's client listener requires client certificates (`--client-cert-auth`).\n" }
@@ -82,27 +131,23 @@ struct Report {
         out += "peer creates a tenant whose id + plan + components are 256 bytes (request body \(PeerCluster.sampleBody().utf8.count) bytes, Raft entry \(PeerCluster.replicatedCommandBytes()) bytes).\n\n"
 
         if !load.isEmpty {
-            out += "CPU: seconds of CPU (user + system) the three members used during the measured run, and per accepted write (all members); the leader's share in brackets.\n\n"
-            out += "| connections | system | wrk threads | writes/s | p50 ms | p90 ms | p99 ms | max ms | errors | member CPU s (leader) | CPU µs / write | load |\n"
-            out += "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+            out += "CPU: seconds of CPU (user + system) the three members used during the measured run, and per accepted write (all members); the leader's share in brackets. "
+            out += "Steal: CPU seconds the hypervisor gave to other guests during the measured run (all vCPUs; /proc/stat), the noise this machine adds.\n\n"
+            out += "| connections | system | round | wrk threads | writes/s | p50 ms | p90 ms | p99 ms | max ms | errors | member CPU s (leader) | CPU µs / write | load | steal s |\n"
+            out += "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n"
             for r in load {
                 let w = r.result
                 let errs = w.errors == 0 ? "0" : "\(w.errors) (status \(w.statusErrors), timeout \(w.timeouts), conn/read/write \(w.connectErrors)/\(w.readErrors)/\(w.writeErrors))"
-                out += "| \(r.connections) | \(r.system) | \(r.threads) | \(Self.int(w.writesPerSecond)) | \(Self.ms(w.p50Micros)) | \(Self.ms(w.p90Micros)) | \(Self.ms(w.p99Micros)) | \(Self.ms(w.maxMicros)) | \(errs) | \(String(format: "%.1f (%.1f)", r.cpuSecondsAll, r.cpuSecondsLeader)) | \(Self.int(r.cpuMicrosPerWrite)) | \(r.loadBefore) -> \(r.loadAfter) |\n"
+                let steal = r.stealSeconds.map { String(format: "%.1f", $0) } ?? "?"
+                out += "| \(r.connections) | \(r.system) | \(r.round) | \(r.threads) | \(Self.int(w.writesPerSecond)) | \(Self.ms(w.p50Micros)) | \(Self.ms(w.p90Micros)) | \(Self.ms(w.p99Micros)) | \(Self.ms(w.maxMicros)) | \(errs) | \(String(format: "%.1f (%.1f)", r.cpuSecondsAll, r.cpuSecondsLeader)) | \(Self.int(r.cpuMicrosPerWrite)) | \(r.loadBefore) -> \(r.loadAfter) | \(steal) |\n"
             }
-            let levels = Array(Set(load.map(\.connections))).sorted()
-            let pairs = levels.compactMap { c -> (Int, LoadRow, LoadRow)? in
-                guard let e = load.first(where: { $0.connections == c && $0.system == "etcd" }),
-                      let p = load.first(where: { $0.connections == c && $0.system == "peer" }) else { return nil }
-                return (c, e, p)
-            }
-            if !pairs.isEmpty {
-                out += "\n| connections | writes/s peer / etcd | p50 peer / etcd | p99 peer / etcd | CPU per write peer / etcd | target (16, 64): >= 1.5x writes/s, p99 <= etcd's |\n|---:|---:|---:|---:|---:|---|\n"
-                for (c, er, pr) in pairs {
-                    let e = er.result, p = pr.result
-                    let ratio = p.writesPerSecond / max(e.writesPerSecond, 1)
-                    let verdict = c < 16 ? "(no target)" : (ratio >= 1.5 && p.p99Micros <= e.p99Micros ? "met" : "missed" + (ratio < 1.5 ? " (throughput)" : "") + (p.p99Micros > e.p99Micros ? " (p99)" : ""))
-                    out += "| \(c) | \(Self.ratio(p.writesPerSecond, e.writesPerSecond)) | \(Self.ratio(p.p50Micros, e.p50Micros)) | \(Self.ratio(p.p99Micros, e.p99Micros)) | \(Self.ratio(pr.cpuMicrosPerWrite, er.cpuMicrosPerWrite)) | \(verdict) |\n"
+            let comparisons = Self.comparisons(load)
+            if !comparisons.isEmpty {
+                out += "\nComparison: each system's median over its \(rounds) round\(rounds == 1 ? "" : "s") (each metric's median on its own), then peer / etcd; 'each round' pairs the systems' runs of the same round.\n\n"
+                out += "| connections | writes/s peer / etcd (median) | each round | p50 peer / etcd | p99 peer / etcd | CPU per write peer / etcd | target (16, 64): >= 1.5x writes/s, p99 <= etcd's |\n|---:|---:|---|---:|---:|---:|---|\n"
+                for m in comparisons {
+                    let each = m.roundRatios.map { String(format: "%.2fx", $0) }.joined(separator: ", ")
+                    out += "| \(m.connections) | \(Self.ratio(m.peer.writesPerSecond, m.etcd.writesPerSecond)) (\(Self.int(m.peer.writesPerSecond)) / \(Self.int(m.etcd.writesPerSecond))) | \(each) | \(Self.ratio(m.peer.p50Micros, m.etcd.p50Micros)) | \(Self.ratio(m.peer.p99Micros, m.etcd.p99Micros)) (\(Self.ms(m.peer.p99Micros)) / \(Self.ms(m.etcd.p99Micros)) ms) | \(Self.ratio(m.peer.cpuMicrosPerWrite, m.etcd.cpuMicrosPerWrite)) | \(m.verdict) |\n"
                 }
             }
         }
