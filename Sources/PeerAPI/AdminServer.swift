@@ -446,11 +446,15 @@ public final class AdminServer: Sendable {
     }
 
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        if let fast = value as? any FastJSONEncodable {
+            // The write path's answers: the same bytes, without Codable (FastJSON.swift).
+            return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: FastJSON.encode(fast))))
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(value)) ?? Data("{\"error\":\"encoding failed\",\"code\":\"internal\",\"retryable\":false,\"outcomeUnknown\":false}".utf8)
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
