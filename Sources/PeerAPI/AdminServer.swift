@@ -150,6 +150,8 @@ public final class AdminServer: Sendable {
         router.post("tenants") { request, _ in
             var request = request
             return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (WriteResult, HTTPResponse.Status) in
+                // The plain form without Codable (FastJSON.swift); anything else through JSONDecoder.
+                if let req = CreateTenantRequest.decodePlain(body) { return try await self.createTenant(req) }
                 let req: CreateTenantRequest
                 do { req = try JSONDecoder().decode(CreateTenantRequest.self, from: Data(body)) } catch {
                     throw APIError("badRequest", "the body is not a tenant request: \(error)")

@@ -99,3 +99,109 @@ extension WriteResult: FastJSONEncodable {
         out.append(UInt8(ascii: "}"))
     }
 }
+
+extension CreateTenantRequest {
+    /// The create body in its plain form, the one the CLI and load drivers send: an object of
+    /// the five known keys at most once each, strings of printable ASCII without escapes,
+    /// `components` an array of such strings, `sequence` digits that fit a UInt64. Anything
+    /// else (escapes, non-ASCII, null, unknown or repeated keys, malformed JSON) returns nil, and
+    /// the caller decodes with `JSONDecoder`, whose result and errors stay the reference:
+    /// FastJSONTests holds every non-nil answer equal to `JSONDecoder`'s.
+    static func decodePlain(_ bytes: [UInt8]) -> CreateTenantRequest? {
+        var p = PlainJSONParser(bytes)
+        var id: String?, plan: String?, components: [String]?, clientId: String?, sequence: UInt64?
+        var seen: UInt8 = 0
+        guard p.take(UInt8(ascii: "{")) else { return nil }
+        if !p.take(UInt8(ascii: "}")) {
+            repeat {
+                guard let key = p.plainString(), p.take(UInt8(ascii: ":")) else { return nil }
+                let bit: UInt8
+                switch key {
+                case "id": bit = 1; guard let v = p.plainString() else { return nil }; id = v
+                case "plan": bit = 2; guard let v = p.plainString() else { return nil }; plan = v
+                case "clientId": bit = 4; guard let v = p.plainString() else { return nil }; clientId = v
+                case "sequence": bit = 8; guard let v = p.unsigned() else { return nil }; sequence = v
+                case "components":
+                    bit = 16
+                    guard p.take(UInt8(ascii: "[")) else { return nil }
+                    var list: [String] = []
+                    if !p.take(UInt8(ascii: "]")) {
+                        repeat {
+                            guard let v = p.plainString() else { return nil }
+                            list.append(v)
+                        } while p.take(UInt8(ascii: ","))
+                        guard p.take(UInt8(ascii: "]")) else { return nil }
+                    }
+                    components = list
+                default: return nil
+                }
+                guard seen & bit == 0 else { return nil }
+                seen |= bit
+            } while p.take(UInt8(ascii: ","))
+            guard p.take(UInt8(ascii: "}")) else { return nil }
+        }
+        guard p.atEnd, let id else { return nil }
+        return CreateTenantRequest(id: id, plan: plan, components: components, clientId: clientId, sequence: sequence)
+    }
+}
+
+/// The tokens `decodePlain` accepts; every method skips JSON whitespace first.
+struct PlainJSONParser {
+    private let bytes: [UInt8]
+    private var i = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    private mutating func skipSpace() {
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0A || bytes[i] == 0x0D { i += 1 }
+    }
+
+    var atEnd: Bool {
+        mutating get {
+            skipSpace()
+            return i == bytes.count
+        }
+    }
+
+    mutating func take(_ byte: UInt8) -> Bool {
+        skipSpace()
+        guard i < bytes.count, bytes[i] == byte else { return false }
+        i += 1
+        return true
+    }
+
+    /// A string of printable ASCII other than `"` and `\`; nil for anything else.
+    mutating func plainString() -> String? {
+        guard take(UInt8(ascii: "\"")) else { return nil }
+        let start = i
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                i += 1
+                return String(decoding: bytes[start..<(i - 1)], as: UTF8.self)
+            }
+            guard b >= 0x20, b < 0x7F, b != UInt8(ascii: "\\") else { return nil }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Digits without a leading zero (or one "0") that fit a UInt64, followed by a delimiter.
+    mutating func unsigned() -> UInt64? {
+        skipSpace()
+        let start = i
+        var value: UInt64 = 0
+        while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") {
+            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(UInt64(bytes[i] - UInt8(ascii: "0")))
+            guard !o1, !o2 else { return nil }
+            value = sum
+            i += 1
+        }
+        let digits = i - start
+        guard digits > 0, digits == 1 || bytes[start] != UInt8(ascii: "0") else { return nil }
+        // "1.5", "1e3", "12abc": not plain; JSONDecoder decides.
+        if i < bytes.count, ![UInt8(ascii: ","), UInt8(ascii: "}"), 0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { return nil }
+        return value
+    }
+}

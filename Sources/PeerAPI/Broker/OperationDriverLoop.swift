@@ -66,13 +66,21 @@ public struct OperationDriverLoop: Sendable {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let term = node.leaderHint.term
         let steps: [DriverStep]
+        let decide: @Sendable (ClusterState) -> [DriverStep] = { state in
+            // O(1) when nothing is in progress, as in most rounds of an idle leader.
+            guard state.hasInProgressOperations else { return [] }
+            return OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, nowMs: now)
+        }
         do {
-            // Cheap check first: most rounds of an idle leader find nothing in progress.
-            guard try await node.read(linearizable: false, { $0.hasInProgressOperations }) else { return false }
-            steps = try await node.read(linearizable: term != confirmedTerm) { state in
-                OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, nowMs: now)
+            if term == confirmedTerm {
+                // One trip to the node per round once the term's first read was linearizable.
+                steps = try await node.read(linearizable: false, decide)
+            } else {
+                // A cheap local check before paying for a ReadIndex round.
+                guard try await node.read(linearizable: false, { $0.hasInProgressOperations }) else { return false }
+                steps = try await node.read(linearizable: true, decide)
+                confirmedTerm = term
             }
-            confirmedTerm = term
         } catch {
             logger.debug("operation driver: cannot read the state: \(error)")
             return false
