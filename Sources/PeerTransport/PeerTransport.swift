@@ -51,6 +51,14 @@ public final class PeerTransport: Sendable {
         }
     }
 
+    /// From now on inbound messages go to `receiver` instead of `messages`, called on the
+    /// connection's event loop as each message is decoded: no task and no thread hop per
+    /// message. `receiver` must not block (a peer node posts to its bounded mailbox, which drops
+    /// what does not fit, as `messages` drops beyond `incomingMessagesMax`). Call before `start`.
+    public func deliverDirectly(to receiver: @escaping @Sendable (Message) -> Void) {
+        core.receiver.withLockedValue { $0 = receiver }
+    }
+
     /// Starts accepting peers on `configuration.listen`.
     public func start() async throws {
         let core = self.core

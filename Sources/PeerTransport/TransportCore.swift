@@ -117,7 +117,14 @@ final class TransportCore: Sendable {
         events.yield(.connectionRejected(r))
     }
 
+    /// Set by `PeerTransport.deliverDirectly`: inbound messages go here instead of `incoming`.
+    let receiver = NIOLockedValueBox<(@Sendable (Message) -> Void)?>(nil)
+
     func deliver(_ m: Message) {
+        if let receive = receiver.withLockedValue({ $0 }) {
+            receive(m)
+            return
+        }
         if case .dropped = incoming.yield(m) {
             logger.debug("inbound message dropped: consumer is behind", metadata: ["from": "\(m.from)"])
         }

@@ -151,6 +151,8 @@ enum PeerRuntime {
             client: try AdminClient(tls: apiConfig.tls), logger: logger)
         let moveTimeoutMs = Int64(s.config.router.moveTimeoutMs)
 
+        // Raft messages go from the transport's event loop straight into the node's mailbox.
+        transport.deliverDirectly { m in node.receive(m) }
         try await transport.start()
         node.start()
         try await dataPlane.start()
@@ -167,9 +169,6 @@ enum PeerRuntime {
             }
         }
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await m in transport.messages { node.receive(m) }
-            }
             group.addTask {
                 for await e in transport.events {
                     if case .peerUnreachable(let id, _) = e { node.reportUnreachable(id) }

@@ -72,6 +72,35 @@ import Testing
         }
     }
 
+    /// `deliverDirectly`: inbound messages reach the receiver on the event loop, in order, and
+    /// no longer the `messages` stream (the peer runtime feeds its node's mailbox this way).
+    @Test func directDeliveryHandsEveryMessageToTheReceiverInOrder() async throws {
+        try await withNodes { scope in
+            let pki = try TestPKI()
+            defer { pki.cleanup() }
+            let a = try await scope.start(1, security: .mutualTLS(try pki.peer(1)))
+            let b = try await scope.start(2, security: .mutualTLS(try pki.peer(2)))
+            let (stream, continuation) = AsyncStream.makeStream(of: Message.self)
+            let direct = Recorder<Message>()
+            direct.record(stream)
+            b.transport.deliverDirectly { m in continuation.yield(m) }
+            a.transport.setPeer(2, address: b.address)
+            b.transport.setPeer(1, address: a.address)
+            #expect(await a.connected(to: 2))
+            let append = sampleAppend(from: 1, to: 2, entries: 3, bytes: 128)
+            #expect(a.transport.send(append) == .queued)
+            for i in 1...100 { a.transport.send(Message(kind: .heartbeat, from: 1, to: 2, term: 9, commit: UInt64(i))) }
+            #expect(await direct.first { $0.kind == .heartbeat && $0.commit == 100 } != nil)
+            let received = await direct.items
+            #expect(received.first == append)
+            #expect(received.filter { $0.kind == .heartbeat }.map(\.commit) == Array(1...100))
+            #expect(await b.messages.items.isEmpty, "a message also went to the stream")
+            continuation.finish()
+            await a.transport.shutdown()
+            await b.transport.shutdown()
+        }
+    }
+
     @Test func plaintextModeExchangesMessagesAndChecksTheHelloAgainstMembership() async throws {
         try await withNodes { scope in
             let a = try await scope.start(1, security: .insecurePlaintext)
