@@ -56,7 +56,8 @@ public final class PeerTransport: Sendable {
     /// message. `receiver` must not block (a peer node posts to its bounded mailbox, which drops
     /// what does not fit, as `messages` drops beyond `incomingMessagesMax`). Call before `start`.
     public func deliverDirectly(to receiver: @escaping @Sendable (Message) -> Void) {
-        core.receiver.withLockedValue { $0 = receiver }
+        let boxed = MessageReceiver(receiver)
+        core.receiver.withLockedValue { $0 = boxed }
     }
 
     /// Starts accepting peers on `configuration.listen`.

@@ -118,15 +118,24 @@ final class TransportCore: Sendable {
     }
 
     /// Set by `PeerTransport.deliverDirectly`: inbound messages go here instead of `incoming`.
-    let receiver = NIOLockedValueBox<(@Sendable (Message) -> Void)?>(nil)
+    /// A class around the closure: a closure kept directly in the generic box gained a
+    /// reabstraction thunk on every `withLockedValue` (its inout write-back), so each message
+    /// went through one more layer than the last (measured: 75% of the event loop's CPU).
+    let receiver = NIOLockedValueBox<MessageReceiver?>(nil)
 
     func deliver(_ m: Message) {
-        if let receive = receiver.withLockedValue({ $0 }) {
-            receive(m)
+        if let receiver = receiver.withLockedValue({ $0 }) {
+            receiver.receive(m)
             return
         }
         if case .dropped = incoming.yield(m) {
             logger.debug("inbound message dropped: consumer is behind", metadata: ["from": "\(m.from)"])
         }
     }
+}
+
+/// Where `deliver` hands inbound messages when the layer above asked for direct delivery.
+final class MessageReceiver: Sendable {
+    let receive: @Sendable (Message) -> Void
+    init(_ receive: @escaping @Sendable (Message) -> Void) { self.receive = receive }
 }
