@@ -44,7 +44,7 @@ bench: deps
 
 ## bench-cluster: issue 6's benchmark, peer and etcd 3.4 side by side in one run (writes/s and
 ## latency with wrk, idle memory, failover); docs/benchmarks.md. Options: BENCH_CLUSTER_ARGS, e.g.
-## BENCH_CLUSTER_ARGS="--seconds 20 --failover-runs 10 --output /tmp/cluster-bench.md".
+## BENCH_CLUSTER_ARGS="--rounds 5 --failover-runs 10 --output /tmp/cluster-bench.md".
 BENCH_CLUSTER_ARGS ?=
 bench-cluster:
 	@bash .ci/install-deps etcd-server etcd-client wrk

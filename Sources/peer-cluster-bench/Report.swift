@@ -96,8 +96,13 @@ struct Report {
         /// peer / etcd writes/s of each round both systems ran.
         var roundRatios: [Double]
 
-        /// Issue 6's targets (at 16 connections and more), judged on the medians.
+        /// Error answers (refused or failed writes) in any round of either system.
+        var errors: Int
+
+        /// Issue 6's targets (at 16 connections and more), judged on the medians. Errors void
+        /// the comparison (only accepted writes count, and a refused write costs less).
         var verdict: String {
+            if errors > 0 { return "**invalid**: \(errors) error answers" }
             guard connections >= 16 else { return "(no target)" }
             let ratio = peer.writesPerSecond / max(etcd.writesPerSecond, 1)
             if ratio >= 1.5 && peer.p99Micros <= etcd.p99Micros { return "met" }
@@ -114,7 +119,7 @@ struct Report {
             let ratios = p.compactMap { pr in
                 e.first { $0.round == pr.round }.map { er in pr.result.writesPerSecond / max(er.result.writesPerSecond, 1) }
             }
-            return Comparison(connections: c, etcd: Medians(e), peer: Medians(p), roundRatios: ratios)
+            return Comparison(connections: c, etcd: Medians(e), peer: Medians(p), roundRatios: ratios, errors: (e + p).map(\.result.errors).reduce(0, +))
         }
     }
 
