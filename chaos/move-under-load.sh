@@ -42,16 +42,23 @@ wrk_summary() { grep -E "requests in|Socket errors|Non-2xx|Latency|Requests/sec"
 "$PEER" up --config "$CONFIG"
 for t in acme globex initech umbrella; do "$PEER" tenants create "$t" --plan deployment --config "$CONFIG" >/dev/null; done
 "$PEER" tenants create hot --plan unlimited --config "$CONFIG" --wait
+active_instance() {  # tenant: the instance serving it, polled until its placement is active (bounded)
+  for _ in $(seq 1 100); do
+    i=$(json tenants list | py "[t.get('activeInstance') for t in s if t['id']=='$1'][0]")
+    [[ $i != None ]] && { echo "$i"; return 0; }
+    sleep 0.1
+  done
+  echo "FAIL: tenant $1 has no active instance after 10 s" >&2; return 1
+}
 for t in acme globex initech umbrella; do
-  instance=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='$t'][0]")
-  [[ $instance != None ]] || { sleep 1; instance=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='$t'][0]"); }
+  instance=$(active_instance "$t")
   wait_routed "$t" "$instance"
 done
 echo "== every router sends every tenant to the instance serving it"
 "$PEER" tenants list --config "$CONFIG"
 
 if [[ $BENCH == 1 ]]; then
-  instance=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='hot'][0]")
+  instance=$(json tenants list | py "[t.get('activeInstance') for t in s if t['id']=='hot'][0]")
   wait_routed hot "$instance"
   # Two request kinds: "/" (the handler does nothing: the proxy's whole cost shows) and
   # "/burn?ms=1" (1 ms of CPU per request, closer to an application's work).
@@ -95,7 +102,7 @@ wrk -t2 -c "$CONNS" -d "${total}s" --timeout 5s -H "X-Tenant-ID: hot" "http://12
 wrk_pid=$!
 durations=()
 for i in $(seq 1 "$MOVES"); do
-  from=$(json tenants list | py "[t['activeInstance'] for t in s if t['id']=='hot'][0]")
+  from=$(json tenants list | py "[t.get('activeInstance') for t in s if t['id']=='hot'][0]")
   to=$(( from % 3 + 1 ))
   out=$("$PEER" tenants move hot --to "$to" --config "$CONFIG")
   echo "$out" | sed 's/^/  /'
