@@ -60,6 +60,9 @@ public final class PeerTransport: Sendable {
         core.receiver.withLockedValue { $0 = boxed }
     }
 
+    /// Whether inbound messages go to a `deliverDirectly` receiver (tests).
+    var hasDirectReceiver: Bool { core.receiver.withLockedValue { $0 != nil } }
+
     /// Starts accepting peers on `configuration.listen`.
     public func start() async throws {
         let core = self.core
@@ -177,6 +180,9 @@ public final class PeerTransport: Sendable {
         for channel in core.takeInbound(nil) { try? await channel.close() }
         core.events.finish()
         core.incoming.finish()
+        // Nothing is delivered after shutdown, and the receiver (which holds the node, which
+        // holds this transport to send) is released.
+        core.receiver.withLockedValue { $0 = nil }
         if ownsGroup {
             try? await group.shutdownGracefully()
         }

@@ -95,9 +95,11 @@ import Testing
             #expect(received.first == append)
             #expect(received.filter { $0.kind == .heartbeat }.map(\.commit) == Array(1...100))
             #expect(await b.messages.items.isEmpty, "a message also went to the stream")
-            continuation.finish()
             await a.transport.shutdown()
             await b.transport.shutdown()
+            // Shutdown lets go of the receiver (it holds the node, which holds the transport).
+            #expect(b.transport.hasDirectReceiver == false)
+            continuation.finish()
         }
     }
 
