@@ -40,10 +40,18 @@ enum FastJSON {
         out.append(UInt8(ascii: "\""))
     }
 
+    /// `"name":`, after a comma unless it is the object's first member (the separator follows
+    /// from what is already written: a member comes right after `{` or after a value).
     static func key(_ name: StaticString, to out: inout [UInt8]) {
+        if out.last != UInt8(ascii: "{") { out.append(UInt8(ascii: ",")) }
         out.append(UInt8(ascii: "\""))
         name.withUTF8Buffer { out.append(contentsOf: $0) }
         out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+    }
+
+    static func stringMember(_ name: StaticString, _ value: String, to out: inout [UInt8]) {
+        key(name, to: &out)
+        string(value, to: &out)
     }
 
     static func integer(_ v: some BinaryInteger, to out: inout [UInt8]) {
@@ -59,29 +67,19 @@ extension TenantInfo: FastJSONEncodable {
     /// Keys in sorted order, like `JSONEncoder(.sortedKeys)`; a nil `activeInstance` is left out.
     func appendJSON(to out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
-        if let activeInstance {
-            FastJSON.key("activeInstance", to: &out)
-            FastJSON.string(activeInstance, to: &out)
-            out.append(UInt8(ascii: ","))
-        }
+        if let activeInstance { FastJSON.stringMember("activeInstance", activeInstance, to: &out) }
         FastJSON.key("components", to: &out)
         out.append(UInt8(ascii: "["))
         for (i, c) in components.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             FastJSON.string(c, to: &out)
         }
-        out.append(contentsOf: [UInt8(ascii: "]"), UInt8(ascii: ",")])
+        out.append(UInt8(ascii: "]"))
         FastJSON.key("createdAtMs", to: &out)
         FastJSON.integer(createdAtMs, to: &out)
-        out.append(UInt8(ascii: ","))
-        FastJSON.key("id", to: &out)
-        FastJSON.string(id, to: &out)
-        out.append(UInt8(ascii: ","))
-        FastJSON.key("plan", to: &out)
-        FastJSON.string(plan, to: &out)
-        out.append(UInt8(ascii: ","))
-        FastJSON.key("state", to: &out)
-        FastJSON.string(state, to: &out)
+        FastJSON.stringMember("id", id, to: &out)
+        FastJSON.stringMember("plan", plan, to: &out)
+        FastJSON.stringMember("state", state, to: &out)
         out.append(UInt8(ascii: "}"))
     }
 }
@@ -89,10 +87,8 @@ extension TenantInfo: FastJSONEncodable {
 extension WriteResult: FastJSONEncodable {
     func appendJSON(to out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
-        FastJSON.key("result", to: &out)
-        FastJSON.string(result, to: &out)
+        FastJSON.stringMember("result", result, to: &out)
         if let tenant {
-            out.append(UInt8(ascii: ","))
             FastJSON.key("tenant", to: &out)
             tenant.appendJSON(to: &out)
         }
