@@ -106,7 +106,7 @@ public struct ClusterConfig: Sendable, Hashable {
 
         public init(
             tickMs: Int = 100, electionTicks: Int = 10, heartbeatTicks: Int = 1,
-            snapshotEveryEntries: Int = 10_000
+            snapshotEveryEntries: Int = 100_000
         ) {
             self.tickMs = tickMs
             self.electionTicks = electionTicks

@@ -178,6 +178,13 @@ final class NodeLoop {
                 halt(why)
                 return
             }
+            // A leader's appends go out first: its fsync overlaps its followers' (thesis
+            // §10.2.1). Acknowledgements are stepped only in a later turn, after this persist.
+            let early = rd.sendableBeforePersist
+            if early > 0 {
+                assertSendableBeforePersist(rd)
+                for m in rd.messages[..<early] { send(m) }
+            }
             let persistStart = MonotonicTime.nanos()
             do {
                 try store.persist(rd)
@@ -187,7 +194,7 @@ final class NodeLoop {
             }
             turnPersistNanos += MonotonicTime.nanos() - persistStart
             assertPersisted(rd)
-            for m in rd.messages { send(m) }
+            for m in rd.messages[early...] { send(m) }
             if !rd.confChanges.isEmpty { membershipChanged?(rd.confChanges) }
             if let snap = rd.snapshot {
                 restoreState(from: snap)
@@ -213,7 +220,19 @@ final class NodeLoop {
         }
     }
 
-    /// The Ready contract is asserted, not assumed: nothing is sent before the store shows it.
+    /// What goes out before the persist depends only on what the store already shows: the
+    /// message's term (with its vote) is durable, and the commit index it announces covers
+    /// only stored entries.
+    func assertSendableBeforePersist(_ rd: Ready) {
+        let stored = try? store.initialState().0
+        let storedLast = (try? store.lastIndex()) ?? 0
+        for m in rd.messages[..<rd.sendableBeforePersist] {
+            precondition((m.kind == .append || m.kind == .heartbeat) && stored?.term == m.term && m.commit <= storedLast,
+                         "Ready contract: \(m.kind) to \(m.to) (term \(m.term), commit \(m.commit)) may not go out before persisting (stored term \(String(describing: stored?.term)), last index \(storedLast))")
+        }
+    }
+
+    /// The Ready contract is asserted, not assumed: nothing else is sent before the store shows it.
     func assertPersisted(_ rd: Ready) {
         if let last = rd.entries.last {
             let storedLast = (try? store.lastIndex()) ?? 0

@@ -7,7 +7,7 @@ public struct PeerNodeOptions: Sendable {
     /// Wall time of one Raft tick.
     public var tickMillis: Int = 100
     /// Take a snapshot and compact the log once this many entries were applied since the last...
-    public var snapshotEveryEntries: UInt64 = 10_000
+    public var snapshotEveryEntries: UInt64 = 100_000
     /// ...and they hold at least this many times the last snapshot's bytes (`SnapshotPolicy`).
     /// 0 snapshots by entry count alone.
     public var snapshotLogBytesRatio: Double = 1

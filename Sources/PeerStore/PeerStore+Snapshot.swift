@@ -141,7 +141,9 @@ extension PeerStore {
             // At least one row per call, whatever the option says, so the deletion always ends.
             let through = min(snapshotMeta.index, from + LogIndex(max(1, options.staleEntriesPerStep)) - 1)
             do {
-                try dbQueue.write { db in
+                // Not fsync'd: a deletion lost in a crash is found again at open (entries below
+                // the snapshot) and redone.
+                try write(sync: false) { db in
                     try db.cachedStatement(sql: "DELETE FROM entry WHERE idx >= ? AND idx <= ?").execute(arguments: [Int64(from), Int64(through)])
                 }
             } catch {
@@ -153,7 +155,8 @@ extension PeerStore {
         guard hasTrash else { return false }
         let more: Bool
         do {
-            more = try dbQueue.write { db in
+            // Not fsync'd either: the trash table is found again at open.
+            more = try write(sync: false) { db in
                 try db.execute(sql: "DELETE FROM snapshot_trash WHERE byte_offset = (SELECT MIN(byte_offset) FROM snapshot_trash)")
                 if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM snapshot_trash)") == true { return true }
                 try db.execute(sql: "DROP TABLE snapshot_trash")

@@ -51,23 +51,18 @@ extension PeerStore {
         var stagingAfter = staging
         var installedBytes: UInt64 = 0
         do {
-            try dbQueue.writeWithoutTransaction { db in
-                if !sync { try db.execute(sql: "PRAGMA synchronous = OFF") }
-                defer { if !sync { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
-                try db.inTransaction(.immediate) {
-                    stagingAfter = try stage(db, snapshotChunks, from: stagingBefore)
-                    if let snap = installSnapshot {
-                        try install(db, snap, staging: stagingAfter)
-                        installedBytes = stagingAfter!.totalBytes
-                        stagingAfter = nil
-                    }
-                    if let from = truncateFrom, installSnapshot == nil {
-                        try db.cachedStatement(sql: "DELETE FROM entry WHERE idx >= ?").execute(arguments: [Int64(from)])
-                    }
-                    try insert(db, entries)
-                    if let hs = hardState { try writeHardState(db, hs) }
-                    return .commit
+            try write(sync: sync) { db in
+                stagingAfter = try stage(db, snapshotChunks, from: stagingBefore)
+                if let snap = installSnapshot {
+                    try install(db, snap, staging: stagingAfter)
+                    installedBytes = stagingAfter!.totalBytes
+                    stagingAfter = nil
                 }
+                if let from = truncateFrom, installSnapshot == nil {
+                    try db.cachedStatement(sql: "DELETE FROM entry WHERE idx >= ?").execute(arguments: [Int64(from)])
+                }
+                try insert(db, entries)
+                if let hs = hardState { try writeHardState(db, hs) }
             }
         } catch {
             throw halt(PeerStoreError.from(error, path: path))
@@ -145,7 +140,9 @@ extension PeerStore {
             preconditionFailure("compaction piece \(chunk.metadata.index) at \(chunk.offset) does not continue \(String(describing: localStaging))")
         }
         do {
-            try dbQueue.write { db in
+            // Not fsync'd: staged pieces matter only once `finishCompaction` commits, and its
+            // fsync of the WAL makes every earlier frame durable with it.
+            try write(sync: false) { db in
                 if chunk.offset == 0 { try db.execute(sql: "DELETE FROM snapshot_local_staging") }
                 try writeSnapshotRows(db, table: "snapshot_local_staging", offset: chunk.offset, chunk.data)
             }
@@ -217,6 +214,26 @@ extension PeerStore {
     }
 
     // MARK: - Helpers
+
+    /// One IMMEDIATE transaction. `sync: false` commits without an fsync: for writes that may
+    /// be lost on power failure without harm, made durable by the next synced commit (the WAL is
+    /// written in order). It runs under `synchronous = NORMAL`, not OFF: a checkpoint that the
+    /// commit triggers still fsyncs the WAL before copying it and the database after, so the
+    /// WAL is never restarted over frames whose copy in the database file is not yet durable
+    /// (under OFF an autocheckpoint would copy without syncing, and the next commit would
+    /// overwrite the only durable copy of earlier, acknowledged writes).
+    func write<T>(sync: Bool, _ body: (Database) throws -> T) throws -> T {
+        try dbQueue.writeWithoutTransaction { db in
+            if !sync { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            defer { if !sync { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
 
     /// Driver bugs, not disk conditions: the same preconditions as `MemoryStorage.append`.
     private func checkAppend(_ entries: [Entry], afterSnapshot offset: LogIndex, last: LogIndex) {

@@ -182,9 +182,10 @@ public struct RaftNode {
     }
 
     /// Collects what the driver must do. Handle it in this order, then call `advance(_:)`:
+    /// 0. (optionally) send the first `sendableBeforePersist` of `messages`;
     /// 1. persist `snapshotChunks` (stage them), `snapshot` (install it), `entries` and
     ///    `hardState` (durably if `mustSync`);
-    /// 2. send `messages`; 3. apply `committedEntries`.
+    /// 2. send the rest of `messages`; 3. apply `committedEntries`.
     public mutating func ready() -> Ready {
         precondition(!awaitingAdvance, "ready() called twice without advance()")
         if proposalsPending {
@@ -212,8 +213,31 @@ public struct RaftNode {
         let ss = softState
         if ss != prevSoftState { rd.softState = ss }
         rd.haltReason = haltReason
+        orderSendableBeforePersist(&rd)
         awaitingAdvance = true
         return rd
+    }
+
+    /// Moves the messages that may go out before `rd` is persisted to the front of
+    /// `rd.messages`, keeping the order within each group, and counts them.
+    func orderSendableBeforePersist(_ rd: inout Ready) {
+        guard role == .leader, !rd.messages.isEmpty, rd.snapshot == nil, rd.snapshotChunks.isEmpty else { return }
+        if let hs = rd.hardState, hs.term != prevHardState.term || hs.vote != prevHardState.vote { return }
+        // The highest index durable before this Ready: its entries start right after it.
+        let durableLast = rd.entries.first.map { $0.index - 1 } ?? LogIndex.max
+        func early(_ m: Message) -> Bool {
+            (m.kind == .append || m.kind == .heartbeat) && m.term == prevHardState.term && m.commit <= durableLast
+        }
+        var first: [Message] = []
+        var rest: [Message] = []
+        first.reserveCapacity(rd.messages.count)
+        for m in rd.messages {
+            if early(m) { first.append(m) } else { rest.append(m) }
+        }
+        guard !first.isEmpty else { return }
+        rd.sendableBeforePersist = first.count
+        if !rest.isEmpty { first.append(contentsOf: rest) }
+        rd.messages = first
     }
 
     /// The driver finished handling `rd` (persisted, sent, applied).
@@ -354,8 +378,19 @@ public struct Ready: Sendable {
     public var snapshot: SnapshotMetadata?
     /// Apply in order, AFTER persisting the above. All of them are already durable locally.
     public var committedEntries: [Entry] = []
-    /// Send AFTER persisting. Delivery may fail: Raft retries.
+    /// Send AFTER persisting, except the first `sendableBeforePersist`. Delivery may fail: Raft
+    /// retries.
     public var messages: [Message] = []
+    /// How many of `messages`, from the front, may be sent BEFORE persisting this Ready, so that
+    /// the leader's own fsync runs while its followers receive and persist the same entries
+    /// (Raft thesis §10.2.1). Only a leader's `append` and `heartbeat` messages qualify, and only
+    /// when this Ready changes neither term nor vote (the message's term is already durable)
+    /// and no such message announces a commit index reaching this Ready's `entries` (what a
+    /// follower may apply is already durable here). Safe because the leader counts itself
+    /// towards a quorum for entries it has not persisted only until the driver steps the next
+    /// message: every acknowledgement is stepped after this Ready is persisted. A driver that
+    /// steps messages while a Ready is being persisted must send everything after persisting.
+    public var sendableBeforePersist = 0
     /// Confirmed linearizable reads: serve each once the applied index reaches `index`.
     public var readStates: [ReadState] = []
     /// Configuration changes the core applied when the PREVIOUS Ready was advanced (the

@@ -44,6 +44,8 @@ public struct SimCounters: Sendable, Hashable {
     public var dropped = 0
     public var duplicated = 0
     public var crashes = 0
+    /// Crashes after a leader's appends went out and before its own persist (thesis §10.2.1).
+    public var crashesBeforePersist = 0
     public var restarts = 0
     public var partitions = 0
     public var malformed = 0
@@ -60,7 +62,7 @@ public struct SimCounters: Sendable, Hashable {
         events += o.events; ticks += o.ticks; elections += o.elections;
         commits += o.commits; proposals += o.proposals; proposalsRefused += o.proposalsRefused
         acked += o.acked; delivered += o.delivered; dropped += o.dropped; duplicated += o.duplicated
-        crashes += o.crashes; restarts += o.restarts; partitions += o.partitions; malformed += o.malformed
+        crashes += o.crashes; crashesBeforePersist += o.crashesBeforePersist; restarts += o.restarts; partitions += o.partitions; malformed += o.malformed
         transfers += o.transfers; reads += o.reads; snapshots += o.snapshots; confChanges += o.confChanges
     }
 
@@ -68,7 +70,7 @@ public struct SimCounters: Sendable, Hashable {
     public var summary: String {
         "events=\(events) ticks=\(ticks) elections=\(elections) commits=\(commits) "
             + "proposals=\(proposals) refused=\(proposalsRefused) acked=\(acked) delivered=\(delivered) "
-            + "dropped=\(dropped) duplicated=\(duplicated) crashes=\(crashes) restarts=\(restarts) "
+            + "dropped=\(dropped) duplicated=\(duplicated) crashes=\(crashes) crashes-before-persist=\(crashesBeforePersist) restarts=\(restarts) "
             + "partitions=\(partitions) malformed=\(malformed) transfers=\(transfers) reads=\(reads) snapshots=\(snapshots) confchanges=\(confChanges)"
     }
 }

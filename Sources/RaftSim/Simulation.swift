@@ -264,7 +264,8 @@ public final class Simulation {
     }
 
     /// Arms a crash inside the node's next Ready handling: after persisting, after sending, or
-    /// after applying (or, with the send-before-persist bug, after sending and before persisting).
+    /// after applying; where something went out before the persist (a leader's appends, or
+    /// everything with the send-before-persist bug), the first point is before the persist.
     func crashDuringNextReady() {
         let alive = nodes.indices.filter { nodes[$0].raft != nil }
         guard !alive.isEmpty else { return }
@@ -355,8 +356,14 @@ public final class Simulation {
         let crashAt = lossy ? nodes[i].crashAtNextReady : 0
         nodes[i].crashAtNextReady = 0
 
-        if bugSendFirst { send(rd.messages) }
-        if crashAt == 1 && bugSendFirst { return kill(i, why: "crash mid-ready (after send)") }
+        // A leader's appends may go out before its own persist (thesis §10.2.1); the planted
+        // bug sends everything first, votes and acknowledgements included.
+        let early = bugSendFirst ? rd.messages.count : rd.sendableBeforePersist
+        if early > 0 { send(rd.messages[..<early]) }
+        if crashAt == 1 && early > 0 {
+            counters.crashesBeforePersist += 1
+            return kill(i, why: "crash mid-ready (after sending \(early), before persisting)")
+        }
         if let v = checker.willPersist(i, rd, node: nodes[i].raft!, disk: nodes[i].disk) { return fail(v) }
         nodes[i].persist(rd)
         if let meta = rd.snapshot {
@@ -367,7 +374,7 @@ public final class Simulation {
             nodes[i].app = SimApp(restoring: nodes[i].disk.latestSnapshot)
         }
         if crashAt == 1 { return kill(i, why: "crash mid-ready (after persist)") }
-        if !bugSendFirst { send(rd.messages) }
+        if early < rd.messages.count { send(rd.messages[early...]) }
         if crashAt == 2 { return kill(i, why: "crash mid-ready (after send)") }
         for r in rd.confChanges where r.index > clusterConfIndex && r.error == nil {
             clusterConfIndex = r.index
@@ -393,7 +400,7 @@ public final class Simulation {
         nodes[i].raft!.advance(rd)
     }
 
-    func send(_ messages: [Message]) {
+    func send(_ messages: ArraySlice<Message>) {
         for m in messages {
             if lossy && Int(rng.next() % 1000) < options.dropPerMille {
                 counters.dropped += 1

@@ -23,7 +23,7 @@ final class PeerCluster: BenchCluster {
     var pids: [pid_t?] { running.withLock { $0 } }
 
     /// `tokenFile`: the admin bearer token (wrk cannot present a client certificate).
-    init(binary: String, dir: String, certs: BenchCertificates, tokenFile: String, snapshotEveryEntries: Int = 10_000, size: Int = 3) throws {
+    init(binary: String, dir: String, certs: BenchCertificates, tokenFile: String, snapshotEveryEntries: Int = 100_000, size: Int = 3) throws {
         self.binary = binary
         self.dir = dir
         self.size = size

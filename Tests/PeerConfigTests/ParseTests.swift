@@ -15,7 +15,7 @@ import Testing
             """)
         #expect(config.cluster == "c")
         #expect(config.timing == ClusterConfig.Timing(
-            tickMs: 100, electionTicks: 10, heartbeatTicks: 1, snapshotEveryEntries: 10_000))
+            tickMs: 100, electionTicks: 10, heartbeatTicks: 1, snapshotEveryEntries: 100_000))
         #expect(config.runDir == "/var/lib/peer/run")
         #expect(config.admin.tokenFile == nil)
         #expect(config.peers.count == 1)

@@ -120,4 +120,62 @@ import Testing
         node.advance(rd)
         #expect(throws: ProposalError.self) { try node.propose([1]) }
     }
+
+    // MARK: - A leader's appends before its own persist (thesis §10.2.1)
+
+    @Test func leaderAppendsMayGoOutBeforeItsOwnPersist() throws {
+        var c = TestCluster(ids: [1, 2, 3])
+        c.elect(1)
+        try c.nodes[1]!.propose([7])
+        let rd = c.nodes[1]!.ready()
+        let first = try #require(rd.entries.first).index
+        #expect(rd.sendableBeforePersist == 2, "one append to each follower")
+        let early = rd.messages[..<rd.sendableBeforePersist]
+        #expect(early.allSatisfy { $0.kind == .append && $0.entries.map(\.index) == [first] && $0.commit < first })
+        #expect(rd.messages[rd.sendableBeforePersist...].allSatisfy { $0.kind != .append })
+        c.pending += c.handle(1, rd)
+        c.deliverAll()
+        #expect(c.nodes[1]!.commitIndex == first)
+    }
+
+    @Test func followersAndCandidatesSendNothingBeforePersisting() {
+        var s = Solo(id: 2)
+        s.node.step(Message(kind: .append, from: 1, to: 2, term: 1, logTerm: 0, index: 0, entries: entries([1])))
+        let ack = s.node.ready()
+        #expect(ack.sendableBeforePersist == 0, "an acknowledgement vouches for the persist")
+        s.disk.persist(ack)
+        s.node.advance(ack)
+        var c = TestCluster(ids: [1, 2, 3]) { $0.preVote = false }
+        c.nodes[1]!.campaign()
+        let votes = c.nodes[1]!.ready()
+        #expect(votes.messages.contains { $0.kind == .vote } && votes.sendableBeforePersist == 0)
+    }
+
+    @Test func aReadyThatChangesTermOrVoteSendsNothingFirst() {
+        // A single voter with a learner wins at once and its heartbeat timeout passes before
+        // its first Ready: the heartbeat (commit 0: nothing unpersisted announced) carries a
+        // term that is not durable yet.
+        var c = TestCluster(ids: [1], learners: [2])
+        c.nodes[1]!.campaign()
+        #expect(c.nodes[1]!.role == .leader)
+        c.tick(1)
+        let rd = c.nodes[1]!.ready()
+        #expect(rd.hardState?.term == 1 && rd.mustSync)
+        #expect(rd.messages.contains { $0.kind == .heartbeat && $0.to == 2 && $0.term == 1 && $0.commit == 0 })
+        #expect(rd.sendableBeforePersist == 0)
+    }
+
+    @Test func noEarlyMessageAnnouncesACommitOfUnpersistedEntries() throws {
+        // A single voter commits its entry at once; the learner must not hear of that commit
+        // before the leader's own persist.
+        var c = TestCluster(ids: [1], learners: [2])
+        c.elect(1)
+        try c.nodes[1]!.propose([9])
+        let rd = c.nodes[1]!.ready()
+        let first = try #require(rd.entries.first).index
+        let toLearner = rd.messages.filter { $0.to == 2 && $0.kind == .append }
+        #expect(toLearner.contains { $0.commit >= first }, "the commit is announced in this Ready")
+        #expect(rd.messages[..<rd.sendableBeforePersist].allSatisfy { $0.commit < first })
+        #expect(rd.messages[rd.sendableBeforePersist...].contains { $0.commit >= first })
+    }
 }
