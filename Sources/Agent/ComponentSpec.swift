@@ -89,7 +89,7 @@ public enum AgentLimits {
     /// Components one agent runs at most; extra ones (by name order) are rejected.
     public static let componentsMax = 64
     /// Tenants one component's tenant file lists at most (the cluster's tenant limit).
-    public static let tenantsPerComponentMax = 100_000
+    public static let tenantsPerComponentMax = 250_000
     /// A tenant id is a DNS label (ClusterModel's rule): 1...63 bytes of a-z, 0-9, '-'.
     public static let tenantIdBytesMax = 63
     public static let componentNameBytesMax = 64

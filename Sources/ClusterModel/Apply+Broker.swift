@@ -63,13 +63,14 @@ extension ClusterState {
     /// A new operation id must be unused, and the table must have room.
     func checkNewOperation(_ id: String) throws(Rejection) {
         guard operations[id] == nil else { throw Rejection(.alreadyExists, "operation \(Validate.quoted(id)) exists") }
-        guard operations.count < ClusterLimits.operationsMax else {
-            throw Rejection(.limitReached, "operationsMax \(ClusterLimits.operationsMax) reached")
+        guard operations.count < operationsMax || !finishedOperations.isEmpty else {
+            throw Rejection(.limitReached, "operationsMax \(operationsMax) reached, every one in progress")
         }
     }
 
     /// The one place an operation starts, so the derived indexes stay in step. Validated before.
     mutating func recordOperation(_ id: String, tenant: String, kind: PBOperationKind, identity: String, now: Int64, index: UInt64) {
+        if operations.count >= operationsMax { forgetOldestFinishedOperation() }
         var operation = BrokerOperation()
         operation.id = id
         operation.tenantID = tenant
@@ -108,6 +109,19 @@ extension ClusterState {
         inProgressOperationIdsByTenant[operation.tenantID] = nil
         let operations = self.operations
         operationQueue.finished(OperationQueue.Key(index: operation.startedIndex, id: operation.id)) { Self.isInProgress($0, in: operations) }
+        finishedOperations.insert(OperationQueue.Key(index: operation.startedIndex, id: operation.id))
+    }
+
+    /// Drops the record of the finished operation that started first (`checkNewOperation`
+    /// made sure there is one). If it was its tenant's latest, the tenant has no operation left
+    /// (`FinishedOperations`), and `last_operation` answers as for an unknown instance.
+    mutating func forgetOldestFinishedOperation() {
+        guard let key = finishedOperations.removeOldest(), let forgotten = operations[key.id] else {
+            preconditionFailure("operations full (\(operations.count)) and no finished operation to forget")
+        }
+        precondition(forgotten.state != .inProgress && forgotten.startedIndex == key.index, "finished-operation order out of step at \(key.id)")
+        operations[key.id] = nil
+        if lastOperationIdsByTenant[forgotten.tenantID] == key.id { lastOperationIdsByTenant[forgotten.tenantID] = nil }
     }
 
     // MARK: - The broker's composite commands: one entry each, so no failover splits them.

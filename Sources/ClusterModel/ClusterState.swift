@@ -55,6 +55,11 @@ public struct ClusterState: Equatable, Sendable {
     var inProgressOperationIdsByTenant: [String: String] = [:]
     /// The operations in progress in start order, for the driver. Derived, not encoded.
     var operationQueue = OperationQueue()
+    /// The finished operations in start order: the first to go when `operations` is full.
+    /// Derived, not encoded.
+    var finishedOperations = FinishedOperations()
+    /// `ClusterLimits.operationsMax`; tests lower it to reach the bound in a few commands.
+    var operationsMax = ClusterLimits.operationsMax
     /// tenant id → the id of its most recently started operation (highest `started_index`),
     /// kept after the tenant is deleted so `last_operation` still answers. Derived, not encoded.
     var lastOperationIdsByTenant = ShardedDictionary<String, String>()

@@ -13,7 +13,7 @@ public enum ClusterLimits {
     public static let originatingIdentityBytesMax = 1024
     public static let clientIdBytesMax = 128
     public static let instancesMax = 1024
-    public static let tenantsMax = 100_000
+    public static let tenantsMax = 250_000
     public static let componentsPerTenantMax = 16
     /// One active, one preparing (a move), and draining ones still in their grace period.
     public static let placementsPerTenantMax = 4

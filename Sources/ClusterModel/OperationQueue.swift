@@ -86,3 +86,65 @@ extension OperationQueue: Equatable {
     /// hold as many live operations.
     static func == (a: OperationQueue, b: OperationQueue) -> Bool { a.liveCount == b.liveCount }
 }
+
+/// The finished operations in start order (started index): when `operations` holds
+/// `ClusterLimits.operationsMax` records, the finished one that started first gives way to a new
+/// operation, so a long-lived cluster keeps the newest records instead of refusing every new
+/// operation. Derived, not encoded: a function of the finished operations' started indexes, so a
+/// restored state orders them as the replicas that applied every finish do.
+///
+/// Start order, not finish order, because a tenant's operations run one at a time: its older
+/// operations started, and finished, before its newer ones, so they are forgotten first, and
+/// once its latest operation is forgotten none of its operations is left (`last_operation`
+/// answers the same on every replica, restored or not).
+///
+/// Operations mostly finish in the order they started (the driver works oldest first), so an
+/// insert is an append or lands near the end; forgetting takes from the front.
+struct FinishedOperations: Sendable {
+    /// Ascending by started index; `keys[head...]` are the finished operations still recorded.
+    private var keys: [OperationQueue.Key] = []
+    private var head = 0
+
+    var count: Int { keys.count - head }
+    var isEmpty: Bool { head == keys.count }
+
+    init() {}
+
+    /// The finished operations of a restored state, in any order.
+    init(_ keys: [OperationQueue.Key]) { self.keys = keys.sorted() }
+
+    mutating func insert(_ key: OperationQueue.Key) {
+        guard let last = keys.last, key < last else {
+            keys.append(key)
+            return
+        }
+        var lo = head
+        var hi = keys.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if keys[mid] < key { lo = mid + 1 } else { hi = mid }
+        }
+        keys.insert(key, at: lo)
+    }
+
+    /// Takes the finished operation that started first.
+    mutating func removeOldest() -> OperationQueue.Key? {
+        guard head < keys.count else { return nil }
+        let key = keys[head]
+        head += 1
+        if head == keys.count {
+            keys.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024 && head * 2 >= keys.count {
+            keys.removeFirst(head)
+            head = 0
+        }
+        return key
+    }
+}
+
+extension FinishedOperations: Equatable {
+    static func == (a: FinishedOperations, b: FinishedOperations) -> Bool {
+        a.keys[a.head...].elementsEqual(b.keys[b.head...])
+    }
+}

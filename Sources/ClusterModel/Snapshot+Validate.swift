@@ -51,6 +51,9 @@ extension ClusterState {
         operationQueue = OperationQueue(live: inProgressOperationIdsByTenant.values.compactMap { id in
             operations[id].map { OperationQueue.Key(index: $0.startedIndex, id: id) }
         })
+        finishedOperations = FinishedOperations(wire.operations.compactMap { operation in
+            operation.state == .inProgress ? nil : OperationQueue.Key(index: operation.startedIndex, id: operation.id)
+        })
         for intent in wire.intents {
             try Validate.id(intent.id, "intent id")
             try Validate.id(intent.instanceID, "intent instance id")

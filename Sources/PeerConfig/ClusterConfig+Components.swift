@@ -59,7 +59,7 @@ extension ClusterConfig {
         /// MiB of shared memory for NGINX's route table (one entry per tenant plus one per
         /// tenant component, about 128 bytes each: the default 64 MiB hold about 130,000 tenants of three
         /// components). An update that does not fit fails and is reported; no route is evicted.
-        public var routeTableMiB: Int = 64
+        public var routeTableMiB: Int = 128
 
         public static let clientKeepaliveSecondsRange = 0...3_600
         public static let routeTableMiBRange = 1...1_024

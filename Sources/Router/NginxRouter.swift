@@ -36,7 +36,7 @@ public actor NginxRouter {
     static let pollInterval: Duration = .milliseconds(20)
     /// One `/config` probe; the confirmation loop retries until `confirmTimeout`.
     static let probeTimeout: Duration = .milliseconds(500)
-    /// `nginx -t` on a 100,000-tenant config takes well under this.
+    /// `nginx -t` takes well under this (tenants are in the route table, not the config).
     static let validateTimeout: Duration = .seconds(60)
 
     public nonisolated let nginxBinary: String
@@ -127,7 +127,7 @@ public actor NginxRouter {
         let began = ContinuousClock.now
         let spec = { var spec = requested; spec.controlToken = controlToken; return spec }()
         guard spec.prefix == prefix else { throw .prefixMismatch(router: prefix, spec: spec.prefix) }
-        // Validating a large spec and building its table take a while (100,000 tenants): on a
+        // Validating a large spec and building its table take a while (250,000 tenants): on a
         // Dispatch thread, so the Swift concurrency pool (a thread per core) stays free for the
         // peer's API and loops meanwhile.
         let prepared = await Self.onBlockingThread { () -> Result<(structure: String, table: NginxRoutes.Table), RouterError> in

@@ -2,7 +2,7 @@
 /// They keep the rendered config, nginx's shared memory and the per-request work bounded.
 public enum RouterLimits {
     /// As `ClusterLimits.tenantsMax`.
-    public static let tenantsMax = 100_000
+    public static let tenantsMax = 250_000
     /// As `ClusterLimits.instancesMax` × `componentsPerTenantMax`.
     public static let upstreamsMax = 16_384
     /// As `ClusterLimits.componentsPerTenantMax`.

@@ -59,12 +59,12 @@ public struct RouterSpec: Sendable, Hashable {
     /// Size of the shared-memory route table (`lua_shared_dict peer_routes`), in MiB
     /// (1...`RouterLimits.routeTableMiBMax`). A tenant takes one entry plus one per component,
     /// about 128 bytes each: 32 MiB held 65,143 tenants of 3 components (measured with nginx
-    /// 1.22 and lua-nginx-module 0.10.23), so the default 64 MiB holds more than
-    /// `RouterLimits.tenantsMax`. nginx maps the zone lazily (64 MiB touch about 0.4 MiB of page
-    /// descriptors until used). A push that does not fit fails (`RouterError.routesNotApplied`):
+    /// 1.22 and lua-nginx-module 0.10.23), so the default 128 MiB (about 260,000 such tenants)
+    /// holds more than `RouterLimits.tenantsMax`. nginx maps the zone lazily (64 MiB touch about
+    /// 0.4 MiB of page descriptors until used). A push that does not fit fails (`RouterError.routesNotApplied`):
     /// no route is evicted, and the next push resends the whole table.
     /// Changing it restarts the table: nginx allocates a new zone on reload.
-    public var routeTableMiB: Int = 64
+    public var routeTableMiB: Int = 128
     /// The secret the control server requires (header `X-Peer-Control`) before it changes the
     /// route table: any local user can reach a loopback port. 32-128 of `[A-Za-z0-9]`.
     /// `NginxRouter.apply` sets its own (random per router), so callers leave it nil; the

@@ -73,3 +73,100 @@ struct OperationQueueTests {
         #expect(rebuilt.oldest(100, isLive: isLive) == q.oldest(100, isLive: isLive))
     }
 }
+
+/// A full operations table: the finished operation that started first gives way to a new one,
+/// identically on a replica restored from a snapshot; only a table of operations all in progress
+/// refuses (`ClusterLimits.operationsMax`, lowered here to reach it in a few commands).
+struct FinishedOperationsTests {
+    static let limit = 20
+
+    /// Applies the same command to both replicas.
+    static func both(_ a: inout Replica, _ b: inout Replica, _ body: Command.OneOf_Body) -> (ApplyResult, ApplyResult) {
+        a.sequence += 1
+        a.timeMs += 10
+        let command = Command(clientId: a.clientId, sequence: a.sequence, leaderTimeMs: a.timeMs, body)
+        return (a.apply(command), b.apply(command))
+    }
+
+    @Test func aFullTableRefusesOnlyWhenEveryOperationIsInProgress() {
+        var r = Replica()
+        r.state.operationsMax = Self.limit
+        for i in 0...Self.limit { r.expectApplied(Make.createTenant("t\(i)")) }
+        for i in 0..<Self.limit { r.expectApplied(Make.startOperation("op\(i)", tenant: "t\(i)")) }
+        r.expectRejected(Make.startOperation("op-new", tenant: "t\(Self.limit)"), .limitReached)
+        // Finished out of start order: op9, then op2, then op5. op2 started first: it goes.
+        for i in [9, 2, 5] { r.expectApplied(Make.finishOperation("op\(i)", .succeeded)) }
+        r.expectApplied(Make.startOperation("op-new", tenant: "t\(Self.limit)"))
+        #expect(r.state.operations.count == Self.limit)
+        #expect(r.state.operation("op2") == nil && r.state.operation("op5") != nil && r.state.operation("op9") != nil)
+        #expect(r.state.lastOperation(ofTenant: "t2") == nil, "t2's only operation is forgotten")
+        #expect(r.state.lastOperation(ofTenant: "t5")?.id == "op5")
+    }
+
+    @Test(arguments: [1, 2, 3] as [UInt64])
+    func theFinishedOperationThatStartedFirstGoesAlsoAfterASnapshot(seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        var r = Replica()
+        r.state.operationsMax = Self.limit
+        let tenants = (0..<30).map { "t\($0)" }
+        for t in tenants { r.expectApplied(Make.createTenant(t)) }
+        var restored = Replica()
+        restored.state = try ClusterState(snapshot: r.state.encodeSnapshot())
+        restored.state.operationsMax = Self.limit
+        restored.index = r.index
+        // The model: operation id → (started index, finished?).
+        var model: [String: (started: UInt64, finished: Bool)] = [:]
+        var running: [String: String] = [:]  // tenant → operation in progress
+        var next = 0
+        var forgotten = 0
+        for step in 0..<2_000 {
+            let tenant = tenants[Int(rng.next() % UInt64(tenants.count))]
+            if let op = running[tenant] {
+                let (a, b) = Self.both(&r, &restored, Make.finishOperation(op, .succeeded))
+                #expect(a == b)
+                model[op]!.finished = true
+                running[tenant] = nil
+            } else {
+                next += 1
+                let id = "op\(next)"
+                let expectedGone = model.count >= Self.limit
+                    ? model.filter { $0.value.finished }.min { $0.value.started < $1.value.started }?.key : nil
+                let (a, b) = Self.both(&r, &restored, Make.startOperation(id, tenant: tenant))
+                #expect(a == b)
+                if case .rejected = a {
+                    #expect(model.count >= Self.limit && expectedGone == nil, "refused with a finished operation to forget, step \(step)")
+                } else {
+                    if let gone = expectedGone {
+                        model[gone] = nil
+                        forgotten += 1
+                    }
+                    model[id] = (r.index, false)
+                    running[tenant] = id
+                }
+            }
+            #expect(Set(r.state.operations.keys) == Set(model.keys), "step \(step)")
+            #expect(r.state == restored.state, "step \(step)")
+            if step % 400 == 399 {
+                // A replica restored now forgets in the same order as the one that applied it all.
+                restored.state = try ClusterState(snapshot: r.state.encodeSnapshot())
+                restored.state.operationsMax = Self.limit
+            }
+        }
+        #expect(forgotten > 500, "the table was full most of the run")
+    }
+
+    @Test func insertsOutOfOrderAndForgetsOldestFirst() {
+        var f = FinishedOperations()
+        for i in [5, 1, 9, 3, 7, 2] as [UInt64] { f.insert(.init(index: i, id: "op\(i)")) }
+        var out: [UInt64] = []
+        while let k = f.removeOldest() { out.append(k.index) }
+        #expect(out == [1, 2, 3, 5, 7, 9])
+        #expect(f.isEmpty && f.count == 0)
+        // Past the compaction threshold the order holds too.
+        for i in 1...3_000 as ClosedRange<UInt64> { f.insert(.init(index: i, id: "op\(i)")) }
+        for i in 1...2_000 as ClosedRange<UInt64> { #expect(f.removeOldest()?.index == i) }
+        f.insert(.init(index: 2_500, id: "op2500b"))
+        #expect(f.count == 1_001)
+        #expect(f.removeOldest()?.index == 2_001)
+    }
+}

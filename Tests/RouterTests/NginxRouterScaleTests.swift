@@ -5,7 +5,7 @@ import Testing
 extension RealNginxTests {
     /// The renderer and nginx at scale: 20,000 tenants with three components each must render,
     /// pass `nginx -t` (map hashes sized right) and go live. `PEER_ROUTER_SCALE_TENANTS` raises
-    /// it (up to `RouterLimits.tenantsMax`, 100,000: 69 MB, live in 8.7 s in a debug build); the
+    /// it (up to `RouterLimits.tenantsMax`, 250,000; 100,000 took 69 MB, live in 8.7 s in a debug build); the
     /// default keeps the suite's shared CPU for the tests running beside it.
     @Suite struct NginxRouterScaleTests {
         @Test func maximalTenantCountRendersAndGoesLive() async throws {
