@@ -34,7 +34,7 @@ public struct ClusterState: Equatable, Sendable {
 
     var instances: [String: Instance] = [:]
     // The collections that grow with the tenants are sharded: the first write after the
-    // snapshot's copy of the state copies 1/64 of one, not all of it (ShardedDictionary).
+    // snapshot's copy of the state copies 1/1024 of one, not all of it (ShardedDictionary).
     var tenants = ShardedDictionary<String, Tenant>()
     /// tenant id → instance id → placement. Invariant: at most one `.active` and at most one
     /// `.preparing` per tenant; no `.gone` (a gone placement is deleted).
