@@ -57,8 +57,9 @@ extension ClusterConfig {
         /// on one sees the connection drop and must retry (RFC 9112 §9.3.1).
         public var clientKeepaliveSeconds: Int = 65
         /// MiB of shared memory for NGINX's route table (one entry per tenant plus one per
-        /// tenant component, about 128 bytes each: the default 64 MiB hold about 130,000 tenants of three
-        /// components). An update that does not fit fails and is reported; no route is evicted.
+        /// tenant component, about 128 bytes each: the default 128 MiB hold about 260,000 tenants
+        /// of three components, more than `tenantsMax`). An update that does not fit fails and is
+        /// reported; no route is evicted.
         public var routeTableMiB: Int = 128
 
         public static let clientKeepaliveSecondsRange = 0...3_600
