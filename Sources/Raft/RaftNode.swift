@@ -228,15 +228,24 @@ public struct RaftNode {
         func early(_ m: Message) -> Bool {
             (m.kind == .append || m.kind == .heartbeat) && m.term == prevHardState.term && m.commit <= durableLast
         }
+        // Usually already in order (a leader's Ready holds only appends and heartbeats): then
+        // nothing moves and nothing is allocated.
+        guard let firstLate = rd.messages.firstIndex(where: { !early($0) }) else {
+            rd.sendableBeforePersist = rd.messages.count
+            return
+        }
+        guard rd.messages[(firstLate + 1)...].contains(where: early) else {
+            rd.sendableBeforePersist = firstLate
+            return
+        }
         var first: [Message] = []
         var rest: [Message] = []
         first.reserveCapacity(rd.messages.count)
         for m in rd.messages {
             if early(m) { first.append(m) } else { rest.append(m) }
         }
-        guard !first.isEmpty else { return }
         rd.sendableBeforePersist = first.count
-        if !rest.isEmpty { first.append(contentsOf: rest) }
+        first.append(contentsOf: rest)
         rd.messages = first
     }
 
