@@ -52,8 +52,8 @@ struct ClusterBench: AsyncParsableCommand {
     @Option(help: "Milliseconds between failover write probes.")
     var probeIntervalMs = 10
 
-    @Option(help: "peer's timing.snapshotEveryEntries (its default: 100000). A diagnostic: the comparison uses each system's defaults.")
-    var peerSnapshotEntries = 100_000
+    @Option(help: "peer's timing.snapshotEveryEntries (default: not set, so peer's own). A diagnostic: the comparison uses each system's defaults.")
+    var peerSnapshotEntries: Int?
 
     @Flag(help: "etcd: require client certificates on the client listener too (wrk cannot present one, so only for failover).")
     var etcdClientCertAuth = false

@@ -23,7 +23,7 @@ final class PeerCluster: BenchCluster {
     var pids: [pid_t?] { running.withLock { $0 } }
 
     /// `tokenFile`: the admin bearer token (wrk cannot present a client certificate).
-    init(binary: String, dir: String, certs: BenchCertificates, tokenFile: String, snapshotEveryEntries: Int = 100_000, size: Int = 3) throws {
+    init(binary: String, dir: String, certs: BenchCertificates, tokenFile: String, snapshotEveryEntries: Int? = nil, size: Int = 3) throws {
         self.binary = binary
         self.dir = dir
         self.size = size
@@ -32,7 +32,9 @@ final class PeerCluster: BenchCluster {
         endpoints = (0..<size).map { Endpoint(port: ports[2 * $0 + 1]) }
         logFiles = (0..<size).map { "\(dir)/peer-\($0 + 1).log" }
         token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        // The defaults, spelled out: the same 100 ms heartbeat / 1 s election timeout as etcd's.
+        // The timing defaults, spelled out: the same 100 ms heartbeat / 1 s election timeout as
+        // etcd's. The snapshot interval is peer's own default unless the bench was given one.
+        let snapshotLine = snapshotEveryEntries.map { "\n  snapshotEveryEntries: \($0)" } ?? ""
         var yaml = """
         # written by peer-cluster-bench
         cluster: bench
@@ -42,8 +44,7 @@ final class PeerCluster: BenchCluster {
         timing:
           tickMs: 100
           electionTicks: 10
-          heartbeatTicks: 1
-          snapshotEveryEntries: \(snapshotEveryEntries)
+          heartbeatTicks: 1\(snapshotLine)
         admin:
           tokenFile: \(tokenFile)
         peers:

@@ -38,7 +38,7 @@ struct Report {
     var failoverRuns = 0
     var probeIntervalMs = 0
     var etcdClientCertAuth = false
-    var peerSnapshotEntries = 100_000
+    var peerSnapshotEntries: Int?
     var load: [LoadRow] = []
     var idleRSS: [String: [MemorySample]] = [:]
     var loadedRSS: [String: [MemorySample]] = [:]
@@ -130,7 +130,7 @@ struct Report {
         out += "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB. \(etcdVersion); \(wrkVersion); peer: \(peerBinary).\n"
         out += "Each load row: a fresh 3-member cluster, wrk against the leader's HTTPS API, \(warmup) s warm-up (discarded) then \(seconds) s measured; \(rounds) round\(rounds == 1 ? "" : "s") per connection count, the systems' order alternating; "
         out += "writes/s counts answers with status < 400 only. Load = 1-minute load average before -> after the measured run.\n"
-        if peerSnapshotEntries != 100_000 { out += "**Not the defaults**: peer snapshots every \(peerSnapshotEntries) entries (its default: 100,000).\n" }
+        if let entries = peerSnapshotEntries { out += "**Not the defaults**: peer snapshots every \(entries) entries (`--peer-snapshot-entries`).\n" }
         if etcdClientCertAuth { out += "etcd's client listener requires client certificates (`--client-cert-auth`).\n" }
         out += "Payload: etcd puts a 28-byte key and a 256-byte value (request body \(EtcdCluster.sampleBody().utf8.count) bytes, Raft entry ~\(EtcdCluster.replicatedCommandBytes()) bytes); "
         out += "peer creates a tenant whose id + plan + components are 256 bytes (request body \(PeerCluster.sampleBody().utf8.count) bytes, Raft entry \(PeerCluster.replicatedCommandBytes()) bytes).\n\n"
