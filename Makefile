@@ -1,42 +1,91 @@
-# The two commands of the README, and a few helpers. Every target installs what it needs.
+# The two commands of the README (`make demo`, `make test`) and their helpers. Every target
+# installs the Debian packages it needs and builds what it runs, from a fresh clone.
 SHELL := /bin/bash
 SIM_SEEDS ?= 1000
 SIM_SEEDS_5 ?= 300
+DEMO_SEEDS ?= 200
+DEMO_SEEDS_5 ?= 100
 SIM_STEPS ?= 2000
+SOAK_SEEDS ?= 20000
+SOAK_SEEDS_5 ?= 5000
+SOAK_ROUNDS ?= 10
 JOBS ?= $(shell nproc)
+# debug or release: the build configuration of `make build`, the chaos scripts and the binaries
+# the demo runs.
+CONFIG ?= debug
+# What a running cluster needs: `peer`, the child launcher it starts NGINX and components with,
+# and the demo component.
+CLUSTER_PRODUCTS := peer peer-exec tenant-app
+STAGE := bash .ci/stage
 
-.PHONY: deps demo test check-imports sim bench bench-cluster bench-router clean
+# The one way to build: each product by its own `swift build --product` (SwiftPM keeps only the
+# last of several `--product` options). $(call build-products,CONFIG,PRODUCTS)
+define build-products
+	@for p in $(2); do echo "swift build -c $(1) --product $$p"; swift build -c $(1) --product $$p || exit 1; done
+endef
+
+.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-router clean
+
+## help: list the targets.
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  /'
 
 ## deps: system packages the build and tests need (idempotent; apt-get only when missing).
 deps:
 	@bash .ci/install-deps
 
+## build: the products a running cluster needs (peer, peer-exec, tenant-app) in .build/CONFIG
+## (CONFIG=debug by default, CONFIG=release for benchmarks).
+build:
+	$(call build-products,$(CONFIG),$(CLUSTER_PRODUCTS))
+
 ## demo: the main job: the simulator (3 and 5 nodes), then a real 3-peer cluster on loopback
-## playing the leader-failover scenario (chaos/kill-leader.sh).
+## playing the leader-failover scenario (chaos/kill-leader.sh) and tenant moves under load
+## (chaos/move-under-load.sh). CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
 demo: deps
-	swift build -c release --product peer-sim
-	.build/release/peer-sim --seed 1 --seeds 200 --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
-	.build/release/peer-sim --seed 1 --seeds 100 --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
-	swift build --product peer --product tenant-app --product peer-exec
-	bash chaos/kill-leader.sh
-	bash chaos/move-under-load.sh
+	$(call build-products,release,peer-sim)
+	$(STAGE) demo-sim-3 .build/release/peer-sim --seed 1 --seeds $(DEMO_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) demo-sim-5 .build/release/peer-sim --seed 1 --seeds $(DEMO_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) demo-build $(MAKE) --no-print-directory build CONFIG=$(CONFIG)
+	$(STAGE) demo-kill-leader env BUILD=$(CONFIG) bash chaos/kill-leader.sh
+	$(STAGE) demo-move-under-load env BUILD=$(CONFIG) bash chaos/move-under-load.sh
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
-test: deps check-imports sim
-	swift build --build-tests
-	swift test
+test: deps check-imports sim unit check-docs
 
+## check-imports: the module graph's rules (docs/architecture.md).
 check-imports:
 	@bash .ci/check-imports
 
+## check-docs: every `make T`, `peer ...` or tool command line and config key in the README and
+## docs/ exists (.ci/check-docs; builds peer and the tools it reads first).
+check-docs:
+	$(call build-products,debug,peer peer-sim peer-bench peer-transport-bench peer-cluster-bench peer-broker-bench tenant-app)
+	$(STAGE) check-docs python3 .ci/check-docs
+
+## sim: the simulator's seeds in CI's number (SIM_SEEDS, SIM_SEEDS_5).
 sim:
-	swift build -c release --product peer-sim
-	.build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
-	.build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(call build-products,release,peer-sim)
+	$(STAGE) sim-3 .build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) sim-5 .build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+
+## unit: every unit and integration test (swift test).
+unit:
+	$(STAGE) build-tests swift build --build-tests
+	$(STAGE) swift-test swift test
+
+## soak: the long sweeps, run by hand and reported in docs/benchmarks.md: SOAK_SEEDS and
+## SOAK_SEEDS_5 simulator seeds, then SOAK_ROUNDS rounds of both chaos scenarios.
+soak: deps
+	$(call build-products,release,peer-sim)
+	$(STAGE) soak-sim-3 .build/release/peer-sim --seed 1 --seeds $(SOAK_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) soak-sim-5 .build/release/peer-sim --seed 1 --seeds $(SOAK_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(MAKE) --no-print-directory build CONFIG=$(CONFIG)
+	$(STAGE) soak-chaos bash -c 'for i in $$(seq 1 $(SOAK_ROUNDS)); do echo "== soak round $$i of $(SOAK_ROUNDS)"; BUILD=$(CONFIG) bash chaos/kill-leader.sh && BUILD=$(CONFIG) MOVES=10 bash chaos/move-under-load.sh || exit 1; done'
 
 ## bench: the core's benchmarks (results are recorded in docs/benchmarks.md).
 bench: deps
-	swift build -c release --product peer-bench --product peer-sim
+	$(call build-products,release,peer-bench peer-sim)
 	.build/release/peer-bench raft --batch 1 --proposals 200000
 	.build/release/peer-bench raft --batch 16 --proposals 1000000
 	.build/release/peer-bench raft --batch 256 --proposals 2000000
@@ -48,17 +97,16 @@ bench: deps
 BENCH_CLUSTER_ARGS ?=
 bench-cluster:
 	@bash .ci/install-deps etcd-server etcd-client wrk
-	swift build -c release --product peer
-	swift build -c release --product peer-cluster-bench
+	$(MAKE) --no-print-directory build CONFIG=release
+	$(call build-products,release,peer-cluster-bench)
 	.build/release/peer bench $(BENCH_CLUSTER_ARGS)
 
 ## bench-router: issue 8's benchmark: wrk straight to tenant-app vs through NGINX (same run), and
 ## move completion times under load (docs/benchmarks.md). Release builds.
 bench-router: deps
-	swift build -c release --product peer
-	swift build -c release --product tenant-app
-	swift build -c release --product peer-exec
+	$(MAKE) --no-print-directory build CONFIG=release
 	BUILD=release BENCH=1 CONNS=64 MOVES=10 bash chaos/move-under-load.sh
 
+## clean: remove the build folder.
 clean:
 	rm -rf .build

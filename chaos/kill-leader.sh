@@ -5,7 +5,12 @@
 # Runs in a fresh temporary directory; stops only the peers it started (by their pid files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PEER=${PEER:-$PWD/.build/debug/peer}
+BUILD=${BUILD:-debug}
+# Builds what it runs (peer, peer-exec, tenant-app) unless PEER names a binary already built.
+if [[ -z ${PEER:-} ]]; then
+  make --no-print-directory -s build CONFIG="$BUILD"
+  PEER=$PWD/.build/$BUILD/peer
+fi
 work=$(mktemp -d /tmp/peer-chaos-XXXXXX)
 cp cluster-config/local-3.yaml "$work/local-3.yaml"
 CONFIG=$work/local-3.yaml

@@ -11,7 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-debug}
-PEER=${PEER:-$PWD/.build/$BUILD/peer}
+# Builds what it runs (peer, peer-exec, tenant-app) unless PEER names a binary already built.
+if [[ -z ${PEER:-} ]]; then
+  make --no-print-directory -s build CONFIG="$BUILD"
+  PEER=$PWD/.build/$BUILD/peer
+fi
 MOVES=${MOVES:-3}
 CONNS=${CONNS:-16}
 RUN_SECONDS=${RUN_SECONDS:-10}

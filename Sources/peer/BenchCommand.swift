@@ -21,7 +21,7 @@ struct BenchCommand: ParsableCommand {
         let dir = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         let bench = (dir.isEmpty ? "." : dir) + "/peer-cluster-bench"
         guard access(bench, X_OK) == 0 else {
-            throw ValidationError("\(bench) is missing or not executable: build it with `swift build -c release --product peer-cluster-bench` (or run `make bench-cluster`)")
+            throw ValidationError("\(bench) is missing or not executable: build it with \(BuildHint.command(building: "peer-cluster-bench", besideBinaryIn: dir)) (`make bench-cluster` builds both and runs it)")
         }
         let argv = [bench] + arguments
         var cargs = argv.map { strdup($0) } + [nil]

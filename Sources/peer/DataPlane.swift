@@ -54,12 +54,22 @@ final class DataPlane: Sendable {
         guard let me = settings.config.peer(id: settings.selfID) else { throw CLIError("peer \(settings.selfID) is not in the config") }
         self.me = me
         // Children die with this peer: `peer-exec` (beside the peer binary) sets PR_SET_PDEATHSIG.
-        let exec = URL(fileURLWithPath: settings.peerBinary).deletingLastPathComponent().appendingPathComponent("peer-exec").path
-        guard FileManager.default.isExecutableFile(atPath: exec) else {
-            throw CLIError("\(exec) not found: it is built with peer (`swift build`) and must sit beside it")
+        let binaryDirectory = URL(fileURLWithPath: settings.peerBinary).deletingLastPathComponent().path
+        let exec = binaryDirectory + "/peer-exec"
+        let needsChildren = me.componentAddress != nil || me.routerAddress != nil
+        guard !needsChildren || FileManager.default.isExecutableFile(atPath: exec) else {
+            throw CLIError("\(exec) not found: peer starts NGINX and the components through it, from its own directory; build it with \(BuildHint.command(building: "peer-exec", besideBinaryIn: binaryDirectory))")
         }
         let launcher = [exec, "--parent", "\(getpid())", "--"]
         if me.componentAddress != nil {
+            // A component that cannot start is refused now, with the cause, rather than found
+            // when the first tenant lands here.
+            for component in settings.config.components where Self.executable(component.command, besideBinaryIn: binaryDirectory) == nil {
+                let hint = BuildHint.siblingProducts.contains(component.command)
+                    ? "build it with \(BuildHint.command(building: component.command, besideBinaryIn: binaryDirectory))"
+                    : "install it or name its absolute path in the config's components"
+                throw CLIError("component \(component.name): command '\(component.command)' is not an executable file beside peer (\(binaryDirectory)) or on PATH: \(hint)")
+            }
             var agentLogger = logger
             agentLogger[metadataKey: "part"] = "agent"
             agent = Agent(configuration: AgentConfiguration(directory: settings.directory + "/agent", launcher: launcher, logger: agentLogger))
@@ -234,14 +244,21 @@ final class DataPlane: Sendable {
     /// An absolute path as is; a bare name beside the peer binary, else on PATH, else as given
     /// (the agent then reports the spawn failure).
     func resolve(_ command: String) -> String {
-        if command.hasPrefix("/") { return command }
-        let beside = URL(fileURLWithPath: settings.peerBinary).deletingLastPathComponent().appendingPathComponent(command).path
+        let binaryDirectory = URL(fileURLWithPath: settings.peerBinary).deletingLastPathComponent().path
+        return Self.executable(command, besideBinaryIn: binaryDirectory) ?? command
+    }
+
+    /// The executable a component's command names: an absolute path if it is executable, a bare
+    /// name beside the peer binary, else on PATH; nil when none is.
+    static func executable(_ command: String, besideBinaryIn directory: String) -> String? {
+        if command.hasPrefix("/") { return FileManager.default.isExecutableFile(atPath: command) ? command : nil }
+        let beside = directory + "/" + command
         if FileManager.default.isExecutableFile(atPath: beside) { return beside }
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
             let candidate = "\(dir)/\(command)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
-        return command
+        return nil
     }
 
     static func signal(named name: String) -> Int32 {

@@ -236,3 +236,39 @@ import Testing
 }
 
 enum InitTestError: Error { case noBinary(String) }
+
+/// `peer config validate` and `peer config keys`, the real binary: the checks every peer makes,
+/// without starting anything, and the key list `.ci/check-docs` holds the docs to.
+@Suite struct ConfigCommandTests {
+    @Test func validateAcceptsAGoodFileAndCreatesNothing() async throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", InitCommandTests.config)
+        let run = try await InitCommandTests().runPeer(["config", "validate", "--config", "c.yaml"], in: dir.path)
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stdout.contains("c.yaml: valid: cluster t-1, 2 peers"), "\(run.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file(".peer")), "validate writes nothing")
+    }
+
+    @Test func validateRefusesATypoWithTheLineKeyPathAndASuggestion() async throws {
+        let dir = TempDir(); defer { dir.remove() }
+        try dir.write("c.yaml", InitCommandTests.config.replacingOccurrences(of: "  tickMs: 100", with: "  tikMs: 100"))
+        let run = try await InitCommandTests().runPeer(["config", "validate", "--config", "c.yaml"], in: dir.path)
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("c.yaml:6: timing.tikMs: unknown key 'tikMs' (did you mean 'tickMs'?)"), "\(run.stderr)")
+    }
+
+    @Test func keysListsEveryMappingsKeysAsTheLoaderAcceptsThem() async throws {
+        let dir = TempDir(); defer { dir.remove() }
+        let run = try await InitCommandTests().runPeer(["config", "keys"], in: dir.path)
+        #expect(run.status == 0, "\(run)")
+        let keys = run.stdout.split(separator: "\n").map(String.init)
+        #expect(keys == ClusterConfig.keyPaths)
+        for expected in ["cluster", "timing.tickMs", "peers[i].api", "catalog.services[i].plans[j].quotas.connectionsMax", "components[i].healthPath", "router.routeTableMiB"] {
+            #expect(keys.contains(expected), "\(expected) missing from \(keys)")
+        }
+        // Each listed key is accepted where it is listed: a file using an unlisted one is refused.
+        try dir.write("c.yaml", InitCommandTests.config + "\nrouter:\n  routeTableMiB: 64\n  notAKey: 1\n")
+        let refused = try await InitCommandTests().runPeer(["config", "validate", "--config", "c.yaml"], in: dir.path)
+        #expect(refused.stderr.contains("router.notAKey: unknown key 'notAKey'"), "\(refused.stderr)")
+    }
+}

@@ -18,8 +18,9 @@ final class ProcessCluster {
     /// `tenant-app` beside the peer binary plays dfx-dev, dfx-dep and dfc).
     let routerPorts: [Int]
 
-    init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, extraYAML: String = "", dataPlane: Bool = false) throws {
-        binary = try Self.peerBinary()
+    /// `binary`: another `peer` binary than the one built beside the tests.
+    init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, extraYAML: String = "", dataPlane: Bool = false, binary: String? = nil) throws {
+        self.binary = try binary ?? Self.peerBinary()
         self.size = size
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("peer-proc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
