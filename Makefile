@@ -91,7 +91,7 @@ bench: deps
 	.build/release/peer-bench raft --batch 256 --proposals 2000000
 	time .build/release/peer-sim --seeds 2000 --steps 2000 --jobs $(JOBS)
 
-## bench-cluster: issue 6's benchmark, peer and etcd 3.4 side by side in one run (writes/s and
+## bench-cluster: peer and etcd 3.4 side by side in one run (writes/s and
 ## latency with wrk, idle memory, failover); docs/benchmarks.md. Options: BENCH_CLUSTER_ARGS, e.g.
 ## BENCH_CLUSTER_ARGS="--rounds 5 --failover-runs 10 --output /tmp/cluster-bench.md".
 BENCH_CLUSTER_ARGS ?=
@@ -101,7 +101,7 @@ bench-cluster:
 	$(call build-products,release,peer-cluster-bench)
 	.build/release/peer bench $(BENCH_CLUSTER_ARGS)
 
-## bench-router: issue 8's benchmark: wrk straight to tenant-app vs through NGINX (same run), and
+## bench-router: wrk straight to tenant-app vs through NGINX (same run), and
 ## move completion times under load (docs/benchmarks.md). Release builds.
 bench-router: deps
 	$(MAKE) --no-print-directory build CONFIG=release

@@ -19,7 +19,7 @@ import Synchronization
 /// dropping the agent: its thread (and the components) live until then.
 public final class Agent: Sendable {
     private let configuration: AgentConfiguration
-    private let mailbox = Mailbox()
+    private let inbox = AgentInbox()
     private let published = Board()
     private let lifecycle = Mutex(Lifecycle.idle)
 
@@ -43,11 +43,11 @@ public final class Agent: Sendable {
             return
         }
         let configuration = self.configuration
-        let mailbox = self.mailbox
+        let inbox = self.inbox
         let published = self.published
         await withCheckedContinuation { (started: CheckedContinuation<Void, Never>) in
             let thread = Thread {
-                AgentThread(configuration: configuration, mailbox: mailbox, published: published).run(started: started)
+                AgentThread(configuration: configuration, inbox: inbox, published: published).run(started: started)
             }
             thread.name = "peer-agent"
             thread.start()
@@ -64,7 +64,7 @@ public final class Agent: Sendable {
     /// spawned and stops are begun, but a stopping process may still be finishing.
     public func reconcile(_ desired: DesiredComponents) async {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
-            if !mailbox.post(desired: desired, waiter: waiter) {
+            if !inbox.post(desired: desired, waiter: waiter) {
                 configuration.logger.error("Agent.reconcile called while the agent is not running; ignored")
                 waiter.resume()
             }
@@ -74,7 +74,7 @@ public final class Agent: Sendable {
     /// Clears a component's crash history; a component in ``ComponentState/crashLoop`` starts
     /// again at the agent thread's next turn. Returns at once.
     public func reset(component: String) {
-        if !mailbox.post(reset: component) {
+        if !inbox.post(reset: component) {
             configuration.logger.error("Agent.reset(\(component)) refused: the agent is not running or too many resets are queued")
         }
     }
@@ -88,7 +88,7 @@ public final class Agent: Sendable {
         }
         guard started else { return }
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
-            mailbox.post(stopWaiter: waiter)
+            inbox.post(stopWaiter: waiter)
         }
     }
 

@@ -23,7 +23,7 @@ final class AgentThread {
     static let recoveryKillWait: Duration = .seconds(5)
 
     let configuration: AgentConfiguration
-    let mailbox: Mailbox
+    let inbox: AgentInbox
     let published: Board
     var logger: Logger { configuration.logger }
     let policy: RestartPolicy
@@ -38,11 +38,11 @@ final class AgentThread {
     var nextHealthRound = ContinuousClock.now
     var stateFileDirty = false
 
-    init(configuration: AgentConfiguration, mailbox: Mailbox, published: Board) {
+    init(configuration: AgentConfiguration, inbox: AgentInbox, published: Board) {
         precondition(AgentLimits.componentsMax * (1 + Self.tenantProbesPerComponentPerRoundMax) <= HealthProbe.probesPerRoundMax,
                      "a health round must fit in HealthProbe.probesPerRoundMax")
         self.configuration = configuration
-        self.mailbox = mailbox
+        self.inbox = inbox
         self.published = published
         self.policy = configuration.restartPolicy
         self.baseEnvironment = ProcessInfo.processInfo.environment
@@ -52,11 +52,11 @@ final class AgentThread {
     func run(started: CheckedContinuation<Void, Never>) {
         prepareDirectories()
         recoverLeftoverGroups()
-        mailbox.open()
+        inbox.open()
         publish()
         started.resume()
         while true {
-            let work = mailbox.take(until: nextWake())
+            let work = inbox.take(until: nextWake())
             apply(work)
             turn(ContinuousClock.now)
             publish()
@@ -67,7 +67,7 @@ final class AgentThread {
         writeStateFile()
         publish()
         logger.info("agent stopped: every component reaped")
-        for waiter in mailbox.close() { waiter.resume() }
+        for waiter in inbox.close() { waiter.resume() }
     }
 
     private func prepareDirectories() {
@@ -84,7 +84,7 @@ final class AgentThread {
         if let desired = work.desired { reconcile(desired) }
     }
 
-    typealias Work = Mailbox.Work
+    typealias Work = AgentInbox.Work
 
     /// Everything that depends on time: reap, timers, health.
     private func turn(_ now: ContinuousClock.Instant) {

@@ -1,4 +1,4 @@
-// Broker state (issue 7): bindings with hashed user tokens, and asynchronous operations whose
+// Broker state: bindings with hashed user tokens, and asynchronous operations whose
 // progress is replicated so the next leader finishes what the last one started.
 
 extension ClusterState {

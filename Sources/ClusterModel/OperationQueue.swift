@@ -4,9 +4,9 @@
 /// Operations start in apply order, so a start is an append. A finish only counts the finished
 /// key as garbage; keys are dropped from the front as soon as the oldest ones finished, and the
 /// array is rebuilt when garbage outgrows the live keys, so every operation costs O(1) amortized
-/// and reading the oldest `n` costs O(n + garbage skipped). (Before: every driver round sorted
-/// every operation in progress, twice, which was most of a busy leader's CPU: docs/benchmarks.md,
-/// run L.)
+/// and reading the oldest `n` costs O(n + garbage skipped): the driver reads it every round, so
+/// sorting the operations in progress there would cost a busy leader most of its CPU
+/// (measured: docs/benchmarks.md).
 ///
 /// Garbage depends on the order of finishes, not only on the set of live operations, so two
 /// queues holding the same live keys are equal whatever their garbage: the state's equality

@@ -2,11 +2,11 @@
 /// `Dictionary`, with one difference that matters to the node: after a copy (the snapshot takes
 /// one of the whole state), a write copies only the shard it touches, 1/1024 of the entries, not
 /// the whole collection. The node thread then pays for the snapshot's copy a shard at a time over
-/// the next writes instead of all at once (docs/benchmarks.md, run H: 236-253 ms for one write
-/// to 50,000 tenants). 1024, not 64 (runs H-T): one turn of the loop applies up to ~64 entries
-/// at 64 connections, each touching a shard of five collections, so with 64 shards the first
-/// turn after the copy copied most of the state at once (run U: turns of 100-350 ms on every
-/// member when the first snapshot started).
+/// the next writes instead of all at once (one write to 50,000 tenants right after a copy took
+/// 236-253 ms unsharded). 1024 shards because one turn of the loop applies up to ~64 entries at
+/// 64 connections, each touching a shard of five collections: with 64 shards the first turn
+/// after the copy would copy most of the state at once (measured, with both counts, in
+/// docs/benchmarks.md).
 ///
 /// Iteration order is unspecified, as for `Dictionary` (and differs between processes): the state
 /// machine never depends on it; encoders sort.

@@ -19,6 +19,7 @@ import ClusterModel
 ///                  finishes the operation succeeded in the same entry
 ///     update:      the broker's updates finish in the entry that starts them; one found running
 ///                  (started by another proposer) is finished succeeded
+///     move:        `MoveDriver` (a tenant move is an operation too, driven in the same rounds)
 public enum OperationDriver {
     /// The next commands, oldest operation first. Waiting operations (no headroom yet, placement
     /// not ready yet) contribute nothing this round.
@@ -39,7 +40,7 @@ public enum OperationDriver {
             case .deprovision:
                 decision = deprovisionStep(operation, state: state)
             case .move:
-                decision = moveStep(operation, state: state, policy: policy, readiness: readiness, routers: routers, nowMs: nowMs)
+                decision = MoveDriver.step(operation, state: state, policy: policy, readiness: readiness, routers: routers, nowMs: nowMs)
             default:
                 decision = .act(.finishOperation(finish(operation.id, .succeeded, "nothing left to do")), "finish the \(operation.kind) operation")
             }
@@ -114,7 +115,7 @@ public enum OperationDriver {
         guard tenant.state == .deprovisioning else {
             return .act(.finishOperation(finish(op.id, .failed, "tenant \(op.tenantID) is \(tenant.state), not deprovisioning")), "not deprovisioning")
         }
-        // Hook for the agent issue: a draining placement goes only once its components stopped.
+        // Next: a draining placement goes only once its agent has stopped its components.
         for placement in state.placements(ofTenant: tenant.id) {
             switch placement.phase {
             case .active: return .act(.setPlacementPhase(phase(placement, .draining)), "drain \(placement.instanceID)")
@@ -125,54 +126,6 @@ public enum OperationDriver {
         var delete = PBDeleteTenant()
         delete.id = tenant.id
         return .act(.deleteTenant(delete), "no placement left: delete")
-    }
-
-    /// A make-before-break move (ARCHITECTURE §10), decided from the replicated state alone:
-    ///
-    ///     target preparing  → (target serves the tenant) target active, source draining
-    ///                       → (every live router runs that config, then the grace period)
-    ///                         source gone  → operation succeeded
-    ///     target not served within moveTimeoutMs, or no longer active: target gone → failed
-    static func moveStep(
-        _ op: BrokerOperation, state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness,
-        routers: RouterAcks, nowMs: Int64
-    ) -> Decision {
-        guard let tenant = state.tenant(op.tenantID) else {
-            return .act(.finishOperation(finish(op.id, .failed, "tenant \(op.tenantID) no longer exists")), "tenant gone")
-        }
-        let target = op.targetInstanceID
-        let placements = state.placements(ofTenant: tenant.id)
-        let onTarget = placements.first { $0.instanceID == target }
-        let timedOut = nowMs - op.startedMs >= policy.moveTimeoutMs
-        switch onTarget?.phase {
-        case .preparing?:
-            let preparing = onTarget!
-            if state.instance(target)?.state != .active {
-                return .act(.setPlacementPhase(phase(preparing, .gone)), "target \(target) is no longer active: withdraw")
-            }
-            if readiness.isReady(preparing) {
-                return .act(.setPlacementPhase(phase(preparing, .active)), "target \(target) serves \(tenant.id): activate, source drains")
-            }
-            if timedOut {
-                return .act(.setPlacementPhase(phase(preparing, .gone)), "target \(target) did not serve \(tenant.id) in time: withdraw")
-            }
-            return .wait
-        case .active?:
-            guard let draining = placements.first(where: { $0.phase == .draining }) else {
-                return .act(
-                    .finishOperation(finish(op.id, .succeeded, "moved from \(op.sourceInstanceID) to \(target)")), "move done")
-            }
-            let active = onTarget!
-            guard let graceStart = routers.graceStart(forIndex: active.phaseSinceIndex, appliedAtMs: active.phaseSinceMs) else { return .wait }
-            let grace = Int64(state.settings.moveGraceMs)
-            guard nowMs - graceStart >= grace else { return .wait }
-            return .act(.setPlacementPhase(phase(draining, .gone)), "routers confirmed index \(active.phaseSinceIndex), grace \(grace) ms passed: drop \(draining.instanceID)")
-        default:
-            let why = timedOut
-                ? "instance \(target) did not serve tenant \(tenant.id) within \(policy.moveTimeoutMs / 1000) s; the tenant stays on \(op.sourceInstanceID)"
-                : "the placement on \(target) was withdrawn (instance \(target) left the active set); the tenant stays on \(op.sourceInstanceID)"
-            return .act(.finishOperation(finish(op.id, .failed, why)), "move failed")
-        }
     }
 
     static func finish(_ id: String, _ state: PBOperationState, _ description: String) -> PBFinishOperation {
@@ -197,72 +150,5 @@ public enum OperationDriver {
         c.instanceID = placement.instanceID
         c.phase = phase
         return c
-    }
-}
-
-/// One command the driver wants committed, with the client session that makes it apply once:
-/// the client is the operation's own (`driver/<operation id>`) and the sequence follows the last
-/// one applied for it, so a new leader that repeats a step its predecessor already committed gets
-/// the first outcome back instead of a second effect (Raft thesis §6.3).
-public struct DriverStep: Sendable, Equatable {
-    public var operationId: String
-    public var tenantId: String
-    public var body: Command.OneOf_Body
-    /// Why, for the log and the tests.
-    public var why: String
-    public var clientId: String
-    public var sequence: UInt64
-
-    init(operation: BrokerOperation, body: Command.OneOf_Body, why: String, state: ClusterState) {
-        operationId = operation.id
-        tenantId = operation.tenantID
-        self.body = body
-        self.why = why
-        clientId = Self.clientId(forOperation: operation.id)
-        sequence = (state.lastSequence(ofClient: clientId) ?? 0) + 1
-    }
-
-    public static func clientId(forOperation id: String) -> String { "driver/" + id }
-
-    /// The command to propose, stamped with the leader's time.
-    public func command(leaderTimeMs: Int64) -> Command {
-        Command(clientId: clientId, sequence: sequence, leaderTimeMs: leaderTimeMs, body)
-    }
-}
-
-/// Capacity units used per active instance, and reservations made during one round so two
-/// tenants placed in the same round do not both count on the same free units.
-struct CapacityLedger {
-    let policy: PlacementPolicy
-    /// Active instances only, sorted by id: ties go to the smallest id, on every leader alike.
-    private(set) var usedUnits: [(id: String, used: UInt64)]
-
-    init(state: ClusterState, policy: PlacementPolicy) {
-        self.policy = policy
-        // O(instances × plans): the state keeps placement counts per instance and plan.
-        usedUnits = state.instances(in: .active).map { instance in
-            let used = state.placementCountsByPlan(onInstance: instance.id).reduce(UInt64(0)) { sum, entry in
-                sum + policy.weightUnits(ofPlan: entry.key) * UInt64(entry.value)
-            }
-            return (instance.id, used)
-        }
-    }
-
-    /// The active instance with the most free units, if it has `units` free; reserves them.
-    mutating func reserveMostHeadroom(units: UInt64) -> String? {
-        var best: Int?
-        for (i, entry) in usedUnits.enumerated() {
-            let free = policy.instanceCapacityUnits > entry.used ? policy.instanceCapacityUnits - entry.used : 0
-            guard free >= units else { continue }
-            if let b = best {
-                let bestFree = policy.instanceCapacityUnits - usedUnits[b].used
-                if free > bestFree { best = i }
-            } else {
-                best = i
-            }
-        }
-        guard let chosen = best else { return nil }
-        usedUnits[chosen].used += units
-        return usedUnits[chosen].id
     }
 }

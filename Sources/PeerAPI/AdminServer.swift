@@ -67,8 +67,6 @@ public final class AdminServer: Sendable {
     let config: AdminServerConfiguration
     let node: PeerNode
     let forwarder: AdminClient
-    /// The broker's handlers wake the leader's operation driver through it (`OperationDriverLoop`).
-    public let driverWaker: Waker
     let broker: Broker?
     let running = Mutex(Running())
 
@@ -77,14 +75,16 @@ public final class AdminServer: Sendable {
         var stopRequested = false
     }
 
-    public init(configuration: AdminServerConfiguration, node: PeerNode, driverWaker: Waker = Waker()) throws(AdminClientError) {
+    /// - Parameters:
+    ///   - wakeLeader: called when a broker request started an operation, so the leader's
+    ///     operation driver takes it up at once (the `peer` executable passes `Leader.wake`).
+    public init(configuration: AdminServerConfiguration, node: PeerNode, wakeLeader: @escaping @Sendable () -> Void = {}) throws(AdminClientError) {
         config = configuration
         self.node = node
         let forwarder = try AdminClient(tls: configuration.tls)
         self.forwarder = forwarder
-        self.driverWaker = driverWaker
         broker = configuration.broker.map {
-            Broker(config: $0, node: node, serverConfig: configuration, forwarder: forwarder, driverWaker: driverWaker, logger: configuration.logger)
+            Broker(config: $0, node: node, serverConfig: configuration, forwarder: forwarder, wakeLeader: wakeLeader, logger: configuration.logger)
         }
     }
 

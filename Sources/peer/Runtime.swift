@@ -1,6 +1,7 @@
 import ClusterModel
 import Crypto
 import Foundation
+import Leader
 import Logging
 import PeerAPI
 import PeerConfig
@@ -132,24 +133,16 @@ enum PeerRuntime {
             username: s.broker.username, password: try BrokerFiles.loadVerifier(s.broker), catalog: BrokerCatalog(s.catalog),
             tenantURLTemplate: s.broker.tenantURL, instanceCapacityUnits: UInt64(s.broker.instanceCapacity),
             provisionTimeoutMs: Int64(s.broker.provisionTimeoutMs), retryAfterSeconds: s.broker.retryAfterSeconds)
-        brokerConfig.driverIntervalMillis = s.broker.driverIntervalMs
         apiConfig.broker = brokerConfig
-        let driverConfig = brokerConfig
         // The data plane: this instance's components and NGINX, from the applied state.
         let dataPlane = try DataPlane(
             DataPlane.Settings(selfID: s.selfID, config: s.config, directory: s.dataDirectory, peerBinary: PeerProcesses.selfExecutable()),
             logger: logger)
         if !dataPlane.isEmpty { apiConfig.dataPlane = { dataPlane.report() } }
-        let api = try AdminServer(configuration: apiConfig, node: node)
-        // The leader's view of every member's data plane, for the move driver.
-        let watch = DataPlaneWatch(
-            members: Dictionary(uniqueKeysWithValues: s.config.peers.map { p in
-                (p.id, DataPlaneWatch.Member(
-                    addresses: MemberAddresses(peer: p.peerAddress.description, apiHost: p.apiAddress.host, apiPort: Int(p.apiAddress.port)),
-                    supervised: p.componentAddress != nil, routed: p.routerAddress != nil))
-            }),
-            client: try AdminClient(tls: apiConfig.tls), logger: logger)
-        let moveTimeoutMs = Int64(s.config.router.moveTimeoutMs)
+        // The leader's loops (registrar, operation driver, data-plane watch): they act while
+        // this peer leads; the API wakes the driver when it starts an operation.
+        let leader = try Self.leader(s, node: node, brokerConfig: brokerConfig, tls: apiConfig.tls, logger: logger)
+        let api = try AdminServer(configuration: apiConfig, node: node, wakeLeader: { leader.wake() })
 
         // Raft messages go from the transport's event loop straight into the node's mailbox.
         transport.deliverDirectly { m in node.receive(m) }
@@ -174,21 +167,9 @@ enum PeerRuntime {
                     if case .peerUnreachable(let id, _) = e { node.reportUnreachable(id) }
                 }
             }
-            group.addTask {
-                await Registrar(node: node, settings: s, logger: logger).run()
-            }
-            group.addTask {
-                // Leader only, like the Registrar: finishes every broker operation in progress.
-                await OperationDriverLoop(
-                    node: node, configuration: driverConfig, waker: api.driverWaker, logger: logger,
-                    readiness: { watch.readiness() }, routers: { watch.routerAcks() }, moveTimeoutMs: moveTimeoutMs
-                ).run()
-            }
+            group.addTask { await leader.run() }
             if !dataPlane.isEmpty {
                 group.addTask { await dataPlane.run(node: node) }
-            }
-            if s.config.peers.contains(where: { $0.routerAddress != nil || $0.componentAddress != nil }) {
-                group.addTask { await watch.run(node: node) }
             }
             let signal = await signals.next()
             logger.info("signal \(signal): stopping gracefully")
@@ -211,60 +192,34 @@ enum PeerRuntime {
     }
 }
 
-/// While this peer leads, makes sure every configured member is an instance in the replicated
-/// state (AddInstance, then active), so `peer status` and placement see them.
-struct Registrar {
-    let node: PeerNode
-    let settings: RuntimeSettings
-    let logger: Logger
-
-    func run() async {
-        var sequence: UInt64 = 0
-        var clientTerm: Term = 0
-        while !Task.isCancelled {
-            let hint = node.leaderHint
-            if hint.role == .leader {
-                if hint.term != clientTerm {
-                    clientTerm = hint.term
-                    sequence = 0
-                }
-                let missing = (try? await node.read(linearizable: false) { state in
-                    settings.members.filter { m in state.instance("\(m.id)").map { $0.state != .active } ?? true }
-                        .map { m in (m, state.instance("\(m.id)") != nil) }
-                }) ?? []
-                for (m, exists) in missing {
-                    let client = "registrar-\(settings.selfID)-\(clientTerm)"
-                    if !exists {
-                        var add = PBAddInstance()
-                        add.id = "\(m.id)"
-                        add.address = m.peerAddress
-                        add.role = .voter
-                        add.version = PeerVersion.build
-                        add.protocolVersion = PeerVersion.protocolVersion
-                        sequence += 1
-                        await propose(Command(clientId: client, sequence: sequence, leaderTimeMs: nowMs(), .addInstance(add)))
-                    }
-                    var active = PBSetInstanceState()
-                    active.id = "\(m.id)"
-                    active.state = .active
-                    sequence += 1
-                    await propose(Command(clientId: client, sequence: sequence, leaderTimeMs: nowMs(), .setInstanceState(active)))
-                }
-            }
-            try? await Task.sleep(for: .milliseconds(500))
-        }
+extension PeerRuntime {
+    /// The leader's loops for this peer, wired to the configuration: every configured member is
+    /// registered, tenants are placed with the broker's numbers, and the data-plane watch asks
+    /// each member's admin API (`GET /v1/dataplane`) for what the move driver needs.
+    static func leader(_ s: RuntimeSettings, node: PeerNode, brokerConfig: BrokerConfiguration, tls: APITLSFiles, logger: Logger) throws -> Leader {
+        let client = try AdminClient(tls: tls)
+        let apiAddresses = Dictionary(uniqueKeysWithValues: s.members.map { ($0.id, ($0.apiHost, $0.apiPort)) })
+        let watch = DataPlaneWatch(
+            members: Dictionary(uniqueKeysWithValues: s.config.peers.map { p in
+                (p.id, DataPlaneWatch.Member(supervised: p.componentAddress != nil, routed: p.routerAddress != nil))
+            }),
+            poll: { id, timeoutMillis in
+                guard let (host, port) = apiAddresses[id],
+                      let answer = try? await client.request(host: host, port: port, method: .GET, path: "/v1/dataplane", timeoutMillis: timeoutMillis),
+                      answer.status == 200,
+                      let report = try? JSONDecoder().decode(DataPlaneReport.self, from: Data(answer.body))
+                else { return nil }
+                return DataPlaneWatch.MemberReport(servingTenants: report.servingTenants, routerConfirmedIndex: report.routerConfirmedIndex)
+            },
+            logger: logger)
+        var policy = brokerConfig.placementPolicy
+        policy.moveTimeoutMs = Int64(s.config.router.moveTimeoutMs)
+        let registrar = Registrar(
+            node: node, selfID: s.selfID, members: s.members.map { Registrar.Member(id: $0.id, peerAddress: $0.peerAddress) },
+            version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion, logger: logger)
+        return Leader(
+            node: node, registrar: registrar, policy: policy, watch: watch, driverIntervalMillis: s.broker.driverIntervalMs, logger: logger)
     }
-
-    func propose(_ c: Command) async {
-        do {
-            let r = try await node.propose(c.entryBytes())
-            if case .rejected(let why) = r { logger.debug("registrar: \(why)") }
-        } catch {
-            logger.debug("registrar: \(error)")
-        }
-    }
-
-    func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }
 
 /// Waits for one of `signals` (handled through Dispatch, so no code runs in a signal handler).

@@ -2,15 +2,6 @@ import ArgumentParser
 import Foundation
 import PeerConfig
 
-/// `peer broker ...`: the Open Service Broker API's operator commands.
-struct BrokerCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "broker",
-        abstract: "The Open Service Broker API (/v2): what a platform needs to register this cluster (docs/broker.md).",
-        subcommands: [BrokerCredentials.self]
-    )
-}
-
 /// `peer broker credentials --config FILE [--output json]`: the URL, user, password and CA a
 /// platform registers the broker with (e.g. `cf create-service-broker`). It reads the password
 /// file `peer init` wrote; it prints the password, so it is for the operator's terminal or a

@@ -6,7 +6,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// `tenant-app`: the demo DreamFace component (issue 8). Serves only the tenants listed in its
+/// `tenant-app`: the demo DreamFace component. Serves only the tenants listed in its
 /// tenant file (one id per line, `#` comments), which it re-reads on SIGHUP; finishes requests
 /// in flight on SIGTERM, then exits. Every answer carries `X-Served-By: <instance>/<component>`
 /// and names the tenant. The tenant is the `X-Tenant-ID` header, else the first label of Host.

@@ -1,5 +1,6 @@
 import ClusterModel
 import Foundation
+import Leader
 import Logging
 import Synchronization
 import PeerAPI
@@ -19,6 +20,8 @@ final class BrokerFixture: Sendable {
     let serverTask: Task<Void, Never>
     let driverTask = Mutex<Task<Void, Never>?>(nil)
     let brokerConfig: BrokerConfiguration
+    /// What the broker's handlers wake: the operation driver's (`startDriver`).
+    let waker: Waker
     let username = "platform"
     let password = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
@@ -62,10 +65,11 @@ final class BrokerFixture: Sendable {
             username: username, password: PasswordVerifier.make(password: password), catalog: Self.catalog(maintenance: maintenance),
             tenantURLTemplate: "https://{tenant}.apps.test", instanceCapacityUnits: instanceCapacity,
             provisionTimeoutMs: provisionTimeoutMs, retryAfterSeconds: 1)
-        broker.driverIdleMillis = 10
         config.broker = broker
         brokerConfig = broker
-        let server = try AdminServer(configuration: config, node: node)
+        let waker = Waker()
+        self.waker = waker
+        let server = try AdminServer(configuration: config, node: node, wakeLeader: { waker.wake() })
         self.server = server
         let (ports, cont) = AsyncStream.makeStream(of: Int.self)
         serverTask = Task { try? await server.run(onListening: { cont.yield($0) }) }
@@ -78,7 +82,7 @@ final class BrokerFixture: Sendable {
 
     /// Starts the leader's operation driver (the fixture's node leads).
     func startDriver() {
-        let loop = OperationDriverLoop(node: node, configuration: brokerConfig, waker: server.driverWaker, logger: Logger(label: "test.driver"))
+        let loop = OperationDriverLoop(node: node, policy: brokerConfig.placementPolicy, waker: waker, idleMillis: 10, logger: Logger(label: "test.driver"))
         driverTask.withLock { task in
             if task == nil { task = Task { await loop.run() } }
         }

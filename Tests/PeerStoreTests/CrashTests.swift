@@ -183,7 +183,7 @@ import Glibc
 
 enum CrashTestError: Error { case noChild(String), spawn(String), hung(String) }
 
-/// Same as the child's functions in Sources/peer-store-crash/main.swift (keep them in step).
+/// Same as the child's functions in Sources/Tools/peer-store-crash/main.swift (keep them in step).
 func crashPayload(index: LogIndex, term: Term) -> [UInt8] {
     var rng = SplitMix64(seed: index &* 0x9E37_79B9 &+ term)
     let size = Int(rng.next() % 300)

@@ -115,7 +115,7 @@ extension Broker {
             let result = try await propose(body)
             switch result {
             case .applied:
-                driverWaker.wake()
+                wakeLeader()
                 let operation: String
                 switch body {
                 case .provisionTenant(let p): operation = p.operationID
@@ -212,7 +212,7 @@ extension Broker {
             let result = try await propose(.deprovisionTenant(deprovision))
             switch result {
             case .applied:
-                driverWaker.wake()
+                wakeLeader()
                 logger.info("broker: deprovision of \(tenantId) started", metadata: ["operation": "\(deprovision.operationID)"])
                 return OSBReply(.accepted, ["operation": .string(deprovision.operationID)])
             case _ where Self.lostRace(result):

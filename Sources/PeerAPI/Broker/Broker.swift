@@ -18,25 +18,26 @@ import Raft
 /// the state moved (`alreadyExists`, `conflict`, ...) makes the handler look again and answer
 /// from what is there now (an identical PUT that lost the race gets the winner's operation).
 /// Asynchronous work (provision, deprovision) lives in the replicated state as an operation that
-/// the leader's `OperationDriverLoop` drives to its end.
+/// the leader's operation driver (`Leader` module) drives to its end.
 final class Broker: Sendable {
     let config: BrokerConfiguration
     let node: PeerNode
     /// The admin server's settings: this peer's id and every member's API address (forwarding).
     let serverConfig: AdminServerConfiguration
     let forwarder: AdminClient
-    let driverWaker: Waker
+    /// Tells the leader's operation driver that an operation started.
+    let wakeLeader: @Sendable () -> Void
     let logger: Logger
 
     /// A handler re-reads the state at most this many times after a proposal lost a race.
     static let decideAttemptsMax = 4
 
-    init(config: BrokerConfiguration, node: PeerNode, serverConfig: AdminServerConfiguration, forwarder: AdminClient, driverWaker: Waker, logger: Logger) {
+    init(config: BrokerConfiguration, node: PeerNode, serverConfig: AdminServerConfiguration, forwarder: AdminClient, wakeLeader: @escaping @Sendable () -> Void, logger: Logger) {
         self.config = config
         self.node = node
         self.serverConfig = serverConfig
         self.forwarder = forwarder
-        self.driverWaker = driverWaker
+        self.wakeLeader = wakeLeader
         self.logger = logger
     }
 

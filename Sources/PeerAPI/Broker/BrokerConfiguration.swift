@@ -1,3 +1,4 @@
+import Controller
 import Crypto
 import Foundation
 
@@ -15,10 +16,6 @@ public struct BrokerConfiguration: Sendable {
     public var provisionTimeoutMs: Int64
     /// `Retry-After` of `last_operation` while an operation runs.
     public var retryAfterSeconds: Int
-    /// How often the leader's driver looks for work when nothing woke it.
-    public var driverIdleMillis = 50
-    /// The driver's pause after a round that committed steps (`broker.driverIntervalMs`).
-    public var driverIntervalMillis = 0
 
     public init(username: String, password: PasswordVerifier, catalog: BrokerCatalog, tenantURLTemplate: String, instanceCapacityUnits: UInt64, provisionTimeoutMs: Int64, retryAfterSeconds: Int) {
         self.username = username
@@ -28,6 +25,11 @@ public struct BrokerConfiguration: Sendable {
         self.instanceCapacityUnits = instanceCapacityUnits
         self.provisionTimeoutMs = provisionTimeoutMs
         self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    /// What the leader places tenants with: the same numbers the broker answers with.
+    public var placementPolicy: PlacementPolicy {
+        PlacementPolicy(instanceCapacityUnits: instanceCapacityUnits, weightUnitsByPlan: catalog.weightUnitsByPlan, provisionTimeoutMs: provisionTimeoutMs)
     }
 
     func tenantURL(_ tenant: String) -> String {

@@ -3,13 +3,13 @@ import Controller
 import Foundation
 import Logging
 import PeerNode
-import Synchronization
 
 /// The leader-only shell around `Controller.OperationDriver` (ARCHITECTURE §11): while this peer
 /// leads, it reads the state linearizably, asks the pure driver for the next step of every
-/// operation in progress, proposes them all at once (one group commit), waits for them to apply,
-/// and goes again. It sleeps when there is nothing to do until a broker handler wakes it (an
-/// operation started) or `idleMillis` pass (operations a previous leader left, timeouts).
+/// operation in progress (broker operations and tenant moves), proposes them all at once (one
+/// group commit), waits for them to apply, and goes again. It sleeps when there is nothing to do
+/// until something wakes it (the API started an operation) or `idleMillis` pass (operations a
+/// previous leader left, timeouts).
 ///
 /// It keeps no state of its own: everything it knows is read from the replicated state each
 /// round, so a new leader's loop picks up exactly where the old one stopped.
@@ -23,20 +23,19 @@ public struct OperationDriverLoop: Sendable {
     let intervalMillis: Int
     let logger: Logger
 
-    public init(node: PeerNode, configuration: BrokerConfiguration, waker: Waker, logger: Logger,
+    /// - Parameters:
+    ///   - idleMillis: how often it looks for work when nothing woke it.
+    ///   - intervalMillis: its pause after a round that committed steps (`broker.driverIntervalMs`).
+    public init(node: PeerNode, policy: PlacementPolicy, waker: Waker, idleMillis: Int = 50, intervalMillis: Int = 0, logger: Logger,
                 readiness: @escaping @Sendable () -> PlacementReadiness = { .immediate },
-                routers: @escaping @Sendable () -> RouterAcks = { .none }, moveTimeoutMs: Int64 = 60_000) {
+                routers: @escaping @Sendable () -> RouterAcks = { .none }) {
         self.node = node
-        var policy = PlacementPolicy(
-            instanceCapacityUnits: configuration.instanceCapacityUnits, weightUnitsByPlan: configuration.catalog.weightUnitsByPlan,
-            provisionTimeoutMs: configuration.provisionTimeoutMs)
-        policy.moveTimeoutMs = moveTimeoutMs
         self.policy = policy
         self.readiness = readiness
         self.routers = routers
         self.waker = waker
-        idleMillis = configuration.driverIdleMillis
-        intervalMillis = configuration.driverIntervalMillis
+        self.idleMillis = idleMillis
+        self.intervalMillis = intervalMillis
         self.logger = logger
     }
 
@@ -114,51 +113,5 @@ public struct OperationDriverLoop: Sendable {
             return any
         }
         return applied
-    }
-}
-
-/// Wakes a sleeping loop early. One pending wake is remembered (a wake while the loop is busy
-/// makes its next wait return at once); more collapse into it, so it never queues.
-public final class Waker: Sendable {
-    private struct State {
-        var pending = false
-        var waiter: CheckedContinuation<Void, Never>?
-    }
-
-    private let state = Mutex(State())
-
-    public init() {}
-
-    public func wake() {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if let w = s.waiter {
-                s.waiter = nil
-                return w
-            }
-            s.pending = true
-            return nil
-        }
-        waiter?.resume()
-    }
-
-    /// Returns after `wake()` or `timeoutMillis`, whichever comes first. One waiter at a time.
-    public func wait(timeoutMillis: Int) async {
-        let timer = Task {
-            guard (try? await Task.sleep(for: .milliseconds(timeoutMillis))) != nil else { return }
-            self.wake()
-        }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                precondition(s.waiter == nil, "Waker supports one waiter at a time")
-                if s.pending {
-                    s.pending = false
-                    return true
-                }
-                s.waiter = c
-                return false
-            }
-            if now { c.resume() }
-        }
-        timer.cancel()
     }
 }

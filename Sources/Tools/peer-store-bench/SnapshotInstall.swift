@@ -1,4 +1,4 @@
-// Snapshot install between two in-process nodes over PeerStore files (issue 3):
+// Snapshot install between two in-process nodes over PeerStore files:
 //
 //   peer-store-bench --snapshot-install-mb 50 [--chunk-kb 1024] [--dir DIR]
 //

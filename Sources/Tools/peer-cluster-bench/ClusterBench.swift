@@ -31,9 +31,8 @@ struct ClusterBench: AsyncParsableCommand {
     var connections = "1,16,64"
 
     // Warm-up and measured run share one cluster, and every peer write creates a tenant: at
-    // ~7,500 writes/s, 3 + 10 s stay under peer's 250,000-tenant bound (ClusterLimits.tenantsMax;
-    // it was 100,000 until run T reached it) with room to spare (refused writes count as errors
-    // and void the comparison).
+    // ~7,500 writes/s, 3 + 10 s stay under peer's 250,000-tenant bound (ClusterLimits.tenantsMax)
+    // with room to spare (refused writes count as errors and void the comparison).
     @Option(help: "Seconds of each measured wrk run.")
     var seconds = 10
 

@@ -6,37 +6,52 @@ import Raft
 import Synchronization
 
 /// The leader's view of the data plane (ARCHITECTURE §10): while this peer leads, it asks every
-/// member for its `DataPlaneReport` every `intervalMillis`, and turns the answers into what the
-/// move driver needs: which placements their instance serves (readiness) and since when every
-/// live router runs a config of a given index (router acks).
+/// member for its data plane every `intervalMillis`, and turns the answers into what the move
+/// driver needs: which placements their instance serves (readiness) and since when every live
+/// router runs a config of a given index (router acks).
 ///
 /// Soft state only: a new leader starts with no acks and waits for its own first polls, which
 /// can only delay a move's last step, never hurry it. A member that does not answer a poll is
 /// not live: it neither blocks a move nor counts as having confirmed anything.
 public final class DataPlaneWatch: Sendable {
     public struct Member: Sendable {
-        public var addresses: MemberAddresses
         /// The member runs components (its config has a `components` address).
         public var supervised: Bool
         /// The member runs a router (its config has a `router` address).
         public var routed: Bool
 
-        public init(addresses: MemberAddresses, supervised: Bool, routed: Bool) {
-            self.addresses = addresses
+        public init(supervised: Bool, routed: Bool) {
             self.supervised = supervised
             self.routed = routed
         }
     }
 
+    /// What one member's data plane answered: the part of its report the leader decides with.
+    public struct MemberReport: Sendable, Hashable {
+        /// Tenants every needed component of that instance serves (health-probed).
+        public var servingTenants: [String]
+        /// The highest applied index whose routing its NGINX is confirmed to run; nil if none yet.
+        public var routerConfirmedIndex: UInt64?
+
+        public init(servingTenants: [String], routerConfirmedIndex: UInt64?) {
+            self.servingTenants = servingTenants
+            self.routerConfirmedIndex = routerConfirmedIndex
+        }
+    }
+
+    /// Asks one member for its report within `timeoutMillis`; nil when it does not answer (the
+    /// `peer` executable asks its admin API, `GET /v1/dataplane`).
+    public typealias Poll = @Sendable (_ member: NodeID, _ timeoutMillis: Int) async -> MemberReport?
+
     struct State {
         var term: Term = 0
-        var reports: [NodeID: DataPlaneReport] = [:]
+        var reports: [NodeID: MemberReport] = [:]
         /// Ascending by index: (the smallest confirmed index over live routers, first seen at).
         var confirmations: [RouterAcks.Confirmation] = []
     }
 
     let members: [NodeID: Member]
-    let client: AdminClient
+    let pollMember: Poll
     let intervalMillis: Int
     let timeoutMillis: Int
     let logger: Logger
@@ -45,13 +60,16 @@ public final class DataPlaneWatch: Sendable {
     /// any later (larger) confirmed index.
     static let confirmationsMax = 1024
 
-    public init(members: [NodeID: Member], client: AdminClient, intervalMillis: Int = 200, timeoutMillis: Int = 1_000, logger: Logger) {
+    public init(members: [NodeID: Member], poll: @escaping Poll, intervalMillis: Int = 200, timeoutMillis: Int = 1_000, logger: Logger) {
         self.members = members
-        self.client = client
+        pollMember = poll
         self.intervalMillis = intervalMillis
         self.timeoutMillis = timeoutMillis
         self.logger = logger
     }
+
+    /// True when some member routes or runs components: otherwise there is nothing to watch.
+    public var hasDataPlane: Bool { members.values.contains { $0.routed || $0.supervised } }
 
     /// Polls while `node` leads, until the task is cancelled.
     public func run(node: PeerNode) async {
@@ -67,22 +85,13 @@ public final class DataPlaneWatch: Sendable {
     }
 
     func poll(term: Term) async {
-        let client = self.client
+        let pollMember = self.pollMember
         let timeout = timeoutMillis
-        let answers = await withTaskGroup(of: (NodeID, DataPlaneReport?).self) { group in
-            for (id, m) in members {
-                group.addTask {
-                    do {
-                        let a = try await client.request(
-                            host: m.addresses.apiHost, port: m.addresses.apiPort, method: .GET, path: "/v1/dataplane", timeoutMillis: timeout)
-                        guard a.status == 200 else { return (id, nil) }
-                        return (id, try? JSONDecoder().decode(DataPlaneReport.self, from: Data(a.body)))
-                    } catch {
-                        return (id, nil)
-                    }
-                }
+        let answers = await withTaskGroup(of: (NodeID, MemberReport?).self) { group in
+            for id in members.keys {
+                group.addTask { (id, await pollMember(id, timeout)) }
             }
-            var all: [NodeID: DataPlaneReport] = [:]
+            var all: [NodeID: MemberReport] = [:]
             for await (id, report) in group { if let report { all[id] = report } }
             return all
         }

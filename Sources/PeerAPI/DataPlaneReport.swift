@@ -1,6 +1,6 @@
 import ClusterModel
 
-// The data plane's soft state (issue 8): what each member's agent and router report. Never in
+// The data plane's soft state: what each member's agent and router report. Never in
 // the replicated log; the leader polls every member's `GET /v1/dataplane` for its move driver
 // (readiness, router acks), and `peer status` shows it.
 

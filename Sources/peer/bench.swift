@@ -3,7 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 
-/// `peer bench ...`: issue 6's cluster benchmark (peer vs etcd side by side). The measuring code
+/// `peer bench ...`: the cluster benchmark (peer vs etcd side by side). The measuring code
 /// lives in its own executable, `peer-cluster-bench`, so the peer binary that runs in
 /// production carries none of it; this command replaces itself with that executable, found
 /// beside `peer`, passing every argument on (`peer bench --help` shows them).

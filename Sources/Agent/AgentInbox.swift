@@ -11,7 +11,7 @@ import Glibc
 ///
 /// A pthread mutex and a condition variable on CLOCK_MONOTONIC (not Mutex: the thread must
 /// sleep until a deadline OR a request, which needs a condition variable).
-final class Mailbox: @unchecked Sendable {
+final class AgentInbox: @unchecked Sendable {
     static let waitersMax = 64
     static let resetsMax = AgentLimits.componentsMax
 
@@ -58,7 +58,7 @@ final class Mailbox: @unchecked Sendable {
         return body()
     }
 
-    /// The agent thread opens the mailbox once recovery is done.
+    /// The agent thread opens the inbox once recovery is done.
     /// A stop asked for during recovery takes effect now.
     func open() {
         locked {

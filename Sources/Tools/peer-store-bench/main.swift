@@ -1,4 +1,4 @@
-// Storage benchmarks for PeerStore (issue 4). Not a test: numbers go to docs/benchmarks.md.
+// Storage benchmarks for PeerStore. Not a test: numbers go to docs/benchmarks.md.
 //
 //   swift build -c release --product peer-store-bench
 //   .build/release/peer-store-bench [--dir DIR] [--samples N] [--open-entries N]

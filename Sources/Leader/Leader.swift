@@ -1,0 +1,46 @@
+import Controller
+import Logging
+import PeerNode
+
+/// The leader's duties in one home (ARCHITECTURE §11, ADR 0010): the loops that feed the pure
+/// `Controller` the replicated state, the data plane's reports and the clock, and carry out
+/// what it decides. Every loop runs on every peer and acts only while that peer leads, so when
+/// leadership moves, the new leader's loops pick up from the replicated state alone.
+///
+/// Today: the registrar (configured members become instances), the operation driver (broker
+/// operations and tenant moves) and the data-plane watch (readiness and router acks for it).
+/// Next here: the balancer, the provisioner and autopilot.
+public final class Leader: Sendable {
+    let node: PeerNode
+    let registrar: Registrar
+    let driver: OperationDriverLoop
+    let watch: DataPlaneWatch
+    let waker: Waker
+
+    /// - Parameters:
+    ///   - waker: what the API wakes when it starts an operation (`wake()`).
+    public init(node: PeerNode, registrar: Registrar, policy: PlacementPolicy, watch: DataPlaneWatch, waker: Waker = Waker(),
+                driverIdleMillis: Int = 50, driverIntervalMillis: Int = 0, logger: Logger) {
+        self.node = node
+        self.registrar = registrar
+        self.watch = watch
+        self.waker = waker
+        driver = OperationDriverLoop(
+            node: node, policy: policy, waker: waker, idleMillis: driverIdleMillis, intervalMillis: driverIntervalMillis, logger: logger,
+            readiness: { watch.readiness() }, routers: { watch.routerAcks() })
+    }
+
+    /// Makes the operation driver's next round start now (an operation was started).
+    public func wake() { waker.wake() }
+
+    /// Runs every loop until the task is cancelled.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.registrar.run() }
+            group.addTask { await self.driver.run() }
+            if watch.hasDataPlane {
+                group.addTask { await self.watch.run(node: self.node) }
+            }
+        }
+    }
+}

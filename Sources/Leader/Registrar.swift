@@ -1,0 +1,91 @@
+import ClusterModel
+import Foundation
+import Logging
+import PeerNode
+import Raft
+
+/// While this peer leads, makes sure every configured member is an instance in the replicated
+/// state (AddInstance, then active), so `peer status` and placement see them. Each leadership
+/// term is its own client session (`registrar-<self>-<term>`), so a retried proposal applies once.
+public struct Registrar: Sendable {
+    /// A member of the cluster configuration: its Raft id and its peer-to-peer address.
+    public struct Member: Sendable {
+        public var id: NodeID
+        public var peerAddress: String
+
+        public init(id: NodeID, peerAddress: String) {
+            self.id = id
+            self.peerAddress = peerAddress
+        }
+    }
+
+    let node: PeerNode
+    let selfID: NodeID
+    let members: [Member]
+    /// This build's version and the highest cluster-model protocol version it applies, recorded
+    /// with each instance it adds.
+    let version: String
+    let protocolVersion: UInt32
+    let intervalMillis: Int
+    let logger: Logger
+
+    public init(node: PeerNode, selfID: NodeID, members: [Member], version: String, protocolVersion: UInt32, intervalMillis: Int = 500, logger: Logger) {
+        self.node = node
+        self.selfID = selfID
+        self.members = members
+        self.version = version
+        self.protocolVersion = protocolVersion
+        self.intervalMillis = intervalMillis
+        self.logger = logger
+    }
+
+    /// Runs until the task is cancelled; acts only while this peer leads.
+    public func run() async {
+        var sequence: UInt64 = 0
+        var clientTerm: Term = 0
+        while !Task.isCancelled {
+            let hint = node.leaderHint
+            if hint.role == .leader {
+                if hint.term != clientTerm {
+                    clientTerm = hint.term
+                    sequence = 0
+                }
+                let members = self.members
+                let missing = (try? await node.read(linearizable: false) { state in
+                    members.filter { m in state.instance("\(m.id)").map { $0.state != .active } ?? true }
+                        .map { m in (m, state.instance("\(m.id)") != nil) }
+                }) ?? []
+                for (m, exists) in missing {
+                    let client = "registrar-\(selfID)-\(clientTerm)"
+                    if !exists {
+                        var add = PBAddInstance()
+                        add.id = "\(m.id)"
+                        add.address = m.peerAddress
+                        add.role = .voter
+                        add.version = version
+                        add.protocolVersion = protocolVersion
+                        sequence += 1
+                        await propose(Command(clientId: client, sequence: sequence, leaderTimeMs: nowMs(), .addInstance(add)))
+                    }
+                    var active = PBSetInstanceState()
+                    active.id = "\(m.id)"
+                    active.state = .active
+                    sequence += 1
+                    await propose(Command(clientId: client, sequence: sequence, leaderTimeMs: nowMs(), .setInstanceState(active)))
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(intervalMillis))
+        }
+    }
+
+    func propose(_ c: Command) async {
+        do {
+            let r = try await node.propose(c.entryBytes())
+            if case .rejected(let why) = r { logger.debug("registrar: \(why)") }
+        } catch {
+            logger.debug("registrar: \(error)")
+        }
+    }
+
+    func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
