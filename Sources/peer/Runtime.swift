@@ -9,6 +9,7 @@ import PeerNode
 import PeerStore
 import PeerTransport
 import Raft
+import ServiceLifecycle
 
 /// This build's identity, shown by `peer status`.
 enum PeerVersion {
@@ -31,6 +32,7 @@ struct RuntimeSettings: Sendable {
         var apiHost: String
         var apiPort: Int
         var peerAddress: String { peerHost.contains(":") ? "[\(peerHost)]:\(peerPort)" : "\(peerHost):\(peerPort)" }
+        var apiAddress: String { apiHost.contains(":") ? "[\(apiHost)]:\(apiPort)" : "\(apiHost):\(apiPort)" }
     }
 
     var clusterID: String
@@ -129,7 +131,7 @@ enum PeerRuntime {
         )
         apiConfig.logger = logger
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
-        var brokerConfig = BrokerConfiguration(
+        let brokerConfig = BrokerConfiguration(
             username: s.broker.username, password: try BrokerFiles.loadVerifier(s.broker), catalog: BrokerCatalog(s.catalog),
             tenantURLTemplate: s.broker.tenantURL, instanceCapacityUnits: UInt64(s.broker.instanceCapacity),
             provisionTimeoutMs: Int64(s.broker.provisionTimeoutMs), retryAfterSeconds: s.broker.retryAfterSeconds)
@@ -153,35 +155,22 @@ enum PeerRuntime {
             "id": "\(s.selfID)", "cluster": "\(s.clusterID)", "peer": "\(s.me.peerAddress)", "api": "\(s.me.apiHost):\(s.me.apiPort)",
         ])
 
-        let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
-        let apiTask = Task {
-            do {
-                try await api.run()
-            } catch {
-                logger.error("admin API stopped: \(error)")
-            }
-        }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await e in transport.events {
-                    if case .peerUnreachable(let id, _) = e { node.reportUnreachable(id) }
-                }
-            }
-            group.addTask { await leader.run() }
-            if !dataPlane.isEmpty {
-                group.addTask { await dataPlane.run(node: node) }
-            }
-            let signal = await signals.next()
-            logger.info("signal \(signal): stopping gracefully")
-            // The API first (requests in flight finish against a live node), then the node
-            // (what still waits fails with a clear error), then the transport.
-            await api.shutdown()
-            await apiTask.value
-            group.cancelAll()
-            // Components and NGINX stop gracefully (requests in flight finish) before the node.
-            await dataPlane.stop()
-            await node.stop()
-            await transport.shutdown()
+        // Started in this order, shut down gracefully in the reverse one (Services.swift).
+        let services: [any Service] = [
+            TransportService(transport: transport, node: node, logger: logger), NodeService(node: node, logger: logger),
+            DataPlaneService(dataPlane: dataPlane, node: node, logger: logger), LeaderService(leader: leader, logger: logger),
+            APIService(api: api, address: s.me.apiAddress, logger: logger),
+        ]
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        let outcome: Result<Void, any Error>
+        do {
+            try await group.run()
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
         }
         do {
             try store.close()
@@ -189,6 +178,7 @@ enum PeerRuntime {
             logger.error("closing the store failed: \(error)")
         }
         logger.info("peer stopped", metadata: ["id": "\(s.selfID)"])
+        try outcome.get()
     }
 }
 
@@ -219,32 +209,6 @@ extension PeerRuntime {
             version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion, logger: logger)
         return Leader(
             node: node, registrar: registrar, policy: policy, watch: watch, driverIntervalMillis: s.broker.driverIntervalMs, logger: logger)
-    }
-}
-
-/// Waits for one of `signals` (handled through Dispatch, so no code runs in a signal handler).
-// The sources are only retained (a source released is cancelled), never touched after init.
-final class SignalWaiter: @unchecked Sendable {
-    let stream: AsyncStream<Int32>
-    let sources: [any DispatchSourceSignal]
-
-    init(signals: [Int32]) {
-        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(4))
-        self.stream = stream
-        var sources: [any DispatchSourceSignal] = []
-        for sig in signals {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { continuation.yield(sig) }
-            source.resume()
-            sources.append(source)
-        }
-        self.sources = sources
-    }
-
-    func next() async -> Int32 {
-        for await s in stream { return s }
-        return SIGTERM
     }
 }
 

@@ -17,6 +17,8 @@ final class ProcessCluster {
     /// With `dataPlane`, every peer also runs a router (NGINX) and components (the demo catalog:
     /// `tenant-app` beside the peer binary plays dfx-dev, dfx-dep and dfc).
     let routerPorts: [Int]
+    /// Each peer's admin API port, by position (peer id - 1).
+    let apiPorts: [Int]
 
     /// `binary`: another `peer` binary than the one built beside the tests.
     init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, extraYAML: String = "", dataPlane: Bool = false, binary: String? = nil) throws {
@@ -49,6 +51,7 @@ final class ProcessCluster {
             }
         }
         routerPorts = stride(from: 0, to: routers.count, by: 2).map { routers[$0] }
+        apiPorts = (0..<size).map { ports[2 * $0 + 1] }
         yaml += extraYAML
         configPath = dir + "/cluster.yaml"
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)

@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `peer run` as a ServiceGroup (Sources/peer/Services.swift): a part that cannot serve fails the
+/// whole peer at once, and SIGTERM stops the parts in the reverse order of their start.
+@Suite struct LifecycleProcessTests {
+    /// A listening TCP socket on 127.0.0.1:`port`, held until closed: another program on the port.
+    static func occupy(_ port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let bound = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard fd >= 0, bound == 0, listen(fd, 8) == 0 else {
+            close(fd)
+            throw ProcessTestError("cannot occupy port \(port): errno \(errno)")
+        }
+        return fd
+    }
+
+    @Test func peerWhoseAPIPortIsTakenExitsNonZeroNamingTheAddress() async throws {
+        let c = try ProcessCluster(size: 1)
+        try await c.must(["init", "--config", c.configPath])
+        let holder = try Self.occupy(c.apiPorts[0])
+        defer { close(holder) }
+        let run = try await c.run(["run", "--config", c.configPath, "--id", "1"], timeoutSeconds: 30)
+        #expect(run.status == 1, "peer run kept running or ended otherwise: \(run.status)")
+        #expect(run.stderr.contains("the admin API cannot serve on 127.0.0.1:\(c.apiPorts[0])"), "\(run.stderr)")
+        let up = try await c.run(["up", "--config", c.configPath, "--timeout", "20"], timeoutSeconds: 40)
+        #expect(up.status != 0, "peer up exited 0 although its peer could not serve its API: \(up.stdout)")
+    }
+
+    @Test func sigtermStopsTheApiFirstAndTheTransportLast() async throws {
+        let c = try ProcessCluster(size: 1, dataPlane: true)
+        try await c.must(["init", "--config", c.configPath])
+        try await c.must(["up", "--config", c.configPath])
+        try await c.must(["down", "--config", c.configPath])
+        let log = try String(contentsOfFile: "\(c.dir)/run/peer-1.log", encoding: .utf8)
+        let order = ["stopped: admin API", "stopped: leader loops", "stopped: data plane", "stopped: node", "stopped: transport", "peer stopped"]
+        let positions = order.map { log.range(of: $0)?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil }, "missing stop lines in the log:\n\(log.suffix(3000))")
+        let found = positions.compactMap { $0 }
+        #expect(found == found.sorted(), "stopped out of order:\n\(log.suffix(3000))")
+    }
+}
