@@ -33,6 +33,9 @@ struct ClusterBench: AsyncParsableCommand {
     // Warm-up and measured run share one cluster, and every peer write creates a tenant: at
     // ~7,500 writes/s, 3 + 10 s stay under peer's 250,000-tenant bound (ClusterLimits.tenantsMax)
     // with room to spare (refused writes count as errors and void the comparison).
+    @Option(help: "Which member wrk writes to: leader, or follower (every write is forwarded to the leader: the admin client's path on peer, the server's proposal forwarding on etcd).")
+    var target = "leader"
+
     @Option(help: "Seconds of each measured wrk run.")
     var seconds = 10
 
@@ -77,6 +80,7 @@ struct ClusterBench: AsyncParsableCommand {
         guard !levels.isEmpty || failoverRuns > 0 else { throw ValidationError("nothing to measure") }
         for c in levels where !(1...1_000).contains(c) { throw ValidationError("connections must be 1...1000, got \(c)") }
         for s in systemList where s != "etcd" && s != "peer" { throw ValidationError("unknown system \(s): etcd or peer") }
+        guard target == "leader" || target == "follower" else { throw ValidationError("--target leader or follower, got \(target)") }
     }
 
     var levels: [Int] { connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -113,6 +117,7 @@ struct ClusterBench: AsyncParsableCommand {
         report.peerBinary = peerBin
         report.seconds = seconds
         report.warmup = warmup
+        report.target = target
         report.rounds = rounds
         report.quiet = quiet
         report.failoverRuns = failoverRuns
@@ -149,7 +154,8 @@ struct ClusterBench: AsyncParsableCommand {
                             say("\(system) idle VmRSS (KiB): \(report.idleRSS[system]!.map(\.rssKiB))")
                         }
                         let leader = try await cluster.leader()
-                        let url = cluster.endpoints[leader].url
+                        let written = target == "follower" ? (leader + 1) % cluster.endpoints.count : leader
+                        let url = cluster.endpoints[written].url
                         let threads = min(c, ProcessInfo.processInfo.activeProcessorCount)
                         if warmup > 0 {
                             let script = try writeScript(cluster, dir: dir, name: "\(name)-warmup")

@@ -33,6 +33,8 @@ struct Report {
     var peerBinary = "?"
     var seconds = 0
     var warmup = 0
+    /// Which member wrk wrote to: "leader" or "follower" (each write forwarded to the leader).
+    var target = "leader"
     var rounds = 1
     var quiet = 0
     var failoverRuns = 0
@@ -128,7 +130,7 @@ struct Report {
         var out = "### peer-cluster-bench, \(iso.string(from: started))\n\n"
         out += "Machine: `nproc` = \(ProcessInfo.processInfo.activeProcessorCount), CPU \"\(Machine.cpuModel())\", kernel \(Machine.kernel()), "
         out += "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB. \(etcdVersion); \(wrkVersion); peer: \(peerBinary).\n"
-        out += "Each load row: a fresh 3-member cluster, wrk against the leader's HTTPS API, \(warmup) s warm-up (discarded) then \(seconds) s measured; \(rounds) round\(rounds == 1 ? "" : "s") per connection count, the systems' order alternating; "
+        out += "Each load row: a fresh 3-member cluster, wrk against the \(target == "follower" ? "HTTPS API of a follower, which forwards every write to the leader" : "leader's HTTPS API"), \(warmup) s warm-up (discarded) then \(seconds) s measured; \(rounds) round\(rounds == 1 ? "" : "s") per connection count, the systems' order alternating; "
         out += "writes/s counts answers with status < 400 only. Load = 1-minute load average before -> after the measured run.\n"
         if let entries = peerSnapshotEntries { out += "**Not the defaults**: peer snapshots every \(entries) entries (`--peer-snapshot-entries`).\n" }
         if etcdClientCertAuth { out += "etcd's client listener requires client certificates (`--client-cert-auth`).\n" }
