@@ -48,6 +48,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The one HTTP client (the admin client: mutual TLS, pooled keep-alive connections).
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // MARK: Pure cores: no I/O, no clock (`.ci/check-imports`).
@@ -128,6 +130,7 @@ let package = Package(
             name: "PeerAPI",
             dependencies: nio + [
                 "PeerNode", "ClusterModel", "Controller", "Raft", logging,
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -44,14 +45,17 @@ public struct HTTPAnswer: Sendable {
     public var body: [UInt8]
 }
 
-/// A small HTTPS/1.1 client over SwiftNIO with mutual TLS 1.3: one request per connection,
-/// bounded answer size, a deadline on the whole exchange.
+/// The HTTPS/1.1 client of the admin and broker APIs, with mutual TLS 1.3: the CLI's, a
+/// follower's that forwards writes to the leader, and the leader's data-plane polls. It is
+/// AsyncHTTPClient with a connection pool, so a member keeps its TLS connections to another
+/// alive (at most `connectionsPerHostMax` each, idle ones closed after `idleSeconds`) instead of
+/// a handshake per request. Bounded answer size; a deadline on the whole exchange.
 public final class AdminClient: Sendable {
-    let sslContext: NIOSSLContext
-    let group: any EventLoopGroup
+    let http: HTTPClient
     public let responseBytesMax: Int
 
-    public init(tls: APITLSFiles, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, responseBytesMax: Int = 16 << 20) throws(AdminClientError) {
+    public init(tls: APITLSFiles, responseBytesMax: Int = 16 << 20, connectionsPerHostMax: Int = 64, idleSeconds: Int64 = 30) throws(AdminClientError) {
+        let tlsConfiguration: TLSConfiguration
         do {
             var config = TLSConfiguration.makeClientConfiguration()
             config.minimumTLSVersion = .tlsv13
@@ -61,12 +65,25 @@ public final class AdminClient: Sendable {
             // The cluster CA is the only trust root and it signs only this cluster's members, so
             // the chain proves membership; names are not checked (peers are addressed by IP).
             config.certificateVerification = .noHostnameVerification
-            sslContext = try NIOSSLContext(configuration: config)
+            tlsConfiguration = config
         } catch {
             throw .tls("\(error)")
         }
-        self.group = group
+        var configuration = HTTPClient.Configuration(
+            tlsConfiguration: tlsConfiguration, redirectConfiguration: .disallow,
+            timeout: .init(connect: .seconds(3)),
+            connectionPool: .init(idleTimeout: .seconds(idleSeconds), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHostMax))
+        configuration.httpVersion = .http1Only
+        // A member that refuses the connection is down: say so at once, so the caller tries the
+        // next member, instead of retrying the connection until the request's deadline.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
         self.responseBytesMax = responseBytesMax
+    }
+
+    deinit {
+        // Closes the pooled connections; the HTTP client stays alive until that is done.
+        http.shutdown { _ in }
     }
 
     /// Sends one request to `host:port` and returns the answer.
@@ -75,109 +92,37 @@ public final class AdminClient: Sendable {
         headers: [(String, String)] = [], body: [UInt8]? = nil, timeoutMillis: Int = 5_000
     ) async throws(AdminClientError) -> HTTPAnswer {
         let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        let promise = group.next().makePromise(of: HTTPAnswer.self)
-        let sslContext = self.sslContext
-        let limit = responseBytesMax
-        let bootstrap = ClientBootstrap(group: group)
-            .connectTimeout(.milliseconds(Int64(min(timeoutMillis, 3_000))))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: nil)
-                    try channel.pipeline.syncOperations.addHandler(tls)
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(AnswerCollector(promise: promise, limit: limit, address: address))
-                }
-            }
-        let channel: any Channel
-        do {
-            channel = try await bootstrap.connect(host: host, port: port).get()
-        } catch {
-            promise.fail(error)
-            throw .connect(address: address, reason: "\(error)")
-        }
-        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-        head.headers.add(name: "Host", value: address)
-        head.headers.add(name: "Connection", value: "close")
-        head.headers.add(name: "Accept", value: "application/json")
-        for (n, v) in headers { head.headers.add(name: n, value: v) }
+        var request = HTTPClientRequest(url: "https://\(address)\(path)")
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/json")
+        for (n, v) in headers { request.headers.add(name: n, value: v) }
         if let body {
-            head.headers.add(name: "Content-Type", value: "application/json")
-            head.headers.add(name: "Content-Length", value: "\(body.count)")
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
         } else if method == .POST || method == .PUT {
-            head.headers.add(name: "Content-Length", value: "0")
+            request.headers.add(name: "Content-Length", value: "0")
         }
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        if let body {
-            channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
-        }
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeoutMillis))) {
-            promise.fail(AdminClientError.timeout(address: address, millis: timeoutMillis))
-            channel.close(promise: nil)
-        }
-        defer { timeout.cancel() }
         do {
-            let answer = try await promise.futureResult.get()
-            channel.close(promise: nil)
-            return answer
-        } catch let e as AdminClientError {
-            channel.close(promise: nil)
-            throw e
+            let response = try await http.execute(request, deadline: .now() + .milliseconds(Int64(timeoutMillis)))
+            let body = try await response.body.collect(upTo: responseBytesMax)
+            return HTTPAnswer(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: Array(buffer: body))
         } catch {
-            channel.close(promise: nil)
-            throw .protocolError(address: address, reason: "\(error)")
-        }
-    }
-}
-
-/// Collects one HTTP answer, refusing more than `limit` body bytes.
-final class AnswerCollector: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPClientResponsePart
-    let promise: EventLoopPromise<HTTPAnswer>
-    let limit: Int
-    let address: String
-    var head: HTTPResponseHead?
-    var body: [UInt8] = []
-    var done = false
-
-    init(promise: EventLoopPromise<HTTPAnswer>, limit: Int, address: String) {
-        self.promise = promise
-        self.limit = limit
-        self.address = address
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !done else { return }
-        switch unwrapInboundIn(data) {
-        case .head(let h):
-            head = h
-        case .body(var buffer):
-            if body.count + buffer.readableBytes > limit {
-                finish(context, .failure(AdminClientError.responseTooLarge(address: address, limit: limit)))
-                return
-            }
-            body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
-            guard let head else {
-                finish(context, .failure(AdminClientError.protocolError(address: address, reason: "end without a head")))
-                return
-            }
-            finish(context, .success(HTTPAnswer(status: Int(head.status.code), headers: head.headers.map { ($0.name, $0.value) }, body: body)))
+            throw Self.describe(error, address: address, timeoutMillis: timeoutMillis, limit: responseBytesMax)
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        finish(context, .failure(AdminClientError.protocolError(address: address, reason: "connection closed before the answer ended")))
-    }
+    static let timeouts: [HTTPClientError] = [.deadlineExceeded, .readTimeout, .writeTimeout, .connectTimeout, .getConnectionFromPoolTimeout, .cancelled]
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        finish(context, .failure(AdminClientError.protocolError(address: address, reason: "\(error)")))
-    }
-
-    private func finish(_ context: ChannelHandlerContext, _ result: Result<HTTPAnswer, any Error>) {
-        guard !done else { return }
-        done = true
-        promise.completeWith(result)
-        context.close(promise: nil)
+    /// The client's own words for what went wrong: `connect` and `timeout` when the request may
+    /// not have arrived, `protocolError` when an answer was cut or malformed.
+    static func describe(_ error: any Error, address: String, timeoutMillis: Int, limit: Int) -> AdminClientError {
+        if error is NIOTooManyBytesError { return .responseTooLarge(address: address, limit: limit) }
+        if let e = error as? HTTPClientError {
+            if Self.timeouts.contains(e) { return .timeout(address: address, millis: timeoutMillis) }
+            if e == .remoteConnectionClosed || e == .bodyLengthMismatch { return .protocolError(address: address, reason: "\(e)") }
+            return .connect(address: address, reason: "\(e)")
+        }
+        // Connection refused or reset, TLS handshake failures: the request did not arrive.
+        return .connect(address: address, reason: "\(error)")
     }
 }

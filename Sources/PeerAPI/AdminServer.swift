@@ -88,6 +88,9 @@ public final class AdminServer: Sendable {
         }
     }
 
+    /// How long closing a connection waits for the client's TLS close_notify.
+    static let tlsShutdownTimeoutMillis = 500
+
     func serverTLS() throws -> TLSConfiguration {
         let chain = try NIOSSLCertificate.fromPEMFile(config.tls.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
         let key = try NIOSSLPrivateKey(file: config.tls.privateKeyPath, format: .pem)
@@ -98,6 +101,10 @@ public final class AdminServer: Sendable {
         // Whether one was offered is checked per request (`authorize`): a request with neither a
         // certificate nor the admin token gets a clear 401, not a failed handshake.
         tls.certificateVerification = .optionalVerification
+        // A graceful stop closes the idle keep-alive connections (other members' pooled admin
+        // clients) with a TLS close_notify; a pooled client that is not reading does not answer
+        // it, and NIOSSL's default wait for that answer (5 s) would hold every stop that long.
+        tls.shutdownTimeout = .milliseconds(Int64(Self.tlsShutdownTimeoutMillis))
         return tls
     }
 

@@ -148,3 +148,44 @@ struct AdminAPITests {
         await f.close()
     }
 }
+
+/// The admin client keeps its mutual-TLS connections alive: a follower forwarding writes, the
+/// leader polling data planes and a CLI making several calls pay one handshake, not one each.
+@Suite struct AdminClientConnectionTests {
+    /// TCP sockets of this machine with one end on 127.0.0.1:`port`, by state (/proc/net/tcp:
+    /// 01 established, 06 TIME_WAIT), seen from the client's side (remote port `port`).
+    static func clientSockets(toPort port: Int) throws -> [String: Int] {
+        // read(2) to the end: Foundation reads a /proc file as far as its first pages only.
+        let fd = open("/proc/net/tcp", O_RDONLY)
+        guard fd >= 0 else { throw APIError("io", "cannot open /proc/net/tcp") }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        var states: [String: Int] = [:]
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 3, let remotePort = fields[2].split(separator: ":").last.flatMap({ Int($0, radix: 16) }) else { continue }
+            if remotePort == port { states[String(fields[3]), default: 0] += 1 }
+        }
+        return states
+    }
+
+    @Test func tenSequentialRequestsUseOneConnection() async throws {
+        let f = try await APIFixture()
+        let client = try f.client()
+        for _ in 0..<10 {
+            let (status, _) = try await f.call(client, .GET, "/v1/status")
+            #expect(status == 200)
+        }
+        let sockets = try Self.clientSockets(toPort: f.port)
+        #expect(sockets["01"] == 1, "one established connection from the client expected: \(sockets)")
+        #expect(sockets["06", default: 0] == 0, "no connection closed after a request: \(sockets)")
+        await f.close()
+    }
+}

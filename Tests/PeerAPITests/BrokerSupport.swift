@@ -61,7 +61,7 @@ final class BrokerFixture: Sendable {
             tls: APITLSFiles(caCertificatePath: dir + "/ca.pem", certificatePath: dir + "/peer-1.pem", privateKeyPath: dir + "/peer-1.key"),
             version: "test", protocolVersion: 1, pid: getpid(), startedAtMs: 0
         )
-        var broker = BrokerConfiguration(
+        let broker = BrokerConfiguration(
             username: username, password: PasswordVerifier.make(password: password), catalog: Self.catalog(maintenance: maintenance),
             tenantURLTemplate: "https://{tenant}.apps.test", instanceCapacityUnits: instanceCapacity,
             provisionTimeoutMs: provisionTimeoutMs, retryAfterSeconds: 1)

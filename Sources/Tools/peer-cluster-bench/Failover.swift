@@ -12,7 +12,8 @@ struct FailoverSample: Sendable {
 
 enum Failover {
     /// `kill -9` of the leader, then a write probe every `intervalMillis` (each one a new
-    /// request on a new mutual-TLS connection, alternating between the survivors, each with a
+    /// request over the admin client's pooled mutual-TLS connections, a new connection when none
+    /// to that survivor is open, alternating between the survivors, each with a
     /// `probeTimeoutMillis` deadline, not waiting for earlier ones): the time from the kill to
     /// the first answer that accepts a write. Then the killed member is restarted and the
     /// cluster must converge (every member at one commit = applied index) before the next kill.

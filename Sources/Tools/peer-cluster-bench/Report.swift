@@ -179,7 +179,7 @@ struct Report {
         }
 
         if !failover.isEmpty {
-            out += "\nFailover: `kill -9` of the leader, then a write probe every \(probeIntervalMs) ms through the survivors (alternating; each probe a new mutual-TLS connection, deadline 3 s); "
+            out += "\nFailover: `kill -9` of the leader, then a write probe every \(probeIntervalMs) ms through the survivors (alternating; each probe a request over the client's pooled mutual-TLS connections, the same client for both systems, deadline 3 s); "
             out += "time from the kill to the first accepted write. The killed member is restarted and every member caught up (one commit = applied index) before the next kill. Heartbeat 100 ms, election timeout 1000 ms on both.\n\n"
             out += "| system | kills | median ms | p90 ms | min ms | max ms | every run (ms) |\n|---|---:|---:|---:|---:|---:|---|\n"
             for system in ["etcd", "peer"] {
