@@ -112,3 +112,16 @@ enum Validate {
         (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66)
     }
 }
+
+extension ClusterState {
+    /// Why `id` cannot name a tenant (apply's own rule), or nil: so a front end refuses such a
+    /// request before anything reaches the log.
+    public static func tenantIdProblem(_ id: String) -> String? {
+        do {
+            try Validate.tenantId(id)
+            return nil
+        } catch {
+            return error.detail
+        }
+    }
+}

@@ -147,6 +147,17 @@ public final class AdminServer: Sendable {
 
     // MARK: - Routes
 
+    /// A path parameter, percent-decoded once (the router hands it over encoded:
+    /// `/v1/tenants/%61cme` names tenant `acme`). An invalid escape is either refused here or
+    /// left as text, which no id may hold (400 either way).
+    static func pathSegment(_ context: AdminRequestContext, _ name: String) -> Result<String, APIError> {
+        let raw = context.parameters.get(name) ?? ""
+        guard let decoded = raw.removingPercentEncoding else {
+            return .failure(APIError("badRequest", "the path's \(name) is not a valid percent-encoded string"))
+        }
+        return .success(decoded)
+    }
+
     func addRoutes(to router: RouterGroup<AdminRequestContext>) {
         router.get("status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
@@ -175,13 +186,14 @@ public final class AdminServer: Sendable {
             }
         }
         router.get("operations/:id") { _, context in
-            let id = context.parameters.get("id") ?? ""
-            return await self.respond { () async throws(APIError) -> OperationInfo in try await self.operation(id) }
+            let id = Self.pathSegment(context, "id")
+            return await self.respond { () async throws(APIError) -> OperationInfo in try await self.operation(try id.get()) }
         }
         router.post("tenants/:id/move") { request, context in
             var request = request
-            let id = context.parameters.get("id") ?? ""
+            let id = Self.pathSegment(context, "id")
             return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (OperationInfo, HTTPResponse.Status) in
+                let id = try id.get()
                 let req: MoveTenantRequest
                 do { req = try JSONDecoder().decode(MoveTenantRequest.self, from: Data(body)) } catch {
                     throw APIError("badRequest", "the body is not a move request ({\"to\": \"<instance id>\"}): \(error)")
@@ -191,11 +203,11 @@ public final class AdminServer: Sendable {
         }
         router.delete("tenants/:id") { request, context in
             var request = request
-            let id = context.parameters.get("id") ?? ""
+            let id = Self.pathSegment(context, "id")
             let client = request.uri.queryParameters.get("clientId").map { String($0) }
             let sequence = request.uri.queryParameters.get("sequence").flatMap { UInt64($0) }
             return await self.write(request: &request) { (_: [UInt8]) async throws(APIError) -> (WriteResult, HTTPResponse.Status) in
-                try await self.deleteTenant(id, clientId: client, sequence: sequence)
+                try await self.deleteTenant(try id.get(), clientId: client, sequence: sequence)
             }
         }
     }
@@ -320,6 +332,18 @@ public final class AdminServer: Sendable {
     func createTenant(_ req: CreateTenantRequest) async throws(APIError) -> (WriteResult, HTTPResponse.Status) {
         let planName = req.plan ?? "development"
         let plan = config.broker?.catalog.services.lazy.flatMap(\.plans).first { $0.id == planName || $0.name == planName }
+        // Refusals that depend only on the request never reach the log.
+        if let problem = ClusterState.tenantIdProblem(req.id) { throw APIError("badRequest", problem) }
+        if let catalog = config.broker?.catalog {
+            guard let plan else {
+                let offered = catalog.services.flatMap(\.plans).map { "\($0.name) (\($0.id))" }.joined(separator: ", ")
+                throw APIError("badRequest", "unknown plan '\(planName)': the catalog offers \(offered)")
+            }
+            for component in req.components ?? [] where !plan.components.contains(component) {
+                throw APIError("badRequest", "component '\(component)' is not in plan \(plan.name) (\(plan.components.joined(separator: ", ")))")
+            }
+        }
+        try await refuseIfTenantExists(req.id, clientId: req.clientId, sequence: req.sequence)
         var body = PBCreateTenant()
         body.id = req.id
         body.plan = plan?.id ?? planName
@@ -343,6 +367,24 @@ public final class AdminServer: Sendable {
         case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: tenant), .ok)
         default: throw Self.apiError(result)
         }
+    }
+
+    /// A refusal that depends on the state, checked against this peer's applied state before
+    /// proposing (apply judges again): a tenant that exists is 409, unless this request is the
+    /// retry of one already applied (its client session has seen its sequence), which the log
+    /// answers as a duplicate.
+    func refuseIfTenantExists(_ id: String, clientId: String?, sequence: UInt64?) async throws(APIError) {
+        let exists: Bool
+        do {
+            exists = try await node.read(linearizable: false) { state in
+                guard state.tenant(id) != nil else { return false }
+                guard let clientId, let last = state.lastSequence(ofClient: clientId) else { return true }
+                return last < (sequence ?? 1)
+            }
+        } catch {
+            throw Self.apiError(error)
+        }
+        if exists { throw APIError("conflict", "tenant \"\(id)\" exists") }
     }
 
     /// Deletes a tenant the way the broker deprovisions one: it enters `deprovisioning` with a

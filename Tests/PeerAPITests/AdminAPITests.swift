@@ -147,6 +147,26 @@ struct AdminAPITests {
         #expect(try await f.call(c, .DELETE, "/v1/tenants/acme?clientId=t-3&sequence=1").0 == 409, "a second delete meets the first's operation")
         await f.close()
     }
+
+    @Test("a path's tenant id is percent-decoded once; a malformed encoding is 400")
+    func pathSegmentsArePercentDecoded() async throws {
+        let f = try await APIFixture()
+        let c = try f.client()
+        #expect(try await f.call(c, .POST, "/v1/tenants", body: #"{"id":"1234"}"#).0 == 201)
+        let deleted = try await f.call(c, .DELETE, "/v1/tenants/%31%32%33%34")
+        #expect(deleted.0 == 200, "\(deleted.1)")
+        let after = try JSONDecoder().decode([TenantInfo].self, from: Data(try await f.call(c, .GET, "/v1/tenants").1.utf8))
+        #expect(after.map(\.state) == ["deprovisioning"], "the decoded id named the tenant: \(after)")
+        let malformed = try await f.call(c, .DELETE, "/v1/tenants/%zz")
+        // Foundation leaves an invalid escape as text, which no tenant id may hold: still a 400.
+        #expect(malformed.0 == 400 && malformed.1.contains("%zz"), "\(malformed)")
+        // Decoded once only: %2531 is the text "%31" (not a tenant id), never tenant "1".
+        #expect(try await f.call(c, .POST, "/v1/tenants", body: #"{"id":"1"}"#).0 == 201)
+        #expect(try await f.call(c, .DELETE, "/v1/tenants/%2531").0 != 200)
+        let one = try JSONDecoder().decode([TenantInfo].self, from: Data(try await f.call(c, .GET, "/v1/tenants").1.utf8)).first { $0.id == "1" }
+        #expect(one != nil && one?.state != "deprovisioning", "tenant 1 untouched: \(String(describing: one))")
+        await f.close()
+    }
 }
 
 /// The admin client keeps its mutual-TLS connections alive: a follower forwarding writes, the

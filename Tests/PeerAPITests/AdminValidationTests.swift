@@ -1,0 +1,50 @@
+import ClusterModel
+import Foundation
+import NIOHTTP1
+import PeerAPI
+import Testing
+
+/// The admin API's tenant create checks what depends only on the request (id, plan, components)
+/// and what the applied state already answers (the tenant exists) before proposing: a refused
+/// write appends nothing to the log (issue 19). The apply stays the final judge.
+@Suite struct AdminValidationTests {
+    static func admin(_ f: BrokerFixture) throws -> AdminClient {
+        // A peer's own certificate is admitted by the admin API (a follower forwards with it).
+        try AdminClient(tls: APITLSFiles(caCertificatePath: f.dir + "/ca.pem", certificatePath: f.dir + "/peer-1.pem", privateKeyPath: f.dir + "/peer-1.key"))
+    }
+
+    static func create(_ f: BrokerFixture, _ client: AdminClient, _ body: String) async throws -> (Int, String) {
+        let a = try await client.request(host: "127.0.0.1", port: f.port, method: .POST, path: "/v1/tenants", body: Array(body.utf8))
+        return (a.status, String(decoding: a.body, as: UTF8.self))
+    }
+
+    @Test func refusalsThatDependOnlyOnTheRequestAppendNothing() async throws {
+        let f = try await BrokerFixture(driver: false)
+        let client = try Self.admin(f)
+        let before = try await f.fingerprint
+        let unknownPlan = try await Self.create(f, client, #"{"id":"acme","plan":"no-such-plan"}"#)
+        #expect(unknownPlan.0 == 400 && unknownPlan.1.contains("unknown plan 'no-such-plan'"), "\(unknownPlan)")
+        let unknownComponent = try await Self.create(f, client, #"{"id":"acme","plan":"deployment","components":["nope"]}"#)
+        #expect(unknownComponent.0 == 400 && unknownComponent.1.contains("component 'nope' is not in plan deployment"), "\(unknownComponent)")
+        let otherPlansComponent = try await Self.create(f, client, #"{"id":"acme","plan":"deployment","components":["dfx-dev"]}"#)
+        #expect(otherPlansComponent.0 == 400 && otherPlansComponent.1.contains("component 'dfx-dev' is not in plan deployment"), "\(otherPlansComponent)")
+        let badId = try await Self.create(f, client, #"{"id":"-acme","plan":"deployment"}"#)
+        #expect(badId.0 == 400 && badId.1.contains("DNS label"), "\(badId)")
+        #expect(try await f.fingerprint == before, "a refused request appended an entry")
+        await f.close()
+    }
+
+    @Test func anExistingTenantIsRefusedFromTheAppliedStateButARetryIsADuplicate() async throws {
+        let f = try await BrokerFixture(driver: false)
+        let client = try Self.admin(f)
+        let first = try await Self.create(f, client, #"{"id":"acme","plan":"deployment","clientId":"op-1","sequence":1}"#)
+        #expect(first.0 == 201, "\(first)")
+        let afterCreate = try await f.fingerprint
+        let conflict = try await Self.create(f, client, #"{"id":"acme","plan":"deployment","clientId":"op-2","sequence":1}"#)
+        #expect(conflict.0 == 409 && conflict.1.contains("exists"), "\(conflict)")
+        #expect(try await f.fingerprint == afterCreate, "a 409 decided from the applied state appended an entry")
+        let retry = try await Self.create(f, client, #"{"id":"acme","plan":"deployment","clientId":"op-1","sequence":1}"#)
+        #expect(retry.0 == 200 && retry.1.contains("\"duplicate\""), "the same request again is its first outcome: \(retry)")
+        await f.close()
+    }
+}
