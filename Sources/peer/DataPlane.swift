@@ -57,6 +57,15 @@ final class DataPlane: Sendable {
         let binaryDirectory = URL(fileURLWithPath: settings.peerBinary).deletingLastPathComponent().path
         let exec = binaryDirectory + "/peer-exec"
         let needsChildren = me.componentAddress != nil || me.routerAddress != nil
+        // Checked before anything starts: a taken router port is fatal, not a router that
+        // silently never runs. The NGINX of this peer's previous run (killed with it) may still
+        // be going away, so a taken port is looked at again for a while first.
+        if me.routerAddress != nil {
+            for (address, key) in [(me.routerAddress, "router"), (me.routerControlAddress, "routerControl")] {
+                guard let address, let problem = ListenCheck.problem(binding: address, waitingUpToMillis: ListenCheck.waitMillis) else { continue }
+                throw CLIError("the router cannot listen on \(address) (the config's \(key) address): \(problem)")
+            }
+        }
         guard !needsChildren || FileManager.default.isExecutableFile(atPath: exec) else {
             throw CLIError("\(exec) not found: peer starts NGINX and the components through it, from its own directory; build it with \(BuildHint.command(building: "peer-exec", besideBinaryIn: binaryDirectory))")
         }

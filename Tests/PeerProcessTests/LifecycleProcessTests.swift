@@ -36,6 +36,16 @@ import Glibc
         #expect(up.status != 0, "peer up exited 0 although its peer could not serve its API: \(up.stdout)")
     }
 
+    @Test func peerWhoseRouterPortIsTakenExitsNonZeroNamingTheAddress() async throws {
+        let c = try ProcessCluster(size: 1, dataPlane: true)
+        try await c.must(["init", "--config", c.configPath])
+        let holder = try Self.occupy(c.routerPorts[0])
+        defer { close(holder) }
+        let run = try await c.run(["run", "--config", c.configPath, "--id", "1"], timeoutSeconds: 30)
+        #expect(run.status == 1, "peer run kept running or ended otherwise: \(run.status)")
+        #expect(run.stderr.contains("the router cannot listen on 127.0.0.1:\(c.routerPorts[0]) (the config's router address)"), "\(run.stderr)")
+    }
+
     @Test func sigtermStopsTheApiFirstAndTheTransportLast() async throws {
         let c = try ProcessCluster(size: 1, dataPlane: true)
         try await c.must(["init", "--config", c.configPath])
