@@ -41,11 +41,16 @@ final class ProcessCluster {
 
         """
         var routers: [Int] = []
+        // Every port handed out so far, components' included: a later peer's router must not
+        // land in an earlier peer's component range (`peer init` refuses the clash).
+        var taken = ports
         for i in 0..<size {
             yaml += "  - id: \(i + 1)\n    peer: 127.0.0.1:\(ports[2 * i])\n    api: 127.0.0.1:\(ports[2 * i + 1])\n"
             if dataPlane {
-                let router = try Self.freePorts(2, avoiding: ports + routers)
-                let components = try Self.freeRange(3, avoiding: ports + routers + router)
+                let router = try Self.freePorts(2, avoiding: taken)
+                taken += router
+                let components = try Self.freeRange(3, avoiding: taken)
+                taken += Array(components..<components + 3)
                 routers += router
                 yaml += "    router: 127.0.0.1:\(router[0])\n    routerControl: 127.0.0.1:\(router[1])\n    components: 127.0.0.1:\(components)\n"
             }
