@@ -99,6 +99,16 @@ let package = Package(
         // Reads one file; imports only Yams and Foundation.
         .target(name: "PeerConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
 
+        // MARK: Support libraries: one way to do a thing, for every module that needs it (ADR 0011).
+
+        // The one way to start, wait for and signal a child process (posix_spawn, one pid at a time).
+        .target(name: "ChildProcesses", swiftSettings: swiftSettings),
+        // The one plain-HTTP client for this machine's own endpoints (AsyncHTTPClient).
+        .target(
+            name: "LoopbackHTTP",
+            dependencies: nio + [.product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOHTTP1", package: "swift-nio")],
+            swiftSettings: swiftSettings),
+
         // MARK: Adapters: each speaks to one outside thing; none imports another.
 
         // The Raft log, hard state and snapshots in SQLite.
@@ -121,9 +131,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The agent (seed: DFM): supervises this instance's components.
-        .target(name: "Agent", dependencies: [logging], swiftSettings: swiftSettings),
+        .target(
+            name: "Agent", dependencies: ["ChildProcesses", "LoopbackHTTP", logging, .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings),
         // The router: NGINX config as a pure function of its input, the applier, the statistics intake.
-        .target(name: "Router", dependencies: [logging], swiftSettings: swiftSettings),
+        .target(name: "Router", dependencies: ["ChildProcesses", "LoopbackHTTP", logging], swiftSettings: swiftSettings),
         // The HTTPS APIs (admin /v1, the Open Service Broker's /v2) over PeerNode, and the client
         // the CLI and forwarding followers use. Tells the leader to wake through a closure.
         .target(
@@ -148,7 +160,7 @@ let package = Package(
             name: "peer",
             dependencies: [
                 "PeerCerts", "PeerConfig", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
-                "Agent", "Router", "Leader", argumentParser, logging,
+                "Agent", "Router", "Leader", "ChildProcesses", argumentParser, logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -191,7 +203,7 @@ let package = Package(
         // Two-process loopback benchmark of PeerTransport, mutual TLS against plain TCP.
         .executableTarget(
             name: "peer-transport-bench",
-            dependencies: nio + ["PeerTransport", "PeerCerts", "Raft", logging, argumentParser],
+            dependencies: nio + ["PeerTransport", "PeerCerts", "Raft", "ChildProcesses", logging, argumentParser],
             path: "Sources/Tools/peer-transport-bench",
             swiftSettings: swiftSettings
         ),
@@ -202,18 +214,14 @@ let package = Package(
         // Peer and etcd side by side (`peer bench`, `make bench-cluster`): wrk load, memory, failover.
         .executableTarget(
             name: "peer-cluster-bench",
-            dependencies: ["PeerAPI", "ClusterModel", argumentParser, .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: ["PeerAPI", "ClusterModel", "ChildProcesses", argumentParser, .product(name: "NIOHTTP1", package: "swift-nio")],
             path: "Sources/Tools/peer-cluster-bench",
             swiftSettings: swiftSettings
         ),
         // Provision-to-succeeded latency and provisions/s against a running cluster.
         .executableTarget(
             name: "peer-broker-bench",
-            dependencies: nio + [
-                "PeerConfig", argumentParser,
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ],
+            dependencies: ["PeerAPI", "PeerConfig", argumentParser, .product(name: "NIOHTTP1", package: "swift-nio")],
             path: "Sources/Tools/peer-broker-bench",
             swiftSettings: swiftSettings
         ),
@@ -252,8 +260,12 @@ let package = Package(
         ),
         // Depends on `peer` so the built binary is there for the `peer init` process tests.
         .testTarget(name: "PeerConfigTests", dependencies: ["PeerConfig", "PeerCerts", "peer"], swiftSettings: swiftSettings),
-        .testTarget(name: "AgentTests", dependencies: ["Agent"], swiftSettings: swiftSettings),
-        .testTarget(name: "RouterTests", dependencies: ["Router", logging], resources: [.copy("Golden")], swiftSettings: swiftSettings),
+        .testTarget(name: "ChildProcessesTests", dependencies: ["ChildProcesses"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LoopbackHTTPTests", dependencies: ["LoopbackHTTP", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: swiftSettings),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "ChildProcesses"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RouterTests", dependencies: ["Router", "ChildProcesses", "LoopbackHTTP", logging, .product(name: "NIOHTTP1", package: "swift-nio")], resources: [.copy("Golden")], swiftSettings: swiftSettings),
         .testTarget(name: "TenantAppTests", dependencies: ["tenant-app"], swiftSettings: swiftSettings),
         // Real `peer` processes on loopback, driven through the CLI.
         .testTarget(name: "PeerProcessTests", dependencies: ["peer"], swiftSettings: swiftSettings),

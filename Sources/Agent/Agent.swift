@@ -1,3 +1,4 @@
+import ChildProcesses
 import Dispatch
 import Foundation
 import Logging
@@ -47,9 +48,9 @@ public final class Agent: Sendable {
         let published = self.published
         await withCheckedContinuation { (started: CheckedContinuation<Void, Never>) in
             let thread = Thread {
+                ThreadName.setCurrent("peer-agent")
                 AgentThread(configuration: configuration, inbox: inbox, published: published).run(started: started)
             }
-            thread.name = "peer-agent"
             thread.start()
         }
     }
@@ -114,11 +115,6 @@ public final class Agent: Sendable {
         else { return false }
         if view.confirmed.contains(tenant) { return true }
         let request = HealthProbe.Request(port: view.port, path: view.healthPath, tenant: tenant)
-        let timeout = configuration.healthTimeout
-        // The probe blocks in poll(); run it on a dispatch thread, not the cooperative pool.
-        let outcome = await withCheckedContinuation { (result: CheckedContinuation<HealthProbe.Outcome, Never>) in
-            DispatchQueue.global().async { result.resume(returning: HealthProbe.run([request], timeout: timeout)[0]) }
-        }
-        return outcome.isSuccess
+        return await HealthProbe.probe(request, timeout: configuration.healthTimeout).isSuccess
     }
 }

@@ -1,3 +1,4 @@
+import ChildProcesses
 import Logging
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 import Logging
 
@@ -29,10 +30,10 @@ extension AgentThread {
         for (key, value) in spec.environment { environment[key] = value }
         environment[AgentLimits.tenantFileEnvironmentKey] = tenantFile
         let pid: Int32
-        do throws(Spawner.Failure) {
-            pid = try Spawner.spawn(
-                executable: argv[0], argv: argv,
-                environment: environment.map { "\($0.key)=\($0.value)" }.sorted(), logPath: logPath)
+        do throws(SpawnError) {
+            // The caller is the agent's one long-lived thread (see `AgentThread`).
+            pid = try ChildProcess.spawn(argv, .init(
+                outputPath: logPath, environment: environment.map { "\($0.key)=\($0.value)" }.sorted(), searchPath: false))
         } catch {
             logger.error("component \(spec.name): spawn failed: \(error)")
             return handleCrash(&record, now, reason: "spawn failed")
@@ -59,13 +60,13 @@ extension AgentThread {
     func reapExited(_ now: ContinuousClock.Instant) {
         for name in records.keys.sorted() {
             guard let process = records[name]!.process else { continue }
-            let reason: ExitReason
+            let reason: ChildExit
             switch ChildProcess.observe(process.pid) {
             case .running: continue
             case .exited(let exit):
                 reason = exit
                 ChildProcess.signalGroup(process.pid, SIGKILL)
-                ChildProcess.reap(process.pid)
+                _ = ChildProcess.reapBlocking(process.pid)
             case .lost:
                 logger.error("component \(name): pid \(process.pid) is no longer a child of this process (reaped elsewhere); treating it as crashed")
                 reason = .unknown

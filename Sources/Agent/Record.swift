@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 import Synchronization
 
@@ -15,7 +16,7 @@ struct Record {
     var since: ContinuousClock.Instant
     var crashes = RestartPolicy.History()
     var restarts = 0
-    var lastExit: ExitReason?
+    var lastExit: ChildExit?
     var cpu = CPUSampler()
     var cpuPermille: Int?
     var rssBytes: Int?

@@ -54,14 +54,27 @@ public final class AdminClient: Sendable {
     let http: HTTPClient
     public let responseBytesMax: Int
 
-    public init(tls: APITLSFiles, responseBytesMax: Int = 16 << 20, connectionsPerHostMax: Int = 64, idleSeconds: Int64 = 30) throws(AdminClientError) {
+    public convenience init(tls: APITLSFiles, responseBytesMax: Int = 16 << 20, connectionsPerHostMax: Int = 64, idleSeconds: Int64 = 30) throws(AdminClientError) {
+        try self.init(
+            caCertificatePath: tls.caCertificatePath, identity: (tls.certificatePath, tls.privateKeyPath),
+            responseBytesMax: responseBytesMax, connectionsPerHostMax: connectionsPerHostMax, idleSeconds: idleSeconds)
+    }
+
+    /// `identity` nil: no client certificate (a platform's broker client, which authenticates
+    /// with basic auth over server-authenticated TLS).
+    public init(
+        caCertificatePath: String, identity: (certificatePath: String, privateKeyPath: String)?,
+        responseBytesMax: Int = 16 << 20, connectionsPerHostMax: Int = 64, idleSeconds: Int64 = 30
+    ) throws(AdminClientError) {
         let tlsConfiguration: TLSConfiguration
         do {
             var config = TLSConfiguration.makeClientConfiguration()
             config.minimumTLSVersion = .tlsv13
-            config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(tls.caCertificatePath))
-            config.certificateChain = try NIOSSLCertificate.fromPEMFile(tls.certificatePath).map { .certificate($0) }
-            config.privateKey = .privateKey(try NIOSSLPrivateKey(file: tls.privateKeyPath, format: .pem))
+            config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caCertificatePath))
+            if let identity {
+                config.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.certificatePath).map { .certificate($0) }
+                config.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.privateKeyPath, format: .pem))
+            }
             // The cluster CA is the only trust root and it signs only this cluster's members, so
             // the chain proves membership; names are not checked (peers are addressed by IP).
             config.certificateVerification = .noHostnameVerification

@@ -1,5 +1,7 @@
+import ChildProcesses
 import Dispatch
 import Logging
+import LoopbackHTTP
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,6 +38,8 @@ public actor NginxRouter {
     static let pollInterval: Duration = .milliseconds(20)
     /// One `/config` probe; the confirmation loop retries until `confirmTimeout`.
     static let probeTimeout: Duration = .milliseconds(500)
+    /// The control server's answers are a few bytes; anything above this is not nginx's.
+    static let controlResponseBytesMax = 4096
     /// `nginx -t` takes well under this (tenants are in the route table, not the config).
     static let validateTimeout: Duration = .seconds(60)
 
@@ -249,17 +253,13 @@ public actor NginxRouter {
         }
     }
 
-    private func post(_ push: NginxRoutes.Push, to control: String) async -> Result<HTTPReply, HTTPProbeError> {
-        let timeout = confirmTimeout
-        let token = controlToken
-        return await Self.onBlockingThread {
-            let body = push.body
-            do throws(HTTPProbeError) {
-                return .success(try LoopbackHTTP.request(
-                    control, method: "POST", path: "/routes", headers: [("Content-Type", "text/plain"), ("X-Peer-Control", token)], body: body, timeout: timeout))
-            } catch {
-                return .failure(error)
-            }
+    private func post(_ push: NginxRoutes.Push, to control: String) async -> Result<LoopbackHTTPReply, LoopbackHTTPError> {
+        do throws(LoopbackHTTPError) {
+            return .success(try await LoopbackHTTPClient.shared.request(
+                control, method: .POST, path: "/routes", headers: [("Content-Type", "text/plain"), ("X-Peer-Control", controlToken)],
+                body: push.body, timeout: confirmTimeout, responseBytesMax: Self.controlResponseBytesMax))
+        } catch {
+            return .failure(error)
         }
     }
 
@@ -305,7 +305,7 @@ public actor NginxRouter {
     private func validate(_ file: String, generation: UInt64) async throws(RouterError) {
         let output = "\(prefix)/nginx-test.out"
         try PrefixFiles.remove(output)
-        let pid = try ChildProcess.spawn([nginxBinary, "-t", "-q", "-p", prefix + "/", "-c", file], outputPath: output)
+        let pid = try Self.spawn([nginxBinary, "-t", "-q", "-p", prefix + "/", "-c", file], outputPath: output)
         let deadline = ContinuousClock.now + Self.validateTimeout
         var exit = ChildProcess.reapIfExited(pid)
         while exit == nil && ContinuousClock.now < deadline {
@@ -329,7 +329,7 @@ public actor NginxRouter {
         let command = launcher + [nginxBinary, "-p", prefix + "/", "-c", configPath, "-g", "daemon off;"]
         let output = outputPath
         let result = await SpawnThread.shared.run { () -> Result<pid_t, RouterError> in
-            do throws(RouterError) { return .success(try ChildProcess.spawn(command, outputPath: output)) } catch { return .failure(error) }
+            do throws(RouterError) { return .success(try Self.spawn(command, outputPath: output)) } catch { return .failure(error) }
         }
         let pid = try result.get()
         logger.info("router: started nginx master pid \(pid)")
@@ -359,11 +359,9 @@ public actor NginxRouter {
     /// The generation the control server at `control` answers on `path` (`/config`: the
     /// config's, `/generation`: the route table's), nil on any failure.
     static func probe(_ control: String, path: String) async -> UInt64? {
-        await onBlockingThread {
-            guard let reply = try? LoopbackHTTP.request(control, path: path, timeout: probeTimeout),
-                  reply.status == 200 else { return nil }
-            return parseGeneration(reply.body)
-        }
+        guard let reply = try? await LoopbackHTTPClient.shared.request(control, path: path, timeout: probeTimeout, responseBytesMax: controlResponseBytesMax),
+              reply.status == 200 else { return nil }
+        return parseGeneration(reply.body)
     }
 
     /// `N\n` (decimal) as the control server renders it; anything else is nil.
@@ -388,7 +386,7 @@ public actor NginxRouter {
             try PrefixFiles.remove(configPath)
             if let pid = masterPID {
                 kill(-pid, SIGKILL)
-                _ = ChildProcess.reapIfExitedBlocking(pid)
+                _ = ChildProcess.reapBlocking(pid)
                 masterPID = nil
             }
         }
@@ -434,7 +432,17 @@ public actor NginxRouter {
 
     /// Waits for a child that was sent SIGKILL (bounded: such a child ends at once).
     private func waitForExit(_ pid: pid_t) async -> ChildExit? {
-        await Self.onBlockingThread { ChildProcess.reapIfExitedBlocking(pid) }
+        await Self.onBlockingThread { ChildProcess.reapBlocking(pid) }
+    }
+
+    /// nginx in its own process group (signals to ours do not reach it; we signal its whole
+    /// group only on a forced stop), output appended to `outputPath`.
+    static func spawn(_ argv: [String], outputPath: String) throws(RouterError) -> pid_t {
+        do {
+            return try ChildProcess.spawn(argv, .init(outputPath: outputPath))
+        } catch {
+            throw .spawnFailed(program: argv[0], errno: error.errno)
+        }
     }
 
     private func trimmed(_ text: String) -> String {
@@ -445,5 +453,15 @@ public actor NginxRouter {
         await withCheckedContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(returning: work()) }
         }
+    }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs.
+    func trimmingSpaces() -> String {
+        var scalars = Substring(self).unicodeScalars[...]
+        while let first = scalars.first, first == " " || first == "\t" { scalars.removeFirst() }
+        while let last = scalars.last, last == " " || last == "\t" { scalars.removeLast() }
+        return String(String.UnicodeScalarView(scalars))
     }
 }

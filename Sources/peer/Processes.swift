@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -32,38 +33,17 @@ enum PeerProcesses {
     }
 
     /// Starts `peer run --config CONFIG --id ID` in its own session (so a Ctrl-C aimed at the
-    /// terminal's process group does not reach it), stdin from /dev/null, stdout and stderr
-    /// appended to `logFile`. Returns the pid.
+    /// terminal's process group does not reach it), stdout and stderr appended to `logFile`.
+    /// Returns the pid.
     static func spawn(config: String, id: UInt64, logFile: String) throws -> pid_t {
         let exe = selfExecutable()
-        let args = [exe, "run", "--config", config, "--id", String(id)]
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o640)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        let setsid: Int16 = 0x80  // POSIX_SPAWN_SETSID (glibc >= 2.26)
-        posix_spawnattr_setflags(&attr, setsid)
-        var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) }
-        cargs.append(nil)
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, exe, &actions, &attr, cargs, environ)
-        guard rc == 0 else { throw CLIError("cannot start \(exe): \(String(cString: strerror(rc)))") }
-        return pid
-    }
-
-    /// True if our child `pid` has exited (reaps it), with how: `exit code N` or `signal N`.
-    static func childExited(_ pid: pid_t) -> (exited: Bool, how: String) {
-        var status: Int32 = 0
-        let r = waitpid(pid, &status, WNOHANG)
-        let exited = r == pid || (r == -1 && errno == ECHILD)
-        let how = (status & 0x7f) == 0 ? "exit code \((status >> 8) & 0xff)" : "signal \(status & 0x7f)"
-        return (exited, how)
+        do {
+            return try ChildProcess.spawn(
+                [exe, "run", "--config", config, "--id", String(id)],
+                .init(outputPath: logFile, outputMode: 0o640, grouping: .newSession, searchPath: false))
+        } catch {
+            throw CLIError(error.description)
+        }
     }
 
     static func alive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChildProcesses
 import Foundation
 import PeerAPI
 import PeerConfig
@@ -40,8 +41,7 @@ struct UpCommand: AsyncParsableCommand {
         var last: [(ClusterConfig.Peer, Result<MemberStatus, CLIError>)] = []
         while ContinuousClock.now < deadline {
             for (id, pid) in started {
-                let (exited, how) = PeerProcesses.childExited(pid)
-                if exited {
+                if let how = ChildProcess.reapIfExited(pid) {
                     try? FileManager.default.removeItem(atPath: cfg.pidFilePath(for: id))
                     throw CLIError("peer \(id) (pid \(pid)) exited (\(how)) before a leader was elected; its log ends:\n\(PeerProcesses.tail(cfg.logFilePath(for: id)))")
                 }

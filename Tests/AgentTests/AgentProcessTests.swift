@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 import Testing
 
@@ -183,7 +184,7 @@ struct AgentProcessTests {
         let sleeper = [python3, "-c", "import signal, sys, time\nif sys.argv[1] == 'ignore': signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)"]
         // Three "previous run" components, each leading its own group as the agent's would.
         func spawnSleeper(_ mode: String) throws -> (pid: Int32, startTime: UInt64) {
-            let pid = try Spawner.spawn(executable: python3, argv: sleeper + [mode], environment: [], logPath: "/dev/null")
+            let pid = try ChildProcess.spawn(sleeper + [mode], .init(outputPath: "/dev/null", environment: [], searchPath: false))
             let stat = try #require(ProcFS.stat(pid: pid))
             return (pid, stat.startTimeTicks)
         }
@@ -294,13 +295,22 @@ struct HealthProbeTests {
     print("ready %d" % listener.getsockname()[1], flush=True)
     while True:
         connection, _ = listener.accept()
-        connection.recv(4096)
+        request = connection.recv(4096)
         if mode == "big":
             body = b"x" * 9000
             connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             connection.close()
         elif mode == "ok":
             connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            connection.close()
+        elif mode == "tenant":
+            # 204 for acme's probe only, 404 otherwise: what a component's tenant probe answers.
+            lines = request.split(b"\r\n")
+            ok = lines[0] == b"GET /healthz HTTP/1.1" and b"X-Tenant-ID: acme" in lines and lines[-2:] == [b"", b""]
+            connection.sendall(b"HTTP/1.1 204 No Content\r\n\r\n" if ok else b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            connection.close()
+        elif mode == "ssh":
+            connection.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
             connection.close()
         # "hang": keep the connection open and never answer.
     """#
@@ -317,9 +327,9 @@ struct HealthProbeTests {
                 waitpid(server.pid, &status, 0)
             }
         }
-        for mode in ["big", "hang", "ok"] {
+        for mode in ["big", "hang", "ok", "tenant", "ssh"] {
             let log = directory.path + "/\(mode).log"
-            let pid = try Spawner.spawn(executable: python3, argv: [python3, script, mode], environment: [], logPath: log)
+            let pid = try ChildProcess.spawn([python3, script, mode], .init(outputPath: log, environment: [], searchPath: false))
             var port = 0
             // On a timeout, say what the server said and whether it still runs.
             try await waitUntil("the \(mode) server (pid \(pid)) listens; log: \(fileText(log) ?? "none"); state: \(ChildProcess.observe(pid))") {
@@ -330,7 +340,10 @@ struct HealthProbeTests {
             servers.append((pid, port))
         }
         let started = ContinuousClock.now
-        let outcomes = HealthProbe.run(servers.map { .init(port: $0.port, path: "/healthz", tenant: nil) }, timeout: .milliseconds(700))
+        let tenants: [String?] = [nil, nil, nil, "acme", nil]
+        let outcomes = HealthProbe.run(
+            zip(servers, tenants).map { .init(port: $0.0.port, path: "/healthz", tenant: $0.1) } + [.init(port: servers[3].port, path: "/healthz", tenant: "globex")],
+            timeout: .milliseconds(700))
         let took = ContinuousClock.now - started
         #expect(outcomes[0] == .failed("response exceeds \(HealthProbe.responseBytesMax) bytes"))
         if case .failed(let reason) = outcomes[1] {
@@ -339,6 +352,11 @@ struct HealthProbeTests {
             Issue.record("a server that never answers passed: \(outcomes[1])")
         }
         #expect(outcomes[2] == .status(200))
+        // The tenant probe carries its X-Tenant-ID; 204 passes, 404 (HTTP/1.0) does not.
+        #expect(outcomes[3] == .status(204) && outcomes[3].isSuccess)
+        #expect(outcomes[5] == .status(404) && !outcomes[5].isSuccess)
+        // A non-HTTP answer is a failure with a reason, not a status.
+        if case .failed = outcomes[4] {} else { Issue.record("a non-HTTP answer passed: \(outcomes[4])") }
         // All three ran concurrently within one timeout, not one after another.
         #expect(took >= .milliseconds(700) && took < .milliseconds(1400), "the round took \(took)")
     }

@@ -1,3 +1,4 @@
+import LoopbackHTTP
 import Testing
 @testable import Router
 
@@ -48,8 +49,7 @@ extension RealNginxTests {
                 var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
                 _ = try await router.apply(spec)
                 let foreign = NginxRoutes.full(["stray": "0 0 0 i_i_2D2__web"], generation: 99)
-                let said = try LoopbackHTTP.request(
-                    spec.controlListen, method: "POST", path: "/routes", headers: [("X-Peer-Control", router.controlToken)], body: foreign.body, timeout: .seconds(5))
+                let said = try TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: [("X-Peer-Control", router.controlToken)], body: foreign.body)
                 #expect(said.status == 200 && said.bodyText == "99\n")
                 #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 404)
 
@@ -80,17 +80,16 @@ extension RealNginxTests {
                     ("peer-routes 1\ndelta 2\ngeneration 4\nd acme\nend\n", 409, "3"),
                 ]
                 for entry in cases {
-                    let reply = try LoopbackHTTP.request(
-                        spec.controlListen, method: "POST", path: "/routes", headers: [("X-Peer-Control", router.controlToken)], body: Array(entry.body.utf8), timeout: .seconds(5))
+                    let reply = try TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: [("X-Peer-Control", router.controlToken)], body: Array(entry.body.utf8))
                     #expect(reply.status == entry.status, "\(entry.body)")
                     #expect(reply.bodyText.contains(entry.says), "\(reply.bodyText)")
                 }
-                let get = try LoopbackHTTP.request(spec.controlListen, path: "/routes", headers: [("X-Peer-Control", router.controlToken)], timeout: .seconds(5))
+                let get = try TestSupport.request(spec.controlListen, path: "/routes", headers: [("X-Peer-Control", router.controlToken)])
                 #expect(get.status == 405)
                 // Any local user reaches the loopback port: without the router's secret, nothing.
                 for secret in [nil, String(router.controlToken.dropLast()) + "x"] {
                     let headers = secret.map { [("X-Peer-Control", $0)] } ?? []
-                    let refused = try LoopbackHTTP.request(spec.controlListen, method: "POST", path: "/routes", headers: headers, body: Array(whole.utf8), timeout: .seconds(5))
+                    let refused = try TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: headers, body: Array(whole.utf8))
                     #expect(refused.status == 403)
                 }
                 #expect(try TestSupport.get(spec.controlListen, path: "/generation").bodyText == "3\n")

@@ -1,6 +1,8 @@
+import ChildProcesses
 import Dispatch
 import Foundation
 import Synchronization
+import LoopbackHTTP
 import Testing
 @testable import Router
 
@@ -49,7 +51,7 @@ extension RealNginxTests {
                         while applying.load(ordering: .relaxed), sent < Self.requestsPerThreadMax, ContinuousClock.now < deadline {
                             let tenant = tenantIds[(thread + sent * Self.clientThreads) % tenantIds.count]
                             counters.record(tenant: tenant) {
-                                guard let open = connection else { throw HTTPProbeError.closedEarly(receivedBytes: 0) }
+                                guard let open = connection else { throw KeepaliveError.closedEarly(receivedBytes: 0) }
                                 do {
                                     let reply = try open.get(headers: [("X-Tenant-ID", tenant)])
                                     if open.closeAnnounced {
@@ -126,7 +128,7 @@ extension RealNginxTests {
                 spec.authCacheSeconds = 30
                 _ = try await router.apply(spec)
 
-                func get(_ tenant: String, _ token: String?) throws -> HTTPReply {
+                func get(_ tenant: String, _ token: String?) throws -> LoopbackHTTPReply {
                     var headers = [("X-Tenant-ID", tenant)]
                     if let token { headers.append(("Authorization", "Bearer \(token)")) }
                     return try TestSupport.get(spec.listen, headers: headers)
@@ -162,7 +164,7 @@ final class TrafficCounters: Sendable {
     var total: Int { state.withLock { $0.total } }
     var failures: [String] { state.withLock { $0.failures } }
 
-    func record(tenant: String, _ request: () throws -> HTTPReply) {
+    func record(tenant: String, _ request: () throws -> LoopbackHTTPReply) {
         var failure: String?
         do {
             let reply = try request()
@@ -224,7 +226,7 @@ final class TokenCheckServer: Sendable {
     init(tls: TestTLS) throws {
         logFile = tls.directory + "/checks.log"
         let portFile = tls.directory + "/port"
-        pid = try ChildProcess.spawn(["python3", "-c", Self.script, tls.certFile, tls.keyFile, logFile, portFile], outputPath: tls.directory + "/checker.out")
+        pid = try ChildProcess.spawn(["python3", "-c", Self.script, tls.certFile, tls.keyFile, logFile, portFile], .init(outputPath: tls.directory + "/checker.out"))
         let deadline = ContinuousClock.now + .seconds(10)
         var port: UInt16?
         while port == nil && ContinuousClock.now < deadline && !ChildProcess.hasExited(pid) {
@@ -233,7 +235,7 @@ final class TokenCheckServer: Sendable {
         }
         guard let port else {
             kill(pid, SIGKILL)
-            _ = ChildProcess.reapIfExitedBlocking(pid)
+            _ = ChildProcess.reapBlocking(pid)
             let output = (try? String(contentsOfFile: tls.directory + "/checker.out", encoding: .utf8)) ?? ""
             throw TestFailure("the token check server did not report its port within 10 s: \(output.prefix(2000))")
         }
@@ -250,6 +252,6 @@ final class TokenCheckServer: Sendable {
         let deadline = ContinuousClock.now + .seconds(5)
         while !ChildProcess.hasExited(pid) && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.02) }
         kill(pid, SIGKILL)
-        _ = ChildProcess.reapIfExitedBlocking(pid)
+        _ = ChildProcess.reapBlocking(pid)
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import LoopbackHTTP
+import NIOHTTP1
 import Synchronization
 import Testing
 @testable import Router
@@ -59,8 +61,17 @@ enum TestSupport {
     }
 
     /// One request through nginx, blocking (tests call it from their own threads or tasks).
-    static func get(_ address: String, path: String = "/", headers: [(String, String)] = []) throws -> HTTPReply {
-        try LoopbackHTTP.request(address, path: path, headers: headers, timeout: requestTimeout, responseBytesMax: responseBytesMax)
+    static func get(_ address: String, path: String = "/", headers: [(String, String)] = []) throws -> LoopbackHTTPReply {
+        try request(address, path: path, headers: headers)
+    }
+
+    /// Any request, blocking, through the product's loopback client.
+    static func request(
+        _ address: String, method: HTTPMethod = .GET, path: String, headers: [(String, String)] = [], body: [UInt8] = []
+    ) throws -> LoopbackHTTPReply {
+        try LoopbackHTTPClient.shared.start(
+            address, method: method, path: path, headers: headers, body: body, timeout: requestTimeout, responseBytesMax: responseBytesMax
+        ).wait()
     }
 
     /// Runs `body` with a router in a temp prefix; always stops nginx and removes the prefix.
@@ -124,65 +135,3 @@ final class HeldPort: Sendable {
     func close() { Glibc.close(fd) }
 }
 
-/// A blocking HTTP/1.1 client that keeps ONE connection for all its requests (keepalive), as
-/// a browser or wrk does: a connection the server closes between two requests shows up as an
-/// error on the next request instead of being hidden by a fresh connection per request.
-final class KeepaliveConnection {
-    private let fd: Int32
-    private let host: String
-
-    init(_ address: String) throws {
-        var socketAddress = try LoopbackHTTP.parseIPv4(address)
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw HTTPProbeError.socket(operation: "socket", errno: errno) }
-        host = address
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let result = withUnsafePointer(to: &socketAddress) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else {
-            let code = errno
-            Glibc.close(fd)
-            throw HTTPProbeError.socket(operation: "connect", errno: code)
-        }
-    }
-
-    /// Set when the server's last answer said `Connection: close` (nginx does after
-    /// `keepalive_requests`): an announced close, which a client handles by reconnecting.
-    private(set) var closeAnnounced = false
-
-    /// `GET /` on this connection; throws if the server closed it unannounced or answered garbage.
-    func get(headers: [(String, String)]) throws -> HTTPReply {
-        var text = "GET / HTTP/1.1\r\nHost: \(host)\r\n"
-        for (name, value) in headers { text += "\(name): \(value)\r\n" }
-        text += "\r\n"
-        let request = Array(text.utf8)
-        var sent = 0
-        while sent < request.count {
-            let count = request.withUnsafeBytes { send(fd, $0.baseAddress! + sent, request.count - sent, Int32(MSG_NOSIGNAL)) }
-            guard count > 0 else { throw HTTPProbeError.socket(operation: "send", errno: errno) }
-            sent += count
-        }
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            if let reply = try LoopbackHTTP.parse(buffer, complete: false) {
-                closeAnnounced = reply.header("connection")?.lowercased() == "close"
-                return reply
-            }
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if count > 0 {
-                buffer.append(contentsOf: chunk[0..<count])
-                guard buffer.count <= TestSupport.responseBytesMax else { throw HTTPProbeError.responseTooLarge(bytesMax: TestSupport.responseBytesMax) }
-            } else if count == 0 {
-                throw HTTPProbeError.closedEarly(receivedBytes: buffer.count)
-            } else if errno != EINTR {
-                throw HTTPProbeError.socket(operation: "recv", errno: errno)
-            }
-        }
-    }
-
-    func close() { Glibc.close(fd) }
-}

@@ -1,15 +1,13 @@
 import ArgumentParser
 import Foundation
-import NIOCore
 import NIOHTTP1
-import NIOPosix
-import NIOSSL
+import PeerAPI
 import PeerConfig
 import Synchronization
 
 /// Provision-to-`succeeded` latency and provisions per second of the broker on a running cluster
-/// (docs/benchmarks.md §Broker). Each of `--concurrency` workers keeps one HTTPS connection to
-/// one peer (round robin over the cluster's peers, so most requests are forwarded by a follower,
+/// (docs/benchmarks.md §Broker). Each of `--concurrency` workers talks to one peer over the
+/// admin client's pooled keep-alive HTTPS connections (one per worker at most) (round robin over the cluster's peers, so most requests are forwarded by a follower,
 /// as a platform would see it) and repeats: PUT a new instance (202), then poll its
 /// `last_operation` every `--poll-ms` until `succeeded`. Latency is from just before the PUT to
 /// the poll that saw `succeeded` (resolution: the poll interval). With `--deprovision` a second
@@ -48,16 +46,13 @@ struct BrokerBench: AsyncParsableCommand {
         let cluster = try ClusterConfig.load(path: config)
         guard let (service, _) = cluster.catalog.plan(id: plan) else { throw ValidationError("plan \(plan) is not in the catalog of \(config)") }
         let password = try String(contentsOfFile: cluster.broker.passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv13
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(cluster.caCertificatePath))
-        tls.certificateVerification = .noHostnameVerification
-        let context = try NIOSSLContext(configuration: tls)
+        // A platform's broker client: server-authenticated TLS and basic auth, no client certificate.
+        let client = try AdminClient(caCertificatePath: cluster.caCertificatePath, identity: nil, connectionsPerHostMax: concurrency)
         let auth = "Basic " + Data("\(cluster.broker.username):\(password)".utf8).base64EncodedString()
         let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let body = Array(#"{"service_id":"\#(service.id)","plan_id":"\#(plan)","organization_guid":"bench","space_guid":"bench"}"#.utf8)
         let setup = Setup(
-            peers: cluster.peers.map { ($0.apiAddress.host, Int($0.apiAddress.port)) }, tls: context,
+            peers: cluster.peers.map { ($0.apiAddress.host, Int($0.apiAddress.port)) }, client: client,
             headers: [("Authorization", auth), ("X-Broker-API-Version", "2.17")], pollMs: pollMs)
 
         print("broker bench: \(provisions) provisions of \(plan), \(concurrency) workers over \(setup.peers.count) peers, polling every \(pollMs) ms, run \(run)")
@@ -75,7 +70,7 @@ struct BrokerBench: AsyncParsableCommand {
 
     struct Setup: Sendable {
         var peers: [(String, Int)]
-        var tls: NIOSSLContext
+        var client: AdminClient
         var headers: [(String, String)]
         var pollMs: Int
     }
@@ -89,20 +84,19 @@ struct BrokerBench: AsyncParsableCommand {
             for worker in 0..<concurrency {
                 let (host, port) = setup.peers[worker % setup.peers.count]
                 group.addTask {
-                    try await HTTPSConnection.with(host: host, port: port, tls: setup.tls, group: MultiThreadedEventLoopGroup.singleton) { exchange in
-                        var mine: [Double] = []
-                        while true {
-                            let i = next.value.add(1, ordering: .relaxed).oldValue
-                            guard i < total else { return mine }
-                            let (method, path, body, instance, final) = request(i)
-                            let t0 = ContinuousClock.now
-                            let answer = try await exchange.send(HTTPMethod(rawValue: method), path, headers: setup.headers, body: body)
-                            guard answer.status == 202, let operation = Self.operation(answer.body) else {
-                                throw BenchError("\(method) \(path): HTTP \(answer.status) \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
-                            }
-                            try await Self.poll(&exchange, instance: instance, operation: operation, final: final, setup: setup)
-                            mine.append(Double((ContinuousClock.now - t0).components.attoseconds) / 1e15 + Double((ContinuousClock.now - t0).components.seconds) * 1000)
+                    var mine: [Double] = []
+                    while true {
+                        let i = next.value.add(1, ordering: .relaxed).oldValue
+                        guard i < total else { return mine }
+                        let (method, path, body, instance, final) = request(i)
+                        let t0 = ContinuousClock.now
+                        let answer = try await setup.client.request(host: host, port: port, method: HTTPMethod(rawValue: method), path: path, headers: setup.headers, body: body)
+                        guard answer.status == 202, let operation = Self.operation(answer.body) else {
+                            throw BenchError("\(method) \(path): HTTP \(answer.status) \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
                         }
+                        try await Self.poll(host: host, port: port, instance: instance, operation: operation, final: final, setup: setup)
+                        let took = ContinuousClock.now - t0
+                        mine.append(Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15)
                     }
                 }
             }
@@ -123,11 +117,11 @@ struct BrokerBench: AsyncParsableCommand {
         (try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])?["operation"] as? String
     }
 
-    static func poll(_ exchange: inout HTTPSConnection.Exchange, instance: String, operation: String, final: String, setup: Setup) async throws {
+    static func poll(host: String, port: Int, instance: String, operation: String, final: String, setup: Setup) async throws {
         let path = "/v2/service_instances/\(instance)/last_operation?operation=\(operation)"
         while true {
             try await Task.sleep(for: .milliseconds(setup.pollMs))
-            let answer = try await exchange.send(.GET, path, headers: setup.headers, body: nil)
+            let answer = try await setup.client.request(host: host, port: port, method: .GET, path: path, headers: setup.headers)
             if answer.status == 410 && final == "gone" { return }
             guard answer.status == 200, let state = (try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any])?["state"] as? String else {
                 throw BenchError("GET \(path): HTTP \(answer.status) \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
@@ -156,4 +150,9 @@ struct BrokerBench: AsyncParsableCommand {
                          name, latenciesMs.count, unit, elapsedSeconds, rate, percentile(50), percentile(90), percentile(99), latenciesMs.last ?? 0, mean))
         }
     }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
 }

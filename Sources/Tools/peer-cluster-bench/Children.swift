@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -5,7 +6,7 @@ import Glibc
 #endif
 
 /// Every process this benchmark starts, by pid. It signals only these, never a name or a group,
-/// and reaps each one itself (no `Foundation.Process`, so nothing else waits on our children).
+/// and reaps each one itself (started through ChildProcesses, so nothing else waits on them).
 final class Children: Sendable {
     static let shared = Children()
 
@@ -14,53 +15,25 @@ final class Children: Sendable {
 
     var running: [(pid_t, String)] { live.withLock { $0.map { ($0.key, $0.value) } } }
 
-    /// Starts `executable arguments...` with stdin from /dev/null and stdout+stderr appended to
-    /// `logFile`, in its own process group (a Ctrl-C on the terminal reaches only this benchmark,
-    /// which then stops its children itself), with SIGINT/SIGTERM back at their defaults.
+    /// Starts `executable arguments...` (ChildProcesses: stdin from /dev/null, stdout and
+    /// stderr appended to `logFile`, its own process group, so a Ctrl-C on the terminal
+    /// reaches only this benchmark, which then stops its children itself).
     func spawn(_ executable: String, _ arguments: [String], logFile: String, label: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o640)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // POSIX_SPAWN_SETPGROUP (0x02) | POSIX_SPAWN_SETSIGDEF (0x04) | POSIX_SPAWN_SETSIGMASK (0x08)
-        posix_spawnattr_setflags(&attr, 0x02 | 0x04 | 0x08)
-        posix_spawnattr_setpgroup(&attr, 0)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGINT)
-        sigaddset(&defaults, SIGTERM)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-
-        let argv = [executable] + arguments
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-        cargs.append(nil)
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attr, cargs, environ)
-        guard rc == 0 else { throw BenchError("cannot start \(executable): \(String(cString: strerror(rc)))") }
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn([executable] + arguments, .init(outputPath: logFile, outputMode: 0o640, searchPath: false))
+        } catch {
+            throw BenchError(error.description)
+        }
         live.withLock { $0[pid] = label }
         return pid
     }
 
-    /// Reaps `pid` if it has exited; returns its wait status then, nil while it runs.
-    func reapIfExited(_ pid: pid_t) -> Int32? {
-        var status: Int32 = 0
-        let r = waitpid(pid, &status, WNOHANG)
-        if r == pid || (r == -1 && errno == ECHILD) {
-            live.withLock { _ = $0.removeValue(forKey: pid) }
-            return status
-        }
-        return nil
+    /// Reaps `pid` if it has exited; says how then, nil while it runs.
+    func reapIfExited(_ pid: pid_t) -> ChildExit? {
+        guard let exit = ChildProcess.reapIfExited(pid) else { return nil }
+        live.withLock { _ = $0.removeValue(forKey: pid) }
+        return exit
     }
 
     /// Waits (bounded) for `pid` to exit; true if it did.
@@ -109,17 +82,16 @@ final class Children: Sendable {
         }
         for pid in left {
             kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
+            _ = ChildProcess.reapBlocking(pid)
             live.withLock { _ = $0.removeValue(forKey: pid) }
         }
     }
 
     /// Runs a command to completion (bounded by `timeoutSeconds`), output captured in `logFile`.
-    func run(_ executable: String, _ arguments: [String], logFile: String, timeoutSeconds: Double) async throws -> (status: Int32, output: String) {
+    func run(_ executable: String, _ arguments: [String], logFile: String, timeoutSeconds: Double) async throws -> (status: ChildExit, output: String) {
         let pid = try spawn(executable, arguments, logFile: logFile, label: URL(fileURLWithPath: executable).lastPathComponent)
         let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
-        var status: Int32?
+        var status: ChildExit?
         while status == nil && ContinuousClock.now < deadline {
             status = reapIfExited(pid)
             if status == nil { try? await Task.sleep(for: .milliseconds(20)) }
@@ -129,13 +101,7 @@ final class Children: Sendable {
             await kill9(pid)
             throw BenchError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(Int(timeoutSeconds)) s; output:\n\(output.suffix(2000))")
         }
-        return (Self.exitCode(status), output)
-    }
-
-    /// The exit code in a wait status (128+signal for a signalled process).
-    static func exitCode(_ status: Int32) -> Int32 {
-        let signal = status & 0x7F
-        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+        return (status, output)
     }
 }
 

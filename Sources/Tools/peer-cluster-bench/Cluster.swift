@@ -63,7 +63,7 @@ extension BenchCluster {
             guard let pid else { continue }
             if let status = Children.shared.reapIfExited(pid) {
                 markKilled(i)
-                throw BenchError("\(system) member \(i + 1) (pid \(pid)) exited with status \(Children.exitCode(status)); its log ends:\n\(Machine.tail(logFiles[i]))")
+                throw BenchError("\(system) member \(i + 1) (pid \(pid)) ended (\(status)); its log ends:\n\(Machine.tail(logFiles[i]))")
             }
         }
     }
@@ -155,7 +155,7 @@ struct BenchCertificates: Sendable {
         steps.append(["certs", "issue-client", "--dir", dir, "--name", "admin"])
         for args in steps {
             let (status, output) = try await Children.shared.run(peerBinary, args, logFile: logFile, timeoutSeconds: 60)
-            guard status == 0 else { throw BenchError("peer \(args.joined(separator: " ")) failed (\(status)):\n\(output.suffix(1500))") }
+            guard status == .exited(code: 0) else { throw BenchError("peer \(args.joined(separator: " ")) failed (\(status)):\n\(output.suffix(1500))") }
         }
         return BenchCertificates(dir: dir)
     }

@@ -67,7 +67,7 @@ final class PeerCluster: BenchCluster {
     /// (they name 127.0.0.1, so they are reported as already there) and creates the data dirs.
     func prepare() async throws {
         let (status, output) = try await Children.shared.run(binary, ["init", "--config", configPath], logFile: dir + "/init.log", timeoutSeconds: 60)
-        guard status == 0 else { throw BenchError("peer init --config \(configPath) failed (\(status)):\n\(output.suffix(2000))") }
+        guard status == .exited(code: 0) else { throw BenchError("peer init --config \(configPath) failed (\(status)):\n\(output.suffix(2000))") }
     }
 
     func startMember(_ i: Int) throws {

@@ -39,7 +39,7 @@ enum WrkRun {
     static func run(wrk: String, script: String, url: String, connections: Int, threads: Int, seconds: Int, logFile: String) async throws -> WrkResult {
         let args = ["-t", "\(threads)", "-c", "\(connections)", "-d", "\(seconds)s", "--timeout", "10s", "--latency", "-s", script, url]
         let (status, output) = try await Children.shared.run(wrk, args, logFile: logFile, timeoutSeconds: Double(seconds) + 60)
-        guard status == 0 else { throw BenchError("wrk \(args.joined(separator: " ")) exited \(status):\n\(output.suffix(2000))") }
+        guard status == .exited(code: 0) else { throw BenchError("wrk \(args.joined(separator: " ")) ended (\(status)):\n\(output.suffix(2000))") }
         guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("BENCH-RESULT ") }) else {
             throw BenchError("wrk printed no BENCH-RESULT line:\n\(output.suffix(2000))")
         }

@@ -5,9 +5,10 @@
 //   .build/release/peer-transport-bench run
 //
 // The parent is node 1; for each security mode it spawns itself as node 2 (`serve`), which
-// counts, echoes, and acknowledges. Only loopback addresses are used; the child exits when the
-// parent closes its stdin, and the parent waits for it.
+// counts, echoes, and acknowledges. Only loopback addresses are used; the child writes its port
+// to a file, exits on SIGTERM or when its parent is gone, and the parent reaps it.
 import ArgumentParser
+import ChildProcesses
 import Foundation
 import Logging
 import PeerCerts
@@ -71,16 +72,19 @@ struct Serve: AsyncParsableCommand {
     @Option var mode: Mode
     @Option var dir: String
     @Option(name: .customLong("peer-port")) var peerPort: Int
+    @Option(name: .customLong("port-file")) var portFile: String
 
     func run() async throws {
         let transport = try PeerTransport(configuration: makeConfig(node: 2, mode: mode, dir: dir))
         try await transport.start()
         transport.setPeer(1, address: PeerAddress(host: "127.0.0.1", port: peerPort))
-        // Unbuffered, so the parent sees the port at once.
-        FileHandle.standardOutput.write(Data("PORT \(transport.listeningPort!)\n".utf8))
-        // Exit when the parent closes our stdin (it owns our lifetime).
+        // Written whole, then renamed: the parent never reads half a port.
+        try "\(transport.listeningPort!)\n".write(toFile: portFile + ".tmp", atomically: false, encoding: .utf8)
+        try FileManager.default.moveItem(atPath: portFile + ".tmp", toPath: portFile)
+        // The parent owns our lifetime: SIGTERM (default disposition) ends us, and so does its death.
+        let parent = getppid()
         Thread.detachNewThread {
-            while let _ = readLine() {}
+            while getppid() == parent { Thread.sleep(forTimeInterval: 0.5) }
             Foundation.exit(0)
         }
         var received: UInt64 = 0
@@ -266,40 +270,37 @@ actor EventWatch {
     }
 }
 
-/// The child process: this same binary in `serve` mode.
+/// The child process: this same binary in `serve` mode, started the project's one way.
 final class Child {
-    let process: Process
-    let stdin: Pipe
-    init(process: Process, stdin: Pipe) {
-        self.process = process
-        self.stdin = stdin
-    }
-    /// Closing stdin tells the child to exit; then we reap it (only the process we started).
+    let pid: pid_t
+    init(pid: pid_t) { self.pid = pid }
+
+    /// SIGTERM, SIGKILL if it has not ended within 5 s; then reaped (only the process we started).
     func stop() {
-        try? stdin.fileHandleForWriting.close()
-        process.waitUntilExit()
+        ChildProcess.signalProcess(pid, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !ChildProcess.hasExited(pid) && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        ChildProcess.signalProcess(pid, SIGKILL)
+        _ = ChildProcess.reapBlocking(pid)
     }
 }
 
 func spawnServe(mode: Mode, dir: String, parentPort: Int) throws -> (Child, Int) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    p.arguments = ["serve", "--mode", mode.rawValue, "--dir", dir, "--peer-port", "\(parentPort)"]
-    let stdin = Pipe()
-    let stdout = Pipe()
-    p.standardInput = stdin
-    p.standardOutput = stdout
-    try p.run()
-    // First line: "PORT n".
-    var line = [UInt8]()
-    let handle = stdout.fileHandleForReading
-    while true {
-        let byte = handle.readData(ofLength: 1)
-        guard let b = byte.first else { throw ValidationError("child exited before reporting its port") }
-        if b == UInt8(ascii: "\n") { break }
-        line.append(b)
+    let portFile = "\(dir)/serve-\(mode.rawValue).port"
+    let logFile = "\(dir)/serve-\(mode.rawValue).log"
+    try? FileManager.default.removeItem(atPath: portFile)
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    let argv = [executable, "serve", "--mode", mode.rawValue, "--dir", dir, "--peer-port", "\(parentPort)", "--port-file", portFile]
+    let child = Child(pid: try ChildProcess.spawn(argv, .init(outputPath: logFile, searchPath: false)))
+    let deadline = ContinuousClock.now + .seconds(30)
+    while ContinuousClock.now < deadline {
+        if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            return (child, port)
+        }
+        if ChildProcess.hasExited(child.pid) { break }
+        Thread.sleep(forTimeInterval: 0.02)
     }
-    let text = String(decoding: line, as: UTF8.self)
-    guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else { throw ValidationError("child said \(text)") }
-    return (Child(process: p, stdin: stdin), port)
+    child.stop()
+    let said = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+    throw ValidationError("the serve child reported no port within 30 s; its output: \(said.suffix(1500))")
 }
