@@ -67,6 +67,7 @@ public final class AdminServer: Sendable {
     let config: AdminServerConfiguration
     let node: PeerNode
     let forwarder: AdminClient
+    let wakeLeader: @Sendable () -> Void
     let broker: Broker?
     let running = Mutex(Running())
 
@@ -76,11 +77,12 @@ public final class AdminServer: Sendable {
     }
 
     /// - Parameters:
-    ///   - wakeLeader: called when a broker request started an operation, so the leader's
-    ///     operation driver takes it up at once (the `peer` executable passes `Leader.wake`).
+    ///   - wakeLeader: called when an admin or broker request started an operation, so the
+    ///     leader's operation driver takes it up at once (the `peer` executable passes `Leader.wake`).
     public init(configuration: AdminServerConfiguration, node: PeerNode, wakeLeader: @escaping @Sendable () -> Void = {}) throws(AdminClientError) {
         config = configuration
         self.node = node
+        self.wakeLeader = wakeLeader
         let forwarder = try AdminClient(tls: configuration.tls)
         self.forwarder = forwarder
         broker = configuration.broker.map {
@@ -363,7 +365,9 @@ public final class AdminServer: Sendable {
             state.tenant(id).map { TenantInfo($0, state: state) }
         }
         switch result {
-        case .applied: return (WriteResult(result: "applied", tenant: tenant), .created)
+        case .applied:
+            wakeLeader()
+            return (WriteResult(result: "applied", tenant: tenant), .created)
         case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: tenant), .ok)
         default: throw Self.apiError(result)
         }
@@ -394,9 +398,11 @@ public final class AdminServer: Sendable {
         var c = PBDeprovisionTenant()
         c.tenantID = id
         c.operationID = "admin-\(client)-\(sequence ?? 1)"
-        let result = try await propose(.deprovisionTenant(c), clientId: client, sequence: sequence, firstOf: 1)
+        let result = try await propose(.deprovisionTenant(c), clientId: client, sequence: sequence)
         switch result {
-        case .applied: return (WriteResult(result: "applied", tenant: nil), .ok)
+        case .applied:
+            wakeLeader()
+            return (WriteResult(result: "applied", tenant: nil), .ok)
         case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: nil), .ok)
         default: throw Self.apiError(result)
         }
@@ -409,7 +415,8 @@ public final class AdminServer: Sendable {
         c.tenantID = id
         c.instanceID = req.to
         c.operationID = req.operationId ?? "move-\(client)-\(req.sequence ?? 1)"
-        let result = try await propose(.moveTenant(c), clientId: client, sequence: req.sequence, firstOf: 1)
+        let result = try await propose(.moveTenant(c), clientId: client, sequence: req.sequence)
+        if result == .applied { wakeLeader() }
         switch result {
         case .applied, .duplicate(.applied):
             return (try await operation(c.operationID), result == .applied ? .accepted : .ok)
@@ -428,7 +435,7 @@ public final class AdminServer: Sendable {
         return info
     }
 
-    func propose(_ body: Command.OneOf_Body, clientId: String?, sequence: UInt64?, firstOf _: Int) async throws(APIError) -> ApplyResult {
+    func propose(_ body: Command.OneOf_Body, clientId: String?, sequence: UInt64?) async throws(APIError) -> ApplyResult {
         try await propose(body, clientId: clientId, sequence: sequence) { _ in () }.0
     }
 

@@ -6,6 +6,7 @@ import PeerAPI
 import PeerCerts
 import PeerNode
 import Raft
+import Synchronization
 import Testing
 
 /// One real node (in memory) behind the real admin server on a loopback port, with real
@@ -17,6 +18,8 @@ final class APIFixture {
     let port: Int
     let serverTask: Task<Void, Never>
     let token = "0123456789abcdef0123456789abcdef-test-token"
+    /// How often the server told the leader to wake (an operation started).
+    let wakes = WakeCounter()
 
     init() async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("peer-api-\(UInt32.random(in: 0...UInt32.max))").path
@@ -39,7 +42,8 @@ final class APIFixture {
             version: "test", protocolVersion: 1, pid: getpid(), startedAtMs: 0
         )
         config.adminTokenSHA256 = Array(SHA256.hash(data: Array(token.utf8)))
-        let server = try AdminServer(configuration: config, node: node)
+        let wakes = self.wakes
+        let server = try AdminServer(configuration: config, node: node, wakeLeader: { wakes.count.add(1, ordering: .relaxed) })
         self.server = server
         let (ports, cont) = AsyncStream.makeStream(of: Int.self)
         serverTask = Task { try? await server.run(onListening: { cont.yield($0) }) }
@@ -65,6 +69,11 @@ final class APIFixture {
         await node.stop()
         try? FileManager.default.removeItem(atPath: dir)
     }
+}
+
+final class WakeCounter: Sendable {
+    let count = Atomic<Int>(0)
+    var value: Int { count.load(ordering: .relaxed) }
 }
 
 /// A TLS client without a client certificate (trusting the cluster CA), for the token path:
@@ -127,8 +136,11 @@ struct AdminAPITests {
         let c = try f.client()
         let create = #"{"id":"acme","clientId":"t-1","sequence":1}"#
         #expect(try await f.call(c, .POST, "/v1/tenants", body: create).0 == 201)
+        // A provision operation started: the leader's driver is woken, not left to its idle poll.
+        #expect(f.wakes.value == 1)
         let again = try await f.call(c, .POST, "/v1/tenants", body: create)
         #expect(again.0 == 200 && again.1.contains("\"duplicate\""))
+        #expect(f.wakes.value == 1, "a duplicate starts nothing")
         let exists = try await f.call(c, .POST, "/v1/tenants", body: #"{"id":"acme"}"#)
         #expect(exists.0 == 409 && exists.1.contains("\"conflict\""))
         #expect(try await f.call(c, .DELETE, "/v1/tenants/nobody").0 == 404)
@@ -141,7 +153,9 @@ struct AdminAPITests {
         #expect(tenants.map(\.id) == ["acme"])
         // A delete deprovisions: the tenant enters deprovisioning with an operation, which the
         // leader's operation driver (not running in this fixture) finishes by deleting it.
+        #expect(f.wakes.value == 1, "refusals start nothing")
         #expect(try await f.call(c, .DELETE, "/v1/tenants/acme?clientId=t-2&sequence=1").0 == 200)
+        #expect(f.wakes.value == 2)
         let after = try JSONDecoder().decode([TenantInfo].self, from: Data(try await f.call(c, .GET, "/v1/tenants").1.utf8))
         #expect(after.map(\.state) == ["deprovisioning"])
         #expect(try await f.call(c, .DELETE, "/v1/tenants/acme?clientId=t-3&sequence=1").0 == 409, "a second delete meets the first's operation")
