@@ -1,6 +1,7 @@
 import ClusterModel
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -40,8 +41,8 @@ public struct AdminServerConfiguration: Sendable {
     /// SHA-256 of the admin token, if one is configured: `Authorization: Bearer <token>` is then
     /// accepted as well as a client certificate (tools like wrk cannot present one).
     public var adminTokenSHA256: [UInt8]?
-    /// Largest request body accepted.
-    public var bodyBytesMax = 64 * 1024
+    /// Connection caps and timeouts of the API's listener, and the largest request.
+    public var limits = ListenerLimits()
     /// The Open Service Broker API (`/v2`); nil serves no `/v2` routes.
     public var broker: BrokerConfiguration?
     /// This member's agent and router report (`GET /v1/dataplane`, `peer status`); nil when the
@@ -69,6 +70,8 @@ public final class AdminServer: Sendable {
     let forwarder: AdminClient
     let wakeLeader: @Sendable () -> Void
     let broker: Broker?
+    /// The API listener's open connections, refusals and timeouts.
+    let connections: ConnectionRegistry
     let running = Mutex(Running())
 
     struct Running: Sendable {
@@ -83,6 +86,8 @@ public final class AdminServer: Sendable {
         config = configuration
         self.node = node
         self.wakeLeader = wakeLeader
+        let address = configuration.members[configuration.selfID]?.api ?? "?"
+        connections = ConnectionRegistry(name: "admin API \(address)", limits: configuration.limits, logger: configuration.logger)
         let forwarder = try AdminClient(tls: configuration.tls)
         self.forwarder = forwarder
         broker = configuration.broker.map {
@@ -121,9 +126,19 @@ public final class AdminServer: Sendable {
         addRoutes(to: router.group("v1").add(middleware: AuthMiddleware(tokenSHA256: config.adminTokenSHA256)))
         TokenCheck(node: node).addRoutes(to: router)
         broker?.addRoutes(to: router)
+        let limits = config.limits
+        let tlsConfiguration = try serverTLS()
+        let http1 = HTTP1Channel.Configuration(
+            idleTimeout: nil,  // ConnectionDeadlines times every phase, the idle wait included
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: limits.headerBytesMax, maxHeaderListSize: limits.headerBytesMax))
+        let connections = self.connections
         let app = Application(
             router: router,
-            server: try .tls(.http1(), tlsConfiguration: serverTLS()),
+            server: HTTPServerBuilder { responder in
+                GuardedChannel(
+                    base: try TLSChannel(HTTP1Channel(responder: responder, configuration: http1), tlsConfiguration: tlsConfiguration),
+                    registry: connections, tls: true)
+            },
             configuration: .init(address: .hostname(me.apiHost, port: me.apiPort), serverName: "peer/\(config.version)"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? me.apiPort) },
             logger: config.logger
@@ -232,10 +247,10 @@ public final class AdminServer: Sendable {
     func write<T: Encodable>(request: inout Request, _ handler: ([UInt8]) async throws(APIError) -> (T, HTTPResponse.Status)) async -> Response {
         let bytes: [UInt8]
         do {
-            var buffer = try await request.collectBody(upTo: config.bodyBytesMax)
+            var buffer = try await request.collectBody(upTo: config.limits.bodyBytesMax)
             bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch {
-            return Self.json(APIError("tooLarge", "the request body is larger than \(config.bodyBytesMax) bytes or unreadable: \(error)"), status: .contentTooLarge)
+            return Self.json(APIError("tooLarge", "the request body is larger than \(config.limits.bodyBytesMax) bytes or unreadable: \(error)"), status: .contentTooLarge)
         }
         let hint = node.leaderHint
         if hint.role != .leader {

@@ -15,6 +15,9 @@ extension ClusterConfig {
         ("catalog.services[i].plans[j].quotas", ConfigDecoder.quotaKeys),
         ("components[i]", ConfigDecoder.componentKeys),
         ("router", ConfigDecoder.routerKeys),
+        ("limits", ConfigDecoder.limitsKeys),
+        ("limits.api", ConfigDecoder.apiLimitsKeys),
+        ("limits.transport", ConfigDecoder.transportLimitsKeys),
     ]
 
     /// Every key path the file accepts (`timing.tickMs`, `peers[i].api`, ...).

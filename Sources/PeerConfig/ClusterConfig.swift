@@ -27,6 +27,8 @@ public struct ClusterConfig: Sendable, Hashable {
     public let components: [Component]
     /// The local NGINX's settings (defaults when the file has no `router:`).
     public let router: RouterSettings
+    /// Connection caps and timeouts of the API and peer listeners (defaults when absent).
+    public let limits: Limits
     /// The absolute path of the file this came from; nil for text given to `parse`.
     public let file: String?
 

@@ -63,6 +63,8 @@ struct RuntimeSettings: Sendable {
 enum PeerRuntime {
     static func run(_ s: RuntimeSettings, logger: Logger) async throws {
         let started = Int64(Date().timeIntervalSince1970 * 1000)
+        // Enough descriptors for every connection the limits admit, or no start at all.
+        try OpenFiles.raise(toAtLeast: s.config.limits.openFilesNeeded(peerCount: s.members.count), logger: logger)
         try FileManager.default.createDirectory(atPath: s.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let voters = Set(s.members.map(\.id))
         let storePath = s.dataDirectory + "/raft.sqlite"
@@ -75,6 +77,10 @@ enum PeerRuntime {
             security: .mutualTLS(TLSFiles(caCertificatePath: s.caCertificatePath, certificatePath: s.certificatePath, privateKeyPath: s.privateKeyPath))
         )
         tconf.logger = logger
+        let transportLimits = s.config.limits.transport
+        tconf.handshakingConnectionsMax = transportLimits.handshakingConnectionsMax
+        tconf.helloTimeoutMs = Int64(transportLimits.helloTimeoutMs)
+        tconf.inboundConnectionsPerPeerMax = transportLimits.inboundConnectionsPerPeerMax
         let transport = try PeerTransport(configuration: tconf)
         for m in s.members where m.id != s.selfID {
             transport.setPeer(m.id, address: PeerAddress(host: m.peerHost, port: m.peerPort))
@@ -130,6 +136,7 @@ enum PeerRuntime {
             pid: getpid(), startedAtMs: started
         )
         apiConfig.logger = logger
+        apiConfig.limits = ListenerLimits(s.config.limits.api)
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
         let brokerConfig = BrokerConfiguration(
             username: s.broker.username, password: try BrokerFiles.loadVerifier(s.broker), catalog: BrokerCatalog(s.catalog),

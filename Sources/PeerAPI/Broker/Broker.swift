@@ -162,10 +162,10 @@ final class Broker: Sendable {
         var request = request
         let body: [UInt8]
         do {
-            var buffer = try await request.collectBody(upTo: serverConfig.bodyBytesMax)
+            var buffer = try await request.collectBody(upTo: serverConfig.limits.bodyBytesMax)
             body = buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch {
-            return OSBReply.badRequest("the request body is larger than \(serverConfig.bodyBytesMax) bytes or unreadable").response
+            return OSBReply.badRequest("the request body is larger than \(serverConfig.limits.bodyBytesMax) bytes or unreadable").response
         }
         let parsed: OSBRequest
         do {

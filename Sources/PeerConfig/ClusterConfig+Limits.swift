@@ -1,0 +1,97 @@
+@preconcurrency import Yams
+
+extension ClusterConfig {
+    /// What each listener allows its clients (YAML `limits`, docs/operations.md §Limits). Every
+    /// value has a default and a range; 0, a negative value or one above the range is refused
+    /// at load with the file, line and reason.
+    public struct Limits: Sendable, Hashable {
+        /// The admin and broker HTTPS API (one listener per peer).
+        public struct API: Sendable, Hashable {
+            public var connectionsMax = 1024
+            public var connectionsPerAddressMax = 256
+            public var handshakeTimeoutMs = 10_000
+            public var idleTimeoutMs = 60_000
+            public var bodyTimeoutMs = 30_000
+            public var headerBytesMax = 64 * 1024
+            public var bodyBytesMax = 64 * 1024
+
+            public static let connectionsMaxRange = 16...65_536
+            public static let connectionsPerAddressMaxRange = 1...65_536
+            public static let handshakeTimeoutMsRange = 100...600_000
+            public static let idleTimeoutMsRange = 100...3_600_000
+            public static let bodyTimeoutMsRange = 100...600_000
+            public static let headerBytesMaxRange = 1024...(1 << 20)
+            public static let bodyBytesMaxRange = 1024...(16 << 20)
+        }
+
+        /// The peer-to-peer transport's listener.
+        public struct Transport: Sendable, Hashable {
+            /// Accepted connections still in the TLS handshake or the hello.
+            public var handshakingConnectionsMax = 64
+            /// From accept to a finished TLS handshake and hello.
+            public var helloTimeoutMs = 5_000
+            /// Established inbound connections kept per authenticated peer.
+            public var inboundConnectionsPerPeerMax = 2
+
+            public static let handshakingConnectionsMaxRange = 1...4096
+            public static let helloTimeoutMsRange = 100...60_000
+            public static let inboundConnectionsPerPeerMaxRange = 1...16
+        }
+
+        public var api = API()
+        public var transport = Transport()
+
+        public static let defaults = Limits()
+
+        /// Descriptors a peer needs besides its listeners' connections: its store, logs, the
+        /// agent's and router's sockets and pipes, outbound connections.
+        public static let openFilesReserve = 256
+
+        /// Open files a peer of a cluster of `peerCount` members may need at its limits: every API
+        /// connection, every peer connection in and out, and the reserve.
+        public func openFilesNeeded(peerCount: Int) -> Int {
+            api.connectionsMax + transport.handshakingConnectionsMax
+                + peerCount * (transport.inboundConnectionsPerPeerMax + 1) + Self.openFilesReserve
+        }
+    }
+}
+
+extension ConfigDecoder {
+    static let limitsKeys = ["api", "transport"]
+    static let apiLimitsKeys = ["connectionsMax", "connectionsPerAddressMax", "handshakeTimeoutMs", "idleTimeoutMs", "bodyTimeoutMs", "headerBytesMax", "bodyBytesMax"]
+    static let transportLimitsKeys = ["handshakingConnectionsMax", "helloTimeoutMs", "inboundConnectionsPerPeerMax"]
+
+    mutating func limits(_ node: Node, at keyPath: String) throws(ConfigError) -> ClusterConfig.Limits {
+        let map = try reader.mapping(node, at: keyPath, allowed: Self.limitsKeys, what: "limits (\(Self.limitsKeys.joined(separator: ", ")))")
+        var limits = ClusterConfig.Limits.defaults
+        if let api = map.value("api") {
+            let m = try reader.mapping(api, at: map.path("api"), allowed: Self.apiLimitsKeys, what: "API limits (\(Self.apiLimitsKeys.joined(separator: ", ")))")
+            typealias A = ClusterConfig.Limits.API
+            try read(m, "connectionsMax", A.connectionsMaxRange, into: &limits.api.connectionsMax)
+            try read(m, "connectionsPerAddressMax", A.connectionsPerAddressMaxRange, into: &limits.api.connectionsPerAddressMax)
+            try read(m, "handshakeTimeoutMs", A.handshakeTimeoutMsRange, into: &limits.api.handshakeTimeoutMs)
+            try read(m, "idleTimeoutMs", A.idleTimeoutMsRange, into: &limits.api.idleTimeoutMs)
+            try read(m, "bodyTimeoutMs", A.bodyTimeoutMsRange, into: &limits.api.bodyTimeoutMs)
+            try read(m, "headerBytesMax", A.headerBytesMaxRange, into: &limits.api.headerBytesMax)
+            try read(m, "bodyBytesMax", A.bodyBytesMaxRange, into: &limits.api.bodyBytesMax)
+            if limits.api.connectionsPerAddressMax > limits.api.connectionsMax, let value = m.value("connectionsPerAddressMax") ?? m.value("connectionsMax") {
+                let key = m.value("connectionsPerAddressMax") != nil ? "connectionsPerAddressMax" : "connectionsMax"
+                throw reader.error(m.path(key), value, "connectionsPerAddressMax (\(limits.api.connectionsPerAddressMax)) is more than connectionsMax (\(limits.api.connectionsMax))")
+            }
+        }
+        if let transport = map.value("transport") {
+            let m = try reader.mapping(transport, at: map.path("transport"), allowed: Self.transportLimitsKeys, what: "transport limits (\(Self.transportLimitsKeys.joined(separator: ", ")))")
+            typealias T = ClusterConfig.Limits.Transport
+            try read(m, "handshakingConnectionsMax", T.handshakingConnectionsMaxRange, into: &limits.transport.handshakingConnectionsMax)
+            try read(m, "helloTimeoutMs", T.helloTimeoutMsRange, into: &limits.transport.helloTimeoutMs)
+            try read(m, "inboundConnectionsPerPeerMax", T.inboundConnectionsPerPeerMaxRange, into: &limits.transport.inboundConnectionsPerPeerMax)
+        }
+        return limits
+    }
+
+    private mutating func read(_ map: YAMLReader.Mapping, _ key: String, _ range: ClosedRange<Int>, into field: inout Int) throws(ConfigError) {
+        guard let value = map.value(key) else { return }
+        record(map.path(key), value)
+        field = try reader.integer(value, at: map.path(key), in: range)
+    }
+}
