@@ -150,6 +150,14 @@ public final class AdminServer: Sendable {
             return false
         }
         if stopEarly { return }
+        // The listener's held-back refusal and timeout lines, reported even when no event follows.
+        let flusher = Task { [connections] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(ConnectionRegistry.logIntervalSeconds))
+                connections.flush()
+            }
+        }
+        defer { flusher.cancel() }
         try await group.run()
     }
 

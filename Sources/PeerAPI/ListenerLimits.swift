@@ -84,18 +84,28 @@ final class ConnectionRegistry: Sendable {
     var timedOutTotal: Int { counts.withLock { $0.timedOutTotal } }
 
     /// Counts the event; logs it, with whatever else happened since the last line, at most once
-    /// per `logIntervalSeconds`.
+    /// per `logIntervalSeconds` (what is held back is logged by the next event or `flush`).
     private func note(refused: Bool, _ reason: String) {
-        let now = ContinuousClock.now
         let line: String? = counts.withLock { c in
             if refused { c.refusedTotal += 1 } else { c.timedOutTotal += 1 }
             c.unlogged[reason, default: 0] += 1
-            if let last = c.lastLogged, now - last < .seconds(Self.logIntervalSeconds) { return nil }
-            c.lastLogged = now
-            let summary = c.unlogged.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: "; ")
-            c.unlogged = [:]
-            return "\(name): \(summary) (open now: \(c.open); at most one such line per \(Self.logIntervalSeconds) s)"
+            return summary(&c, now: .now)
         }
         if let line { logger.warning("\(line)") }
+    }
+
+    /// Logs what was held back, if the interval since the last line has passed. The server
+    /// calls it every `logIntervalSeconds`, so a burst's end is reported without a next event.
+    func flush() {
+        if let line = counts.withLock({ summary(&$0, now: .now) }) { logger.warning("\(line)") }
+    }
+
+    private func summary(_ c: inout Counts, now: ContinuousClock.Instant) -> String? {
+        guard !c.unlogged.isEmpty else { return nil }
+        if let last = c.lastLogged, now - last < .seconds(Self.logIntervalSeconds) { return nil }
+        c.lastLogged = now
+        let summary = c.unlogged.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: "; ")
+        c.unlogged = [:]
+        return "\(name): \(summary) (open now: \(c.open); at most one such line per \(Self.logIntervalSeconds) s)"
     }
 }
