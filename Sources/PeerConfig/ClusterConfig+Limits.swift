@@ -28,12 +28,15 @@ extension ClusterConfig {
         public struct Transport: Sendable, Hashable {
             /// Accepted connections still in the TLS handshake or the hello.
             public var handshakingConnectionsMax = 64
+            /// Of those, from one client address.
+            public var handshakingPerAddressMax = 16
             /// From accept to a finished TLS handshake and hello.
             public var helloTimeoutMs = 5_000
             /// Established inbound connections kept per authenticated peer.
             public var inboundConnectionsPerPeerMax = 2
 
             public static let handshakingConnectionsMaxRange = 1...4096
+            public static let handshakingPerAddressMaxRange = 1...4096
             public static let helloTimeoutMsRange = 100...60_000
             public static let inboundConnectionsPerPeerMaxRange = 1...16
         }
@@ -59,7 +62,7 @@ extension ClusterConfig {
 extension ConfigDecoder {
     static let limitsKeys = ["api", "transport"]
     static let apiLimitsKeys = ["connectionsMax", "connectionsPerAddressMax", "handshakeTimeoutMs", "idleTimeoutMs", "bodyTimeoutMs", "headerBytesMax", "bodyBytesMax"]
-    static let transportLimitsKeys = ["handshakingConnectionsMax", "helloTimeoutMs", "inboundConnectionsPerPeerMax"]
+    static let transportLimitsKeys = ["handshakingConnectionsMax", "handshakingPerAddressMax", "helloTimeoutMs", "inboundConnectionsPerPeerMax"]
 
     mutating func limits(_ node: Node, at keyPath: String) throws(ConfigError) -> ClusterConfig.Limits {
         let map = try reader.mapping(node, at: keyPath, allowed: Self.limitsKeys, what: "limits (\(Self.limitsKeys.joined(separator: ", ")))")
@@ -83,8 +86,14 @@ extension ConfigDecoder {
             let m = try reader.mapping(transport, at: map.path("transport"), allowed: Self.transportLimitsKeys, what: "transport limits (\(Self.transportLimitsKeys.joined(separator: ", ")))")
             typealias T = ClusterConfig.Limits.Transport
             try read(m, "handshakingConnectionsMax", T.handshakingConnectionsMaxRange, into: &limits.transport.handshakingConnectionsMax)
+            try read(m, "handshakingPerAddressMax", T.handshakingPerAddressMaxRange, into: &limits.transport.handshakingPerAddressMax)
             try read(m, "helloTimeoutMs", T.helloTimeoutMsRange, into: &limits.transport.helloTimeoutMs)
             try read(m, "inboundConnectionsPerPeerMax", T.inboundConnectionsPerPeerMaxRange, into: &limits.transport.inboundConnectionsPerPeerMax)
+            let t = limits.transport
+            if t.handshakingPerAddressMax > t.handshakingConnectionsMax, let value = m.value("handshakingPerAddressMax") ?? m.value("handshakingConnectionsMax") {
+                let key = m.value("handshakingPerAddressMax") != nil ? "handshakingPerAddressMax" : "handshakingConnectionsMax"
+                throw reader.error(m.path(key), value, "handshakingPerAddressMax (\(t.handshakingPerAddressMax)) is more than handshakingConnectionsMax (\(t.handshakingConnectionsMax))")
+            }
         }
         return limits
     }

@@ -20,15 +20,16 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     /// Set when an error ends the connection without a refusal to report.
     private var quietClose = false
 
-    /// Holds one of `core`'s handshake slots until the hello succeeds or the connection ends.
-    private var holdsHandshakeSlot: Bool
+    /// The client address whose handshake slot this holds until the hello succeeds or the
+    /// connection ends; nil once returned (or when none was taken).
+    private var handshakeSlotOf: String?
 
-    /// `holdsHandshakeSlot`: the caller took a slot with `core.beginHandshake()` for this handler
-    /// to return.
-    init(core: TransportCore, verdict: VerdictBox?, holdsHandshakeSlot: Bool = false) {
+    /// `handshakeSlotOf`: the caller took a slot with `core.beginHandshake(from:)` for this
+    /// handler to return.
+    init(core: TransportCore, verdict: VerdictBox?, handshakeSlotOf: String? = nil) {
         self.core = core
         self.verdict = verdict
-        self.holdsHandshakeSlot = holdsHandshakeSlot
+        self.handshakeSlotOf = handshakeSlotOf
         self.machine = InboundHandshake(local: core.config.localHello, members: core.members)
     }
 
@@ -49,9 +50,9 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     }
 
     private func releaseHandshakeSlot() {
-        if holdsHandshakeSlot {
-            holdsHandshakeSlot = false
-            core.endHandshake()
+        if let address = handshakeSlotOf {
+            handshakeSlotOf = nil
+            core.endHandshake(from: address)
         }
     }
 

@@ -76,12 +76,13 @@ public final class PeerTransport: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     // Cap connections still in their handshake: each holds an fd (and TLS state)
                     // until the hello timeout, so an unbounded number is an fd-exhaustion attack.
-                    let admission = core.beginHandshake()
+                    let address = channel.remoteAddress?.ipAddress ?? "unknown"
+                    let admission = core.beginHandshake(from: address)
                     guard admission.admitted else {
                         if admission.report {
                             core.reportRejection(ConnectionRejection(
                                 reason: .tooManyHandshakes,
-                                detail: "\(config.handshakingConnectionsMax) connections already in their handshake",
+                                detail: admission.detail,
                                 direction: .inbound, remote: channel.remoteAddress.map { "\($0)" } ?? "?", peer: nil))
                         }
                         channel.close(promise: nil)
@@ -99,10 +100,10 @@ public final class PeerTransport: Sendable {
                                     expecting: { .anyOf(core.members) }, usage: .clientAuth, box: verdict)))
                         }
                         try sync.addHandler(ByteToMessageHandler(FrameDecoder(frameBytesMax: config.frameBytesMax)))
-                        try sync.addHandler(InboundConnectionHandler(core: core, verdict: box, holdsHandshakeSlot: true))
+                        try sync.addHandler(InboundConnectionHandler(core: core, verdict: box, handshakeSlotOf: address))
                     } catch {
                         // The handler that would have returned the slot was never added.
-                        core.endHandshake()
+                        core.endHandshake(from: address)
                         throw error
                     }
                 }

@@ -68,6 +68,8 @@ public struct TransportConfiguration: Sendable {
     /// Accepted connections still in TLS or the hello; beyond it a new connection is closed at
     /// once, so a flood of idle sockets cannot exhaust file descriptors before the hello timeout.
     public var handshakingConnectionsMax = 64
+    /// Of those, from one client address (all members of a one-host cluster share 127.0.0.1).
+    public var handshakingPerAddressMax = 16
     /// Established inbound connections kept per peer (a peer needs one; a second covers a
     /// redial racing the close of the first). The oldest is closed when a newer one passes it.
     public var inboundConnectionsPerPeerMax = 2

@@ -23,8 +23,18 @@ final class TransportCore: Sendable {
         var inbound: [NodeID: [any Channel]] = [:]
     }
 
-    /// Accepted connections still in their handshake, and whether a refusal run was reported.
-    private let handshakingBox = NIOLockedValueBox((count: 0, refusing: false))
+    /// Accepted connections still in their handshake, in all and by client address, and
+    /// whether a refusal run was reported.
+    struct Handshaking {
+        var count = 0
+        var byAddress: [String: Int] = [:]
+        /// Refusals since the last reported one, and when that was.
+        var refusedSinceReport = 0
+        var lastReported: ContinuousClock.Instant?
+    }
+    /// A flood is reported at most once per this long, with the refusals in between counted.
+    static let refusalReportIntervalSeconds = 10
+    private let handshakingBox = NIOLockedValueBox(Handshaking())
 
     init(config: TransportConfiguration, tls: TLSMaterial?,
          events: AsyncStream<TransportEvent>.Continuation, incoming: AsyncStream<Message>.Continuation) {
@@ -54,25 +64,38 @@ final class TransportCore: Sendable {
         }
     }
 
-    /// Takes a handshake slot for a newly accepted connection. Not admitted when
-    /// `handshakingConnectionsMax` are taken; `report` is true on the first refusal of a run (a
-    /// flood logs one warning, not one per socket).
-    func beginHandshake() -> (admitted: Bool, report: Bool) {
-        handshakingBox.withLockedValue { h in
-            if h.count < config.handshakingConnectionsMax {
+    /// Takes a handshake slot for a newly accepted connection from `address`. Not admitted when
+    /// `handshakingConnectionsMax` are taken, or `handshakingPerAddressMax` from that address (so
+    /// a flood from a few addresses cannot keep a member's redial out); `report` is true for at
+    /// most one refusal per `refusalReportIntervalSeconds` (a flood logs a line now and then,
+    /// counting the refusals in between, not one per socket).
+    func beginHandshake(from address: String) -> (admitted: Bool, report: Bool, detail: String) {
+        let now = ContinuousClock.now
+        return handshakingBox.withLockedValue { h in
+            let fromAddress = h.byAddress[address, default: 0]
+            if h.count < config.handshakingConnectionsMax && fromAddress < config.handshakingPerAddressMax {
                 h.count += 1
-                return (true, false)
+                h.byAddress[address] = fromAddress + 1
+                return (true, false, "")
             }
-            defer { h.refusing = true }
-            return (false, !h.refusing)
+            h.refusedSinceReport += 1
+            if let last = h.lastReported, now - last < .seconds(Self.refusalReportIntervalSeconds) { return (false, false, "") }
+            h.lastReported = now
+            let also = h.refusedSinceReport > 1 ? " (\(h.refusedSinceReport) refused since the last such line)" : ""
+            h.refusedSinceReport = 0
+            let detail = h.count >= config.handshakingConnectionsMax
+                ? "\(config.handshakingConnectionsMax) connections already in their handshake"
+                : "\(config.handshakingPerAddressMax) connections from \(address) already in their handshake"
+            return (false, true, detail + also)
         }
     }
 
     /// Returns a slot taken by `beginHandshake` (the hello succeeded, or the connection ended).
-    func endHandshake() {
+    func endHandshake(from address: String) {
         handshakingBox.withLockedValue { h in
             h.count -= 1
-            h.refusing = false
+            let left = h.byAddress[address, default: 1] - 1
+            h.byAddress[address] = left > 0 ? left : nil
         }
     }
 

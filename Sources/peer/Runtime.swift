@@ -79,6 +79,7 @@ enum PeerRuntime {
         tconf.logger = logger
         let transportLimits = s.config.limits.transport
         tconf.handshakingConnectionsMax = transportLimits.handshakingConnectionsMax
+        tconf.handshakingPerAddressMax = transportLimits.handshakingPerAddressMax
         tconf.helloTimeoutMs = Int64(transportLimits.helloTimeoutMs)
         tconf.inboundConnectionsPerPeerMax = transportLimits.inboundConnectionsPerPeerMax
         let transport = try PeerTransport(configuration: tconf)

@@ -12,6 +12,7 @@ import Testing
         #expect(limits.api.handshakeTimeoutMs == 10_000 && limits.api.idleTimeoutMs == 60_000 && limits.api.bodyTimeoutMs == 30_000)
         #expect(limits.api.headerBytesMax == 65_536 && limits.api.bodyBytesMax == 65_536)
         #expect(limits.transport.handshakingConnectionsMax == 64 && limits.transport.helloTimeoutMs == 5_000)
+        #expect(limits.transport.handshakingPerAddressMax == 16)
         #expect(limits.transport.inboundConnectionsPerPeerMax == 2)
         // 1024 + 64 + 3 peers × 3 + 256.
         #expect(limits.openFilesNeeded(peerCount: 3) == 1353)
@@ -31,6 +32,7 @@ import Testing
                 bodyBytesMax: 4096
               transport:
                 handshakingConnectionsMax: 8
+                handshakingPerAddressMax: 4
                 helloTimeoutMs: 1500
                 inboundConnectionsPerPeerMax: 3
             """
@@ -39,7 +41,7 @@ import Testing
         #expect(limits.api.handshakeTimeoutMs == 2000 && limits.api.idleTimeoutMs == 2500 && limits.api.bodyTimeoutMs == 3000)
         #expect(limits.api.headerBytesMax == 8192 && limits.api.bodyBytesMax == 4096)
         #expect(limits.transport.handshakingConnectionsMax == 8 && limits.transport.helloTimeoutMs == 1500)
-        #expect(limits.transport.inboundConnectionsPerPeerMax == 3)
+        #expect(limits.transport.inboundConnectionsPerPeerMax == 3 && limits.transport.handshakingPerAddressMax == 4)
     }
 
     @Test func zeroNegativeAndTooLargeValuesAreRefusedWithTheirLine() {
@@ -53,6 +55,7 @@ import Testing
             ("api", "headerBytesMax", "0", "1024-1048576"),
             ("api", "bodyBytesMax", "16777217", "1024-16777216"),
             ("transport", "handshakingConnectionsMax", "0", "1-4096"),
+            ("transport", "handshakingPerAddressMax", "0", "1-4096"),
             ("transport", "helloTimeoutMs", "60001", "100-60000"),
             ("transport", "inboundConnectionsPerPeerMax", "17", "1-16"),
         ]
@@ -70,6 +73,9 @@ import Testing
         expectRefused(
             validYAML + "\nlimits:\n  api:\n    connectionMax: 100\n", keyPath: "limits.api.connectionMax",
             reason: "unknown key 'connectionMax' (did you mean 'connectionsMax'?)", line: 20)
+        expectRefused(
+            validYAML + "\nlimits:\n  transport:\n    handshakingConnectionsMax: 8\n    handshakingPerAddressMax: 9\n",
+            keyPath: "limits.transport.handshakingPerAddressMax", reason: "handshakingPerAddressMax (9) is more than handshakingConnectionsMax (8)", line: 21)
         expectRefused(validYAML + "\nlimits:\n  router: {}\n", keyPath: "limits.router", reason: "unknown key 'router'", line: 19)
     }
 }

@@ -8,18 +8,20 @@ import Glibc
 /// loopback addresses than its legitimate client's (issue 19): it keeps running and serving,
 /// refuses what is over its caps, and closes each hostile connection at its timeout.
 @Suite struct HostileClientTests {
-    /// Floods 127.0.0.1:PORT from 127.0.0.2-9 for DURATION seconds (THREADS per address and
-    /// mode, each reconnecting when closed) while a legitimate client on 127.0.0.1 asks
-    /// `GET /v1/status` every 200 ms on a new connection, then prints one JSON summary.
+    /// Floods the API port and the peer port from 127.0.0.2-9 for DURATION seconds (THREADS per
+    /// address and mode, each reconnecting when closed) while a legitimate client on 127.0.0.1
+    /// asks `GET /v1/status` every 200 ms on a new connection and creates a tenant every fifth
+    /// time (a write needs a quorum), then prints one JSON summary.
     static let flood = #"""
     import json, socket, ssl, sys, threading, time
     port, duration, threads = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-    tls_dir = sys.argv[4]
+    tls_dir, peer_port = sys.argv[4], int(sys.argv[5])
     stop_at = time.monotonic() + duration
     lock = threading.Lock()
-    hostile = {"idle": [], "half-tls": [], "slowloris": []}   # seconds each stayed open
-    refused = {"idle": 0, "half-tls": 0, "slowloris": 0}     # closed before 100 ms
-    legit = {"ok": 0, "failed": [], "slowest": 0.0, "http10_close": None}
+    modes = ["idle", "half-tls", "slowloris", "peer-idle", "peer-half-tls"]
+    hostile = {m: [] for m in modes}   # seconds each stayed open
+    refused = {m: 0 for m in modes}    # closed before 100 ms
+    legit = {"ok": 0, "writes": 0, "failed": [], "slowest": 0.0, "http10_close": None}
 
     def anonymous():
         ctx = ssl.create_default_context(cafile=tls_dir + "/ca.pem")
@@ -51,9 +53,9 @@ import Glibc
             try:
                 s.bind((source, 0))
                 s.settimeout(5)
-                s.connect(("127.0.0.1", port))
+                s.connect(("127.0.0.1", peer_port if mode.startswith("peer-") else port))
                 opened = time.monotonic()
-                if mode == "half-tls":
+                if mode.endswith("half-tls"):
                     s.sendall(b"\x16\x03\x01\x00\xa0\x01\x00")      # the start of a ClientHello
                 elif mode == "slowloris":
                     s = anonymous().wrap_socket(s)                   # a real handshake ...
@@ -70,12 +72,19 @@ import Glibc
                 s.close()
 
     def legitimate():
+        n = 0
         while time.monotonic() < stop_at:
             t0 = time.monotonic()
+            n += 1
+            write = n % 5 == 0
             try:
                 s = admin().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=1))
                 s.settimeout(1)
-                s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if write:
+                    body = b'{"id":"legit-%d"}' % n
+                    s.sendall(b"POST /v1/tenants HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                else:
+                    s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 data = b""
                 while True:
                     chunk = s.recv(65536)
@@ -84,9 +93,12 @@ import Glibc
                 s.close()
                 took = time.monotonic() - t0
                 head, _, body = data.partition(b"\r\n\r\n")
-                if not head.startswith(b"HTTP/1.1 200") or b'"leader"' not in body: raise Exception(head[:80])
+                if write:
+                    if not head.startswith(b"HTTP/1.1 201"): raise Exception(data[:200])
+                elif not head.startswith(b"HTTP/1.1 200") or b'"leader"' not in body: raise Exception(head[:80])
                 with lock:
                     legit["ok"] += 1
+                    if write: legit["writes"] += 1
                     legit["slowest"] = max(legit["slowest"], took)
             except Exception as e:
                 with lock: legit["failed"].append("%.3f s: %r" % (time.monotonic() - t0, e))
@@ -124,6 +136,10 @@ import Glibc
                 handshakeTimeoutMs: 2000
                 idleTimeoutMs: 2000
                 bodyTimeoutMs: 2000
+              transport:
+                handshakingConnectionsMax: 64
+                handshakingPerAddressMax: 4
+                helloTimeoutMs: 2000
 
             """)
         try await c.must(["init", "--config", c.configPath])
@@ -137,7 +153,8 @@ import Glibc
         // 8 addresses × 3 modes × 8 threads: 24 connections wanted per address, 16 admitted.
         let script = c.dir + "/flood.py"
         try Self.flood.write(toFile: script, atomically: true, encoding: .utf8)
-        let flood = try await c.runProgram("/usr/bin/env", ["python3", script, "\(c.apiPorts[0])", "8", "8", c.dir + "/tls"], timeoutSeconds: 60)
+        let flood = try await c.runProgram(
+            "/usr/bin/env", ["python3", script, "\(c.apiPorts[0])", "8", "8", c.dir + "/tls", "\(c.peerPorts[0])"], timeoutSeconds: 60)
         #expect(flood.status == 0, "the flood script failed: \(flood.stderr.suffix(2000))")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(flood.stdout.utf8)) as? [String: Any], "\(flood.stdout) \(flood.stderr.suffix(2000))")
         let legit = try #require(summary["legit"] as? [String: Any])
@@ -150,6 +167,8 @@ import Glibc
         #expect((legit["failed"] as? [String])?.isEmpty == true, "\(legit["failed"] ?? "")")
         // Exercised throughout the 8 s (a request every 200 ms plus its own time).
         #expect((legit["ok"] as? Int ?? 0) >= 10, "\(legit)")
+        // Writes committed through a quorum while both ports were flooded.
+        #expect((legit["writes"] as? Int ?? 0) >= 2, "\(legit)")
         #expect((legit["slowest"] as? Double ?? 99) < 1.0, "\(legit)")
         // HTTP/1.0 without keep-alive: answered and closed at once, not at the 2 s idle timeout.
         let http10 = try #require(legit["http10_close"] as? [Any])
@@ -176,6 +195,10 @@ import Glibc
         }
         #expect(log.contains("new connection closed: 16 connections from 127.0.0."), "\(log.suffix(3000))")
         #expect(log.contains("connection closed: no TLS handshake within 2000 ms"), "\(log.suffix(3000))")
+        #expect(log.contains("4 connections from 127.0.0."), "the transport's per-address refusal is not in the log:\n\(log.suffix(3000))")
+        // Thousands of refusals in about 8 s, one transport line per 10 s: one, or two.
+        let transportLines = log.split(separator: "\n").filter { $0.contains("connection refused:") && $0.contains("already in their handshake") }
+        #expect((1...2).contains(transportLines.count), "\(transportLines.count) lines:\n\(transportLines.prefix(5).joined(separator: "\n"))")
         let lines = log.split(separator: "\n").filter { $0.contains("admin API 127.0.0.1:") && $0.contains("at most one such line") }
         // About 10 s of refusals and timeouts: at most one line per 10 s, so two or three.
         #expect((2...3).contains(lines.count), "\(lines.count) lines:\n\(lines.joined(separator: "\n"))")

@@ -19,6 +19,8 @@ final class ProcessCluster {
     let routerPorts: [Int]
     /// Each peer's admin API port, by position (peer id - 1).
     let apiPorts: [Int]
+    /// Each peer's peer-to-peer (transport) port, by position.
+    let peerPorts: [Int]
 
     /// `binary`: another `peer` binary than the one built beside the tests.
     init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, extraYAML: String = "", dataPlane: Bool = false, binary: String? = nil) throws {
@@ -57,6 +59,7 @@ final class ProcessCluster {
         }
         routerPorts = stride(from: 0, to: routers.count, by: 2).map { routers[$0] }
         apiPorts = (0..<size).map { ports[2 * $0 + 1] }
+        peerPorts = (0..<size).map { ports[2 * $0] }
         yaml += extraYAML
         configPath = dir + "/cluster.yaml"
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
