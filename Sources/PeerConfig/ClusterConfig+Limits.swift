@@ -41,8 +41,18 @@ extension ClusterConfig {
             public static let inboundConnectionsPerPeerMaxRange = 1...16
         }
 
+        /// The local NGINX's control server (loopback; only the peer talks to it).
+        public struct RouterControl: Sendable, Hashable {
+            /// For a request's head, between two reads of its body or two writes of its answer,
+            /// and for an idle keep-alive connection.
+            public var timeoutMs = 5_000
+
+            public static let timeoutMsRange = 100...600_000
+        }
+
         public var api = API()
         public var transport = Transport()
+        public var routerControl = RouterControl()
 
         public static let defaults = Limits()
 
@@ -60,7 +70,8 @@ extension ClusterConfig {
 }
 
 extension ConfigDecoder {
-    static let limitsKeys = ["api", "transport"]
+    static let limitsKeys = ["api", "transport", "routerControl"]
+    static let routerControlLimitsKeys = ["timeoutMs"]
     static let apiLimitsKeys = ["connectionsMax", "connectionsPerAddressMax", "handshakeTimeoutMs", "idleTimeoutMs", "bodyTimeoutMs", "headerBytesMax", "bodyBytesMax"]
     static let transportLimitsKeys = ["handshakingConnectionsMax", "handshakingPerAddressMax", "helloTimeoutMs", "inboundConnectionsPerPeerMax"]
 
@@ -94,6 +105,10 @@ extension ConfigDecoder {
                 let key = m.value("handshakingPerAddressMax") != nil ? "handshakingPerAddressMax" : "handshakingConnectionsMax"
                 throw reader.error(m.path(key), value, "handshakingPerAddressMax (\(t.handshakingPerAddressMax)) is more than handshakingConnectionsMax (\(t.handshakingConnectionsMax))")
             }
+        }
+        if let control = map.value("routerControl") {
+            let m = try reader.mapping(control, at: map.path("routerControl"), allowed: Self.routerControlLimitsKeys, what: "router control limits (timeoutMs)")
+            try read(m, "timeoutMs", ClusterConfig.Limits.RouterControl.timeoutMsRange, into: &limits.routerControl.timeoutMs)
         }
         return limits
     }

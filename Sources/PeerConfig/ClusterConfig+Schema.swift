@@ -18,6 +18,7 @@ extension ClusterConfig {
         ("limits", ConfigDecoder.limitsKeys),
         ("limits.api", ConfigDecoder.apiLimitsKeys),
         ("limits.transport", ConfigDecoder.transportLimitsKeys),
+        ("limits.routerControl", ConfigDecoder.routerControlLimitsKeys),
     ]
 
     /// Every key path the file accepts (`timing.tickMs`, `peers[i].api`, ...).

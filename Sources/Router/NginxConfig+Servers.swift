@@ -19,6 +19,10 @@ extension NginxConfig {
         out.open("server")
         out.line("listen \(valid.spec.controlListen);")
         out.line("access_log off;")
+        // A local client holding connections open idle, or sending slowly, is cut off soon.
+        for directive in ["client_header_timeout", "client_body_timeout", "send_timeout", "keepalive_timeout"] {
+            out.line("\(directive) \(valid.spec.controlTimeoutMs)ms;")
+        }
         // Lua's answers have no length: sent unchunked, ended by the close (the peer's client
         // reads to the close and does not parse chunks).
         out.line("chunked_transfer_encoding off;")

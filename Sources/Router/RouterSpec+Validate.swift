@@ -126,6 +126,9 @@ extension RouterSpec {
         guard (0...3_600).contains(clientKeepaliveSeconds) else {
             throw RouterSpecError(field: "clientKeepaliveSeconds", reason: "must be 0...3600, got \(clientKeepaliveSeconds)")
         }
+        guard (100...600_000).contains(controlTimeoutMs) else {
+            throw RouterSpecError(field: "controlTimeoutMs", reason: "must be 100...600000, got \(controlTimeoutMs)")
+        }
         guard (1...RouterLimits.authCacheSecondsMax).contains(authCacheSeconds) else {
             throw RouterSpecError(field: "authCacheSeconds", reason: "must be 1...\(RouterLimits.authCacheSecondsMax), got \(authCacheSeconds)")
         }

@@ -50,6 +50,11 @@ public struct RouterSpec: Sendable, Hashable {
     /// its next request on one sees the connection drop (a client that does not retry, like
     /// wrk, counts an error). With 0 no connection is ever idle, so a reload costs no request.
     public var clientKeepaliveSeconds: Int = 65
+    /// The control server's timeouts, in ms: for a request's head, between two reads of its
+    /// body, between two writes of the answer, and for an idle keep-alive connection. Only the
+    /// peer talks to it, in milliseconds; a local client that holds a connection open is cut
+    /// off after this long (100...600000).
+    public var controlTimeoutMs: Int = 5_000
     /// Request rates (requests/s) the config has a `limit_req` zone for besides the tenants'
     /// own: the plans' rates. The zones are part of the config, the tenants are not (see
     /// `NginxRoutes`), so a tenant whose rate already has a zone is routed without a reload.

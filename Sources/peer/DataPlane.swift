@@ -318,6 +318,7 @@ final class DataPlane: Sendable {
             authServerName: api.isLoopback ? "localhost" : (api.kind == .dnsName ? api.host : nil),
             authCacheSeconds: config.router.authCacheSeconds)
         spec.clientKeepaliveSeconds = config.router.clientKeepaliveSeconds
+        spec.controlTimeoutMs = config.limits.routerControl.timeoutMs
         spec.routeTableMiB = config.router.routeTableMiB
         // The plans' values (within the renderer's bound on distinct values): a tenant of any
         // plan then fits the config's limit zones.

@@ -13,7 +13,7 @@ import Testing
         #expect(limits.api.headerBytesMax == 65_536 && limits.api.bodyBytesMax == 65_536)
         #expect(limits.transport.handshakingConnectionsMax == 64 && limits.transport.helloTimeoutMs == 5_000)
         #expect(limits.transport.handshakingPerAddressMax == 16)
-        #expect(limits.transport.inboundConnectionsPerPeerMax == 2)
+        #expect(limits.transport.inboundConnectionsPerPeerMax == 2 && limits.routerControl.timeoutMs == 5_000)
         // 1024 + 64 + 3 peers × 3 + 256.
         #expect(limits.openFilesNeeded(peerCount: 3) == 1353)
     }
@@ -35,6 +35,8 @@ import Testing
                 handshakingPerAddressMax: 4
                 helloTimeoutMs: 1500
                 inboundConnectionsPerPeerMax: 3
+              routerControl:
+                timeoutMs: 1500
             """
         let limits = try parse(yaml).limits
         #expect(limits.api.connectionsMax == 200 && limits.api.connectionsPerAddressMax == 16)
@@ -42,6 +44,7 @@ import Testing
         #expect(limits.api.headerBytesMax == 8192 && limits.api.bodyBytesMax == 4096)
         #expect(limits.transport.handshakingConnectionsMax == 8 && limits.transport.helloTimeoutMs == 1500)
         #expect(limits.transport.inboundConnectionsPerPeerMax == 3 && limits.transport.handshakingPerAddressMax == 4)
+        #expect(limits.routerControl.timeoutMs == 1500)
     }
 
     @Test func zeroNegativeAndTooLargeValuesAreRefusedWithTheirLine() {
@@ -58,6 +61,7 @@ import Testing
             ("transport", "handshakingPerAddressMax", "0", "1-4096"),
             ("transport", "helloTimeoutMs", "60001", "100-60000"),
             ("transport", "inboundConnectionsPerPeerMax", "17", "1-16"),
+            ("routerControl", "timeoutMs", "99", "100-600000"),
         ]
         for c in cases {
             expectRefused(
