@@ -66,22 +66,18 @@ public final class AdminClient: Sendable {
         caCertificatePath: String, identity: (certificatePath: String, privateKeyPath: String)?,
         responseBytesMax: Int = 16 << 20, connectionsPerHostMax: Int = 64, idleSeconds: Int64 = 30
     ) throws(AdminClientError) {
-        let tlsConfiguration: TLSConfiguration
-        do {
-            var config = TLSConfiguration.makeClientConfiguration()
-            config.minimumTLSVersion = .tlsv13
-            config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caCertificatePath))
-            if let identity {
-                config.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.certificatePath).map { .certificate($0) }
-                config.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.privateKeyPath, format: .pem))
+        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+        tlsConfiguration.minimumTLSVersion = .tlsv13
+        tlsConfiguration.trustRoots = .certificates(try Self.read("CA certificate", caCertificatePath) { try NIOSSLCertificate.fromPEMFile($0) })
+        if let identity {
+            tlsConfiguration.certificateChain = try Self.read("certificate", identity.certificatePath) {
+                try NIOSSLCertificate.fromPEMFile($0).map { .certificate($0) }
             }
-            // The cluster CA is the only trust root and it signs only this cluster's members, so
-            // the chain proves membership; names are not checked (peers are addressed by IP).
-            config.certificateVerification = .noHostnameVerification
-            tlsConfiguration = config
-        } catch {
-            throw .tls("\(error)")
+            tlsConfiguration.privateKey = .privateKey(try Self.read("private key", identity.privateKeyPath) { try NIOSSLPrivateKey(file: $0, format: .pem) })
         }
+        // The cluster CA is the only trust root and it signs only this cluster's members, so
+        // the chain proves membership; names are not checked (peers are addressed by IP).
+        tlsConfiguration.certificateVerification = .noHostnameVerification
         var configuration = HTTPClient.Configuration(
             tlsConfiguration: tlsConfiguration, redirectConfiguration: .disallow,
             timeout: .init(connect: .seconds(3)),
@@ -92,6 +88,15 @@ public final class AdminClient: Sendable {
         configuration.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
         self.responseBytesMax = responseBytesMax
+    }
+
+    /// Loads one PEM file; a failure names the file and what it should have held.
+    static func read<T>(_ what: String, _ path: String, _ load: (String) throws -> T) throws(AdminClientError) -> T {
+        do {
+            return try load(path)
+        } catch {
+            throw .tls("cannot read the \(what) \(path): \(error)")
+        }
     }
 
     deinit {

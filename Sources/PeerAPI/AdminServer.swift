@@ -99,11 +99,13 @@ public final class AdminServer: Sendable {
     static let tlsShutdownTimeoutMillis = 500
 
     func serverTLS() throws -> TLSConfiguration {
-        let chain = try NIOSSLCertificate.fromPEMFile(config.tls.certificatePath).map { NIOSSLCertificateSource.certificate($0) }
-        let key = try NIOSSLPrivateKey(file: config.tls.privateKeyPath, format: .pem)
+        let chain = try AdminClient.read("certificate", config.tls.certificatePath) {
+            try NIOSSLCertificate.fromPEMFile($0).map { NIOSSLCertificateSource.certificate($0) }
+        }
+        let key = try AdminClient.read("private key", config.tls.privateKeyPath) { try NIOSSLPrivateKey(file: $0, format: .pem) }
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv13
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(config.tls.caCertificatePath))
+        tls.trustRoots = .certificates(try AdminClient.read("CA certificate", config.tls.caCertificatePath) { try NIOSSLCertificate.fromPEMFile($0) })
         // A client certificate, when offered, must chain to the cluster CA (the only trust root).
         // Whether one was offered is checked per request (`authorize`): a request with neither a
         // certificate nor the admin token gets a clear 401, not a failed handshake.

@@ -46,6 +46,43 @@ import Glibc
         #expect(run.stderr.contains("the router cannot listen on 127.0.0.1:\(c.routerPorts[0]) (the config's router address)"), "\(run.stderr)")
     }
 
+    @Test func peerWhosePeerPortIsTakenExitsNonZeroNamingTheAddress() async throws {
+        let c = try ProcessCluster(size: 1)
+        try await c.must(["init", "--config", c.configPath])
+        let holder = try Self.occupy(c.peerPorts[0])
+        defer { close(holder) }
+        let run = try await c.run(["run", "--config", c.configPath, "--id", "1"], timeoutSeconds: 30)
+        #expect(run.status == 1, "peer run kept running or ended otherwise: \(run.status)")
+        #expect(run.stderr.contains("127.0.0.1:\(c.peerPorts[0])"), "\(run.stderr)")
+        let up = try await c.run(["up", "--config", c.configPath, "--timeout", "20"], timeoutSeconds: 40)
+        #expect(up.status != 0, "peer up exited 0 although its peer could not listen: \(up.stdout)")
+    }
+
+    /// A certificate or key that is missing or not PEM: the peer refuses to start, naming the
+    /// file, before it listens anywhere.
+    @Test func peerWithAnUnreadableCertificateOrKeyExitsNonZeroNamingTheFile() async throws {
+        let c = try ProcessCluster(size: 1)
+        try await c.must(["init", "--config", c.configPath])
+        let tls = c.dir + "/tls"
+        for (file, damage) in [("peer-1.pem", "missing"), ("peer-1.key", "garbage"), ("ca.pem", "garbage")] {
+            let path = "\(tls)/\(file)"
+            let saved = try Data(contentsOf: URL(fileURLWithPath: path))
+            if damage == "missing" {
+                try FileManager.default.removeItem(atPath: path)
+            } else {
+                try Data("not a PEM file\n".utf8).write(to: URL(fileURLWithPath: path))
+            }
+            let run = try await c.run(["run", "--config", c.configPath, "--id", "1"], timeoutSeconds: 30)
+            #expect(run.status == 1, "\(file) \(damage): peer run ended \(run.status)")
+            #expect(run.stderr.contains(path), "\(file) \(damage): the error does not name the file:\n\(run.stderr)")
+            let up = try await c.run(["up", "--config", c.configPath, "--timeout", "20"], timeoutSeconds: 40)
+            #expect(up.status != 0, "\(file) \(damage): peer up exited 0: \(up.stdout)")
+            try saved.write(to: URL(fileURLWithPath: path))
+        }
+        // Repaired, it starts.
+        try await c.must(["up", "--config", c.configPath])
+    }
+
     @Test func sigtermStopsTheApiFirstAndTheTransportLast() async throws {
         let c = try ProcessCluster(size: 1, dataPlane: true)
         try await c.must(["init", "--config", c.configPath])
