@@ -68,6 +68,21 @@ extension ClusterState {
         return ApplyResult(outcome)
     }
 
+    /// The rejection applying `body` to this state next would meet, nil if it would apply,
+    /// leaving the state untouched: an API checks a write with the very rules of the apply
+    /// before proposing it, so a write the applied state already refuses appends nothing. The
+    /// apply of the committed entry stays the judge (the state may move in between). Costs a
+    /// copy of each collection the command would touch.
+    public func preview(_ body: Command.OneOf_Body, leaderTimeMs: Int64) -> Rejection? {
+        var copy = self
+        do throws(Rejection) {
+            try copy.applyBody(body, now: max(lastLeaderTimeMs, leaderTimeMs), index: appliedIndex + 1)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     /// The flat switch: one line per command, each to its own `applyX`.
     private mutating func applyBody(_ body: Command.OneOf_Body, now: Int64, index: UInt64) throws(Rejection) {
         try checkGate(body)

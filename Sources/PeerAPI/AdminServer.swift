@@ -370,7 +370,6 @@ public final class AdminServer: Sendable {
                 throw APIError("badRequest", "component '\(component)' is not in plan \(plan.name) (\(plan.components.joined(separator: ", ")))")
             }
         }
-        try await refuseIfTenantExists(req.id, clientId: req.clientId, sequence: req.sequence)
         var body = PBCreateTenant()
         body.id = req.id
         body.plan = plan?.id ?? planName
@@ -396,24 +395,6 @@ public final class AdminServer: Sendable {
         case .duplicate(.applied): return (WriteResult(result: "duplicate", tenant: tenant), .ok)
         default: throw Self.apiError(result)
         }
-    }
-
-    /// A refusal that depends on the state, checked against this peer's applied state before
-    /// proposing (apply judges again): a tenant that exists is 409, unless this request is the
-    /// retry of one already applied (its client session has seen its sequence), which the log
-    /// answers as a duplicate.
-    func refuseIfTenantExists(_ id: String, clientId: String?, sequence: UInt64?) async throws(APIError) {
-        let exists: Bool
-        do {
-            exists = try await node.read(linearizable: false) { state in
-                guard state.tenant(id) != nil else { return false }
-                guard let clientId, let last = state.lastSequence(ofClient: clientId) else { return true }
-                return last < (sequence ?? 1)
-            }
-        } catch {
-            throw Self.apiError(error)
-        }
-        if exists { throw APIError("conflict", "tenant \"\(id)\" exists") }
     }
 
     /// Deletes a tenant the way the broker deprovisions one: it enters `deprovisioning` with a
@@ -471,7 +452,9 @@ public final class AdminServer: Sendable {
         let client = clientId ?? Self.freshClientID()
         let seq = sequence ?? 1
         guard seq >= 1 else { throw APIError("badRequest", "sequence must be >= 1") }
-        let command = Command(clientId: client, sequence: seq, leaderTimeMs: Self.nowMs(), body)
+        let now = Self.nowMs()
+        try await refuseIfTheAppliedStateRefuses(body, clientId: client, sequence: seq, leaderTimeMs: now)
+        let command = Command(clientId: client, sequence: seq, leaderTimeMs: now, body)
         do {
             return try await node.propose(command.entryBytes(), thenRead: read)
         } catch {
@@ -488,6 +471,23 @@ public final class AdminServer: Sendable {
                 throw APIError("halted", "\(error)")
             }
         }
+    }
+
+    /// Checks `body` against this peer's applied state with the apply's own rules
+    /// (`ClusterState.preview`) and throws the refusal it meets, so a write the state already
+    /// refuses (an unknown tenant or instance, an operation in progress) appends nothing. A
+    /// retry of a request the log has seen is not checked: the log answers it as a duplicate.
+    func refuseIfTheAppliedStateRefuses(_ body: Command.OneOf_Body, clientId: String, sequence: UInt64, leaderTimeMs: Int64) async throws(APIError) {
+        let refusal: Rejection?
+        do {
+            refusal = try await node.read(linearizable: false) { state -> Rejection? in
+                if let last = state.lastSequence(ofClient: clientId), last >= sequence { return nil }
+                return state.preview(body, leaderTimeMs: leaderTimeMs)
+            }
+        } catch {
+            throw Self.apiError(error)
+        }
+        if let refusal { throw Self.apiError(.rejected(refusal)) }
     }
 
     // MARK: - Helpers

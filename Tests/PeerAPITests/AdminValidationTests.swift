@@ -4,9 +4,9 @@ import NIOHTTP1
 import PeerAPI
 import Testing
 
-/// The admin API's tenant create checks what depends only on the request (id, plan, components)
-/// and what the applied state already answers (the tenant exists) before proposing: a refused
-/// write appends nothing to the log (issue 19). The apply stays the final judge.
+/// The admin API checks what depends only on the request (id, plan, components) and what the
+/// applied state already answers (with the apply's own rules, `ClusterState.preview`) before
+/// proposing: a refused write appends nothing to the log (issue 19). The apply stays the final judge.
 @Suite struct AdminValidationTests {
     static func admin(_ f: BrokerFixture) throws -> AdminClient {
         // A peer's own certificate is admitted by the admin API (a follower forwards with it).
@@ -45,6 +45,36 @@ import Testing
         #expect(try await f.fingerprint == afterCreate, "a 409 decided from the applied state appended an entry")
         let retry = try await Self.create(f, client, #"{"id":"acme","plan":"deployment","clientId":"op-1","sequence":1}"#)
         #expect(retry.0 == 200 && retry.1.contains("\"duplicate\""), "the same request again is its first outcome: \(retry)")
+        await f.close()
+    }
+
+    static func call(_ f: BrokerFixture, _ client: AdminClient, _ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> (Int, String) {
+        let a = try await client.request(host: "127.0.0.1", port: f.port, method: method, path: path, body: body.map { Array($0.utf8) })
+        return (a.status, String(decoding: a.body, as: UTF8.self))
+    }
+
+    @Test func deletesAndMovesTheAppliedStateRefusesAppendNothing() async throws {
+        let f = try await BrokerFixture(driver: false)
+        let client = try Self.admin(f)
+        #expect(try await Self.create(f, client, #"{"id":"acme","plan":"deployment"}"#).0 == 201)
+        let before = try await f.fingerprint
+        let unknownDelete = try await Self.call(f, client, .DELETE, "/v1/tenants/nobody")
+        #expect(unknownDelete.0 == 404 && unknownDelete.1.contains("nobody"), "\(unknownDelete)")
+        let unknownMove = try await Self.call(f, client, .POST, "/v1/tenants/nobody/move", #"{"to":"i-1"}"#)
+        #expect(unknownMove.0 == 404, "\(unknownMove)")
+        let toNowhere = try await Self.call(f, client, .POST, "/v1/tenants/acme/move", #"{"to":"no-such-instance"}"#)
+        #expect(toNowhere.0 == 404 && toNowhere.1.contains("no-such-instance"), "\(toNowhere)")
+        #expect(try await f.fingerprint == before, "a refused delete or move appended an entry")
+
+        // A delete applies; a second one meets the first's operation without a new entry, while
+        // the first one's retry is answered by the log as a duplicate.
+        #expect(try await Self.call(f, client, .DELETE, "/v1/tenants/acme?clientId=d-1&sequence=1").0 == 200)
+        let afterDelete = try await f.fingerprint
+        let second = try await Self.call(f, client, .DELETE, "/v1/tenants/acme?clientId=d-2&sequence=1")
+        #expect(second.0 == 409, "\(second)")
+        #expect(try await f.fingerprint == afterDelete, "the refused second delete appended an entry")
+        let retry = try await Self.call(f, client, .DELETE, "/v1/tenants/acme?clientId=d-1&sequence=1")
+        #expect(retry.0 == 200 && retry.1.contains("\"duplicate\""), "\(retry)")
         await f.close()
     }
 }
