@@ -237,6 +237,7 @@ let package = Package(
             dependencies: ["ClusterModel", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "ClusterModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "LeaderTests", dependencies: ["Leader", "Controller", "Raft", logging], swiftSettings: swiftSettings),
         .testTarget(name: "PeerNodeTests", dependencies: ["PeerNode", "Raft", "ClusterModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PeerStoreTests", dependencies: ["PeerStore", "Raft", "peer-store-crash", .product(name: "GRDB", package: "GRDB.swift")],

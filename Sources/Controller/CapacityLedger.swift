@@ -1,16 +1,17 @@
 import ClusterModel
 
-/// Capacity units used per active instance, and reservations made during one round so two
+/// Capacity units used per active, live instance, and reservations made during one round so two
 /// tenants placed in the same round do not both count on the same free units.
 struct CapacityLedger {
     let policy: PlacementPolicy
     /// Active instances only, sorted by id: ties go to the smallest id, on every leader alike.
     private(set) var usedUnits: [(id: String, used: UInt64)]
 
-    init(state: ClusterState, policy: PlacementPolicy) {
+    init(state: ClusterState, policy: PlacementPolicy, liveness: InstanceLiveness = .allLive) {
         self.policy = policy
-        // O(instances × plans): the state keeps placement counts per instance and plan.
-        usedUnits = state.instances(in: .active).map { instance in
+        // O(instances × plans): the state keeps placement counts per instance and plan. A lost
+        // instance takes no new tenant.
+        usedUnits = state.instances(in: .active).filter { !liveness.isLost($0.id) }.map { instance in
             let used = state.placementCountsByPlan(onInstance: instance.id).reduce(UInt64(0)) { sum, entry in
                 sum + policy.weightUnits(ofPlan: entry.key) * UInt64(entry.value)
             }

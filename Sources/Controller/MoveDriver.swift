@@ -10,10 +10,11 @@ enum MoveDriver {
     ///     target preparing  → (target serves the tenant) target active, source draining
     ///                       → (every live router runs that config, then the grace period)
     ///                         source gone  → operation succeeded
-    ///     target not served within moveTimeoutMs, or no longer active: target gone → failed
+    ///     target not served within moveTimeoutMs, no longer active, or lost (the failure
+    ///     detector): target gone → failed, the tenant stays on its source
     static func step(
         _ op: BrokerOperation, state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness,
-        routers: RouterAcks, nowMs: Int64
+        routers: RouterAcks, liveness: InstanceLiveness = .allLive, nowMs: Int64
     ) -> OperationDriver.Decision {
         guard let tenant = state.tenant(op.tenantID) else {
             return .act(.finishOperation(OperationDriver.finish(op.id, .failed, "tenant \(op.tenantID) no longer exists")), "tenant gone")
@@ -27,6 +28,9 @@ enum MoveDriver {
             let preparing = onTarget!
             if state.instance(target)?.state != .active {
                 return .act(.setPlacementPhase(OperationDriver.phase(preparing, .gone)), "target \(target) is no longer active: withdraw")
+            }
+            if let why = liveness.lost[target] {
+                return .act(.setPlacementPhase(OperationDriver.phase(preparing, .gone)), "target \(target) lost (\(why)): withdraw")
             }
             if readiness.isReady(preparing) {
                 return .act(.setPlacementPhase(OperationDriver.phase(preparing, .active)), "target \(target) serves \(tenant.id): activate, source drains")
@@ -46,9 +50,14 @@ enum MoveDriver {
             guard nowMs - graceStart >= grace else { return .wait }
             return .act(.setPlacementPhase(OperationDriver.phase(draining, .gone)), "routers confirmed index \(active.phaseSinceIndex), grace \(grace) ms passed: drop \(draining.instanceID)")
         default:
-            let why = timedOut
-                ? "instance \(target) did not serve tenant \(tenant.id) within \(policy.moveTimeoutMs / 1000) s; the tenant stays on \(op.sourceInstanceID)"
-                : "the placement on \(target) was withdrawn (instance \(target) left the active set); the tenant stays on \(op.sourceInstanceID)"
+            let why: String
+            if let lost = liveness.lost[target] {
+                why = "instance \(target) was lost (\(lost)); the tenant stays on \(op.sourceInstanceID)"
+            } else if timedOut {
+                why = "instance \(target) did not serve tenant \(tenant.id) within \(policy.moveTimeoutMs / 1000) s; the tenant stays on \(op.sourceInstanceID)"
+            } else {
+                why = "the placement on \(target) was withdrawn (instance \(target) left the active set); the tenant stays on \(op.sourceInstanceID)"
+            }
             return .act(.finishOperation(OperationDriver.finish(op.id, .failed, why)), "move failed")
         }
     }

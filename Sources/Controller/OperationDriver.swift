@@ -28,7 +28,8 @@ public enum OperationDriver {
     public static let stepsPerRoundMax = 512
 
     public static func nextSteps(
-        state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none, nowMs: Int64
+        state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none,
+        liveness: InstanceLiveness = .allLive, nowMs: Int64
     ) -> [DriverStep] {
         var capacity: CapacityLedger?  // computed only if some provision needs a placement
         var steps: [DriverStep] = []
@@ -36,11 +37,13 @@ public enum OperationDriver {
             let decision: Decision
             switch operation.kind {
             case .provision:
-                decision = provisionStep(operation, state: state, policy: policy, readiness: readiness, nowMs: nowMs, capacity: &capacity)
+                decision = provisionStep(
+                    operation, state: state, policy: policy, readiness: readiness, liveness: liveness, nowMs: nowMs, capacity: &capacity)
             case .deprovision:
                 decision = deprovisionStep(operation, state: state)
             case .move:
-                decision = MoveDriver.step(operation, state: state, policy: policy, readiness: readiness, routers: routers, nowMs: nowMs)
+                decision = MoveDriver.step(
+                    operation, state: state, policy: policy, readiness: readiness, routers: routers, liveness: liveness, nowMs: nowMs)
             default:
                 decision = .act(.finishOperation(finish(operation.id, .succeeded, "nothing left to do")), "finish the \(operation.kind) operation")
             }
@@ -57,8 +60,8 @@ public enum OperationDriver {
     }
 
     static func provisionStep(
-        _ op: BrokerOperation, state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness, nowMs: Int64,
-        capacity: inout CapacityLedger?
+        _ op: BrokerOperation, state: ClusterState, policy: PlacementPolicy, readiness: PlacementReadiness,
+        liveness: InstanceLiveness = .allLive, nowMs: Int64, capacity: inout CapacityLedger?
     ) -> Decision {
         guard let tenant = state.tenant(op.tenantID) else {
             // Apply finishes a tenant's operation when it deletes the tenant; kept for safety.
@@ -82,6 +85,9 @@ public enum OperationDriver {
             if target?.state != .active {
                 return .act(.setPlacementPhase(phase(preparing, .gone)), "target \(preparing.instanceID) is no longer active: withdraw and place again")
             }
+            if let why = liveness.lost[preparing.instanceID] {
+                return .act(.setPlacementPhase(phase(preparing, .gone)), "target \(preparing.instanceID) lost (\(why)): withdraw and place again")
+            }
             if readiness.isReady(preparing) {
                 return .act(.setPlacementPhase(phase(preparing, .active)), "target \(preparing.instanceID) ready: activate")
             }
@@ -92,12 +98,14 @@ public enum OperationDriver {
         }
         if timedOut {
             let units = policy.weightUnits(ofPlan: tenant.plan)
+            let lost = liveness.lost.keys.sorted().map { "\($0): \(liveness.lost[$0]!)" }
+            let also = lost.isEmpty ? "" : "; lost: " + lost.joined(separator: "; ")
             return .act(
-                .finishOperation(finish(op.id, .failed, "no active instance had \(units) capacity units free for plan \(tenant.plan) within \(policy.provisionTimeoutMs / 1000) s")),
+                .finishOperation(finish(op.id, .failed, String("no live active instance had \(units) capacity units free for plan \(tenant.plan) within \(policy.provisionTimeoutMs / 1000) s\(also)".prefix(Self.failureDescriptionBytesMax)))),
                 "provision timed out")
         }
         let units = policy.weightUnits(ofPlan: tenant.plan)
-        if capacity == nil { capacity = CapacityLedger(state: state, policy: policy) }
+        if capacity == nil { capacity = CapacityLedger(state: state, policy: policy, liveness: liveness) }
         guard let target = capacity?.reserveMostHeadroom(units: units) else { return .wait }
         var place = PBPlaceTenant()
         place.tenantID = tenant.id
@@ -127,6 +135,9 @@ public enum OperationDriver {
         delete.id = tenant.id
         return .act(.deleteTenant(delete), "no placement left: delete")
     }
+
+    /// A failure description naming lost instances is cut to this (well inside the state's bound).
+    static let failureDescriptionBytesMax = 480
 
     static func finish(_ id: String, _ state: PBOperationState, _ description: String) -> PBFinishOperation {
         var c = PBFinishOperation()

@@ -112,6 +112,22 @@ public struct RouterAcks: Sendable, Hashable {
     }
 }
 
+/// The failure detector's verdict, as the leader saw it this round: instances it has heard
+/// nothing from for `timing.instanceLostAfterMs`, each with the reason. Every decision that
+/// treats an instance as gone reads this one input.
+public struct InstanceLiveness: Sendable, Hashable {
+    /// Lost instance id → why (for the operation's description and the log).
+    public var lost: [String: String]
+
+    public init(lost: [String: String] = [:]) {
+        self.lost = lost
+    }
+
+    public static let allLive = InstanceLiveness()
+
+    public func isLost(_ instance: String) -> Bool { lost[instance] != nil }
+}
+
 public struct PlacementKey: Sendable, Hashable {
     public var tenant: String
     public var instance: String

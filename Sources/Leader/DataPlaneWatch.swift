@@ -39,13 +39,24 @@ public final class DataPlaneWatch: Sendable {
         }
     }
 
+    /// What a member said to a poll.
+    public enum PollAnswer: Sendable, Hashable {
+        case report(MemberReport)
+        /// It answered, but runs no data plane (no report): alive all the same.
+        case answeredWithoutReport
+    }
+
     /// Asks one member for its report within `timeoutMillis`; nil when it does not answer (the
     /// `peer` executable asks its admin API, `GET /v1/dataplane`).
-    public typealias Poll = @Sendable (_ member: NodeID, _ timeoutMillis: Int) async -> MemberReport?
+    public typealias Poll = @Sendable (_ member: NodeID, _ timeoutMillis: Int) async -> PollAnswer?
 
     struct State {
         var term: Term = 0
+        /// When this peer first polled in this term: a member not heard from yet counts from here.
+        var termStartMs: Int64 = 0
         var reports: [NodeID: MemberReport] = [:]
+        /// The leader time of each member's last answer in this term.
+        var lastHeardMs: [NodeID: Int64] = [:]
         /// Ascending by index: (the smallest confirmed index over live routers, first seen at).
         var confirmations: [RouterAcks.Confirmation] = []
     }
@@ -54,17 +65,27 @@ public final class DataPlaneWatch: Sendable {
     let pollMember: Poll
     let intervalMillis: Int
     let timeoutMillis: Int
+    /// The failure detector's one threshold (`timing.instanceLostAfterMs`).
+    let instanceLostAfterMs: Int64
+    /// The leader's clock, Unix ms (tests give their own).
+    let clock: @Sendable () -> Int64
     let logger: Logger
     let state = Mutex(State())
     /// Confirmations kept: the driver asks only about recent flips; older ones are implied by
     /// any later (larger) confirmed index.
     static let confirmationsMax = 1024
 
-    public init(members: [NodeID: Member], poll: @escaping Poll, intervalMillis: Int = 200, timeoutMillis: Int = 1_000, logger: Logger) {
+    public init(
+        members: [NodeID: Member], poll: @escaping Poll, intervalMillis: Int = 200, timeoutMillis: Int = 1_000,
+        instanceLostAfterMs: Int64 = 5_000, logger: Logger,
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    ) {
+        self.clock = clock
         self.members = members
         pollMember = poll
         self.intervalMillis = intervalMillis
-        self.timeoutMillis = timeoutMillis
+        self.timeoutMillis = min(timeoutMillis, Int(instanceLostAfterMs))
+        self.instanceLostAfterMs = instanceLostAfterMs
         self.logger = logger
     }
 
@@ -87,20 +108,30 @@ public final class DataPlaneWatch: Sendable {
     func poll(term: Term) async {
         let pollMember = self.pollMember
         let timeout = timeoutMillis
-        let answers = await withTaskGroup(of: (NodeID, MemberReport?).self) { group in
+        let started = clock()
+        state.withLock { s in
+            if s.term != term { s = State(term: term, termStartMs: started) }
+        }
+        let (answers, heard) = await withTaskGroup(of: (NodeID, PollAnswer?).self) { group in
             for id in members.keys {
                 group.addTask { (id, await pollMember(id, timeout)) }
             }
-            var all: [NodeID: MemberReport] = [:]
-            for await (id, report) in group { if let report { all[id] = report } }
-            return all
+            var reports: [NodeID: MemberReport] = [:]
+            var heard: Set<NodeID> = []
+            for await (id, answer) in group {
+                guard let answer else { continue }
+                heard.insert(id)
+                if case .report(let report) = answer { reports[id] = report }
+            }
+            return (reports, heard)
         }
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = clock()
         let routedLive = members.filter { $0.value.routed && answers[$0.key] != nil }.map(\.key)
         let minConfirmed: UInt64? = routedLive.isEmpty ? nil : routedLive.map { answers[$0]?.routerConfirmedIndex ?? 0 }.min()
         state.withLock { s in
-            if s.term != term { s = State(term: term) }
+            if s.term != term { s = State(term: term, termStartMs: started) }
             s.reports = answers
+            for id in heard { s.lastHeardMs[id] = now }
             if let m = minConfirmed, m > (s.confirmations.last?.index ?? 0) {
                 s.confirmations.append(RouterAcks.Confirmation(index: m, sinceMs: now))
                 if s.confirmations.count > Self.confirmationsMax { s.confirmations.removeFirst(s.confirmations.count - Self.confirmationsMax) }
@@ -118,6 +149,22 @@ public final class DataPlaneWatch: Sendable {
             for tenant in report.servingTenants { ready.insert(PlacementKey(tenant: tenant, instance: "\(id)")) }
         }
         return .supervised(ready: ready, supervised: supervised)
+    }
+
+    /// The failure detector: the members this leader has heard nothing from (neither a report
+    /// nor any answer) for `instanceLostAfterMs`, counting from its own first poll of the term
+    /// for a member not heard yet, so a new leader gives every member the full threshold.
+    public func liveness(nowMs: Int64) -> InstanceLiveness {
+        let (start, heard) = state.withLock { ($0.termStartMs, $0.lastHeardMs) }
+        guard start > 0 else { return .allLive }
+        var lost: [String: String] = [:]
+        for id in members.keys {
+            let silentMs = nowMs - (heard[id] ?? start)
+            if silentMs >= instanceLostAfterMs {
+                lost["\(id)"] = "no report or answer from it for \(silentMs) ms (timing.instanceLostAfterMs \(instanceLostAfterMs))"
+            }
+        }
+        return InstanceLiveness(lost: lost)
     }
 
     /// Since when every live router runs each confirmed index; `.none` when no member routes.

@@ -27,7 +27,7 @@ public final class Leader: Sendable {
         self.waker = waker
         driver = OperationDriverLoop(
             node: node, policy: policy, waker: waker, idleMillis: driverIdleMillis, intervalMillis: driverIntervalMillis, logger: logger,
-            readiness: { watch.readiness() }, routers: { watch.routerAcks() })
+            readiness: { watch.readiness() }, routers: { watch.routerAcks() }, liveness: { watch.liveness(nowMs: $0) })
     }
 
     /// Makes the operation driver's next round start now (an operation was started).
@@ -38,9 +38,8 @@ public final class Leader: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.registrar.run() }
             group.addTask { await self.driver.run() }
-            if watch.hasDataPlane {
-                group.addTask { await self.watch.run(node: self.node) }
-            }
+            // Always: the watch is the failure detector too, not only the data plane's eyes.
+            group.addTask { await self.watch.run(node: self.node) }
         }
     }
 }

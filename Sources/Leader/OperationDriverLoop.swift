@@ -18,6 +18,7 @@ public struct OperationDriverLoop: Sendable {
     let policy: PlacementPolicy
     let readiness: @Sendable () -> PlacementReadiness
     let routers: @Sendable () -> RouterAcks
+    let liveness: @Sendable (_ nowMs: Int64) -> InstanceLiveness
     let waker: Waker
     let idleMillis: Int
     let intervalMillis: Int
@@ -28,11 +29,13 @@ public struct OperationDriverLoop: Sendable {
     ///   - intervalMillis: its pause after a round that committed steps (`broker.driverIntervalMs`).
     public init(node: PeerNode, policy: PlacementPolicy, waker: Waker, idleMillis: Int = 50, intervalMillis: Int = 0, logger: Logger,
                 readiness: @escaping @Sendable () -> PlacementReadiness = { .immediate },
-                routers: @escaping @Sendable () -> RouterAcks = { .none }) {
+                routers: @escaping @Sendable () -> RouterAcks = { .none },
+                liveness: @escaping @Sendable (_ nowMs: Int64) -> InstanceLiveness = { _ in .allLive }) {
         self.node = node
         self.policy = policy
         self.readiness = readiness
         self.routers = routers
+        self.liveness = liveness
         self.waker = waker
         self.idleMillis = idleMillis
         self.intervalMillis = intervalMillis
@@ -63,12 +66,13 @@ public struct OperationDriverLoop: Sendable {
         let readiness = self.readiness()
         let routers = self.routers()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let liveness = self.liveness(now)
         let term = node.leaderHint.term
         let steps: [DriverStep]
         let decide: @Sendable (ClusterState) -> [DriverStep] = { state in
             // O(1) when nothing is in progress, as in most rounds of an idle leader.
             guard state.hasInProgressOperations else { return [] }
-            return OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, nowMs: now)
+            return OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, liveness: liveness, nowMs: now)
         }
         do {
             if term == confirmedTerm {

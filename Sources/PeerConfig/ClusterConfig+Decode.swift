@@ -11,7 +11,7 @@ struct ConfigDecoder {
     private(set) var lines: [String: Int] = [:]
 
     static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin", "broker", "catalog", "components", "router", "limits"]
-    static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries"]
+    static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries", "instanceLostAfterMs"]
     static let peerKeys = ["id", "peer", "api", "router", "routerControl", "components"]
     static let adminKeys = ["tokenFile"]
     /// Where pid and log files go when `runDir` is not given: inside the data directory.
@@ -87,6 +87,7 @@ struct ConfigDecoder {
         try read("electionTicks", T.electionTicksRange, into: &timing.electionTicks)
         try read("heartbeatTicks", T.heartbeatTicksRange, into: &timing.heartbeatTicks)
         try read("snapshotEveryEntries", T.snapshotEveryEntriesRange, into: &timing.snapshotEveryEntries)
+        try read("instanceLostAfterMs", T.instanceLostAfterMsRange, into: &timing.instanceLostAfterMs)
         return timing
     }
 

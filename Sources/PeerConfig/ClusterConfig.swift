@@ -98,11 +98,15 @@ public struct ClusterConfig: Sendable, Hashable {
         public var heartbeatTicks: Int
         /// Take a snapshot and compact the log after this many applied entries. Default 10,000.
         public var snapshotEveryEntries: Int
+        /// The failure detector: the leader treats an instance as lost once it has had neither
+        /// its data-plane report nor any answer from it for this long (ms). Default 5,000.
+        public var instanceLostAfterMs: Int = 5_000
 
         public static let tickMsRange = 1...10_000
         public static let electionTicksRange = 3...100_000
         public static let heartbeatTicksRange = 1...10_000
         public static let snapshotEveryEntriesRange = 1...1_000_000_000
+        public static let instanceLostAfterMsRange = 500...3_600_000
         /// `electionTicks >= electionToHeartbeatRatioMin * heartbeatTicks`.
         public static let electionToHeartbeatRatioMin = 3
 

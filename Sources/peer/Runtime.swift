@@ -203,12 +203,15 @@ extension PeerRuntime {
             }),
             poll: { id, timeoutMillis in
                 guard let (host, port) = apiAddresses[id],
-                      let answer = try? await client.request(host: host, port: port, method: .GET, path: "/v1/dataplane", timeoutMillis: timeoutMillis),
-                      answer.status == 200,
-                      let report = try? JSONDecoder().decode(DataPlaneReport.self, from: Data(answer.body))
+                      let answer = try? await client.request(host: host, port: port, method: .GET, path: "/v1/dataplane", timeoutMillis: timeoutMillis)
                 else { return nil }
-                return DataPlaneWatch.MemberReport(servingTenants: report.servingTenants, routerConfirmedIndex: report.routerConfirmedIndex)
+                // Any answer means the member is alive; a 404 means it runs no data plane.
+                guard answer.status == 200, let report = try? JSONDecoder().decode(DataPlaneReport.self, from: Data(answer.body)) else {
+                    return .answeredWithoutReport
+                }
+                return .report(DataPlaneWatch.MemberReport(servingTenants: report.servingTenants, routerConfirmedIndex: report.routerConfirmedIndex))
             },
+            instanceLostAfterMs: Int64(s.config.timing.instanceLostAfterMs),
             logger: logger)
         var policy = brokerConfig.placementPolicy
         policy.moveTimeoutMs = Int64(s.config.router.moveTimeoutMs)

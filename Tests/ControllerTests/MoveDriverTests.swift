@@ -77,6 +77,23 @@ import Testing
         #expect(w.state.placements(ofTenant: "acme").first?.phase == .active)
     }
 
+    @Test func aMoveToALostTargetIsWithdrawnAtOnceAndFailsNamingTheCause() throws {
+        var w = world()
+        let source = try #require(w.activeInstance("acme"))
+        let target = source == "1" ? "2" : "1"
+        #expect(w.move("acme", to: target, operation: "m1") == .applied)
+        let supervised = PlacementReadiness.supervised(ready: [], supervised: ["1", "2"])
+        let lost = InstanceLiveness(lost: [target: "no report or answer from it for 5100 ms"])
+        // Long before moveTimeoutMs: the lost target is withdrawn, then the move fails.
+        #expect(w.round(readiness: supervised, liveness: lost) == [.applied])
+        #expect(w.state.placements(ofTenant: "acme").map(\.instanceID) == [source])
+        #expect(w.round(readiness: supervised, liveness: lost) == [.applied])
+        let op = try #require(w.state.operation("m1"))
+        #expect(op.state == .failed)
+        #expect(op.description_p == "instance \(target) was lost (no report or answer from it for 5100 ms); the tenant stays on \(source)")
+        #expect(w.activeInstance("acme") == source)
+    }
+
     @Test func everyPhaseResumesUnderANewLeaderFromTheStateAlone() throws {
         // A "new leader" is a fresh call on the same state: the driver keeps nothing between rounds.
         var w = world()

@@ -77,7 +77,7 @@ import Testing
         w.settle()
         let op = w.state.operation("op-p-big")
         #expect(op?.state == .failed)
-        #expect(op?.description_p.contains("no active instance had 4 capacity units free") == true)
+        #expect(op?.description_p.contains("no live active instance had 4 capacity units free") == true)
         #expect(w.state.tenant("big")?.state == .provisioning, "kept for the platform's orphan mitigation")
         // Orphan mitigation: the platform deletes it; the driver removes it.
         #expect(w.deprovision("big") == .applied)
@@ -135,6 +135,47 @@ import Testing
         w.settle(readiness: ready)
         #expect(w.activeInstance("t") == "i2")
         #expect(w.state.operation("op-p-t")?.state == .succeeded)
+    }
+
+    /// The failure detector (issue 19): a provision whose target is lost is placed again on a
+    /// live instance at once, not left waiting for its timeout; no new tenant goes to a lost
+    /// instance; and a provision that finds no live headroom says which instance was lost.
+    @Test func aProvisionWhoseTargetIsLostIsPlacedAgainOnALiveInstance() {
+        var w = World()
+        w.addActiveInstances(["i1", "i2", "i3"])
+        #expect(w.provision("t") == .applied)
+        let notYet = PlacementReadiness.reported([])
+        w.round(readiness: notYet)
+        #expect(w.state.placements(ofTenant: "t").map(\.instanceID) == ["i1"], "all equal: the smallest id")
+        let i1Lost = InstanceLiveness(lost: ["i1": "no report or answer from it for 5012 ms"])
+        let withdraw = w.steps(readiness: notYet, liveness: i1Lost)
+        #expect(withdraw.count == 1)
+        #expect(withdraw.first?.why == "target i1 lost (no report or answer from it for 5012 ms): withdraw and place again", "\(withdraw)")
+        w.round(readiness: notYet, liveness: i1Lost)
+        #expect(w.state.placements(ofTenant: "t").isEmpty)
+        w.round(readiness: notYet, liveness: i1Lost)
+        #expect(w.state.placements(ofTenant: "t").map(\.instanceID) == ["i2"], "a live instance, not i1 again")
+        let served = PlacementReadiness.reported([PlacementKey(tenant: "t", instance: "i2")])
+        w.settle(readiness: served)
+        #expect(w.activeInstance("t") == "i2")
+        #expect(w.state.operation("op-p-t")?.state == .succeeded)
+        // A new tenant is not placed on a lost instance, even with the most headroom.
+        #expect(w.provision("u") == .applied)
+        let i3Lost = InstanceLiveness(lost: ["i3": "silent"])
+        #expect(w.steps(liveness: i3Lost).first?.body.placeTarget == "i1", "i3 has the most headroom but is lost")
+    }
+
+    @Test func aProvisionWithOnlyLostInstancesFailsAtItsTimeoutNamingThem() {
+        var w = World()
+        w.addActiveInstances(["i1"])
+        #expect(w.provision("t") == .applied)
+        let lost = InstanceLiveness(lost: ["i1": "no report or answer from it for 7000 ms (timing.instanceLostAfterMs 5000)"])
+        #expect(w.steps(liveness: lost).isEmpty, "no live instance: wait")
+        w.nowMs += w.policy.provisionTimeoutMs
+        w.round(liveness: lost)
+        let op = w.state.operation("op-p-t")
+        #expect(op?.state == .failed)
+        #expect(op?.description_p == "no live active instance had 2 capacity units free for plan dreamface-deployment within 60 s; lost: i1: no report or answer from it for 7000 ms (timing.instanceLostAfterMs 5000)", "\(op?.description_p ?? "")")
     }
 
     @Test func aPlacementNeverReportedReadyIsWithdrawnAtTheTimeoutAndTheProvisionFails() {

@@ -30,14 +30,16 @@ struct World {
         }
     }
 
-    func steps(readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none) -> [DriverStep] {
-        OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, nowMs: nowMs)
+    func steps(readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none, liveness: InstanceLiveness = .allLive) -> [DriverStep] {
+        OperationDriver.nextSteps(state: state, policy: policy, readiness: readiness, routers: routers, liveness: liveness, nowMs: nowMs)
     }
 
     /// One driver round: compute, then commit every step (as the leader's loop does).
     @discardableResult
-    mutating func round(readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none) -> [ApplyResult] {
-        steps(readiness: readiness, routers: routers).map { apply($0.command(leaderTimeMs: nowMs)) }
+    mutating func round(
+        readiness: PlacementReadiness = .immediate, routers: RouterAcks = .none, liveness: InstanceLiveness = .allLive
+    ) -> [ApplyResult] {
+        steps(readiness: readiness, routers: routers, liveness: liveness).map { apply($0.command(leaderTimeMs: nowMs)) }
     }
 
     /// `peer tenants move`.
