@@ -68,12 +68,12 @@ import Glibc
     }
 
     /// Polls until every router sends `tenant` to `instance` (bounded).
-    static func waitRouted(_ c: ProcessCluster, tenant: String, to instance: String, seconds: Double = 30) async throws {
+    static func waitRouted(_ c: ProcessCluster, tenant: String, to instance: String, routers: [Int]? = nil, seconds: Double = 30) async throws {
         let deadline = Date().addingTimeInterval(seconds)
         var last = ""
         while Date() < deadline {
             var all = true
-            for r in c.routerPorts {
+            for r in routers ?? c.routerPorts {
                 let a = try await request(c, router: r, tenant: tenant)
                 last = "router \(r): \(a.status) \(a.servedBy)"
                 if a.status != 200 || !a.servedBy.hasPrefix("\(instance)/") { all = false; break }
@@ -253,6 +253,39 @@ extension DataPlaneProcessTests {
             args += ["-K", file]
         }
         return Int(try await c.runProgram("/usr/bin/curl", args + ["http://127.0.0.1:\(router)/"]).stdout) ?? -1
+    }
+
+    /// The failure detector (issue 19): the instance a provision goes to (the most headroom,
+    /// ties to the smallest id) is killed with SIGKILL just before the tenant is created; the
+    /// leader finds it lost after `instanceLostAfterMs` and places the tenant on a live instance,
+    /// instead of waiting for the provision's 60 s timeout.
+    @Test func aProvisionWhoseTargetIsKilledIsReadyOnAnotherInstanceWithinTheThresholdPlusFiveSeconds() async throws {
+        let lostAfterMs = 2_000
+        let c = try ProcessCluster(instanceLostAfterMs: lostAfterMs, dataPlane: true)
+        try await c.must(["init", "--config", c.configPath])
+        try await c.must(["up", "--config", c.configPath])
+        // Every instance serves: a tenant per instance would be a longer test; one is enough to
+        // know the data plane is up.
+        try await c.must(["tenants", "create", "warm", "--plan", "deployment", "--config", c.configPath, "--wait"])
+        // The next provision's target: the smallest id of the two instances without `warm`.
+        let warm = try #require(try await Self.placements(c)["warm"])
+        let target = try #require(["1", "2", "3"].first { $0 != warm })
+        let victim = try #require(c.pid(of: Int(target)!))
+        #expect(kill(victim, SIGKILL) == 0)
+        let killed = ContinuousClock.now
+        let created = try await c.run(["tenants", "create", "orphan", "--plan", "deployment", "--config", c.configPath, "--wait"], timeoutSeconds: 90)
+        let took = ContinuousClock.now - killed
+        #expect(created.status == 0, "\(created.stdout)\n\(created.stderr)")
+        let placed = try await Self.placements(c)
+        #expect(placed["orphan"] != nil && placed["orphan"] != target, "\(placed)")
+        // Not before the threshold (it was placed on the target first), and within 5 s after it.
+        #expect(took >= .milliseconds(lostAfterMs) && took < .milliseconds(lostAfterMs + 5_000), "ready \(took) after the kill")
+        print("provision with its target \(target) killed: ready on instance \(placed["orphan"] ?? "-") \(took) after the kill (instanceLostAfterMs \(lostAfterMs))")
+        if let instance = placed["orphan"] {
+            let live = c.routerPorts.enumerated().filter { "\($0.offset + 1)" != target }.map(\.element)
+            try await Self.waitRouted(c, tenant: "orphan", to: instance, routers: live)
+        }
+        try await c.must(["down", "--config", c.configPath])
     }
 
     @Test func aTenantOfAUserTokenPlanIsServedOnlyWithALiveTokenAndARevokedOneStopsWithinTheCacheLifetime() async throws {

@@ -23,7 +23,10 @@ final class ProcessCluster {
     let peerPorts: [Int]
 
     /// `binary`: another `peer` binary than the one built beside the tests.
-    init(size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, extraYAML: String = "", dataPlane: Bool = false, binary: String? = nil) throws {
+    init(
+        size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, instanceLostAfterMs: Int? = nil, extraYAML: String = "",
+        dataPlane: Bool = false, binary: String? = nil
+    ) throws {
         self.binary = try binary ?? Self.peerBinary()
         self.size = size
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("peer-proc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
@@ -39,6 +42,7 @@ final class ProcessCluster {
           electionTicks: 10
           heartbeatTicks: 1
           snapshotEveryEntries: \(snapshotEveryEntries)
+        \(instanceLostAfterMs.map { "  instanceLostAfterMs: \($0)" } ?? "")
         peers:
 
         """
