@@ -101,7 +101,7 @@ public enum OperationDriver {
             let lost = liveness.lost.keys.sorted().map { "\($0): \(liveness.lost[$0]!)" }
             let also = lost.isEmpty ? "" : "; lost: " + lost.joined(separator: "; ")
             return .act(
-                .finishOperation(finish(op.id, .failed, String("no live active instance had \(units) capacity units free for plan \(tenant.plan) within \(policy.provisionTimeoutMs / 1000) s\(also)".prefix(Self.failureDescriptionBytesMax)))),
+                .finishOperation(finish(op.id, .failed, Self.cut("no live active instance had \(units) capacity units free for plan \(tenant.plan) within \(policy.provisionTimeoutMs / 1000) s\(also)"))),
                 "provision timed out")
         }
         let units = policy.weightUnits(ofPlan: tenant.plan)
@@ -138,6 +138,15 @@ public enum OperationDriver {
 
     /// A failure description naming lost instances is cut to this (well inside the state's bound).
     static let failureDescriptionBytesMax = 480
+
+    /// At most `failureDescriptionBytesMax` bytes of UTF-8, cut at a character boundary.
+    static func cut(_ text: String) -> String {
+        var bytes = 0
+        return String(text.prefix { c in
+            bytes += c.utf8.count
+            return bytes <= failureDescriptionBytesMax
+        })
+    }
 
     static func finish(_ id: String, _ state: PBOperationState, _ description: String) -> PBFinishOperation {
         var c = PBFinishOperation()

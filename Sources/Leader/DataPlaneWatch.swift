@@ -84,7 +84,9 @@ public final class DataPlaneWatch: Sendable {
         self.members = members
         pollMember = poll
         self.intervalMillis = intervalMillis
-        self.timeoutMillis = min(timeoutMillis, Int(instanceLostAfterMs))
+        // A round waits for its slowest member; a quarter of the threshold keeps a live member's
+        // answers (stamped as they arrive) well inside it while another member is silent.
+        self.timeoutMillis = max(1, min(timeoutMillis, Int(instanceLostAfterMs / 4)))
         self.instanceLostAfterMs = instanceLostAfterMs
         self.logger = logger
     }
@@ -112,15 +114,17 @@ public final class DataPlaneWatch: Sendable {
         state.withLock { s in
             if s.term != term { s = State(term: term, termStartMs: started) }
         }
-        let (answers, heard) = await withTaskGroup(of: (NodeID, PollAnswer?).self) { group in
+        let clock = self.clock
+        let (answers, heard) = await withTaskGroup(of: (NodeID, PollAnswer?, Int64).self) { group in
             for id in members.keys {
-                group.addTask { (id, await pollMember(id, timeout)) }
+                // Stamped when its answer arrives, not when the round's slowest one does.
+                group.addTask { let answer = await pollMember(id, timeout); return (id, answer, clock()) }
             }
             var reports: [NodeID: MemberReport] = [:]
-            var heard: Set<NodeID> = []
-            for await (id, answer) in group {
+            var heard: [NodeID: Int64] = [:]
+            for await (id, answer, at) in group {
                 guard let answer else { continue }
-                heard.insert(id)
+                heard[id] = at
                 if case .report(let report) = answer { reports[id] = report }
             }
             return (reports, heard)
@@ -131,7 +135,7 @@ public final class DataPlaneWatch: Sendable {
         state.withLock { s in
             if s.term != term { s = State(term: term, termStartMs: started) }
             s.reports = answers
-            for id in heard { s.lastHeardMs[id] = now }
+            for (id, at) in heard { s.lastHeardMs[id] = at }
             if let m = minConfirmed, m > (s.confirmations.last?.index ?? 0) {
                 s.confirmations.append(RouterAcks.Confirmation(index: m, sinceMs: now))
                 if s.confirmations.count > Self.confirmationsMax { s.confirmations.removeFirst(s.confirmations.count - Self.confirmationsMax) }
@@ -154,9 +158,10 @@ public final class DataPlaneWatch: Sendable {
     /// The failure detector: the members this leader has heard nothing from (neither a report
     /// nor any answer) for `instanceLostAfterMs`, counting from its own first poll of the term
     /// for a member not heard yet, so a new leader gives every member the full threshold.
-    public func liveness(nowMs: Int64) -> InstanceLiveness {
-        let (start, heard) = state.withLock { ($0.termStartMs, $0.lastHeardMs) }
-        guard start > 0 else { return .allLive }
+    /// `term`: the caller's leadership term; what the watch saw in another term counts for nothing.
+    public func liveness(nowMs: Int64, term: Term) -> InstanceLiveness {
+        let (watchedTerm, start, heard) = state.withLock { ($0.term, $0.termStartMs, $0.lastHeardMs) }
+        guard start > 0, watchedTerm == term else { return .allLive }
         var lost: [String: String] = [:]
         for id in members.keys {
             let silentMs = nowMs - (heard[id] ?? start)

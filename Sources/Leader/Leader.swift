@@ -27,7 +27,7 @@ public final class Leader: Sendable {
         self.waker = waker
         driver = OperationDriverLoop(
             node: node, policy: policy, waker: waker, idleMillis: driverIdleMillis, intervalMillis: driverIntervalMillis, logger: logger,
-            readiness: { watch.readiness() }, routers: { watch.routerAcks() }, liveness: { watch.liveness(nowMs: $0) })
+            readiness: { watch.readiness() }, routers: { watch.routerAcks() }, liveness: { watch.liveness(nowMs: $0, term: $1) })
     }
 
     /// Makes the operation driver's next round start now (an operation was started).

@@ -18,7 +18,7 @@ public struct OperationDriverLoop: Sendable {
     let policy: PlacementPolicy
     let readiness: @Sendable () -> PlacementReadiness
     let routers: @Sendable () -> RouterAcks
-    let liveness: @Sendable (_ nowMs: Int64) -> InstanceLiveness
+    let liveness: @Sendable (_ nowMs: Int64, _ term: UInt64) -> InstanceLiveness
     let waker: Waker
     let idleMillis: Int
     let intervalMillis: Int
@@ -30,7 +30,7 @@ public struct OperationDriverLoop: Sendable {
     public init(node: PeerNode, policy: PlacementPolicy, waker: Waker, idleMillis: Int = 50, intervalMillis: Int = 0, logger: Logger,
                 readiness: @escaping @Sendable () -> PlacementReadiness = { .immediate },
                 routers: @escaping @Sendable () -> RouterAcks = { .none },
-                liveness: @escaping @Sendable (_ nowMs: Int64) -> InstanceLiveness = { _ in .allLive }) {
+                liveness: @escaping @Sendable (_ nowMs: Int64, _ term: UInt64) -> InstanceLiveness = { _, _ in .allLive }) {
         self.node = node
         self.policy = policy
         self.readiness = readiness
@@ -66,8 +66,8 @@ public struct OperationDriverLoop: Sendable {
         let readiness = self.readiness()
         let routers = self.routers()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let liveness = self.liveness(now)
         let term = node.leaderHint.term
+        let liveness = self.liveness(now, term)
         let steps: [DriverStep]
         let decide: @Sendable (ClusterState) -> [DriverStep] = { state in
             // O(1) when nothing is in progress, as in most rounds of an idle leader.

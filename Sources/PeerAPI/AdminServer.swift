@@ -87,7 +87,10 @@ public final class AdminServer: Sendable {
         self.node = node
         self.wakeLeader = wakeLeader
         let address = configuration.members[configuration.selfID]?.api ?? "?"
-        connections = ConnectionRegistry(name: "admin API \(address)", limits: configuration.limits, logger: configuration.logger)
+        let memberHosts = Set(configuration.members.values.flatMap { m in [m.apiHost, ConnectionRegistry.host(of: m.peer)].compactMap { $0 } })
+        connections = ConnectionRegistry(
+            name: "admin API \(address)", limits: configuration.limits, memberHosts: memberHosts.sorted(),
+            memberCount: configuration.members.count, logger: configuration.logger)
         let forwarder = try AdminClient(tls: configuration.tls)
         self.forwarder = forwarder
         broker = configuration.broker.map {
@@ -155,7 +158,7 @@ public final class AdminServer: Sendable {
         // The listener's held-back refusal and timeout lines, reported even when no event follows.
         let flusher = Task { [connections] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(ConnectionRegistry.logIntervalSeconds))
+                try? await Task.sleep(for: .seconds(1))
                 connections.flush()
             }
         }

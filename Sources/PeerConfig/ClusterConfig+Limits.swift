@@ -60,11 +60,19 @@ extension ClusterConfig {
         /// agent's and router's sockets and pipes, outbound connections.
         public static let openFilesReserve = 256
 
+        /// Connections per member its admin clients may hold to another member (a forwarding
+        /// pool and the leader's poll pool, 64 each).
+        public static let adminConnectionsPerMember = 128
+
         /// Open files a peer of a cluster of `peerCount` members may need at its limits: every API
-        /// connection, every peer connection in and out, and the reserve.
+        /// connection from clients, and from the members (kept apart, so a flood cannot take
+        /// theirs: 128 per member and 64 for an operator), its own admin connections to the
+        /// others, every peer connection in and out, and the reserve.
         public func openFilesNeeded(peerCount: Int) -> Int {
-            api.connectionsMax + transport.handshakingConnectionsMax
-                + peerCount * (transport.inboundConnectionsPerPeerMax + 1) + Self.openFilesReserve
+            api.connectionsMax + (peerCount * Self.adminConnectionsPerMember + 64)
+                + (peerCount - 1) * Self.adminConnectionsPerMember
+                + transport.handshakingConnectionsMax + peerCount * (transport.inboundConnectionsPerPeerMax + 1)
+                + Self.openFilesReserve
         }
     }
 }

@@ -106,7 +106,7 @@ public struct ClusterConfig: Sendable, Hashable {
         public static let electionTicksRange = 3...100_000
         public static let heartbeatTicksRange = 1...10_000
         public static let snapshotEveryEntriesRange = 1...1_000_000_000
-        public static let instanceLostAfterMsRange = 500...3_600_000
+        public static let instanceLostAfterMsRange = 1_000...3_600_000
         /// `electionTicks >= electionToHeartbeatRatioMin * heartbeatTicks`.
         public static let electionToHeartbeatRatioMin = 3
 

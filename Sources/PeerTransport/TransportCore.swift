@@ -81,7 +81,7 @@ final class TransportCore: Sendable {
             h.refusedSinceReport += 1
             if let last = h.lastReported, now - last < .seconds(Self.refusalReportIntervalSeconds) { return (false, false, "") }
             h.lastReported = now
-            let also = h.refusedSinceReport > 1 ? " (\(h.refusedSinceReport) refused since the last such line)" : ""
+            let also = h.refusedSinceReport > 1 ? " (\(h.refusedSinceReport - 1) more refused since the last such line)" : ""
             h.refusedSinceReport = 0
             let detail = h.count >= config.handshakingConnectionsMax
                 ? "\(config.handshakingConnectionsMax) connections already in their handshake"

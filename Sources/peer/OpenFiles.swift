@@ -9,20 +9,22 @@ import Glibc
 /// its limits admit; it raises its soft limit to that at start (any process may, up to the hard
 /// limit) and refuses to start, with the numbers, when the hard limit is lower.
 enum OpenFiles {
-    static func limits() -> (soft: UInt64, hard: UInt64) {
+    static func limits() throws -> (soft: UInt64, hard: UInt64) {
         var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (0, 0) }
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+            throw CLIError("cannot read the open-file limit (getrlimit): \(String(cString: strerror(errno)))")
+        }
         return (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
     }
 
     static func raise(toAtLeast needed: Int, logger: Logger) throws {
-        let (soft, hard) = limits()
+        let (soft, hard) = try limits()
         let want = UInt64(needed)
         if soft >= want { return }
         guard hard >= want else {
             throw CLIError("""
-                this peer needs up to \(needed) open files (limits.api.connectionsMax, the peer connections and \
-                \(ClusterConfig.Limits.openFilesReserve) for itself) but the hard limit is \(hard) (soft \(soft)); \
+                this peer needs up to \(needed) open files (limits.api.connectionsMax, the members' admin and peer \
+                connections, and \(ClusterConfig.Limits.openFilesReserve) for itself) but the hard limit is \(hard) (soft \(soft)); \
                 raise it (systemd: LimitNOFILE=\(needed); shell: ulimit -Hn \(needed)) or lower limits.api.connectionsMax
                 """)
         }

@@ -124,6 +124,7 @@ struct AgentDecisionTests {
         #expect(!HealthProbe.Outcome.status(301).isSuccess)
         #expect(!HealthProbe.Outcome.status(404).isSuccess)
         #expect(!HealthProbe.Outcome.failed("connect refused").isSuccess)
+        #expect(!HealthProbe.Outcome.status(500).isSuccess)
     }
 
     @Test func aProbeToAClosedPortFailsWithinTheTimeout() {

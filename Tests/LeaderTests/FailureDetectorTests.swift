@@ -29,30 +29,30 @@ import Testing
         let s = Scripted()
         let w = watch(s)
         let start = s.nowMs.load(ordering: .relaxed)
-        #expect(w.liveness(nowMs: start + 60_000) == .allLive, "before its first poll a leader knows nothing: nobody is lost")
+        #expect(w.liveness(nowMs: start + 60_000, term: 7) == .allLive, "before its first poll a leader knows nothing: nobody is lost")
         s.silent.withLock { $0 = [3] }
         await w.poll(term: 7)
         // Member 3 has never answered: counted from the term's first poll.
-        #expect(w.liveness(nowMs: start + 4_999).lost.isEmpty)
+        #expect(w.liveness(nowMs: start + 4_999, term: 7).lost.isEmpty)
         s.nowMs.store(start + 4_900, ordering: .relaxed)
         await w.poll(term: 7)
-        let lost = w.liveness(nowMs: start + 5_000).lost
+        let lost = w.liveness(nowMs: start + 5_000, term: 7).lost
         #expect(Set(lost.keys) == ["3"], "\(lost)")
         #expect(lost["3"] == "no report or answer from it for 5000 ms (timing.instanceLostAfterMs 5000)")
         // 1 (a report) and 2 (an answer without one) keep answering: alive; 3 comes back: alive.
         s.nowMs.store(start + 6_000, ordering: .relaxed)
         await w.poll(term: 7)
-        #expect(Set(w.liveness(nowMs: start + 6_100).lost.keys) == ["3"])
+        #expect(Set(w.liveness(nowMs: start + 6_100, term: 7).lost.keys) == ["3"])
         s.silent.withLock { $0 = [] }
         s.nowMs.store(start + 6_200, ordering: .relaxed)
         await w.poll(term: 7)
-        #expect(w.liveness(nowMs: start + 6_300).lost.isEmpty)
+        #expect(w.liveness(nowMs: start + 6_300, term: 7).lost.isEmpty)
         // Now 2 goes silent: lost 5 s after its last answer, not before.
         s.silent.withLock { $0 = [2] }
         s.nowMs.store(start + 8_000, ordering: .relaxed)
         await w.poll(term: 7)
-        #expect(w.liveness(nowMs: start + 11_199).lost.isEmpty)
-        #expect(Set(w.liveness(nowMs: start + 11_200).lost.keys) == ["2"])
+        #expect(w.liveness(nowMs: start + 11_199, term: 7).lost.isEmpty)
+        #expect(Set(w.liveness(nowMs: start + 11_200, term: 7).lost.keys) == ["2"])
     }
 
     @Test func aNewTermGivesEveryMemberTheWholeThresholdAgain() async {
@@ -63,13 +63,15 @@ import Testing
         await w.poll(term: 1)
         s.nowMs.store(start + 4_900, ordering: .relaxed)
         await w.poll(term: 1)
-        #expect(Set(w.liveness(nowMs: start + 5_000).lost.keys) == ["2"])
+        #expect(Set(w.liveness(nowMs: start + 5_000, term: 1).lost.keys) == ["2"])
         // This peer leads again in a later term: what it heard before no longer counts.
         s.nowMs.store(start + 20_000, ordering: .relaxed)
         await w.poll(term: 2)
-        #expect(w.liveness(nowMs: start + 24_999).lost.isEmpty)
+        #expect(w.liveness(nowMs: start + 24_999, term: 2).lost.isEmpty)
         s.nowMs.store(start + 24_900, ordering: .relaxed)
         await w.poll(term: 2)
-        #expect(Set(w.liveness(nowMs: start + 25_000).lost.keys) == ["2"])
+        #expect(Set(w.liveness(nowMs: start + 25_000, term: 2).lost.keys) == ["2"])
+        // Asked for another term than the one it watched, it knows nothing.
+        #expect(w.liveness(nowMs: start + 25_000, term: 1) == .allLive)
     }
 }

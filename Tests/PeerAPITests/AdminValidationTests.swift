@@ -64,6 +64,9 @@ import Testing
         #expect(unknownMove.0 == 404, "\(unknownMove)")
         let toNowhere = try await Self.call(f, client, .POST, "/v1/tenants/acme/move", #"{"to":"no-such-instance"}"#)
         #expect(toNowhere.0 == 404 && toNowhere.1.contains("no-such-instance"), "\(toNowhere)")
+        // acme's provision is still in progress (no driver runs here): it cannot move yet.
+        let notReady = try await Self.call(f, client, .POST, "/v1/tenants/acme/move", #"{"to":"i1"}"#)
+        #expect(notReady.0 == 409 && notReady.1.contains("in progress"), "\(notReady)")
         #expect(try await f.fingerprint == before, "a refused delete or move appended an entry")
 
         // A delete applies; a second one meets the first's operation without a new entry, while

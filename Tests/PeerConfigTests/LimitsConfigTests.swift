@@ -14,8 +14,9 @@ import Testing
         #expect(limits.transport.handshakingConnectionsMax == 64 && limits.transport.helloTimeoutMs == 5_000)
         #expect(limits.transport.handshakingPerAddressMax == 16)
         #expect(limits.transport.inboundConnectionsPerPeerMax == 2 && limits.routerControl.timeoutMs == 5_000)
-        // 1024 + 64 + 3 peers × 3 + 256.
-        #expect(limits.openFilesNeeded(peerCount: 3) == 1353)
+        // 1024 clients + (3 × 128 + 64) members + 2 × 128 own admin connections + 64 handshakes
+        // + 3 peers × 3 + 256.
+        #expect(limits.openFilesNeeded(peerCount: 3) == 2057)
     }
 
     @Test func everyKeyIsRead() throws {
@@ -81,5 +82,12 @@ import Testing
             validYAML + "\nlimits:\n  transport:\n    handshakingConnectionsMax: 8\n    handshakingPerAddressMax: 9\n",
             keyPath: "limits.transport.handshakingPerAddressMax", reason: "handshakingPerAddressMax (9) is more than handshakingConnectionsMax (8)", line: 21)
         expectRefused(validYAML + "\nlimits:\n  router: {}\n", keyPath: "limits.router", reason: "unknown key 'router'", line: 19)
+    }
+
+    @Test func theFailureDetectorsThresholdIsATimingKeyWithARange() throws {
+        #expect(try parse(validYAML).timing.instanceLostAfterMs == 5_000)
+        #expect(try parse(validYAML + "\ntiming:\n  instanceLostAfterMs: 2000\n").timing.instanceLostAfterMs == 2_000)
+        expectRefused(validYAML + "\ntiming:\n  instanceLostAfterMs: 999\n", keyPath: "timing.instanceLostAfterMs",
+                      reason: "999 is out of range 1000-3600000", line: 19)
     }
 }
