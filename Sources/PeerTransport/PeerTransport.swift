@@ -115,6 +115,9 @@ public final class PeerTransport: Sendable {
             throw TransportSetupError.bindFailed(config.listen, reason: "\(error)")
         }
         server.withLockedValue { $0 = channel }
+        // Held-back refusal lines, reported even when a flood ends without a further refusal.
+        let flusher = channel.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in core.flushRefusals() }
+        channel.closeFuture.whenComplete { _ in flusher.cancel() }
         core.logger.info("peer transport listening", metadata: [
             "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "node": "\(config.nodeID)",
             "tls": "\(core.tls != nil)",

@@ -90,6 +90,23 @@ final class TransportCore: Sendable {
         }
     }
 
+    /// Logs the refusals held back since the last line once the interval has passed, so the end
+    /// of a flood is reported without a further refusal (the transport calls it every second).
+    func flushRefusals() {
+        let now = ContinuousClock.now
+        let held: Int? = handshakingBox.withLockedValue { h in
+            guard h.refusedSinceReport > 0, let last = h.lastReported, now - last >= .seconds(Self.refusalReportIntervalSeconds) else { return nil }
+            h.lastReported = now
+            defer { h.refusedSinceReport = 0 }
+            return h.refusedSinceReport
+        }
+        if let held {
+            logger.warning("connection refused: \(held) more connections refused in their handshake since the last such line", metadata: [
+                "reason": "\(RejectReason.tooManyHandshakes.rawValue)", "direction": "inbound",
+            ])
+        }
+    }
+
     /// Returns a slot taken by `beginHandshake` (the hello succeeded, or the connection ended).
     func endHandshake(from address: String) {
         handshakingBox.withLockedValue { h in
