@@ -146,13 +146,13 @@ import Glibc
             limits:
               api:
                 connectionsMax: 400
-                connectionsPerAddressMax: 8
+                connectionsPerAddressMax: 4
                 handshakeTimeoutMs: 2000
                 idleTimeoutMs: 2000
                 bodyTimeoutMs: 2000
               transport:
                 handshakingConnectionsMax: 64
-                handshakingPerAddressMax: 4
+                handshakingPerAddressMax: 2
                 helloTimeoutMs: 2000
 
             """)
@@ -165,11 +165,11 @@ import Glibc
         let victim = try #require(c.pid(of: 1))
         #expect(Self.openFileLimit(victim) == 1500)
 
-        // 8 addresses × 4 API modes × 4 threads: 16 connections wanted per address, 8 admitted;
-        // 2 peer-port modes × 4: 8 per address, 4 admitted in their handshake.
+        // 8 addresses × 4 API modes × 2 threads: 8 connections wanted per address, 4 admitted;
+        // 2 peer-port modes × 2: 4 per address, 2 admitted in their handshake.
         let script = c.dir + "/flood.py"
         try Self.flood.write(toFile: script, atomically: true, encoding: .utf8)
-        let arguments = [script, "\(c.apiPorts[0])", "8", "4", c.dir + "/tls", "\(c.peerPorts[0])"]
+        let arguments = [script, "\(c.apiPorts[0])", "8", "2", c.dir + "/tls", "\(c.peerPorts[0])"]
         let floodOut = c.dir + "/flood.out"
         let legitOut = c.dir + "/legit.out"
         let floodPid = try c.spawnProgram("/usr/bin/env", ["python3"] + arguments + ["flood"], out: floodOut)
@@ -219,9 +219,9 @@ import Glibc
             if log.contains("no TLS handshake within") && log.contains("more connections refused in their handshake since the last such line") { break }
             try await Task.sleep(for: .milliseconds(200))
         }
-        #expect(log.contains("new connection closed: 8 connections from 127.0.0."), "\(log.suffix(3000))")
+        #expect(log.contains("new connection closed: 4 connections from 127.0.0."), "\(log.suffix(3000))")
         #expect(log.contains("connection closed: no TLS handshake within 2000 ms"), "\(log.suffix(3000))")
-        #expect(log.contains("4 connections from 127.0.0."), "the transport's per-address refusal is not in the log:\n\(log.suffix(3000))")
+        #expect(log.contains("2 connections from 127.0.0."), "the transport's per-address refusal is not in the log:\n\(log.suffix(3000))")
         // Thousands of refusals in about 8 s, one transport line per 10 s: one, and the one that
         // reports what the end of the flood held back.
         let transportLines = log.split(separator: "\n").filter { $0.contains("connection refused:") && $0.contains("in their handshake") }

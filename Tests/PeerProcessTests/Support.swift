@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -207,10 +208,24 @@ final class ProcessCluster {
             tries += 1
             guard tries < 10_000 else { throw ProcessTestError("no free ports in 20000-32000") }
             let port = Int.random(in: 20_000..<32_000)
-            if ports.contains(port) || taken.contains(port) || !bindable(port) { continue }
+            if ports.contains(port) || taken.contains(port) || !bindable(port) || !claim([port]) { continue }
             ports.append(port)
         }
         return ports
+    }
+
+    /// Every port handed out in this test process: clusters of suites that run at the same time
+    /// never get the same port (being bindable when chosen is not enough: another cluster may
+    /// have chosen it and not bound it yet). Ports are not given back; the range holds 12,000.
+    static let handedOut = Mutex<Set<Int>>([])
+
+    /// Takes `ports` if none was handed out before.
+    static func claim(_ ports: [Int]) -> Bool {
+        handedOut.withLock { out in
+            guard ports.allSatisfy({ !out.contains($0) }) else { return false }
+            out.formUnion(ports)
+            return true
+        }
     }
 
     /// The first of `n` consecutive free ports (a components base: base + portOffset).
@@ -218,7 +233,7 @@ final class ProcessCluster {
         for _ in 0..<10_000 {
             let base = Int.random(in: 20_000..<32_000 - n)
             let range = Array(base..<base + n)
-            if range.allSatisfy({ !taken.contains($0) && bindable($0) }) { return base }
+            if range.allSatisfy({ !taken.contains($0) && bindable($0) }) && claim(range) { return base }
         }
         throw ProcessTestError("no \(n) consecutive free ports in 20000-32000")
     }

@@ -62,7 +62,7 @@ extension RealNginxTests {
                 spec.tenants.append(TenantRoute(id: "globex", instance: "i-1", components: ["web"]))
                 let applied = try await router.apply(spec)
                 #expect(applied.routeChanges == 2, "one tenant entry and one for its component")
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "globex")]).status == 200)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "globex")]).status == 200)
 
                 // Every hostile connection is closed by NGINX at its 1 s timeout (EOF or reset).
                 var open = Set(hostile)

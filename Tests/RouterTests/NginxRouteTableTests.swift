@@ -26,17 +26,17 @@ extension RealNginxTests {
                 #expect(!second.started && second.configChanged && !second.fullRouteTable)
                 #expect(second.pid == first.pid)
                 #expect(second.routeChanges == 2)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).bodyText.hasPrefix("i-1/web tenant=acme "))
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).bodyText.hasPrefix("i-1/web tenant=acme "))
                 // Served by the new upstream once no old worker (which lacks it) answers any more.
                 let served = await TestSupport.poll(timeout: .seconds(5)) {
-                    (try? TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "globex")]))?.bodyText.hasPrefix("i-2/web tenant=globex ") == true
+                    (try? await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "globex")]))?.bodyText.hasPrefix("i-2/web tenant=globex ") == true
                 }
                 #expect(served)
                 // The router confirmed generation 2 when a new worker answered it; an old worker
                 // may answer a connection it accepted before it saw the reload, for a moment.
-                let newConfig = await TestSupport.poll(timeout: .seconds(5)) { (try? TestSupport.get(spec.controlListen, path: "/config"))?.bodyText == "2\n" }
+                let newConfig = await TestSupport.poll(timeout: .seconds(5)) { (try? await TestSupport.get(spec.controlListen, path: "/config"))?.bodyText == "2\n" }
                 #expect(newConfig)
-                #expect(try TestSupport.get(spec.controlListen, path: "/generation").bodyText == "2\n")
+                #expect(try await TestSupport.get(spec.controlListen, path: "/generation").bodyText == "2\n")
             }
         }
 
@@ -49,18 +49,18 @@ extension RealNginxTests {
                 var spec = try RealNginxTests.NginxRouterTests.spec(prefix: prefix, backends: backends, generation: 1)
                 _ = try await router.apply(spec)
                 let foreign = NginxRoutes.full(["stray": "0 0 0 i_i_2D2__web"], generation: 99)
-                let said = try TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: [("X-Peer-Control", router.controlToken)], body: foreign.body)
+                let said = try await TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: [("X-Peer-Control", router.controlToken)], body: foreign.body)
                 #expect(said.status == 200 && said.bodyText == "99\n")
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 404)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 404)
 
                 spec.generation = 2
                 spec.tenants.append(TenantRoute(id: "globex", instance: "i-2", components: ["web"]))
                 let applied = try await router.apply(spec)
                 #expect(applied.fullRouteTable)
                 #expect(!applied.configChanged)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "globex")]).status == 200)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "stray")]).status == 404)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "globex")]).status == 200)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "stray")]).status == 404)
             }
         }
 
@@ -80,21 +80,21 @@ extension RealNginxTests {
                     ("peer-routes 1\ndelta 2\ngeneration 4\nd acme\nend\n", 409, "3"),
                 ]
                 for entry in cases {
-                    let reply = try TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: [("X-Peer-Control", router.controlToken)], body: Array(entry.body.utf8))
+                    let reply = try await TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: [("X-Peer-Control", router.controlToken)], body: Array(entry.body.utf8))
                     #expect(reply.status == entry.status, "\(entry.body)")
                     #expect(reply.bodyText.contains(entry.says), "\(reply.bodyText)")
                 }
-                let get = try TestSupport.request(spec.controlListen, path: "/routes", headers: [("X-Peer-Control", router.controlToken)])
+                let get = try await TestSupport.request(spec.controlListen, path: "/routes", headers: [("X-Peer-Control", router.controlToken)])
                 #expect(get.status == 405)
                 // Any local user reaches the loopback port: without the router's secret, nothing.
                 for secret in [nil, String(router.controlToken.dropLast()) + "x"] {
                     let headers = secret.map { [("X-Peer-Control", $0)] } ?? []
-                    let refused = try TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: headers, body: Array(whole.utf8))
+                    let refused = try await TestSupport.request(spec.controlListen, method: .POST, path: "/routes", headers: headers, body: Array(whole.utf8))
                     #expect(refused.status == 403)
                 }
-                #expect(try TestSupport.get(spec.controlListen, path: "/generation").bodyText == "3\n")
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "other")]).status == 404)
+                #expect(try await TestSupport.get(spec.controlListen, path: "/generation").bodyText == "3\n")
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "other")]).status == 404)
             }
         }
 
@@ -120,14 +120,14 @@ extension RealNginxTests {
                     Issue.record("unexpected error \(error)")
                 }
                 #expect(await router.status.lastError?.contains("route table full") == true)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
 
                 spec.generation = 3
                 spec.tenants = small
                 let applied = try await router.apply(spec)
                 #expect(applied.fullRouteTable)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "tenant-1")]).status == 404)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "tenant-1")]).status == 404)
             }
         }
     }

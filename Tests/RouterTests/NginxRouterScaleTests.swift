@@ -32,9 +32,9 @@ extension RealNginxTests {
                 let applied = try await router.apply(spec)
                 print("scale: \(spec.tenants.count) tenants, \(applied.configBytes) bytes, live in \(applied.confirmDuration)")
                 let last = spec.tenants[spec.tenants.count - 1]
-                let reply = try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", last.id), ("X-Component", "dfc")])
+                let reply = try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", last.id), ("X-Component", "dfc")])
                 #expect(reply.status == 200 && reply.bodyText.hasPrefix("i-1/web tenant=\(last.id) "), "\(reply.status) \(reply.bodyText)")
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "tenant-unknown")]).status == 404)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "tenant-unknown")]).status == 404)
             }
         }
     }

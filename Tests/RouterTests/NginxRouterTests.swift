@@ -28,7 +28,7 @@ extension RealNginxTests {
                     // It holds the control secret: the peer's user alone may read it.
                     var info = stat()
                     #expect(stat(prefix + "/nginx.conf", &info) == 0 && info.st_mode & 0o777 == 0o600)
-                    let health = try TestSupport.get(spec.controlListen, path: "/healthz")
+                    let health = try await TestSupport.get(spec.controlListen, path: "/healthz")
                     #expect(health.status == 200)
                 }
             }
@@ -52,17 +52,17 @@ extension RealNginxTests {
 
                 for tenant in tenants {
                     let expected = "\(tenant.instance)/\(tenant.components[0]) tenant=\(tenant.id) "
-                    let byHeader = try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", tenant.id)])
+                    let byHeader = try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", tenant.id)])
                     #expect(byHeader.status == 200 && byHeader.bodyText.hasPrefix(expected), "\(tenant.id) by header: \(byHeader.status) \(byHeader.bodyText)")
-                    let byHost = try TestSupport.get(spec.listen, headers: [("Host", "\(tenant.id).apps.test")])
+                    let byHost = try await TestSupport.get(spec.listen, headers: [("Host", "\(tenant.id).apps.test")])
                     #expect(byHost.status == 200 && byHost.bodyText == expected + "host=\(tenant.id).apps.test", "\(tenant.id) by host: \(byHost.status) \(byHost.bodyText)")
                     for component in tenant.components {
-                        let chosen = try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", tenant.id), ("X-Component", component)])
+                        let chosen = try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", tenant.id), ("X-Component", component)])
                         #expect(chosen.bodyText.hasPrefix("\(tenant.instance)/\(component) tenant=\(tenant.id) "), "\(tenant.id) X-Component \(component): \(chosen.bodyText)")
                     }
                 }
                 // The header wins over the host name.
-                let both = try TestSupport.get(spec.listen, headers: [("Host", "tenant-1.apps.test"), ("X-Tenant-ID", "tenant-0")])
+                let both = try await TestSupport.get(spec.listen, headers: [("Host", "tenant-1.apps.test"), ("X-Tenant-ID", "tenant-0")])
                 #expect(both.bodyText.hasPrefix("i-1/web tenant=tenant-0 "))
             }
         }
@@ -83,7 +83,7 @@ extension RealNginxTests {
                     ([("X-Tenant-ID", "acme"), ("X-Component", "api")], #"{"error":"unknown component","tenant":"acme"}"#),
                 ]
                 for (headers, body) in cases {
-                    let reply = try TestSupport.get(spec.listen, headers: headers)
+                    let reply = try await TestSupport.get(spec.listen, headers: headers)
                     #expect(reply.status == 404, "\(headers)")
                     #expect(reply.header("Content-Type") == "application/json", "\(headers)")
                     #expect(reply.bodyText == body, "\(headers)")
@@ -119,9 +119,9 @@ extension RealNginxTests {
                 let onDisk = String(decoding: PrefixFiles.read(prefix + "/nginx.conf", bytesMax: 1 << 20), as: UTF8.self)
                 #expect(onDisk.hasPrefix("# generation 1,"))
                 #expect(PrefixFiles.exists(prefix + "/nginx.conf.failed"))
-                let generation = try TestSupport.get(first.controlListen, path: "/generation")
+                let generation = try await TestSupport.get(first.controlListen, path: "/generation")
                 #expect(generation.bodyText == "1\n")
-                let routed = try TestSupport.get(first.listen, headers: [("X-Tenant-ID", "acme")])
+                let routed = try await TestSupport.get(first.listen, headers: [("X-Tenant-ID", "acme")])
                 #expect(routed.bodyText.hasPrefix("i-1/web tenant=acme "))
                 let status = await router.status
                 #expect(status.liveGeneration == 1)
@@ -196,7 +196,7 @@ extension RealNginxTests {
                 #expect(!PrefixFiles.exists(prefix + "/nginx.conf.2.tmp"))
                 let onDisk = String(decoding: PrefixFiles.read(prefix + "/nginx.conf", bytesMax: 1 << 20), as: UTF8.self)
                 #expect(onDisk.hasPrefix("# generation 1,"))
-                #expect(try TestSupport.get(first.controlListen, path: "/generation").bodyText == "1\n")
+                #expect(try await TestSupport.get(first.controlListen, path: "/generation").bodyText == "1\n")
             }
         }
 
@@ -211,18 +211,18 @@ extension RealNginxTests {
                 #expect(noticed, "the router did not notice its nginx master died")
                 #expect(await router.status.lastError?.contains("signal 9") == true)
                 // Its workers were killed too: nothing answers on the port any more.
-                let gone = await TestSupport.poll(timeout: .seconds(5)) { (try? TestSupport.get(spec.controlListen, path: "/generation")) == nil }
+                let gone = await TestSupport.poll(timeout: .seconds(5)) { (try? await TestSupport.get(spec.controlListen, path: "/generation")) == nil }
                 #expect(gone, "an orphaned nginx worker still answers")
 
                 try await router.ensureRunning()
                 let status = await router.status
                 #expect(status.pid != nil && status.pid != applied.pid)
                 #expect(status.liveGeneration == 5)
-                #expect(try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
+                #expect(try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")]).status == 200)
 
                 await router.stop()
                 #expect(await router.status.pid == nil)
-                #expect((try? TestSupport.get(spec.controlListen, path: "/generation")) == nil)
+                #expect((try? await TestSupport.get(spec.controlListen, path: "/generation")) == nil)
             }
         }
 
@@ -241,7 +241,7 @@ extension RealNginxTests {
                 var statuses: [String: [Int]] = [:]
                 for tenant in ["limited", "free"] {
                     for _ in 0..<30 {
-                        let reply = try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", tenant)])
+                        let reply = try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", tenant)])
                         statuses[tenant, default: []].append(reply.status)
                         if reply.status == 429 {
                             #expect(reply.bodyText == #"{"error":"too many requests","tenant":"limited"}"#)
@@ -267,8 +267,8 @@ extension RealNginxTests {
                 var spec = try Self.spec(prefix: prefix, backends: backends, generation: 1)
                 spec.statsAddress = receiver.address
                 _ = try await router.apply(spec)
-                _ = try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")])
-                _ = try TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "nobody")])
+                _ = try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "acme")])
+                _ = try await TestSupport.get(spec.listen, headers: [("X-Tenant-ID", "nobody")])
                 var records: [[String: Any]] = []
                 let received = await TestSupport.poll(timeout: .seconds(5)) {
                     while let datagram = receiver.receive() {

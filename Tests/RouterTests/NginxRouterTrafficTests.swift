@@ -93,7 +93,7 @@ extension RealNginxTests {
                 #expect(backends.allSatisfy { $0.requestsServed > 0 })
                 // After the last generation every tenant is served where it was put.
                 for tenant in spec.tenants {
-                    let reply = try TestSupport.get(listen, headers: [("X-Tenant-ID", tenant.id)])
+                    let reply = try await TestSupport.get(listen, headers: [("X-Tenant-ID", tenant.id)])
                     #expect(reply.bodyText.hasPrefix("\(tenant.instance)/web tenant=\(tenant.id) "), "\(reply.bodyText)")
                 }
                 print("moves under keepalive traffic: \(counters.total) requests on \(Self.clientThreads) connections, \(Self.generations.count) route changes, \(counters.failures.count) failures, \(reconnects.load(ordering: .relaxed)) reconnects")
@@ -128,28 +128,28 @@ extension RealNginxTests {
                 spec.authCacheSeconds = 30
                 _ = try await router.apply(spec)
 
-                func get(_ tenant: String, _ token: String?) throws -> LoopbackHTTPReply {
+                func get(_ tenant: String, _ token: String?) async throws -> LoopbackHTTPReply {
                     var headers = [("X-Tenant-ID", tenant)]
                     if let token { headers.append(("Authorization", "Bearer \(token)")) }
-                    return try TestSupport.get(spec.listen, headers: headers)
+                    return try await TestSupport.get(spec.listen, headers: headers)
                 }
-                let missing = try get("secure", nil)
+                let missing = try await get("secure", nil)
                 #expect(missing.status == 401)
                 #expect(missing.bodyText == #"{"error":"unauthorized","tenant":"secure"}"#)
                 #expect(missing.header("Content-Type") == "application/json")
-                let wrongTenant = try get("secure", "good-other")
+                let wrongTenant = try await get("secure", "good-other")
                 #expect(wrongTenant.status == 403)
                 #expect(wrongTenant.bodyText == #"{"error":"forbidden","tenant":"secure"}"#)
-                let good = try get("secure", "good-secure")
+                let good = try await get("secure", "good-secure")
                 #expect(good.status == 200 && good.bodyText.hasPrefix("i-1/web tenant=secure "), "\(good.status) \(good.bodyText)")
                 #expect(checker.checks == ["secure Bearer-none", "secure good-other", "secure good-secure"])
 
                 // Cached: the same answers again without asking the peer.
-                #expect(try get("secure", "good-secure").status == 200)
-                #expect(try get("secure", "good-other").status == 403)
-                #expect(try get("secure", nil).status == 401)
+                #expect(try await get("secure", "good-secure").status == 200)
+                #expect(try await get("secure", "good-other").status == 403)
+                #expect(try await get("secure", nil).status == 401)
                 // A tenant without requiresToken is never checked.
-                #expect(try get("open", nil).status == 200)
+                #expect(try await get("open", nil).status == 200)
                 #expect(checker.checks.count == 3, "\(checker.checks)")
             }
         }

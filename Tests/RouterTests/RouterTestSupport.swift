@@ -60,18 +60,18 @@ enum TestSupport {
         return try await condition()
     }
 
-    /// One request through nginx, blocking (tests call it from their own threads or tasks).
-    static func get(_ address: String, path: String = "/", headers: [(String, String)] = []) throws -> LoopbackHTTPReply {
-        try request(address, path: path, headers: headers)
+    /// One request through nginx. Awaited, never blocking a thread: a test that blocks one of
+    /// the few cooperative threads stalls every async test of the process meanwhile.
+    static func get(_ address: String, path: String = "/", headers: [(String, String)] = []) async throws -> LoopbackHTTPReply {
+        try await request(address, path: path, headers: headers)
     }
 
-    /// Any request, blocking, through the product's loopback client.
+    /// Any request through the product's loopback client.
     static func request(
         _ address: String, method: HTTPMethod = .GET, path: String, headers: [(String, String)] = [], body: [UInt8] = []
-    ) throws -> LoopbackHTTPReply {
-        try LoopbackHTTPClient.shared.start(
-            address, method: method, path: path, headers: headers, body: body, timeout: requestTimeout, responseBytesMax: responseBytesMax
-        ).wait()
+    ) async throws -> LoopbackHTTPReply {
+        try await LoopbackHTTPClient.shared.request(
+            address, method: method, path: path, headers: headers, body: body, timeout: requestTimeout, responseBytesMax: responseBytesMax)
     }
 
     /// Runs `body` with a router in a temp prefix; always stops nginx and removes the prefix.
