@@ -6,10 +6,11 @@ import Synchronization
 /// from one address and in all, and how long each phase of a connection may take. Defaults and
 /// bounds are the configuration's (`limits.api` in docs/configuration.md).
 public struct ListenerLimits: Sendable, Hashable {
-    /// Open connections in all; a new one beyond it is closed at once.
+    /// Open connections from clients in all; a new one beyond it is closed at once. The
+    /// members' own connections are counted apart (`ConnectionRegistry`).
     public var connectionsMax = 1024
-    /// Open connections from one client address; a new one beyond it is closed at once. Another
-    /// member's admin client pools up to 64 connections to this one, so this stays well above.
+    /// Open connections from one client address (an IPv6 client: its /64); a new one beyond it
+    /// is closed at once.
     public var connectionsPerAddressMax = 256
     /// From accept to a finished TLS handshake.
     public var handshakeTimeoutMs = 10_000
