@@ -91,9 +91,6 @@ public final class DataPlaneWatch: Sendable {
         self.logger = logger
     }
 
-    /// True when some member routes or runs components: otherwise there is nothing to watch.
-    public var hasDataPlane: Bool { members.values.contains { $0.routed || $0.supervised } }
-
     /// Polls while `node` leads, until the task is cancelled.
     public func run(node: PeerNode) async {
         while !Task.isCancelled {

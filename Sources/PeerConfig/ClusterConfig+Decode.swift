@@ -77,17 +77,12 @@ struct ConfigDecoder {
     private mutating func timing(_ node: Node, at keyPath: String) throws(ConfigError) -> ClusterConfig.Timing {
         let map = try reader.mapping(node, at: keyPath, allowed: Self.timingKeys, what: "Raft timings")
         var timing = ClusterConfig.Timing.defaults
-        func read(_ key: String, _ range: ClosedRange<Int>, into field: inout Int) throws(ConfigError) {
-            guard let value = map.value(key) else { return }
-            record(map.path(key), value)
-            field = try reader.integer(value, at: map.path(key), in: range)
-        }
         typealias T = ClusterConfig.Timing
-        try read("tickMs", T.tickMsRange, into: &timing.tickMs)
-        try read("electionTicks", T.electionTicksRange, into: &timing.electionTicks)
-        try read("heartbeatTicks", T.heartbeatTicksRange, into: &timing.heartbeatTicks)
-        try read("snapshotEveryEntries", T.snapshotEveryEntriesRange, into: &timing.snapshotEveryEntries)
-        try read("instanceLostAfterMs", T.instanceLostAfterMsRange, into: &timing.instanceLostAfterMs)
+        try read(map, "tickMs", T.tickMsRange, into: &timing.tickMs)
+        try read(map, "electionTicks", T.electionTicksRange, into: &timing.electionTicks)
+        try read(map, "heartbeatTicks", T.heartbeatTicksRange, into: &timing.heartbeatTicks)
+        try read(map, "snapshotEveryEntries", T.snapshotEveryEntriesRange, into: &timing.snapshotEveryEntries)
+        try read(map, "instanceLostAfterMs", T.instanceLostAfterMsRange, into: &timing.instanceLostAfterMs)
         return timing
     }
 

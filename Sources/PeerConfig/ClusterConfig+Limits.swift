@@ -96,10 +96,7 @@ extension ConfigDecoder {
             try read(m, "bodyTimeoutMs", A.bodyTimeoutMsRange, into: &limits.api.bodyTimeoutMs)
             try read(m, "headerBytesMax", A.headerBytesMaxRange, into: &limits.api.headerBytesMax)
             try read(m, "bodyBytesMax", A.bodyBytesMaxRange, into: &limits.api.bodyBytesMax)
-            if limits.api.connectionsPerAddressMax > limits.api.connectionsMax, let value = m.value("connectionsPerAddressMax") ?? m.value("connectionsMax") {
-                let key = m.value("connectionsPerAddressMax") != nil ? "connectionsPerAddressMax" : "connectionsMax"
-                throw reader.error(m.path(key), value, "connectionsPerAddressMax (\(limits.api.connectionsPerAddressMax)) is more than connectionsMax (\(limits.api.connectionsMax))")
-            }
+            try requireAtMost(m, ("connectionsPerAddressMax", limits.api.connectionsPerAddressMax), ("connectionsMax", limits.api.connectionsMax))
         }
         if let transport = map.value("transport") {
             let m = try reader.mapping(transport, at: map.path("transport"), allowed: Self.transportLimitsKeys, what: "transport limits (\(Self.transportLimitsKeys.joined(separator: ", ")))")
@@ -108,11 +105,9 @@ extension ConfigDecoder {
             try read(m, "handshakingPerAddressMax", T.handshakingPerAddressMaxRange, into: &limits.transport.handshakingPerAddressMax)
             try read(m, "helloTimeoutMs", T.helloTimeoutMsRange, into: &limits.transport.helloTimeoutMs)
             try read(m, "inboundConnectionsPerPeerMax", T.inboundConnectionsPerPeerMaxRange, into: &limits.transport.inboundConnectionsPerPeerMax)
-            let t = limits.transport
-            if t.handshakingPerAddressMax > t.handshakingConnectionsMax, let value = m.value("handshakingPerAddressMax") ?? m.value("handshakingConnectionsMax") {
-                let key = m.value("handshakingPerAddressMax") != nil ? "handshakingPerAddressMax" : "handshakingConnectionsMax"
-                throw reader.error(m.path(key), value, "handshakingPerAddressMax (\(t.handshakingPerAddressMax)) is more than handshakingConnectionsMax (\(t.handshakingConnectionsMax))")
-            }
+            try requireAtMost(
+                m, ("handshakingPerAddressMax", limits.transport.handshakingPerAddressMax),
+                ("handshakingConnectionsMax", limits.transport.handshakingConnectionsMax))
         }
         if let control = map.value("routerControl") {
             let m = try reader.mapping(control, at: map.path("routerControl"), allowed: Self.routerControlLimitsKeys, what: "router control limits (timeoutMs)")
@@ -121,7 +116,16 @@ extension ConfigDecoder {
         return limits
     }
 
-    private mutating func read(_ map: YAMLReader.Mapping, _ key: String, _ range: ClosedRange<Int>, into field: inout Int) throws(ConfigError) {
+    /// A per-address cap above its listener's total: refused at the per-address key if the file
+    /// sets it, else at the total's.
+    private func requireAtMost(_ map: YAMLReader.Mapping, _ part: (key: String, value: Int), _ whole: (key: String, value: Int)) throws(ConfigError) {
+        guard part.value > whole.value, let node = map.value(part.key) ?? map.value(whole.key) else { return }
+        let key = map.value(part.key) != nil ? part.key : whole.key
+        throw reader.error(map.path(key), node, "\(part.key) (\(part.value)) is more than \(whole.key) (\(whole.value))")
+    }
+
+    /// An integer key of `map` within `range`, into `field` (left at its default when absent).
+    mutating func read(_ map: YAMLReader.Mapping, _ key: String, _ range: ClosedRange<Int>, into field: inout Int) throws(ConfigError) {
         guard let value = map.value(key) else { return }
         record(map.path(key), value)
         field = try reader.integer(value, at: map.path(key), in: range)

@@ -1,5 +1,4 @@
 import Logging
-import PeerAPI
 import PeerConfig
 #if canImport(Glibc)
 import Glibc
@@ -33,18 +32,5 @@ enum OpenFiles {
             throw CLIError("cannot raise the open-file limit from \(soft) to \(needed) (hard limit \(hard)): \(String(cString: strerror(errno)))")
         }
         logger.info("open-file limit raised from \(soft) to \(needed) (hard limit \(hard))")
-    }
-}
-
-extension ListenerLimits {
-    init(_ c: ClusterConfig.Limits.API) {
-        self.init()
-        connectionsMax = c.connectionsMax
-        connectionsPerAddressMax = c.connectionsPerAddressMax
-        handshakeTimeoutMs = c.handshakeTimeoutMs
-        idleTimeoutMs = c.idleTimeoutMs
-        bodyTimeoutMs = c.bodyTimeoutMs
-        headerBytesMax = c.headerBytesMax
-        bodyBytesMax = c.bodyBytesMax
     }
 }

@@ -261,3 +261,17 @@ extension BrokerCatalog {
         })
     }
 }
+
+/// The API listener's limits from the configuration file's `limits.api`.
+extension ListenerLimits {
+    init(_ c: ClusterConfig.Limits.API) {
+        self.init()
+        connectionsMax = c.connectionsMax
+        connectionsPerAddressMax = c.connectionsPerAddressMax
+        handshakeTimeoutMs = c.handshakeTimeoutMs
+        idleTimeoutMs = c.idleTimeoutMs
+        bodyTimeoutMs = c.bodyTimeoutMs
+        headerBytesMax = c.headerBytesMax
+        bodyBytesMax = c.bodyBytesMax
+    }
+}
