@@ -24,7 +24,7 @@ define build-products
 	@for p in $(2); do echo "swift build -c $(1) --product $$p"; swift build -c $(1) --product $$p || exit 1; done
 endef
 
-.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-router clean
+.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-router image image-load clean
 
 ## help: list the targets.
 help:
@@ -106,6 +106,23 @@ bench-cluster:
 bench-router: deps
 	$(MAKE) --no-print-directory build CONFIG=release
 	BUILD=release BENCH=1 CONNS=64 MOVES=10 bash chaos/move-under-load.sh
+
+## image: the root file system of the docker provider's instance image (.ci/build-image):
+## peer, peer-exec, tenant-app of .build/CONFIG and NGINX, with their libraries, as
+## .build/image/peer-rootfs.tar.
+image: deps
+	$(MAKE) --no-print-directory build CONFIG=$(CONFIG)
+	bash .ci/build-image $(CONFIG) .build/image/peer-rootfs.tar
+
+## image-load: `docker import` of that tarball into the engine at DOCKER_SOCKET
+## (/var/run/docker.sock) as IMAGE (peer:dev), through the Engine API.
+DOCKER_SOCKET ?= /var/run/docker.sock
+IMAGE ?= peer:dev
+image-load: image
+	curl -sS --fail --unix-socket $(DOCKER_SOCKET) -X POST -H 'Content-Type: application/x-tar' \
+	  --data-binary @.build/image/peer-rootfs.tar \
+	  "http://localhost/v1.41/images/create?fromSrc=-&repo=$(firstword $(subst :, ,$(IMAGE)))&tag=$(lastword $(subst :, ,$(IMAGE)))"
+	@echo
 
 ## clean: remove the build folder.
 clean:

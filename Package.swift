@@ -130,6 +130,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The provider (seed: DFP): instances as processes, Docker containers or operator scripts.
+        .target(
+            name: "Providers",
+            dependencies: ["ChildProcesses", "LoopbackHTTP", .product(name: "NIOHTTP1", package: "swift-nio")],
+            swiftSettings: swiftSettings),
         // The agent (seed: DFM): supervises this instance's components.
         .target(
             name: "Agent", dependencies: ["ChildProcesses", "LoopbackHTTP", logging, .product(name: "NIOCore", package: "swift-nio")],
@@ -263,6 +268,7 @@ let package = Package(
         ),
         // Depends on `peer` so the built binary is there for the `peer init` process tests.
         .testTarget(name: "PeerConfigTests", dependencies: ["PeerConfig", "PeerCerts", "peer"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProvidersTests", dependencies: ["Providers", "ChildProcesses", "LoopbackHTTP"], swiftSettings: swiftSettings),
         .testTarget(name: "ChildProcessesTests", dependencies: ["ChildProcesses"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LoopbackHTTPTests", dependencies: ["LoopbackHTTP", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: swiftSettings),

@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 
 /// The crash-recovery record `<directory>/components.json`: for each component process the

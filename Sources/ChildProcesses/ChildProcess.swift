@@ -7,7 +7,7 @@ import Glibc
 /// other parts of the same process own other children). Why not swift-subprocess: docs/adr/0011.
 ///
 /// Every child:
-/// - reads stdin from /dev/null and appends stdout and stderr to one file;
+/// - reads stdin from /dev/null (or a given file) and appends stdout and stderr to one file;
 /// - has an empty signal mask and every signal at its default disposition: the peer ignores
 ///   SIGPIPE (the Swift runtime) and, in `peer run`, SIGTERM and SIGINT, and an ignored
 ///   disposition survives exec, which would make the child deaf to SIGTERM;
@@ -36,6 +36,10 @@ public enum ChildProcess {
         public var grouping: Grouping
         /// When true, an `argv[0]` without a slash is looked up in PATH.
         public var searchPath: Bool
+        /// The file the child reads as stdin.
+        public var inputPath: String = "/dev/null"
+        /// Where stderr is appended; nil: the same file as stdout.
+        public var errorPath: String?
 
         public init(outputPath: String, outputMode: mode_t = 0o644, environment: [String]? = nil, grouping: Grouping = .ownProcessGroup, searchPath: Bool = true) {
             self.outputPath = outputPath
@@ -73,9 +77,13 @@ public enum ChildProcess {
         try check(posix_spawnattr_setsigmask(&attributes, &emptyMask), program, "posix_spawnattr_setsigmask")
         try check(posix_spawnattr_setsigdefault(&attributes, &allSignals), program, "posix_spawnattr_setsigdefault")
 
-        try check(posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0), program, "open /dev/null as stdin")
+        try check(posix_spawn_file_actions_addopen(&actions, 0, options.inputPath, O_RDONLY, 0), program, "open \(options.inputPath) as stdin")
         try check(posix_spawn_file_actions_addopen(&actions, 1, options.outputPath, O_WRONLY | O_APPEND | O_CREAT, options.outputMode), program, "open \(options.outputPath) as stdout")
-        try check(posix_spawn_file_actions_adddup2(&actions, 1, 2), program, "dup stdout to stderr")
+        if let errorPath = options.errorPath {
+            try check(posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_APPEND | O_CREAT, options.outputMode), program, "open \(errorPath) as stderr")
+        } else {
+            try check(posix_spawn_file_actions_adddup2(&actions, 1, 2), program, "dup stdout to stderr")
+        }
         try check(addCloseFrom(&actions, 3), program, "close descriptors above 2")
 
         let cArgv = argv.map { strdup($0) } + [nil]

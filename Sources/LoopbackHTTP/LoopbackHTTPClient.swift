@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -16,6 +17,19 @@ public enum LoopbackHTTPError: Error, Sendable, Hashable, CustomStringConvertibl
         case .timedOut(let address, let after): "\(address) gave no complete response within \(after)"
         case .responseTooLarge(let address, let max): "the response from \(address) exceeds \(max) bytes"
         case .protocolError(let address, let reason): "bad HTTP response from \(address): \(reason)"
+        }
+    }
+}
+
+/// Where a request goes: `host:port` on this machine, or a Unix socket's path.
+public enum LoopbackTarget: Sendable, Hashable, CustomStringConvertible {
+    case tcp(String)
+    case unixSocket(String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let address): address
+        case .unixSocket(let path): "unix://\(path)"
         }
     }
 }
@@ -67,14 +81,32 @@ public final class LoopbackHTTPClient: Sendable {
         _ address: String, method: HTTPMethod = .GET, path: String, headers: [(String, String)] = [],
         body: [UInt8] = [], timeout: Duration, responseBytesMax: Int
     ) -> EventLoopFuture<LoopbackHTTPReply> {
+        start(.tcp(address), method: method, path: path, headers: headers, body: body, timeout: timeout, responseBytesMax: responseBytesMax)
+    }
+
+    /// The same to a TCP address or a Unix socket (the Docker Engine's API).
+    public func start(
+        _ target: LoopbackTarget, method: HTTPMethod = .GET, path: String, headers: [(String, String)] = [],
+        body: [UInt8] = [], timeout: Duration, responseBytesMax: Int
+    ) -> EventLoopFuture<LoopbackHTTPReply> {
         let loop = http.eventLoopGroup.next()
+        let address = target.description
         let request: HTTPClient.Request
         do {
             var head = HTTPHeaders(headers)
             head.replaceOrAdd(name: "Connection", value: "close")
-            request = try HTTPClient.Request(
-                url: "http://\(address)\(path)", method: method, headers: head,
-                body: body.isEmpty && method != .POST && method != .PUT ? nil : .bytes(body))
+            let bodyOrNil: HTTPClient.Body? = body.isEmpty && method != .POST && method != .PUT ? nil : .bytes(body)
+            switch target {
+            case .tcp(let address):
+                request = try HTTPClient.Request(url: "http://\(address)\(path)", method: method, headers: head, body: bodyOrNil)
+            case .unixSocket(let socketPath):
+                guard let url = URL(httpURLWithSocketPath: socketPath, uri: path) else {
+                    return loop.makeFailedFuture(LoopbackHTTPError.connect(address: address, reason: "cannot make a URL of socket \(socketPath) and path \(path)"))
+                }
+                // The socket's path is no host name; servers that check Host (Go's) refuse it.
+                head.replaceOrAdd(name: "Host", value: "localhost")
+                request = try HTTPClient.Request(url: url, method: method, headers: head, body: bodyOrNil)
+            }
         } catch {
             return loop.makeFailedFuture(LoopbackHTTPError.connect(address: address, reason: "\(error)"))
         }
@@ -96,12 +128,20 @@ public final class LoopbackHTTPClient: Sendable {
         _ address: String, method: HTTPMethod = .GET, path: String, headers: [(String, String)] = [],
         body: [UInt8] = [], timeout: Duration, responseBytesMax: Int
     ) async throws(LoopbackHTTPError) -> LoopbackHTTPReply {
+        try await request(.tcp(address), method: method, path: path, headers: headers, body: body, timeout: timeout, responseBytesMax: responseBytesMax)
+    }
+
+    /// The same to a TCP address or a Unix socket, awaited.
+    public func request(
+        _ target: LoopbackTarget, method: HTTPMethod = .GET, path: String, headers: [(String, String)] = [],
+        body: [UInt8] = [], timeout: Duration, responseBytesMax: Int
+    ) async throws(LoopbackHTTPError) -> LoopbackHTTPReply {
         do {
-            return try await start(address, method: method, path: path, headers: headers, body: body, timeout: timeout, responseBytesMax: responseBytesMax).get()
+            return try await start(target, method: method, path: path, headers: headers, body: body, timeout: timeout, responseBytesMax: responseBytesMax).get()
         } catch let error as LoopbackHTTPError {
             throw error
         } catch {
-            throw .protocolError(address: address, reason: "\(error)")
+            throw .protocolError(address: target.description, reason: "\(error)")
         }
     }
 
