@@ -73,7 +73,7 @@ let package = Package(
         .target(name: "PeerNode", dependencies: ["Raft", "ClusterModel"], swiftSettings: swiftSettings),
         // The leader's loops (ADR 0010): feed Controller the state, the data plane's reports and
         // the clock; propose what it decides. Never imports PeerAPI (`.ci/check-imports`).
-        .target(name: "Leader", dependencies: ["Controller", "ClusterModel", "PeerNode", "Raft", logging], swiftSettings: swiftSettings),
+        .target(name: "Leader", dependencies: ["Controller", "ClusterModel", "PeerNode", "Raft", "Failpoints", logging], swiftSettings: swiftSettings),
 
         // MARK: Support libraries (no network I/O of their own).
 
@@ -101,6 +101,8 @@ let package = Package(
 
         // MARK: Support libraries: one way to do a thing, for every module that needs it (ADR 0011).
 
+        // Named points where a test makes the process die (PEER_FAILPOINT); off unless set.
+        .target(name: "Failpoints", swiftSettings: swiftSettings),
         // The one way to start, wait for and signal a child process (posix_spawn, one pid at a time).
         .target(name: "ChildProcesses", swiftSettings: swiftSettings),
         // The one plain-HTTP client for this machine's own endpoints (AsyncHTTPClient).
@@ -146,7 +148,7 @@ let package = Package(
         .target(
             name: "PeerAPI",
             dependencies: nio + [
-                "PeerNode", "ClusterModel", "Controller", "Raft", logging,
+                "PeerNode", "ClusterModel", "Controller", "Raft", "Failpoints", logging,
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -167,7 +169,7 @@ let package = Package(
             name: "peer",
             dependencies: [
                 "PeerCerts", "PeerConfig", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
-                "Agent", "Router", "Leader", "ChildProcesses", argumentParser, logging,
+                "Agent", "Router", "Leader", "ChildProcesses", "Failpoints", "Providers", argumentParser, logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

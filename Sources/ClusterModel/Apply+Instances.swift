@@ -35,6 +35,14 @@ extension ClusterState {
         guard Self.instanceTransitionAllowed(from: from, to: c.state) else {
             throw Rejection(.invalidTransition, "instance \(Validate.quoted(c.id)): \(from) → \(c.state) is not allowed")
         }
+        if c.state == .draining {
+            // A drain that can never finish is refused: its tenants need another instance.
+            let remaining = placements(onInstance: c.id).count
+            let others = instances.values.contains { $0.id != c.id && $0.state == .active }
+            guard remaining == 0 || others else {
+                throw Rejection(.conflict, "instance \(Validate.quoted(c.id)) is the only active instance and holds \(remaining) placement(s); activate or add another instance first")
+            }
+        }
         if c.state == .drained || c.state == .removed {
             let remaining = placements(onInstance: c.id)
             guard remaining.isEmpty else {

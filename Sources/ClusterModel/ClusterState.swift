@@ -203,6 +203,9 @@ extension ClusterState {
     /// Whether any operation is in progress. O(1).
     public var hasInProgressOperations: Bool { !operationQueue.isEmpty }
 
+    /// Whether some instance is draining (the drain driver has work). O(instances).
+    public var hasDrainingInstances: Bool { instances.values.contains { $0.state == .draining } }
+
     static func isInProgress(_ key: OperationQueue.Key, in operations: ShardedDictionary<String, BrokerOperation>) -> Bool {
         operations[key.id].map { $0.state == .inProgress && $0.startedIndex == key.index } ?? false
     }

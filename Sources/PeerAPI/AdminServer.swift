@@ -1,4 +1,5 @@
 import ClusterModel
+import Failpoints
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -189,6 +190,7 @@ public final class AdminServer: Sendable {
     }
 
     func addRoutes(to router: RouterGroup<AdminRequestContext>) {
+        addInstanceRoutes(to: router)
         router.get("status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
         }
@@ -312,7 +314,7 @@ public final class AdminServer: Sendable {
             let active = state.activeTenantCountsByInstance
             return Summary(
                 instances: state.allInstances.map {
-                    InstanceInfo(id: $0.id, address: $0.address, role: Names.instanceRole($0.role), state: Names.instanceState($0.state), version: $0.version, activeTenants: active[$0.id] ?? 0)
+                    InstanceInfo($0, activeTenants: active[$0.id] ?? 0, placements: state.placements(onInstance: $0.id).count)
                 },
                 tenantCount: state.tenantCount
             )
@@ -425,7 +427,10 @@ public final class AdminServer: Sendable {
         c.instanceID = req.to
         c.operationID = req.operationId ?? "move-\(client)-\(req.sequence ?? 1)"
         let result = try await propose(.moveTenant(c), clientId: client, sequence: req.sequence)
-        if result == .applied { wakeLeader() }
+        if result == .applied {
+            Failpoint.moveAfterStarted.hit()
+            wakeLeader()
+        }
         switch result {
         case .applied, .duplicate(.applied):
             return (try await operation(c.operationID), result == .applied ? .accepted : .ok)

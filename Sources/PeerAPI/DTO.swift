@@ -67,9 +67,38 @@ public struct InstanceInfo: Codable, Sendable, Hashable {
     public var id: String
     public var address: String
     public var role: String
+    /// joining, active, draining, drained or removed.
     public var state: String
     public var version: String
+    /// Tenants it serves now.
     public var activeTenants: Int
+    /// Placements on it in any phase (a drain is done when this is 0). Nil from older peers.
+    public var placements: Int?
+    /// When it entered its state (leader's clock, Unix ms). Nil from older peers.
+    public var stateSinceMs: Int64?
+
+    public init(id: String, address: String, role: String, state: String, version: String, activeTenants: Int, placements: Int? = nil, stateSinceMs: Int64? = nil) {
+        self.id = id
+        self.address = address
+        self.role = role
+        self.state = state
+        self.version = version
+        self.activeTenants = activeTenants
+        self.placements = placements
+        self.stateSinceMs = stateSinceMs
+    }
+}
+
+/// `POST /v1/instances/ID/drain` and `/activate`: the client session, both optional (a retry
+/// with the same pair applies once).
+public struct InstanceStateRequest: Codable, Sendable, Hashable {
+    public var clientId: String?
+    public var sequence: UInt64?
+
+    public init(clientId: String? = nil, sequence: UInt64? = nil) {
+        self.clientId = clientId
+        self.sequence = sequence
+    }
 }
 
 public struct TenantInfo: Codable, Sendable, Hashable {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Failpoints
 import Foundation
 import Logging
 
@@ -20,6 +21,9 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level \(logLevel) is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        if let unknown = Failpoint.unknownSetting {
+            throw ValidationError("\(Failpoint.environmentVariable)=\(unknown) names no failpoint; `peer failpoints` lists them")
         }
         let ctx = try ClusterContext(configPath: config)
         let settings = try ctx.settings(for: id)

@@ -64,10 +64,11 @@ struct World {
     }
 
     mutating func addActiveInstances(_ ids: [String]) {
+        let known = state.allInstances.count
         for (i, id) in ids.enumerated() {
             var add = PBAddInstance()
             add.id = id
-            add.address = "127.0.0.1:\(7100 + i)"
+            add.address = "127.0.0.1:\(7100 + known + i)"
             add.role = .voter
             add.version = "test"
             add.protocolVersion = 1
