@@ -1,12 +1,19 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Named points in the leader's multi-step work where a test can make the process die at that
-/// exact step, with no sleep and no race: `PEER_FAILPOINT=drain.after-move-started peer run ...`
-/// makes that peer exit (status 86, as `kill -9` would leave things: nothing flushed, nothing
-/// said to anyone) the first time it passes there. Off unless the variable is set; a process
-/// reads it once. `peer failpoints` lists every name; chaos scripts iterate over that list.
+/// exact step, with no sleep and no race (the shape of etcd's gofail). Off unless the process
+/// was started with `PEER_FAILPOINT` set:
+///
+/// - `PEER_FAILPOINT=drain.after-move-started peer run ...` arms that failpoint from the start;
+/// - `PEER_FAILPOINT=armable` arms none, but lets the admin API arm one later
+///   (`peer failpoints arm NAME --member ID`): a test arms exactly the peer that leads.
+///
+/// An armed process exits with status 86 the first time it passes there, as `kill -9` would
+/// leave things: nothing flushed, nothing said to anyone. `peer failpoints` lists every name;
+/// chaos scripts iterate over that list.
 public enum Failpoint: String, CaseIterable, Sendable {
     case drainAfterCommit = "drain.after-commit"
     case drainAfterMoveStarted = "drain.after-move-started"
@@ -15,34 +22,58 @@ public enum Failpoint: String, CaseIterable, Sendable {
     case moveAfterTargetActive = "move.after-target-active"
     case moveBeforePlacementGone = "move.before-placement-gone"
 
-    /// What the process has just done when it dies there.
+    /// Where the process is when it dies there.
     public var meaning: String {
         switch self {
         case .drainAfterCommit: "the API committed an instance's drain (state draining) and answered nothing yet"
         case .drainAfterMoveStarted: "the leader committed the start of one of a drain's tenant moves"
         case .drainBeforeDrained: "the leader found the draining instance empty and is about to commit drained"
-        case .moveAfterStarted: "the leader committed a move's target placement (preparing)"
+        case .moveAfterStarted: "the API committed a move's target placement (preparing) and answered nothing yet"
         case .moveAfterTargetActive: "the leader committed the move's switch (target active, source draining)"
         case .moveBeforePlacementGone: "the leader is about to commit the removal of a move's source placement (or of its withdrawn target)"
         }
     }
 
-    /// The environment variable naming the failpoint this process dies at.
+    /// The environment variable that enables failpoints in this process.
     public static let environmentVariable = "PEER_FAILPOINT"
+    /// Its value that enables them without arming one.
+    public static let armableValue = "armable"
     /// The exit status of a process that died at its failpoint.
     public static let exitStatus: Int32 = 86
 
-    /// The failpoint this process was started with, if any (read once).
-    public static let armed: Failpoint? = {
-        guard let raw = getenv(environmentVariable) else { return nil }
-        return Failpoint(rawValue: String(cString: raw))
-    }()
-
-    /// The value of `PEER_FAILPOINT` when it names no failpoint: `peer run` refuses to start with it.
-    public static var unknownSetting: String? {
+    /// What `PEER_FAILPOINT` said at start: nil when unset or empty.
+    static let setting: String? = {
         guard let raw = getenv(environmentVariable) else { return nil }
         let value = String(cString: raw)
-        return value.isEmpty || Failpoint(rawValue: value) != nil ? nil : value
+        return value.isEmpty ? nil : value
+    }()
+
+    /// Whether this process accepts failpoints at all (it was started with `PEER_FAILPOINT`).
+    public static var enabled: Bool { setting != nil && unknownSetting == nil }
+
+    /// The value of `PEER_FAILPOINT` when it is neither a failpoint nor `armable`: `peer run`
+    /// refuses to start with it.
+    public static var unknownSetting: String? {
+        guard let value = setting, value != armableValue, Failpoint(rawValue: value) == nil else { return nil }
+        return value
+    }
+
+    /// Index into `allCases` + 1 of the armed failpoint; 0: none.
+    private static let armedIndex = Atomic<Int>(setting.flatMap { Failpoint(rawValue: $0) }.flatMap { f in allCases.firstIndex(of: f).map { $0 + 1 } } ?? 0)
+
+    /// The failpoint this process dies at, if any.
+    public static var armed: Failpoint? {
+        let i = armedIndex.load(ordering: .acquiring)
+        return i == 0 ? nil : allCases[i - 1]
+    }
+
+    /// Arms `failpoint` (nil disarms). False when this process was not started with
+    /// `PEER_FAILPOINT`: then nothing changes.
+    @discardableResult
+    public static func arm(_ failpoint: Failpoint?) -> Bool {
+        guard enabled else { return false }
+        armedIndex.store(failpoint.flatMap { allCases.firstIndex(of: $0).map { $0 + 1 } } ?? 0, ordering: .releasing)
+        return true
     }
 
     /// Dies here if this is the armed failpoint: one line to stderr, then `_exit` (no atexit

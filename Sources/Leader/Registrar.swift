@@ -5,7 +5,7 @@ import PeerNode
 import Raft
 
 /// While this peer leads, makes sure every configured member is an instance in the replicated
-/// state (AddInstance, then active), so `peer status` and placement see them. Each leadership
+/// state (AddInstance, then active from joining), so `peer status` and placement see them. Each leadership
 /// term is its own client session (`registrar-<self>-<term>`), so a retried proposal applies once.
 public struct Registrar: Sendable {
     /// A member of the cluster configuration: its Raft id and its peer-to-peer address.
@@ -52,7 +52,9 @@ public struct Registrar: Sendable {
                 }
                 let members = self.members
                 let missing = (try? await node.read(linearizable: false) { state in
-                    members.filter { m in state.instance("\(m.id)").map { $0.state != .active } ?? true }
+                    // New ones, and ones that joined but are not active yet. Never one the operator
+                    // drains or drained: that state is the operator's (peer instances activate).
+                    members.filter { m in state.instance("\(m.id)").map { $0.state == .joining } ?? true }
                         .map { m in (m, state.instance("\(m.id)") != nil) }
                 }) ?? []
                 for (m, exists) in missing {

@@ -37,6 +37,36 @@ extension AdminServer {
         }
     }
 
+    /// `/v1/failpoints`: arm one failpoint in THIS peer (not forwarded), for tests that make
+    /// exactly the leader die at a step. Only in a peer started with `PEER_FAILPOINT`.
+    func addFailpointRoutes(to router: RouterGroup<AdminRequestContext>) {
+        router.get("failpoints") { _, _ in
+            await self.respond { () async throws(APIError) -> FailpointsInfo in
+                FailpointsInfo(enabled: Failpoint.enabled, armed: Failpoint.armed?.rawValue, names: Failpoint.allCases.map(\.rawValue))
+            }
+        }
+        router.put("failpoints/:name") { _, context in
+            let name = Self.pathSegment(context, "name")
+            return await self.respond { () async throws(APIError) -> FailpointsInfo in
+                let name = try name.get()
+                guard let failpoint = Failpoint(rawValue: name) else {
+                    throw APIError("notFound", "no failpoint \(name); GET /v1/failpoints lists them")
+                }
+                guard Failpoint.arm(failpoint) else {
+                    throw APIError("forbidden", "peer \(self.config.selfID) was not started with \(Failpoint.environmentVariable) (\(Failpoint.environmentVariable)=\(Failpoint.armableValue) enables arming)")
+                }
+                self.config.logger.warning("failpoint \(name) armed: this peer exits when it gets there")
+                return FailpointsInfo(enabled: true, armed: name, names: Failpoint.allCases.map(\.rawValue))
+            }
+        }
+        router.delete("failpoints") { _, _ in
+            await self.respond { () async throws(APIError) -> FailpointsInfo in
+                Failpoint.arm(nil)
+                return FailpointsInfo(enabled: Failpoint.enabled, armed: nil, names: Failpoint.allCases.map(\.rawValue))
+            }
+        }
+    }
+
     func listInstances(consistent: Bool) async throws(APIError) -> [InstanceInfo] {
         do {
             return try await node.read(linearizable: consistent) { state in

@@ -191,6 +191,7 @@ public final class AdminServer: Sendable {
 
     func addRoutes(to router: RouterGroup<AdminRequestContext>) {
         addInstanceRoutes(to: router)
+        addFailpointRoutes(to: router)
         router.get("status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
         }
@@ -530,6 +531,7 @@ public final class AdminServer: Sendable {
         case "badRequest": return .badRequest
         case "notFound": return .notFound
         case "conflict", "limitReached": return .conflict
+        case "forbidden": return .forbidden
         case "tooLarge": return .contentTooLarge
         case "halted": return .internalServerError
         default: return .serviceUnavailable

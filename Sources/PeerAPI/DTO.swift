@@ -89,6 +89,14 @@ public struct InstanceInfo: Codable, Sendable, Hashable {
     }
 }
 
+/// `GET|PUT|DELETE /v1/failpoints`: this peer's failpoints.
+public struct FailpointsInfo: Codable, Sendable, Hashable {
+    /// Whether the peer was started with `PEER_FAILPOINT` (else nothing can be armed).
+    public var enabled: Bool
+    public var armed: String?
+    public var names: [String]
+}
+
 /// `POST /v1/instances/ID/drain` and `/activate`: the client session, both optional (a retry
 /// with the same pair applies once).
 public struct InstanceStateRequest: Codable, Sendable, Hashable {

@@ -13,6 +13,9 @@ final class ProcessCluster {
     let configPath: String
     let binary: String
     let size: Int
+    /// Added to the environment of every command this cluster runs (and so of every peer
+    /// `peer up` starts), e.g. `PEER_FAILPOINT=armable`.
+    var environment: [String: String] = [:]
     var commandCount = 0
 
     /// With `dataPlane`, every peer also runs a router (NGINX) and components (the demo catalog:
@@ -102,8 +105,12 @@ final class ProcessCluster {
         posix_spawn_file_actions_addopen(&actions, 2, out + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         let argv: [UnsafeMutablePointer<CChar>?] = ([program] + args).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
+        let rc = posix_spawn(&pid, program, &actions, nil, argv, envp)
         guard rc == 0 else { throw ProcessTestError("posix_spawn \(program): \(rc)") }
         return pid
     }
