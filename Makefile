@@ -9,6 +9,8 @@ SIM_STEPS ?= 2000
 SOAK_SEEDS ?= 20000
 SOAK_SEEDS_5 ?= 5000
 SOAK_ROUNDS ?= 10
+# The failpoints the demo (and so CI) kills the leader at during a drain; `make soak` runs all.
+DEMO_FAILPOINTS ?= drain.after-move-started move.before-placement-gone
 JOBS ?= $(shell nproc)
 # debug or release: the build configuration of `make build`, the chaos scripts and the binaries
 # the demo runs.
@@ -40,8 +42,9 @@ build:
 	$(call build-products,$(CONFIG),$(CLUSTER_PRODUCTS))
 
 ## demo: the main job: the simulator (3 and 5 nodes), then a real 3-peer cluster on loopback
-## playing the leader-failover scenario (chaos/kill-leader.sh) and tenant moves under load
-## (chaos/move-under-load.sh). CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
+## playing the leader-failover scenario (chaos/kill-leader.sh), tenant moves under load
+## (chaos/move-under-load.sh) and drains with the leader killed at DEMO_FAILPOINTS
+## (chaos/instance-lifecycle.sh). CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
 demo: deps
 	$(call build-products,release,peer-sim)
 	$(STAGE) demo-sim-3 .build/release/peer-sim --seed 1 --seeds $(DEMO_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
@@ -49,6 +52,7 @@ demo: deps
 	$(STAGE) demo-build $(MAKE) --no-print-directory build CONFIG=$(CONFIG)
 	$(STAGE) demo-kill-leader env BUILD=$(CONFIG) bash chaos/kill-leader.sh
 	$(STAGE) demo-move-under-load env BUILD=$(CONFIG) bash chaos/move-under-load.sh
+	$(STAGE) demo-instance-lifecycle env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_FAILPOINTS)" bash chaos/instance-lifecycle.sh
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
 test: deps check-imports sim unit check-docs
@@ -75,13 +79,15 @@ unit:
 	$(STAGE) swift-test swift test
 
 ## soak: the long sweeps, run by hand and reported in docs/benchmarks.md: SOAK_SEEDS and
-## SOAK_SEEDS_5 simulator seeds, then SOAK_ROUNDS rounds of both chaos scenarios.
+## SOAK_SEEDS_5 simulator seeds, SOAK_ROUNDS rounds of both chaos scenarios, then a drain with
+## the leader killed at every failpoint.
 soak: deps
 	$(call build-products,release,peer-sim)
 	$(STAGE) soak-sim-3 .build/release/peer-sim --seed 1 --seeds $(SOAK_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
 	$(STAGE) soak-sim-5 .build/release/peer-sim --seed 1 --seeds $(SOAK_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
 	$(MAKE) --no-print-directory build CONFIG=$(CONFIG)
 	$(STAGE) soak-chaos bash -c 'for i in $$(seq 1 $(SOAK_ROUNDS)); do echo "== soak round $$i of $(SOAK_ROUNDS)"; BUILD=$(CONFIG) bash chaos/kill-leader.sh && BUILD=$(CONFIG) MOVES=10 bash chaos/move-under-load.sh || exit 1; done'
+	$(STAGE) soak-instance-lifecycle env BUILD=$(CONFIG) bash chaos/instance-lifecycle.sh
 
 ## bench: the core's benchmarks (results are recorded in docs/benchmarks.md).
 bench: deps
