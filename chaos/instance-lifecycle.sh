@@ -21,9 +21,11 @@ fi
 FAILPOINTS=${FAILPOINTS:-$("$PEER" failpoints list --names | tr '\n' ' ')}
 work=$(mktemp -d /tmp/peer-lifecycle-XXXXXX)
 CONFIG=$work/local-3.yaml
-cleanup() { "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null 2>&1 || true; [[ -n ${KEEP:-} ]] || rm -rf "$work"; }
 trap cleanup EXIT
 
+# Whether a pid runs: a zombie (exited, not yet reaped by init) does not.
+running() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
 py() { python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
 served_by() { curl -s -o /dev/null -D - --max-time 5 -H "X-Tenant-ID: $2" "http://127.0.0.1:$((7300 + $1))/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-served-by"{print $2}'; }
 tenants=(acme globex initech umbrella)
@@ -56,7 +58,7 @@ run_one() {
     echo "FAIL [$fp]: the drain of instance $drained did not finish:" >&2; cat "$work/drain.out" >&2; return 1
   fi
   local took=$((SECONDS - started))
-  if kill -0 "$pid" 2>/dev/null; then echo "FAIL [$fp]: the leader (peer $leader) still runs: the failpoint was not reached" >&2; return 1; fi
+  if running "$pid"; then echo "FAIL [$fp]: the leader (peer $leader) still runs: the failpoint was not reached" >&2; return 1; fi
   if ! grep -q "failpoint $fp reached" "$work/.peer/local-3/run/peer-$leader.log"; then
     echo "FAIL [$fp]: peer $leader died, but not at the failpoint:" >&2; tail -5 "$work/.peer/local-3/run/peer-$leader.log" >&2; return 1
   fi

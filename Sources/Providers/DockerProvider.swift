@@ -62,7 +62,9 @@ public struct DockerProvider: InstanceProvider {
         let taken = try await containers(label: Self.clusterLabel, op).reduce(into: Set<Int>()) { $0.formUnion(settings.ports.ports(of: $1.addresses)) }
         let base = try settings.ports.allocate(taken: taken, provider: kind, instance: request.instanceID)
         let addresses = settings.ports.addresses(base: base)
-        let argv = settings.command.fill(placeholders(request, addresses))
+        let argv = settings.command.argv(
+            cluster: request.clusterID, id: request.instanceID, bootstrap: Self.bootstrapDirectory, dir: Self.dataDirectory,
+            host: settings.ports.host, addresses: addresses)
         let labels = [
             Self.clusterLabel: request.clusterID, Self.instanceLabel: request.instanceID,
             Self.addressesLabel: String(decoding: (try? JSONEncoder.sorted.encode(addresses)) ?? Data(), as: UTF8.self),
@@ -114,16 +116,6 @@ public struct DockerProvider: InstanceProvider {
         let name: String
         let instance: String?
         func error(_ reason: ProviderError.Reason, _ message: String) -> ProviderError { ProviderError(provider, name, instance: instance, reason, message) }
-    }
-
-    private func placeholders(_ request: ProvisionRequest, _ a: InstanceAddresses) -> [String: String] {
-        [
-            "cluster": request.clusterID, "id": request.instanceID, "bootstrap": Self.bootstrapDirectory, "dir": Self.dataDirectory, "host": settings.ports.host,
-            "peerPort": "\(PortPlan.port(of: a.peer) ?? 0)", "apiPort": "\(PortPlan.port(of: a.api) ?? 0)",
-            "routerPort": a.router.flatMap(PortPlan.port(of:)).map(String.init) ?? "",
-            "routerControlPort": a.routerControl.flatMap(PortPlan.port(of:)).map(String.init) ?? "",
-            "componentsPort": a.components.flatMap(PortPlan.port(of:)).map(String.init) ?? "",
-        ]
     }
 
     private func upload(_ files: [String: String], to name: String, _ op: Operation) async throws(ProviderError) {

@@ -68,7 +68,8 @@ public struct ProcessProvider: InstanceProvider {
             try writeRecord(record, dir: dir)
         }
         try writeBootstrap(request.bootstrap, dir: dir, instance: request.instanceID)
-        let argv = settings.command.fill(placeholders(record, dir: dir))
+        let argv = settings.command.argv(
+            cluster: record.clusterID, id: record.instanceID, bootstrap: dir + "/bootstrap", dir: dir, host: settings.ports.host, addresses: record.addresses)
         let pid: pid_t
         do {
             var options = ChildProcess.Options(outputPath: dir + "/output.log", outputMode: 0o600, environment: environment(), grouping: .newSession)
@@ -141,18 +142,6 @@ public struct ProcessProvider: InstanceProvider {
         ProvidedInstance(
             clusterID: record.clusterID, instanceID: record.instanceID, addresses: record.addresses,
             state: running ? .running : .stopped, handle: record.pid > 0 ? "pid \(record.pid)" : "not started")
-    }
-
-    private func placeholders(_ record: Record, dir: String) -> [String: String] {
-        let a = record.addresses
-        var values = [
-            "cluster": record.clusterID, "id": record.instanceID, "bootstrap": dir + "/bootstrap", "dir": dir, "host": settings.ports.host,
-            "peerPort": "\(PortPlan.port(of: a.peer) ?? 0)", "apiPort": "\(PortPlan.port(of: a.api) ?? 0)",
-        ]
-        values["routerPort"] = a.router.flatMap(PortPlan.port(of:)).map(String.init) ?? ""
-        values["routerControlPort"] = a.routerControl.flatMap(PortPlan.port(of:)).map(String.init) ?? ""
-        values["componentsPort"] = a.components.flatMap(PortPlan.port(of:)).map(String.init) ?? ""
-        return values
     }
 
     private func environment() -> [String] {

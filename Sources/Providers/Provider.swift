@@ -191,6 +191,16 @@ public struct CommandTemplate: Sendable, Hashable {
         self.argv = argv
     }
 
+    /// The argv for one instance: every placeholder filled from its ids, paths and addresses.
+    func argv(cluster: String, id: String, bootstrap: String, dir: String, host: String, addresses a: InstanceAddresses) -> [String] {
+        func port(_ address: String?) -> String { address.flatMap(PortPlan.port(of:)).map(String.init) ?? "" }
+        return fill([
+            "cluster": cluster, "id": id, "bootstrap": bootstrap, "dir": dir, "host": host,
+            "peerPort": port(a.peer), "apiPort": port(a.api), "routerPort": port(a.router),
+            "routerControlPort": port(a.routerControl), "componentsPort": port(a.components),
+        ])
+    }
+
     func fill(_ values: [String: String]) -> [String] {
         argv.map { element in
             var filled = element
