@@ -10,7 +10,8 @@
 # the third (the tenants of the dead leader's own instance wait for the balancer, next).
 # Next (with `peer instances add|remove`): the add's steps, and the provider's list checked
 # equal to the membership.
-# Runs in fresh temporary directories; stops only the peers it started (by their pid files).
+# Runs in fresh temporary directories (KEEP=1 keeps them, logs included); stops only the peers
+# it started (by their pid files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-debug}
