@@ -28,7 +28,7 @@ public enum Failpoint: String, CaseIterable, Sendable {
         case .drainAfterCommit: "the API committed an instance's drain (state draining) and answered nothing yet"
         case .drainAfterMoveStarted: "the leader committed the start of one of a drain's tenant moves"
         case .drainBeforeDrained: "the leader found the draining instance empty and is about to commit drained"
-        case .moveAfterStarted: "the API committed a move's target placement (preparing) and answered nothing yet"
+        case .moveAfterStarted: "a move's target placement (preparing) was committed: by the API (answering nothing yet) or by a drain"
         case .moveAfterTargetActive: "the leader committed the move's switch (target active, source draining)"
         case .moveBeforePlacementGone: "the leader is about to commit the removal of a move's source placement (or of its withdrawn target)"
         }

@@ -118,7 +118,7 @@ public struct OperationDriverLoop: Sendable {
                         switch result {
                         case .applied:
                             logger.debug("operation driver: \(step.operationId): \(step.why)")
-                            step.failpointAfter?.hit()
+                            for failpoint in step.failpointsAfter { failpoint.hit() }
                             return true
                         case .duplicate:
                             return true
@@ -156,11 +156,12 @@ extension DriverStep {
         }
     }
 
-    var failpointAfter: Failpoint? {
+    /// A drain's move is a move too: either name stops there.
+    var failpointsAfter: [Failpoint] {
         switch body {
-        case .moveTenant where operationKind == nil: .drainAfterMoveStarted
-        case .setPlacementPhase(let c) where operationKind == .move && c.phase == .active: .moveAfterTargetActive
-        default: nil
+        case .moveTenant where operationKind == nil: [.drainAfterMoveStarted, .moveAfterStarted]
+        case .setPlacementPhase(let c) where operationKind == .move && c.phase == .active: [.moveAfterTargetActive]
+        default: []
         }
     }
 }
