@@ -73,7 +73,7 @@ let package = Package(
         .target(name: "PeerNode", dependencies: ["Raft", "ClusterModel"], swiftSettings: swiftSettings),
         // The leader's loops (ADR 0010): feed Controller the state, the data plane's reports and
         // the clock; propose what it decides. Never imports PeerAPI (`.ci/check-imports`).
-        .target(name: "Leader", dependencies: ["Controller", "ClusterModel", "PeerNode", "Raft", "Failpoints", logging], swiftSettings: swiftSettings),
+        .target(name: "Leader", dependencies: ["Controller", "ClusterModel", "PeerNode", "Raft", "Failpoints", "Providers", logging], swiftSettings: swiftSettings),
 
         // MARK: Support libraries (no network I/O of their own).
 

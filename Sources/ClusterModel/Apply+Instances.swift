@@ -5,6 +5,9 @@ extension ClusterState {
     mutating func applyAddInstance(_ c: PBAddInstance, now: Int64) throws(Rejection) {
         try Validate.id(c.id, "id")
         try Validate.address(c.address)
+        for (value, field) in [(c.apiAddress, "api_address"), (c.routerAddress, "router_address"), (c.componentsAddress, "components_address")] where !value.isEmpty {
+            do { try Validate.address(value) } catch { throw Rejection(.invalidField, "\(field): \(error.detail)") }
+        }
         try Validate.text(c.version, "version", max: ClusterLimits.versionBytesMax, required: true)
         try Self.validateRole(c.role)
         try checkProtocolVersion(c.protocolVersion)
@@ -21,6 +24,9 @@ extension ClusterState {
         var instance = Instance()
         instance.id = c.id
         instance.address = c.address
+        instance.apiAddress = c.apiAddress
+        instance.routerAddress = c.routerAddress
+        instance.componentsAddress = c.componentsAddress
         instance.role = c.role
         instance.version = c.version
         instance.protocolVersion = c.protocolVersion

@@ -21,6 +21,13 @@ public enum Failpoint: String, CaseIterable, Sendable {
     case moveAfterStarted = "move.after-started"
     case moveAfterTargetActive = "move.after-target-active"
     case moveBeforePlacementGone = "move.before-placement-gone"
+    case provisionAfterCommit = "provision.after-commit"
+    case provisionAfterCreate = "provision.after-create"
+    case provisionAfterAddInstance = "provision.after-add-instance"
+    case provisionAfterLearner = "provision.after-learner"
+    case decommissionAfterCommit = "decommission.after-commit"
+    case decommissionAfterMemberRemoved = "decommission.after-member-removed"
+    case decommissionAfterDestroy = "decommission.after-destroy"
 
     /// Where the process is when it dies there.
     public var meaning: String {
@@ -31,6 +38,13 @@ public enum Failpoint: String, CaseIterable, Sendable {
         case .moveAfterStarted: "a move's target placement (preparing) was committed: by the API (answering nothing yet) or by a drain"
         case .moveAfterTargetActive: "the leader committed the move's switch (target active, source draining)"
         case .moveBeforePlacementGone: "the leader is about to commit the removal of a move's source placement (or of its withdrawn target)"
+        case .provisionAfterCommit: "the API committed an add's provision intent and answered nothing yet"
+        case .provisionAfterCreate: "the provider created the new instance; its AddInstance is not committed yet"
+        case .provisionAfterAddInstance: "the new instance is in the state (joining); it is not in the Raft configuration yet"
+        case .provisionAfterLearner: "the new instance joined the Raft configuration as a learner; it is not active yet"
+        case .decommissionAfterCommit: "the API committed a removal's decommission intent and answered nothing yet"
+        case .decommissionAfterMemberRemoved: "the removed instance left the Raft configuration; the provider has not destroyed it yet"
+        case .decommissionAfterDestroy: "the provider destroyed the removed instance; it is not marked removed yet"
         }
     }
 

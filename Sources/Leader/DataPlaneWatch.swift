@@ -57,11 +57,15 @@ public final class DataPlaneWatch: Sendable {
         var reports: [NodeID: MemberReport] = [:]
         /// The leader time of each member's last answer in this term.
         var lastHeardMs: [NodeID: Int64] = [:]
+        /// When this term's polls first included each member: one added during the term gets
+        /// the full threshold from then, not from the term's start.
+        var firstPolledMs: [NodeID: Int64] = [:]
         /// Ascending by index: (the smallest confirmed index over live routers, first seen at).
         var confirmations: [RouterAcks.Confirmation] = []
     }
 
-    let members: [NodeID: Member]
+    /// The members now (instances come and go while a leader leads).
+    let members: @Sendable () -> [NodeID: Member]
     let pollMember: Poll
     let intervalMillis: Int
     let timeoutMillis: Int
@@ -76,7 +80,7 @@ public final class DataPlaneWatch: Sendable {
     static let confirmationsMax = 1024
 
     public init(
-        members: [NodeID: Member], poll: @escaping Poll, intervalMillis: Int = 200, timeoutMillis: Int = 1_000,
+        members: @escaping @Sendable () -> [NodeID: Member], poll: @escaping Poll, intervalMillis: Int = 200, timeoutMillis: Int = 1_000,
         instanceLostAfterMs: Int64 = 5_000, logger: Logger,
         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     ) {
@@ -112,6 +116,10 @@ public final class DataPlaneWatch: Sendable {
             if s.term != term { s = State(term: term, termStartMs: started) }
         }
         let clock = self.clock
+        let members = self.members()
+        state.withLock { s in
+            for id in members.keys where s.firstPolledMs[id] == nil { s.firstPolledMs[id] = started }
+        }
         let (answers, heard) = await withTaskGroup(of: (NodeID, PollAnswer?, Int64).self) { group in
             for id in members.keys {
                 // Stamped when its answer arrives, not when the round's slowest one does.
@@ -142,7 +150,7 @@ public final class DataPlaneWatch: Sendable {
 
     /// Placements on supervised instances are ready once that instance reports the tenant served.
     public func readiness() -> PlacementReadiness {
-        let supervised = Set(members.filter { $0.value.supervised }.map { "\($0.key)" })
+        let supervised = Set(members().filter { $0.value.supervised }.map { "\($0.key)" })
         guard !supervised.isEmpty else { return .immediate }
         let reports = state.withLock { $0.reports }
         var ready: Set<PlacementKey> = []
@@ -157,11 +165,13 @@ public final class DataPlaneWatch: Sendable {
     /// for a member not heard yet, so a new leader gives every member the full threshold.
     /// `term`: the caller's leadership term; what the watch saw in another term counts for nothing.
     public func liveness(nowMs: Int64, term: Term) -> InstanceLiveness {
-        let (watchedTerm, start, heard) = state.withLock { ($0.term, $0.termStartMs, $0.lastHeardMs) }
+        let (watchedTerm, start, heard, firstPolled) = state.withLock { ($0.term, $0.termStartMs, $0.lastHeardMs, $0.firstPolledMs) }
         guard start > 0, watchedTerm == term else { return .allLive }
         var lost: [String: String] = [:]
-        for id in members.keys {
-            let silentMs = nowMs - (heard[id] ?? start)
+        for id in members().keys {
+            // Not polled yet in this term (it just joined): not judged yet.
+            guard let since = heard[id] ?? firstPolled[id] else { continue }
+            let silentMs = nowMs - since
             if silentMs >= instanceLostAfterMs {
                 lost["\(id)"] = "no report or answer from it for \(silentMs) ms (timing.instanceLostAfterMs \(instanceLostAfterMs))"
             }
@@ -169,9 +179,18 @@ public final class DataPlaneWatch: Sendable {
         return InstanceLiveness(lost: lost)
     }
 
+    /// The members that answered a poll of `term` within the last `instanceLostAfterMs`.
+    public func answering(term: Term) -> Set<NodeID> {
+        let now = clock()
+        return state.withLock { s in
+            guard s.term == term else { return [] }
+            return Set(s.lastHeardMs.filter { now - $0.value < instanceLostAfterMs }.keys)
+        }
+    }
+
     /// Since when every live router runs each confirmed index; `.none` when no member routes.
     public func routerAcks() -> RouterAcks {
-        guard members.values.contains(where: \.routed) else { return .none }
+        guard members().values.contains(where: \.routed) else { return .none }
         return RouterAcks(confirmations: state.withLock { $0.confirmations })
     }
 }

@@ -8,20 +8,24 @@ import PeerNode
 /// leadership moves, the new leader's loops pick up from the replicated state alone.
 ///
 /// Today: the registrar (configured members become instances), the operation driver (broker
-/// operations and tenant moves) and the data-plane watch (readiness and router acks for it).
-/// Next here: the balancer, the provisioner and autopilot.
+/// operations, tenant moves, drains), the data-plane watch (readiness and router acks for it,
+/// and the failure detector) and the provisioner (instances added and removed through the
+/// provider, learners promoted up to the voter target). Next here: the balancer.
 public final class Leader: Sendable {
     let node: PeerNode
     let registrar: Registrar
     let driver: OperationDriverLoop
     let watch: DataPlaneWatch
     let waker: Waker
+    /// The provisioner: instances added and removed through the provider (nil: none wired).
+    let instances: InstanceLifecycleLoop?
 
     /// - Parameters:
     ///   - waker: what the API wakes when it starts an operation (`wake()`).
     public init(node: PeerNode, registrar: Registrar, policy: PlacementPolicy, watch: DataPlaneWatch, waker: Waker = Waker(),
-                driverIdleMillis: Int = 50, driverIntervalMillis: Int = 0, logger: Logger) {
+                instances: InstanceLifecycleLoop? = nil, driverIdleMillis: Int = 50, driverIntervalMillis: Int = 0, logger: Logger) {
         self.node = node
+        self.instances = instances
         self.registrar = registrar
         self.watch = watch
         self.waker = waker
@@ -40,6 +44,7 @@ public final class Leader: Sendable {
             group.addTask { await self.driver.run() }
             // Always: the watch is the failure detector too, not only the data plane's eyes.
             group.addTask { await self.watch.run(node: self.node) }
+            if let instances = self.instances { group.addTask { await instances.run() } }
         }
     }
 }

@@ -8,14 +8,21 @@ import Raft
 /// state (AddInstance, then active from joining), so `peer status` and placement see them. Each leadership
 /// term is its own client session (`registrar-<self>-<term>`), so a retried proposal applies once.
 public struct Registrar: Sendable {
-    /// A member of the cluster configuration: its Raft id and its peer-to-peer address.
+    /// A member of the cluster configuration: its Raft id and its addresses (host:port; the
+    /// router's and the components' empty when it runs none).
     public struct Member: Sendable {
         public var id: NodeID
         public var peerAddress: String
+        public var apiAddress: String
+        public var routerAddress: String
+        public var componentsAddress: String
 
-        public init(id: NodeID, peerAddress: String) {
+        public init(id: NodeID, peerAddress: String, apiAddress: String, routerAddress: String = "", componentsAddress: String = "") {
             self.id = id
             self.peerAddress = peerAddress
+            self.apiAddress = apiAddress
+            self.routerAddress = routerAddress
+            self.componentsAddress = componentsAddress
         }
     }
 
@@ -63,6 +70,9 @@ public struct Registrar: Sendable {
                         var add = PBAddInstance()
                         add.id = "\(m.id)"
                         add.address = m.peerAddress
+                        add.apiAddress = m.apiAddress
+                        add.routerAddress = m.routerAddress
+                        add.componentsAddress = m.componentsAddress
                         add.role = .voter
                         add.version = version
                         add.protocolVersion = protocolVersion

@@ -1,8 +1,10 @@
 import ClusterModel
+import Controller
 import Failpoints
 import Foundation
 import Hummingbird
 import HTTPTypes
+import PeerNode
 
 /// `/v1/instances`: the instances (members) and their lifecycle by hand: list, drain (move every
 /// tenant away, make-before-break; the leader's drain driver does it), activate (take tenants
@@ -20,6 +22,19 @@ extension AdminServer {
                     throw APIError("notFound", "no instance \(id)")
                 }
                 return info
+            }
+        }
+        router.post("instances") { request, _ in
+            var request = request
+            return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (InstanceInfo, HTTPResponse.Status) in
+                try await self.addInstance(try Self.changeRequest(body))
+            }
+        }
+        router.delete("instances/:id") { request, context in
+            var request = request
+            let id = Self.pathSegment(context, "id")
+            return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (InstanceInfo, HTTPResponse.Status) in
+                try await self.removeInstance(try id.get(), try Self.changeRequest(body))
             }
         }
         for (verb, state) in [("drain", PBInstanceState.draining), ("activate", .active)] {
@@ -67,11 +82,102 @@ extension AdminServer {
         }
     }
 
+    static func changeRequest(_ body: [UInt8]) throws(APIError) -> InstanceChangeRequest {
+        do {
+            return body.isEmpty ? InstanceChangeRequest() : try JSONDecoder().decode(InstanceChangeRequest.self, from: Data(body))
+        } catch {
+            throw APIError("badRequest", "the body is not an instance request ({\"clientId\": ..., \"sequence\": ..., \"timeoutMs\": ...}, all optional): \(error)")
+        }
+    }
+
+    /// Records the intent to add a new instance (the next free id) and wakes nobody: the
+    /// leader's provisioner finds the intent on its next round (docs/adr/0013). 202 with the
+    /// instance as it will be (state `joining`, intent `provision`).
+    func addInstance(_ req: InstanceChangeRequest) async throws(APIError) -> (InstanceInfo, HTTPResponse.Status) {
+        guard let provisioning = config.provisioning else {
+            throw APIError("conflict", "this cluster has no provider: add a `provider:` section to the cluster file (docs/providers.md) to add instances")
+        }
+        let timeout = req.timeoutMs ?? provisioning.addTimeoutMs
+        guard (10_000...86_400_000).contains(timeout) else { throw APIError("badRequest", "timeoutMs must be 10000..86400000, got \(timeout)") }
+        let seeds = Set(config.members.keys)
+        let id: String
+        do {
+            id = try await node.read(linearizable: false) { state in
+                var highest = seeds.max() ?? 0
+                for i in state.allInstances { if let n = UInt64(i.id) { highest = max(highest, n) } }
+                for i in state.allIntents { if let n = UInt64(i.instanceID) { highest = max(highest, n) } }
+                return "\(highest + 1)"
+            }
+        } catch {
+            throw Self.apiError(error)
+        }
+        var c = PBRecordIntent()
+        c.id = InstanceLifecycle.provisionIntentID(id)
+        c.kind = .provision
+        c.instanceID = id
+        c.deadlineMs = Self.nowMs() + timeout
+        let result = try await propose(.recordIntent(c), clientId: req.clientId, sequence: req.sequence)
+        switch result {
+        case .applied, .duplicate(.applied):
+            Failpoint.provisionAfterCommit.hit()
+            var info = InstanceInfo(id: id, address: "", role: "learner", state: "joining", version: "", activeTenants: 0, placements: 0)
+            info.intent = "provision"
+            info.intentDeadlineMs = c.deadlineMs
+            return (info, .accepted)
+        default:
+            throw Self.apiError(result)
+        }
+    }
+
+    /// Records the intent to remove instance `id`: the provisioner drains it, takes it out of
+    /// the Raft configuration and has the provider destroy it. Refused at once when the cluster
+    /// could not let it go (the last voter; below the voter target with no learner to promote).
+    func removeInstance(_ id: String, _ req: InstanceChangeRequest) async throws(APIError) -> (InstanceInfo, HTTPResponse.Status) {
+        let timeout = req.timeoutMs ?? 3_600_000
+        guard (10_000...604_800_000).contains(timeout) else { throw APIError("badRequest", "timeoutMs must be 10000..604800000, got \(timeout)") }
+        let status: NodeStatus
+        do { status = try await node.status() } catch { throw Self.apiError(error) }
+        let last = status.lastIndex
+        let inputs = InstanceLifecycle.Inputs(
+            voters: Set(status.voters.map { "\($0)" }), learners: Set(status.learners.map { "\($0)" }),
+            caughtUp: Set(status.progress.filter { $0.recentActive && $0.match + 1_000 >= last }.map { "\($0.id)" }),
+            answering: [], provided: nil, nowMs: Self.nowMs())
+        let refusal: String?
+        do {
+            refusal = try await node.read(linearizable: false) { state -> String? in
+                guard let instance = state.instance(id) else { return "no instance \(id)" }
+                if instance.state == .removed { return "instance \(id) is already removed" }
+                return InstanceLifecycle.voterRemovalRefusal(id, state: state, inputs: inputs)
+            }
+        } catch {
+            throw Self.apiError(error)
+        }
+        if let refusal {
+            throw refusal.hasPrefix("no instance") ? APIError("notFound", refusal) : APIError("conflict", refusal)
+        }
+        var c = PBRecordIntent()
+        c.id = InstanceLifecycle.decommissionIntentID(id)
+        c.kind = .decommission
+        c.instanceID = id
+        c.deadlineMs = Self.nowMs() + timeout
+        let (result, info) = try await propose(.recordIntent(c), clientId: req.clientId, sequence: req.sequence) { s in
+            s.instance(id).map { InstanceInfo($0, state: s, active: s.activeTenantCountsByInstance) }
+        }
+        switch result {
+        case .applied, .duplicate(.applied):
+            Failpoint.decommissionAfterCommit.hit()
+            guard let info else { throw APIError("notFound", "no instance \(id)") }
+            return (info, .accepted)
+        default:
+            throw Self.apiError(result)
+        }
+    }
+
     func listInstances(consistent: Bool) async throws(APIError) -> [InstanceInfo] {
         do {
             return try await node.read(linearizable: consistent) { state in
                 let active = state.activeTenantCountsByInstance
-                return state.allInstances.map { InstanceInfo($0, activeTenants: active[$0.id] ?? 0, placements: state.placements(onInstance: $0.id).count) }
+                return state.allInstances.map { InstanceInfo($0, state: state, active: active) }
             }
         } catch {
             throw Self.apiError(error)
@@ -85,7 +191,7 @@ extension AdminServer {
         c.id = id
         c.state = state
         let (result, info) = try await propose(.setInstanceState(c), clientId: req.clientId, sequence: req.sequence) { s in
-            s.instance(id).map { InstanceInfo($0, activeTenants: s.activeTenantCountsByInstance[id] ?? 0, placements: s.placements(onInstance: id).count) }
+            s.instance(id).map { InstanceInfo($0, state: s, active: s.activeTenantCountsByInstance) }
         }
         switch result {
         case .applied, .duplicate(.applied):
@@ -102,9 +208,18 @@ extension AdminServer {
 }
 
 extension InstanceInfo {
-    init(_ instance: Instance, activeTenants: Int, placements: Int) {
+    /// `active`: `state.activeTenantCountsByInstance`, counted once for every instance listed.
+    init(_ instance: Instance, state: ClusterState, active: [String: Int]) {
         self.init(
             id: instance.id, address: instance.address, role: Names.instanceRole(instance.role), state: Names.instanceState(instance.state),
-            version: instance.version, activeTenants: activeTenants, placements: placements, stateSinceMs: instance.stateSinceMs)
+            version: instance.version, activeTenants: active[instance.id] ?? 0,
+            placements: state.placements(onInstance: instance.id).count, stateSinceMs: instance.stateSinceMs)
+        apiAddress = instance.apiAddress.isEmpty ? nil : instance.apiAddress
+        routerAddress = instance.routerAddress.isEmpty ? nil : instance.routerAddress
+        componentsAddress = instance.componentsAddress.isEmpty ? nil : instance.componentsAddress
+        if let intent = state.allIntents.first(where: { $0.instanceID == instance.id }) {
+            self.intent = intent.kind == .provision ? "provision" : "decommission"
+            intentDeadlineMs = intent.deadlineMs
+        }
     }
 }

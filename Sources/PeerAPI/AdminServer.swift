@@ -29,10 +29,30 @@ public struct MemberAddresses: Sendable, Hashable {
     public var api: String { apiHost.contains(":") ? "[\(apiHost)]:\(apiPort)" : "\(apiHost):\(apiPort)" }
 }
 
+/// What the API says of the cluster's provider.
+public struct Provisioning: Sendable, Hashable {
+    public var kind: String
+    /// An add not active after this long is undone (`provider.addTimeoutMs`).
+    public var addTimeoutMs: Int64
+
+    public init(kind: String, addTimeoutMs: Int64) {
+        self.kind = kind
+        self.addTimeoutMs = addTimeoutMs
+    }
+}
+
 /// How the admin API runs on one peer.
 public struct AdminServerConfiguration: Sendable {
+    /// Where member `id` listens: `member`'s answer, else the starting `members`.
+    func addresses(of id: NodeID) -> MemberAddresses? { member?(id) ?? members[id] }
+
     public var selfID: NodeID
+    /// The members known when the peer starts (the config file's, or those a joining instance
+    /// was told of): the listener counts their connections apart.
     public var members: [NodeID: MemberAddresses]
+    /// Where a member listens now, including instances added at run time; nil falls back to
+    /// `members`. Forwarded writes go to the leader found here.
+    public var member: (@Sendable (NodeID) -> MemberAddresses?)?
     /// This peer's certificate (server side) and the CA that must have issued every client's.
     public var tls: APITLSFiles
     public var version: String
@@ -44,6 +64,8 @@ public struct AdminServerConfiguration: Sendable {
     public var adminTokenSHA256: [UInt8]?
     /// Connection caps and timeouts of the API's listener, and the largest request.
     public var limits = ListenerLimits()
+    /// The cluster's provider, if it has one: `POST /v1/instances` needs it.
+    public var provisioning: Provisioning?
     /// The Open Service Broker API (`/v2`); nil serves no `/v2` routes.
     public var broker: BrokerConfiguration?
     /// This member's agent and router report (`GET /v1/dataplane`, `peer status`); nil when the
@@ -271,7 +293,7 @@ public final class AdminServer: Sendable {
         let hint = node.leaderHint
         if hint.role != .leader {
             let forwarded = request.headers.contains { $0.name.canonicalName == "x-peer-forwarded-by" }
-            guard hint.leader != noNode, !forwarded, let leader = config.members[hint.leader] else {
+            guard hint.leader != noNode, !forwarded, let leader = config.addresses(of: hint.leader) else {
                 let e = hint.leader == noNode
                     ? APIError("noLeader", "no leader is known right now (election in progress?); retry", retryable: true)
                     : APIError("notLeader", "this peer does not lead; the leader is peer \(hint.leader)", retryable: true, leader: hint.leader)
@@ -315,7 +337,7 @@ public final class AdminServer: Sendable {
             let active = state.activeTenantCountsByInstance
             return Summary(
                 instances: state.allInstances.map {
-                    InstanceInfo($0, activeTenants: active[$0.id] ?? 0, placements: state.placements(onInstance: $0.id).count)
+                    InstanceInfo($0, state: state, active: active)
                 },
                 tenantCount: state.tenantCount
             )
@@ -332,7 +354,7 @@ public final class AdminServer: Sendable {
         } catch {
             throw Self.apiError(error)
         }
-        let me = config.members[config.selfID]
+        let me = config.addresses(of: config.selfID)
         let dataPlane = config.dataPlane?()
         let role = s.voters.contains(s.id) ? "voter" : s.learners.contains(s.id) ? "learner" : "none"
         return MemberStatus(

@@ -76,6 +76,14 @@ public struct InstanceInfo: Codable, Sendable, Hashable {
     public var placements: Int?
     /// When it entered its state (leader's clock, Unix ms). Nil from older peers.
     public var stateSinceMs: Int64?
+    /// Its admin API, router and components addresses (nil when unknown or absent).
+    public var apiAddress: String?
+    public var routerAddress: String?
+    public var componentsAddress: String?
+    /// `provision` while it is being added, `decommission` while it is being removed.
+    public var intent: String?
+    /// When that intent gives up (an add) or is due (leader's clock, Unix ms).
+    public var intentDeadlineMs: Int64?
 
     public init(id: String, address: String, role: String, state: String, version: String, activeTenants: Int, placements: Int? = nil, stateSinceMs: Int64? = nil) {
         self.id = id
@@ -99,6 +107,22 @@ public struct FailpointsInfo: Codable, Sendable, Hashable {
 
 /// `POST /v1/instances/ID/drain` and `/activate`: the client session, both optional (a retry
 /// with the same pair applies once).
+/// `POST /v1/instances` (add one through the provider) and `DELETE /v1/instances/:id` (remove:
+/// drain, leave, destroy). Every field optional.
+public struct InstanceChangeRequest: Codable, Sendable, Hashable {
+    public var clientId: String?
+    public var sequence: UInt64?
+    /// How long the add may take before the leader undoes it (default: the cluster's
+    /// `provider.addTimeoutMs`); for a removal, how long before it is reported overdue.
+    public var timeoutMs: Int64?
+
+    public init(clientId: String? = nil, sequence: UInt64? = nil, timeoutMs: Int64? = nil) {
+        self.clientId = clientId
+        self.sequence = sequence
+        self.timeoutMs = timeoutMs
+    }
+}
+
 public struct InstanceStateRequest: Codable, Sendable, Hashable {
     public var clientId: String?
     public var sequence: UInt64?

@@ -12,6 +12,13 @@ import Darwin
 #endif
 
 /// A certificate written to disk: where, and what it says.
+/// A certificate and its private key as PEM text, never written to disk here.
+public struct IssuedPEM: Sendable {
+    public var certificatePEM: String
+    public var privateKeyPEM: String
+    public var certificate: Certificate
+}
+
 public struct IssuedCertificate: Sendable {
     public var certificatePath: String
     public var privateKeyPath: String
@@ -136,15 +143,26 @@ public struct CertificateAuthority: Sendable {
             keyFile: CertificateFiles.clientPrivateKey(name: name), outputDirectory: outputDirectory)
     }
 
+    /// A peer certificate and its new private key, in memory (PEM): what a leader hands to an
+    /// instance it provisions (docs/adr/0013-instances-join-and-leave.md). Names exactly what
+    /// `issuePeer` would: the identity URI of `nodeID`, then `dnsNames` and `ipAddresses`.
+    public func issuePeerPEM(
+        nodeID: UInt64, ipAddresses: [String] = [], dnsNames: [String] = [], validity: Validity = .days(Validity.leafDaysDefault)
+    ) throws -> IssuedPEM {
+        let names = try Self.peerNames(clusterID: clusterID, nodeID: nodeID, ipAddresses: ipAddresses, dnsNames: dnsNames)
+        let (key, cert) = try makeLeaf(commonName: "peer-\(nodeID)", names: names, usages: [.serverAuth, .clientAuth], validity: validity)
+        return IssuedPEM(certificatePEM: try cert.serializeAsPEM().pemString, privateKeyPEM: key.pemRepresentation, certificate: cert)
+    }
+
+    /// The CA certificate as PEM, for the instances that must trust it.
+    public var certificatePEM: String {
+        get throws { try certificate.serializeAsPEM().pemString }
+    }
+
     private func issue(
         commonName: String, names: [GeneralName], usages: [ExtendedKeyUsage.Usage], validity: Validity,
         certificateFile: String, keyFile: String, outputDirectory: String?
     ) throws -> IssuedCertificate {
-        // A leaf never outlives the CA that signs it: peers would refuse it from the CA's expiry
-        // on, while `peer certs list` showed it as still valid.
-        var validity = validity
-        validity.notAfter = min(validity.notAfter, certificate.notValidAfter)
-        try validity.check()
         let outDir = outputDirectory ?? directory
         try CertificateFiles.ensureDirectory(outDir)
         let certPath = CertificateFiles.join(outDir, certificateFile)
@@ -152,6 +170,22 @@ public struct CertificateAuthority: Sendable {
         for path in [certPath, keyPath] where CertificateFiles.exists(path) {
             throw CertsError.fileAlreadyExists(path: path)
         }
+        let (key, cert) = try makeLeaf(commonName: commonName, names: names, usages: usages, validity: validity)
+        try CertificateFiles.writeNew(key.pemRepresentation, to: keyPath, mode: CertificateFiles.privateKeyMode)
+        try CertificateFiles.writeNew(
+            try cert.serializeAsPEM().pemString, to: certPath, mode: CertificateFiles.certificateMode)
+        return IssuedCertificate(certificatePath: certPath, privateKeyPath: keyPath, certificate: cert)
+    }
+
+    /// A new key and the leaf certificate this CA signs for it.
+    private func makeLeaf(
+        commonName: String, names: [GeneralName], usages: [ExtendedKeyUsage.Usage], validity: Validity
+    ) throws -> (P256.Signing.PrivateKey, Certificate) {
+        // A leaf never outlives the CA that signs it: peers would refuse it from the CA's expiry
+        // on, while `peer certs list` showed it as still valid.
+        var validity = validity
+        validity.notAfter = min(validity.notAfter, certificate.notValidAfter)
+        try validity.check()
         let key = P256.Signing.PrivateKey()
         let publicKey = Certificate.PublicKey(key.publicKey)
         let subject = try DistinguishedName {
@@ -172,10 +206,7 @@ public struct CertificateAuthority: Sendable {
             notValidBefore: validity.notBefore, notValidAfter: validity.notAfter,
             issuer: certificate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
             extensions: extensions, issuerPrivateKey: Certificate.PrivateKey(privateKey))
-        try CertificateFiles.writeNew(key.pemRepresentation, to: keyPath, mode: CertificateFiles.privateKeyMode)
-        try CertificateFiles.writeNew(
-            try cert.serializeAsPEM().pemString, to: certPath, mode: CertificateFiles.certificateMode)
-        return IssuedCertificate(certificatePath: certPath, privateKeyPath: keyPath, certificate: cert)
+        return (key, cert)
     }
 
     /// 16 random bytes, top bit clear so the DER integer stays positive (RFC 5280 §4.1.2.2).

@@ -29,6 +29,8 @@ public struct ClusterConfig: Sendable, Hashable {
     public let router: RouterSettings
     /// Connection caps and timeouts of the API and peer listeners (defaults when absent).
     public let limits: Limits
+    /// How the leader creates and destroys instances; nil: instances are the file's peers only.
+    public let provider: Provider?
     /// The absolute path of the file this came from; nil for text given to `parse`.
     public let file: String?
 
@@ -136,5 +138,16 @@ public struct ClusterConfig: Sendable, Hashable {
     /// The peer with this id, or nil when the file lists none.
     public func peer(id: UInt64) -> Peer? {
         peers.first { $0.id == id }
+    }
+}
+
+extension ClusterConfig.Peer {
+    /// A peer that is not in the file: an instance a provider started, from its join file.
+    /// `routerControlAddress` defaults as the file's does (127.0.0.1 at the router's port + 1000).
+    public static func provisioned(id: UInt64, peerAddress: HostPort, apiAddress: HostPort, routerAddress: HostPort?, routerControlAddress: HostPort?, componentAddress: HostPort?) -> Self {
+        Self(
+            id: id, peerAddress: peerAddress, apiAddress: apiAddress, routerAddress: routerAddress,
+            routerControlAddress: routerControlAddress ?? routerAddress.flatMap { r in HostPort("127.0.0.1:\(Int(r.port) + 1000)") },
+            componentAddress: componentAddress)
     }
 }

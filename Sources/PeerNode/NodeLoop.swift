@@ -50,7 +50,7 @@ final class NodeLoop {
     var publish: (@Sendable (PeerNode.Published) -> Void)?
     var onExit: (@Sendable () -> Void)?
     /// Configuration changes the core applied (ADR 0005): the transport's peers follow them.
-    var membershipChanged: (@Sendable ([ConfChangeResult]) -> Void)?
+    var membershipChanged: (@Sendable (MembershipUpdate) -> Void)?
     /// Told about every turn of the loop slower than `options.slowTurnMillis`.
     var slowTurn: (@Sendable (SlowTurn) -> Void)?
     /// Time spent in the current turn's phases (nanoseconds), for `SlowTurn`.
@@ -98,6 +98,7 @@ final class NodeLoop {
     func run() {
         let tickNanos = UInt64(options.tickMillis) * 1_000_000
         var nextTick = MonotonicTime.nanos() + tickNanos
+        membershipChanged?(MembershipUpdate(conf: raft.conf, changes: [], state: state))
         while !stopping {
             let (messages, requests) = mailbox.take(waitingUntil: nextTick)
             let now = MonotonicTime.nanos()
@@ -122,6 +123,8 @@ final class NodeLoop {
                     cont.resume(returning: .success(currentStatus(now: now)))
                 case .transfer(let target, let cont):
                     cont.resume(returning: startTransfer(to: target))
+                case .confChange(let change, let cont):
+                    proposeConfChange(change, cont, now: now)
                 case .unreachable(let peer):
                     guard haltReason == nil else { break }
                     raft.reportUnreachable(peer)
@@ -195,7 +198,6 @@ final class NodeLoop {
             turnPersistNanos += MonotonicTime.nanos() - persistStart
             assertPersisted(rd)
             for m in rd.messages[early...] { send(m) }
-            if !rd.confChanges.isEmpty { membershipChanged?(rd.confChanges) }
             if let snap = rd.snapshot {
                 restoreState(from: snap)
                 if haltReason != nil { return }
@@ -207,6 +209,9 @@ final class NodeLoop {
             }
             turnApplyNanos += MonotonicTime.nanos() - applyStart
             turnAppliedEntries += rd.committedEntries.count
+            if !rd.confChanges.isEmpty || rd.snapshot != nil {
+                membershipChanged?(MembershipUpdate(conf: raft.conf, changes: rd.confChanges, state: state))
+            }
             if let ss = rd.softState { softStateChanged(to: ss) }
             if rd.hardState != nil || rd.softState != nil { failProposalsOfOtherTerms() }
             for rs in rd.readStates {
@@ -249,7 +254,9 @@ final class NodeLoop {
     func apply(_ entry: Entry) {
         logBytesSinceSnapshot += UInt64(entry.data.count)
         var result: ApplyResult?
-        if entry.kind == .normal && !entry.data.isEmpty {
+        if entry.kind == .confChange {
+            result = .applied  // the core applied it; Ready.confChanges says how
+        } else if entry.kind == .normal && !entry.data.isEmpty {
             do {
                 result = try state.apply(entry.data, at: entry.index)
             } catch {
@@ -331,15 +338,29 @@ final class NodeLoop {
                 index += 1
             }
         } catch {
-            let e: ProposeError
-            switch error {
-            case .notLeader(let leader): e = .notLeader(leader: leader)
-            case .halted(let why): e = .halted(reason: why)
-            case .transferInProgress(let to): e = .notApplied(reason: "leadership is being transferred to peer \(to)")
-            case .uncommittedLogFull(let u, let p, let l): e = .notApplied(reason: "uncommitted log full (\(u) + \(p) bytes > \(l))")
-            case .confChangeRefused(let why): e = .notApplied(reason: "configuration change refused: \(why)")
-            }
+            let e = Self.proposeError(error)
             for p in batch { p.cont.resume(returning: .failure(e)) }
+        }
+    }
+
+    func proposeConfChange(_ change: ConfChange, _ cont: CheckedContinuation<Result<ApplyResult, ProposeError>, Never>, now: UInt64) {
+        if let why = haltReason { return cont.resume(returning: .failure(.halted(reason: why))) }
+        do {
+            let ticket = try raft.proposeConfChange(change)
+            let deadline = now + UInt64(options.proposalTimeoutMillis) * 1_000_000
+            proposals[ticket.index] = PendingProposal(term: ticket.term, deadline: deadline, cont: cont, afterApply: nil)
+        } catch {
+            cont.resume(returning: .failure(Self.proposeError(error)))
+        }
+    }
+
+    static func proposeError(_ error: ProposalError) -> ProposeError {
+        switch error {
+        case .notLeader(let leader): return .notLeader(leader: leader)
+        case .halted(let why): return .halted(reason: why)
+        case .transferInProgress(let to): return .notApplied(reason: "leadership is being transferred to peer \(to)")
+        case .uncommittedLogFull(let u, let p, let l): return .notApplied(reason: "uncommitted log full (\(u) + \(p) bytes > \(l))")
+        case .confChangeRefused(let why): return .notApplied(reason: "configuration change refused: \(why)")
         }
     }
 
@@ -521,6 +542,7 @@ final class NodeLoop {
             case .read(_, let w): w.fail(.stopped)
             case .status(let c): c.resume(returning: .success(currentStatus(now: MonotonicTime.nanos())))
             case .transfer(_, let c): c.resume(returning: .failure(.stopped))
+            case .confChange(_, let c): c.resume(returning: .failure(.stopped))
             case .unreachable, .snapshotEncoded, .stop: break
             }
         }

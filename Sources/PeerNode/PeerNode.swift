@@ -62,10 +62,12 @@ public final class PeerNode: Sendable {
         loop.value.publishNow()
     }
 
-    /// Calls `observer` on the node's thread with each batch of configuration changes the core
-    /// applied (learners added, promoted, nodes removed). Set it before `start()`; it must not
-    /// block.
-    public func onMembershipChange(_ observer: @escaping @Sendable ([ConfChangeResult]) -> Void) {
+    /// Calls `observer` on the node's thread with the Raft configuration and the applied state:
+    /// once when the thread starts, then after every turn that applied configuration changes
+    /// (learners added, promoted, nodes removed) or installed a snapshot, after that turn's
+    /// entries applied (so an instance added to the state in the same turn is there). Set it
+    /// before `start()`; it must not block.
+    public func onMembership(_ observer: @escaping @Sendable (MembershipUpdate) -> Void) {
         loop.value.membershipChanged = observer
     }
 
@@ -143,6 +145,18 @@ public final class PeerNode: Sendable {
         return try result.get()
     }
 
+    /// Proposes one single-server membership change (ADR 0005) and waits until it applied here.
+    /// The core refuses a change while another is pending, before the leader committed an entry
+    /// of its term, or a promotion of a learner not caught up (`.notApplied` says which).
+    public func changeMembership(_ change: ConfChange) async throws(ProposeError) {
+        let result: Result<ApplyResult, ProposeError> = await withCheckedContinuation { cont in
+            if !mailbox.post(request: .confChange(change, cont)) {
+                cont.resume(returning: .failure(mailbox.isClosed ? .stopped : .notApplied(reason: "the peer's request queue is full")))
+            }
+        }
+        _ = try result.get()
+    }
+
     /// Asks the leader (this node) to hand leadership to `target`.
     public func transferLeadership(to target: NodeID) async throws(ProposeError) {
         let result: Result<Void, ProposeError> = await withCheckedContinuation { cont in
@@ -178,6 +192,14 @@ public final class PeerNode: Sendable {
     }
 }
 
+/// What `onMembership` observers see: the configuration now, the changes that led to it in this
+/// turn (empty at start and after a snapshot), and the applied state.
+public struct MembershipUpdate: Sendable {
+    public var conf: ConfState
+    public var changes: [ConfChangeResult]
+    public var state: ClusterState
+}
+
 /// A read waiting on the loop: type-erased so the loop stores reads of any result type.
 struct ReadWaiter: Sendable {
     let serve: @Sendable (ClusterState) -> Void
@@ -193,6 +215,7 @@ enum Request: Sendable {
     case read(linearizable: Bool, ReadWaiter)
     case status(CheckedContinuation<Result<NodeStatus, ReadError>, Never>)
     case transfer(NodeID, CheckedContinuation<Result<Void, ProposeError>, Never>)
+    case confChange(ConfChange, CheckedContinuation<Result<ApplyResult, ProposeError>, Never>)
     case unreachable(NodeID)
     /// The snapshot thread encoded the state as of `index`: the loop compacts the log.
     case snapshotEncoded(EncodedSnapshot)

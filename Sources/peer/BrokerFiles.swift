@@ -34,10 +34,10 @@ enum BrokerFiles {
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    static func loadVerifier(_ broker: ClusterConfig.Broker) throws -> PasswordVerifier {
-        let text = try readPrivate(broker.passwordHashFile, what: "broker.passwordHashFile")
+    static func loadVerifier(path: String) throws -> PasswordVerifier {
+        let text = try readPrivate(path, what: "broker.passwordHashFile")
         guard let verifier = PasswordVerifier(encoded: text) else {
-            throw CLIError("broker.passwordHashFile \(broker.passwordHashFile): not a password hash (expected sha256:<salt hex>:<hash hex>); `peer init` writes one")
+            throw CLIError("broker.passwordHashFile \(path): not a password hash (expected sha256:<salt hex>:<hash hex>); `peer init` writes one")
         }
         return verifier
     }
@@ -65,14 +65,14 @@ enum BrokerFiles {
             let hasPassword = fm.fileExists(atPath: broker.passwordFile)
             switch (hasPassword, hasHash) {
             case (true, true):
-                let verifier = try loadVerifier(broker)
+                let verifier = try loadVerifier(path: broker.passwordHashFile)
                 let password = try readPrivate(broker.passwordFile, what: "broker.passwordFile")
                 guard verifier.matches(password) else {
                     throw CLIError("broker.passwordFile \(broker.passwordFile) does not match broker.passwordHashFile \(broker.passwordHashFile); move both away and run `peer init` again for new credentials")
                 }
                 self = .exists
             case (false, true):
-                _ = try loadVerifier(broker)  // the operator keeps the password elsewhere
+                _ = try loadVerifier(path: broker.passwordHashFile)  // the operator keeps the password elsewhere
                 self = .exists
             case (true, false):
                 _ = try readPrivate(broker.passwordFile, what: "broker.passwordFile")

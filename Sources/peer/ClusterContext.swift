@@ -26,21 +26,18 @@ struct ClusterContext {
     }
 
     func settings(for id: UInt64) throws -> RuntimeSettings {
-        guard config.peer(id: id) != nil else {
+        guard let me = config.peer(id: id) else {
             throw CLIError("peer \(id) is not in \(config.file ?? "the configuration") (peers: \(config.peers.map { String($0.id) }.joined(separator: ", ")))")
         }
         return RuntimeSettings(
-            clusterID: config.cluster, selfID: id,
-            members: config.peers.map {
-                RuntimeSettings.Member(id: $0.id, peerHost: $0.peerAddress.host, peerPort: Int($0.peerAddress.port), apiHost: $0.apiAddress.host, apiPort: Int($0.apiAddress.port))
-            },
+            clusterID: config.cluster, selfID: id, me: me, seeds: config.peers,
             dataDirectory: config.dataDirectory(for: id),
             caCertificatePath: config.caCertificatePath,
             certificatePath: config.peerCertificatePath(for: id),
             privateKeyPath: config.peerPrivateKeyPath(for: id),
             tickMillis: config.timing.tickMs, electionTicks: config.timing.electionTicks,
             heartbeatTicks: config.timing.heartbeatTicks, snapshotEveryEntries: UInt64(config.timing.snapshotEveryEntries),
-            adminTokenFile: config.admin.tokenFile,
+            adminTokenFile: config.admin.tokenFile, brokerPasswordHashFile: config.broker.passwordHashFile,
             broker: config.broker, catalog: config.catalog, config: config
         )
     }

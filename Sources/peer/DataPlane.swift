@@ -17,7 +17,11 @@ import Synchronization
 final class DataPlane: Sendable {
     struct Settings: Sendable {
         var selfID: UInt64
+        /// This peer's addresses (from the config file, or from a joining instance's join file).
+        var me: ClusterConfig.Peer
         var config: ClusterConfig
+        /// The cluster CA certificate NGINX checks the token check's TLS with.
+        var caCertificatePath: String
         var directory: String
         var peerBinary: String
         var pollMillis = 50
@@ -51,7 +55,7 @@ final class DataPlane: Sendable {
     init(_ settings: Settings, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
-        guard let me = settings.config.peer(id: settings.selfID) else { throw CLIError("peer \(settings.selfID) is not in the config") }
+        let me = settings.me
         self.me = me
         // Children die with this peer: `peer-exec` (beside the peer binary) sets PR_SET_PDEATHSIG.
         let binaryDirectory = URL(fileURLWithPath: settings.peerBinary).deletingLastPathComponent().path
@@ -285,10 +289,10 @@ final class DataPlane: Sendable {
         let config = settings.config
         let order = Dictionary(uniqueKeysWithValues: config.components.enumerated().map { ($0.element.name, $0.offset) })
         var upstreams: [Upstream] = []
-        for peer in config.peers where peer.componentAddress != nil {
+        for (instance, base) in inputs.componentAddresses.sorted(by: { $0.key < $1.key }) {
             for component in config.components {
-                if let address = peer.address(of: component) {
-                    upstreams.append(Upstream(instance: String(peer.id), component: component.name, address: address.description))
+                if let address = base.offset(by: component.portOffset) {
+                    upstreams.append(Upstream(instance: instance, component: component.name, address: address.description))
                 }
             }
         }
@@ -313,7 +317,7 @@ final class DataPlane: Sendable {
             tenants: routes.sorted { $0.id < $1.id },
             statsAddress: stats.map { "127.0.0.1:\($0.port)" },
             authURL: tokens ? "https://\(api.urlHost):\(api.port)" : nil,
-            authCAFile: tokens ? config.caCertificatePath : nil,
+            authCAFile: tokens ? settings.caCertificatePath : nil,
             // NGINX verifies DNS names only: a loopback API's certificate also names localhost.
             authServerName: api.isLoopback ? "localhost" : (api.kind == .dnsName ? api.host : nil),
             authCacheSeconds: config.router.authCacheSeconds)
@@ -388,12 +392,24 @@ struct RoutingInputs: Sendable {
     /// Tenants placed on this instance in any phase (preparing, active, draining) and the
     /// components they need: this agent runs them.
     var neededHere: [String: [String]]
+    /// Where each instance's components listen (base address), from the replicated state (an
+    /// instance added at run time) or, for an instance registered without it, the config file.
+    var componentAddresses: [String: HostPort]
 
     init(_ state: ClusterState, selfID: String, config: ClusterConfig) {
         appliedIndex = state.appliedIndex
         routingIndex = state.routingChangeIndex
         routed = []
         neededHere = [:]
+        componentAddresses = [:]
+        for p in config.peers { if let base = p.componentAddress { componentAddresses["\(p.id)"] = base } }
+        for i in state.allInstances {
+            if i.state == .removed {
+                componentAddresses[i.id] = nil
+            } else if let base = HostPort(i.componentsAddress) {
+                componentAddresses[i.id] = base
+            }
+        }
         for placement in state.placements(onInstance: selfID) {
             if let t = state.tenant(placement.tenantID) { neededHere[t.id] = t.components }
         }

@@ -23,21 +23,19 @@ extension PeerStore: LogStore {
     public func currentSnapshotData() throws -> [UInt8] { try snapshotData() }
 }
 
-/// Everything one `peer run` needs, resolved from the cluster configuration.
+/// Everything one `peer run` needs, resolved from the cluster configuration (and, for an
+/// instance a provider started, from its join files: `peer run --join`).
 struct RuntimeSettings: Sendable {
-    struct Member: Sendable {
-        var id: NodeID
-        var peerHost: String
-        var peerPort: Int
-        var apiHost: String
-        var apiPort: Int
-        var peerAddress: String { peerHost.contains(":") ? "[\(peerHost)]:\(peerPort)" : "\(peerHost):\(peerPort)" }
-        var apiAddress: String { apiHost.contains(":") ? "[\(apiHost)]:\(apiPort)" : "\(apiHost):\(apiPort)" }
-    }
-
     var clusterID: String
     var selfID: NodeID
-    var members: [Member]
+    /// This peer's addresses.
+    var me: ClusterConfig.Peer
+    /// The members known at start, this peer included: the config file's peers, or the members a
+    /// joining instance was told of. The replicated state takes over from them (`MemberDirectory`).
+    var seeds: [ClusterConfig.Peer]
+    /// A provisioned instance joining a running cluster: its log starts empty with no
+    /// configuration, and it learns the membership from the leader (ADR 0005, 0013).
+    var joining = false
     var dataDirectory: String
     var caCertificatePath: String
     var certificatePath: String
@@ -48,13 +46,15 @@ struct RuntimeSettings: Sendable {
     var snapshotEveryEntries: UInt64
     /// If set, the admin API also accepts this file's token as `Authorization: Bearer`.
     var adminTokenFile: String?
+    /// The broker password's salted hash (`broker.passwordHashFile`, or the join files' copy).
+    var brokerPasswordHashFile: String
     /// The Open Service Broker API's settings and catalog (`broker:`, `catalog:`).
     var broker: ClusterConfig.Broker
     var catalog: ClusterConfig.Catalog
-    /// The whole file, for the data plane (components, router).
+    /// The whole file, for the data plane (components, router) and the leader (provider).
     var config: ClusterConfig
 
-    var me: Member { members.first { $0.id == selfID }! }
+    var seedEntries: [NodeID: MemberEntry] { Dictionary(seeds.map { ($0.id, MemberEntry($0)) }, uniquingKeysWith: { a, _ in a }) }
 }
 
 /// Runs one peer in the foreground until SIGTERM or SIGINT, then stops gracefully: the API
@@ -64,16 +64,18 @@ enum PeerRuntime {
     static func run(_ s: RuntimeSettings, logger: Logger) async throws {
         let started = Int64(Date().timeIntervalSince1970 * 1000)
         // Enough descriptors for every connection the limits admit, or no start at all.
-        try OpenFiles.raise(toAtLeast: s.config.limits.openFilesNeeded(peerCount: s.members.count), logger: logger)
+        try OpenFiles.raise(toAtLeast: s.config.limits.openFilesNeeded(peerCount: s.seeds.count), logger: logger)
         try FileManager.default.createDirectory(atPath: s.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let voters = Set(s.members.map(\.id))
+        // A founding member's empty log starts with the config file's peers as voters; a joining
+        // instance's knows no configuration until the leader's log or snapshot tells it.
+        let voters: Set<NodeID> = s.joining ? [] : Set(s.seeds.map(\.id))
         let storePath = s.dataDirectory + "/raft.sqlite"
         let store = try PeerStore.open(path: storePath, clusterID: s.clusterID, peerID: s.selfID, initialConf: ConfState(voters: voters))
         logger.info("store open", metadata: ["path": "\(storePath)", "last": "\((try? store.lastIndex()) ?? 0)"])
 
         var tconf = TransportConfiguration(
             clusterID: s.clusterID, nodeID: s.selfID,
-            listen: PeerAddress(host: s.me.peerHost, port: s.me.peerPort),
+            listen: PeerAddress(host: s.me.peerAddress.host, port: Int(s.me.peerAddress.port)),
             security: .mutualTLS(TLSFiles(caCertificatePath: s.caCertificatePath, certificatePath: s.certificatePath, privateKeyPath: s.privateKeyPath))
         )
         tconf.logger = logger
@@ -83,9 +85,8 @@ enum PeerRuntime {
         tconf.helloTimeoutMs = Int64(transportLimits.helloTimeoutMs)
         tconf.inboundConnectionsPerPeerMax = transportLimits.inboundConnectionsPerPeerMax
         let transport = try PeerTransport(configuration: tconf)
-        for m in s.members where m.id != s.selfID {
-            transport.setPeer(m.id, address: PeerAddress(host: m.peerHost, port: m.peerPort))
-        }
+        let directory = MemberDirectory(seeds: s.seedEntries)
+        let dialled = TransportPeers(transport: transport, selfID: s.selfID, directory: directory, logger: logger)
 
         var raft = RaftConfig(id: s.selfID)
         raft.electionTimeoutTicks = s.electionTicks
@@ -101,12 +102,11 @@ enum PeerRuntime {
                 "applied": "\(t.appliedEntries)",
             ])
         }
-        // Membership follows the replicated configuration (ADR 0005): a node removed from it is
-        // dropped from the transport; one added must be in the cluster config to be dialled.
-        let addresses = Dictionary(uniqueKeysWithValues: s.members.map { ($0.id, PeerAddress(host: $0.peerHost, port: $0.peerPort)) })
-        let selfID = s.selfID
-        node.onMembershipChange { results in
-            for r in results {
+        // Membership follows the replicated configuration and state (ADR 0005, 0013): the
+        // directory learns each instance's addresses, the transport dials the configuration's
+        // nodes (a joiner that knows no configuration yet dials its seeds).
+        node.onMembership { update in
+            for r in update.changes {
                 guard let change = r.change else {
                     logger.error("configuration change at index \(r.index) is malformed and changed nothing: \(String(describing: r.error))")
                     continue
@@ -115,43 +115,38 @@ enum PeerRuntime {
                     "index": "\(r.index)", "change": "\(change)",
                     "voters": "\(r.conf.voters.sorted())", "learners": "\(r.conf.learners.sorted())",
                 ])
-                let n = change.node
-                guard n != selfID else { continue }
-                if r.conf.contains(n) {
-                    if let a = addresses[n] {
-                        transport.setPeer(n, address: a)
-                    } else {
-                        logger.error("node \(n) joined the configuration but the cluster config has no address for it")
-                    }
-                } else {
-                    transport.removePeer(n)
-                }
             }
+            directory.follow(update.state)
+            dialled.follow(update.conf)
         }
 
         var apiConfig = AdminServerConfiguration(
             selfID: s.selfID,
-            members: Dictionary(uniqueKeysWithValues: s.members.map { ($0.id, MemberAddresses(peer: $0.peerAddress, apiHost: $0.apiHost, apiPort: $0.apiPort)) }),
+            members: s.seedEntries.mapValues(\.addresses),
             tls: APITLSFiles(caCertificatePath: s.caCertificatePath, certificatePath: s.certificatePath, privateKeyPath: s.privateKeyPath),
             version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion,
             pid: getpid(), startedAtMs: started
         )
         apiConfig.logger = logger
+        apiConfig.member = { id in directory.entry(id)?.addresses }
         apiConfig.limits = ListenerLimits(s.config.limits.api)
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
+        if let p = s.config.provider { apiConfig.provisioning = Provisioning(kind: p.kind.rawValue, addTimeoutMs: Int64(p.addTimeoutMs)) }
         let brokerConfig = BrokerConfiguration(
-            username: s.broker.username, password: try BrokerFiles.loadVerifier(s.broker), catalog: BrokerCatalog(s.catalog),
+            username: s.broker.username, password: try BrokerFiles.loadVerifier(path: s.brokerPasswordHashFile), catalog: BrokerCatalog(s.catalog),
             tenantURLTemplate: s.broker.tenantURL, instanceCapacityUnits: UInt64(s.broker.instanceCapacity),
             provisionTimeoutMs: Int64(s.broker.provisionTimeoutMs), retryAfterSeconds: s.broker.retryAfterSeconds)
         apiConfig.broker = brokerConfig
         // The data plane: this instance's components and NGINX, from the applied state.
         let dataPlane = try DataPlane(
-            DataPlane.Settings(selfID: s.selfID, config: s.config, directory: s.dataDirectory, peerBinary: PeerProcesses.selfExecutable()),
+            DataPlane.Settings(
+                selfID: s.selfID, me: s.me, config: s.config, caCertificatePath: s.caCertificatePath, directory: s.dataDirectory,
+                peerBinary: PeerProcesses.selfExecutable()),
             logger: logger)
         if !dataPlane.isEmpty { apiConfig.dataPlane = { dataPlane.report() } }
         // The leader's loops (registrar, operation driver, data-plane watch): they act while
         // this peer leads; the API wakes the driver when it starts an operation.
-        let leader = try Self.leader(s, node: node, brokerConfig: brokerConfig, tls: apiConfig.tls, logger: logger)
+        let leader = try Self.leader(s, node: node, directory: directory, brokerConfig: brokerConfig, tls: apiConfig.tls, logger: logger)
         let api = try AdminServer(configuration: apiConfig, node: node, wakeLeader: { leader.wake() })
 
         // Raft messages go from the transport's event loop straight into the node's mailbox.
@@ -160,14 +155,14 @@ enum PeerRuntime {
         node.start()
         try await dataPlane.start()
         logger.info("peer running", metadata: [
-            "id": "\(s.selfID)", "cluster": "\(s.clusterID)", "peer": "\(s.me.peerAddress)", "api": "\(s.me.apiHost):\(s.me.apiPort)",
+            "id": "\(s.selfID)", "cluster": "\(s.clusterID)", "peer": "\(s.me.peerAddress)", "api": "\(s.me.apiAddress)",
         ])
 
         // Started in this order, shut down gracefully in the reverse one (Services.swift).
         let services: [any Service] = [
             TransportService(transport: transport, node: node, logger: logger), NodeService(node: node, logger: logger),
             DataPlaneService(dataPlane: dataPlane, node: node, logger: logger), LeaderService(leader: leader, logger: logger),
-            APIService(api: api, address: s.me.apiAddress, logger: logger),
+            APIService(api: api, address: s.me.apiAddress.description, logger: logger),
         ]
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
@@ -194,16 +189,15 @@ extension PeerRuntime {
     /// The leader's loops for this peer, wired to the configuration: every configured member is
     /// registered, tenants are placed with the broker's numbers, and the data-plane watch asks
     /// each member's admin API (`GET /v1/dataplane`) for what the move driver needs.
-    static func leader(_ s: RuntimeSettings, node: PeerNode, brokerConfig: BrokerConfiguration, tls: APITLSFiles, logger: Logger) throws -> Leader {
+    static func leader(_ s: RuntimeSettings, node: PeerNode, directory: MemberDirectory, brokerConfig: BrokerConfiguration, tls: APITLSFiles, logger: Logger) throws -> Leader {
         let client = try AdminClient(tls: tls)
-        let apiAddresses = Dictionary(uniqueKeysWithValues: s.members.map { ($0.id, ($0.apiHost, $0.apiPort)) })
         let watch = DataPlaneWatch(
-            members: Dictionary(uniqueKeysWithValues: s.config.peers.map { p in
-                (p.id, DataPlaneWatch.Member(supervised: p.componentAddress != nil, routed: p.routerAddress != nil))
-            }),
+            members: {
+                directory.all.mapValues { m in DataPlaneWatch.Member(supervised: m.components != nil, routed: m.router != nil) }
+            },
             poll: { id, timeoutMillis in
-                guard let (host, port) = apiAddresses[id],
-                      let answer = try? await client.request(host: host, port: port, method: .GET, path: "/v1/dataplane", timeoutMillis: timeoutMillis)
+                guard let api = directory.entry(id)?.api,
+                      let answer = try? await client.request(host: api.host, port: Int(api.port), method: .GET, path: "/v1/dataplane", timeoutMillis: timeoutMillis)
                 else { return nil }
                 // Any answer means the member is alive; a 404 means it runs no data plane.
                 guard answer.status == 200, let report = try? JSONDecoder().decode(DataPlaneReport.self, from: Data(answer.body)) else {
@@ -216,10 +210,28 @@ extension PeerRuntime {
         var policy = brokerConfig.placementPolicy
         policy.moveTimeoutMs = Int64(s.config.router.moveTimeoutMs)
         let registrar = Registrar(
-            node: node, selfID: s.selfID, members: s.members.map { Registrar.Member(id: $0.id, peerAddress: $0.peerAddress) },
+            node: node, selfID: s.selfID,
+            members: s.joining ? [] : s.config.peers.map {
+                Registrar.Member(
+                    id: $0.id, peerAddress: $0.peerAddress.description, apiAddress: $0.apiAddress.description,
+                    routerAddress: $0.routerAddress?.description ?? "", componentsAddress: $0.componentAddress?.description ?? "")
+            },
             version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion, logger: logger)
+        var instances: InstanceLifecycleLoop?
+        if s.config.provider != nil || !s.joining {
+            var settings = InstanceLifecycleLoop.Settings(
+                clusterID: s.clusterID, selfID: s.selfID, version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion)
+            settings.orphanGraceMs = Int64(s.config.timing.instanceLostAfterMs) * 12
+            var lifecycleLogger = logger
+            lifecycleLogger[metadataKey: "part"] = "instances"
+            instances = InstanceLifecycleLoop(
+                settings: settings, node: node, provider: try ProviderWiring.make(s.config, peerBinary: PeerProcesses.selfExecutable()),
+                bootstrap: try ProviderWiring.bootstrap(config: s.config),
+                answering: { term in watch.answering(term: term) }, logger: lifecycleLogger)
+        }
         return Leader(
-            node: node, registrar: registrar, policy: policy, watch: watch, driverIntervalMillis: s.broker.driverIntervalMs, logger: logger)
+            node: node, registrar: registrar, policy: policy, watch: watch, instances: instances,
+            driverIntervalMillis: s.broker.driverIntervalMs, logger: logger)
     }
 }
 

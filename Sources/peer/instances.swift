@@ -4,13 +4,13 @@ import NIOHTTP1
 import PeerAPI
 import PeerConfig
 
-/// `peer instances list|drain|activate`: the instances (members running a data plane) and
-/// their lifecycle by hand. docs/operations.md §Draining an instance.
+/// `peer instances list|add|remove|drain|activate`: the instances (members running a data plane)
+/// and their lifecycle by hand. docs/operations.md §Adding and removing instances, §Draining.
 struct InstancesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "instances",
-        abstract: "List instances; drain one (move every tenant away, make-before-break) or activate it again.",
-        subcommands: [InstancesList.self, InstancesDrain.self, InstancesActivate.self]
+        abstract: "List instances; add one through the provider, remove one; drain one (move every tenant away, make-before-break) or activate it again.",
+        subcommands: [InstancesList.self, InstancesAdd.self, InstancesRemove.self, InstancesDrain.self, InstancesActivate.self]
     )
 }
 
@@ -115,12 +115,16 @@ struct InstancesActivate: AsyncParsableCommand {
 enum InstanceStateChange {
     /// `POST /v1/instances/ID/VERB` with a fresh client session (retries apply once).
     static func send(id: String, verb: String, options: TenantOptions) async throws -> InstanceInfo {
-        guard id.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }), !id.isEmpty else {
-            throw ValidationError("instance id \(id) may hold only a-z, 0-9, '-', '_', '.'")
-        }
+        try checkID(id)
         let ctx = try ClusterContext(configPath: options.config)
         let body = try JSONEncoder().encode(InstanceStateRequest(clientId: WriteClient.freshClientID(), sequence: 1))
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .POST, path: "/v1/instances/\(id)/\(verb)", body: Array(body))
         return try JSONDecoder().decode(InstanceInfo.self, from: Data(answer.body))
+    }
+
+    static func checkID(_ id: String) throws {
+        guard id.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }), !id.isEmpty else {
+            throw ValidationError("instance id \(id) may hold only a-z, 0-9, '-', '_', '.'")
+        }
     }
 }

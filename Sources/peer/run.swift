@@ -2,18 +2,41 @@ import ArgumentParser
 import Failpoints
 import Foundation
 import Logging
+import PeerConfig
 
-/// `peer run --config FILE --id ID`: one peer in the foreground.
+/// `peer run --config FILE --id ID`: one peer in the foreground. `peer run --join DIR ...`: an
+/// instance a provider started, from the files the leader handed it (docs/providers.md).
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run one peer of the cluster in the foreground (SIGTERM or Ctrl-C stops it gracefully).")
 
     @Option(help: "The cluster configuration file (docs/configuration.md).")
-    var config: String
+    var config: String?
 
     @Option(help: "This peer's id in the configuration.")
-    var id: UInt64
+    var id: UInt64?
+
+    @Option(help: "Join a running cluster from this directory of join files (a provider's {bootstrap}); needs --data, --peer and --api.")
+    var join: String?
+
+    @Option(help: "With --join: this instance's data directory (a provider's {dir}).")
+    var data: String?
+
+    @Option(help: "With --join: this instance's peer-to-peer address, host:port.")
+    var peer: String?
+
+    @Option(help: "With --join: this instance's admin API address, host:port.")
+    var api: String?
+
+    @Option(help: "With --join: where this instance's NGINX listens, host:port.")
+    var router: String?
+
+    @Option(help: "With --join: the router's control address (default 127.0.0.1 at the router's port + 1000).")
+    var routerControl: String?
+
+    @Option(help: "With --join: the components' host and base port.")
+    var components: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -25,8 +48,8 @@ struct RunCommand: AsyncParsableCommand {
         if let unknown = Failpoint.unknownSetting {
             throw ValidationError("\(Failpoint.environmentVariable)=\(unknown) names no failpoint; `peer failpoints` lists them")
         }
-        let ctx = try ClusterContext(configPath: config)
-        let settings = try ctx.settings(for: id)
+        let settings = try resolve()
+        let id = settings.selfID
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
@@ -40,5 +63,29 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("peer \(id) cannot run: \(error)")
             throw ExitCode(1)
         }
+    }
+
+    func resolve() throws -> RuntimeSettings {
+        if let join {
+            guard config == nil, id == nil else { throw ValidationError("--join takes the config and the id from its join files: drop --config and --id") }
+            guard let data else { throw ValidationError("--join needs --data DIR (the instance's data directory)") }
+            func address(_ flag: String, _ value: String?) throws -> HostPort? {
+                guard let value else { return nil }
+                guard let h = HostPort(value) else { throw ValidationError("--\(flag) \(value): \(HostPort.reasonInvalid(value) ?? "not host:port")") }
+                return h
+            }
+            guard let peer = try address("peer", peer), let api = try address("api", api) else {
+                throw ValidationError("--join needs --peer HOST:PORT and --api HOST:PORT")
+            }
+            let addresses = JoinFiles.Addresses(
+                peer: peer, api: api, router: try address("router", router), routerControl: try address("router-control", routerControl),
+                components: try address("components", components))
+            return try JoinFiles.settings(directory: join, dataDirectory: data, addresses: addresses)
+        }
+        guard let config, let id else { throw ValidationError("peer run needs --config FILE --id ID (or --join DIR)") }
+        for (flag, value) in [("data", data), ("peer", peer), ("api", api), ("router", router), ("router-control", routerControl), ("components", components)] where value != nil {
+            throw ValidationError("--\(flag) is for --join; a configured peer takes its addresses from --config")
+        }
+        return try ClusterContext(configPath: config).settings(for: id)
     }
 }

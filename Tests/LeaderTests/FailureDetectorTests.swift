@@ -12,6 +12,10 @@ import Testing
         let nowMs = Atomic<Int64>(1_800_000_000_000)
         /// Members that do not answer.
         let silent = Mutex<Set<UInt64>>([])
+        /// The members now: instances join while a leader leads.
+        let members = Mutex<[UInt64: DataPlaneWatch.Member]>([
+            1: .init(supervised: true, routed: true), 2: .init(supervised: false, routed: false), 3: .init(supervised: false, routed: false),
+        ])
 
         func poll(_ id: UInt64) -> DataPlaneWatch.PollAnswer? {
             if silent.withLock({ $0.contains(id) }) { return nil }
@@ -21,7 +25,7 @@ import Testing
 
     func watch(_ s: Scripted) -> DataPlaneWatch {
         DataPlaneWatch(
-            members: [1: .init(supervised: true, routed: true), 2: .init(supervised: false, routed: false), 3: .init(supervised: false, routed: false)],
+            members: { s.members.withLock { $0 } },
             poll: { id, _ in s.poll(id) }, instanceLostAfterMs: 5_000, logger: Logger(label: "test"), clock: { s.nowMs.load(ordering: .relaxed) })
     }
 
@@ -73,5 +77,25 @@ import Testing
         #expect(Set(w.liveness(nowMs: start + 25_000, term: 2).lost.keys) == ["2"])
         // Asked for another term than the one it watched, it knows nothing.
         #expect(w.liveness(nowMs: start + 25_000, term: 1) == .allLive)
+    }
+
+    @Test func aMemberThatJoinsDuringATermGetsTheWholeThresholdFromItsFirstPoll() async {
+        let s = Scripted()
+        let w = watch(s)
+        let start = s.nowMs.load(ordering: .relaxed)
+        await w.poll(term: 3)
+        // Instance 4 is added 60 s into the term and never answers.
+        s.nowMs.store(start + 60_000, ordering: .relaxed)
+        s.members.withLock { $0[4] = .init(supervised: true, routed: true) }
+        s.silent.withLock { $0 = [4] }
+        #expect(w.liveness(nowMs: start + 60_000, term: 3).lost.isEmpty, "not polled yet: not judged")
+        await w.poll(term: 3)
+        #expect(w.liveness(nowMs: start + 64_999, term: 3).lost.isEmpty, "counted from its first poll, not from the term's")
+        s.nowMs.store(start + 64_000, ordering: .relaxed)
+        await w.poll(term: 3)
+        #expect(Set(w.liveness(nowMs: start + 65_000, term: 3).lost.keys) == ["4"])
+        // Removed from the membership: no longer judged at all.
+        s.members.withLock { _ = $0.removeValue(forKey: 4) }
+        #expect(w.liveness(nowMs: start + 90_000, term: 3).lost.keys.contains("4") == false)
     }
 }

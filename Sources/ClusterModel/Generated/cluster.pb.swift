@@ -613,6 +613,15 @@ public nonisolated struct PBAddInstance: Sendable {
 
   public var protocolVersion: UInt32 = 0
 
+  /// admin HTTPS API, host:port ("" = unknown: a config member)
+  public var apiAddress: String = String()
+
+  /// NGINX, host:port ("" = no router)
+  public var routerAddress: String = String()
+
+  /// components' host and base port ("" = no components)
+  public var componentsAddress: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1073,6 +1082,12 @@ public nonisolated struct PBInstance: Sendable {
   public var state: PBInstanceState = .unspecified
 
   public var stateSinceMs: Int64 = 0
+
+  public var apiAddress: String = String()
+
+  public var routerAddress: String = String()
+
+  public var componentsAddress: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1814,7 +1829,7 @@ nonisolated extension PBQuotas: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
 
 nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AddInstance"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{3}api_address\0\u{3}router_address\0\u{3}components_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1827,6 +1842,9 @@ nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 3: try { try decoder.decodeSingularEnumField(value: &self.role) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.version) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.apiAddress) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.routerAddress) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.componentsAddress) }()
       default: break
       }
     }
@@ -1848,6 +1866,15 @@ nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.protocolVersion != 0 {
       try visitor.visitSingularUInt32Field(value: self.protocolVersion, fieldNumber: 5)
     }
+    if !self.apiAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.apiAddress, fieldNumber: 6)
+    }
+    if !self.routerAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.routerAddress, fieldNumber: 7)
+    }
+    if !self.componentsAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.componentsAddress, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1857,6 +1884,9 @@ nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.role != rhs.role {return false}
     if lhs.version != rhs.version {return false}
     if lhs.protocolVersion != rhs.protocolVersion {return false}
+    if lhs.apiAddress != rhs.apiAddress {return false}
+    if lhs.routerAddress != rhs.routerAddress {return false}
+    if lhs.componentsAddress != rhs.componentsAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2799,7 +2829,7 @@ nonisolated extension PBOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
 
 nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Instance"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{1}state\0\u{3}state_since_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{1}state\0\u{3}state_since_ms\0\u{3}api_address\0\u{3}router_address\0\u{3}components_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2814,6 +2844,9 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
       case 6: try { try decoder.decodeSingularEnumField(value: &self.state) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.stateSinceMs) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.apiAddress) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.routerAddress) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.componentsAddress) }()
       default: break
       }
     }
@@ -2841,6 +2874,15 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if self.stateSinceMs != 0 {
       try visitor.visitSingularInt64Field(value: self.stateSinceMs, fieldNumber: 7)
     }
+    if !self.apiAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.apiAddress, fieldNumber: 8)
+    }
+    if !self.routerAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.routerAddress, fieldNumber: 9)
+    }
+    if !self.componentsAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.componentsAddress, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2852,6 +2894,9 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if lhs.protocolVersion != rhs.protocolVersion {return false}
     if lhs.state != rhs.state {return false}
     if lhs.stateSinceMs != rhs.stateSinceMs {return false}
+    if lhs.apiAddress != rhs.apiAddress {return false}
+    if lhs.routerAddress != rhs.routerAddress {return false}
+    if lhs.componentsAddress != rhs.componentsAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,249 @@
+import ClusterModel
+
+/// The provisioner's decisions (ARCHITECTURE §11, docs/adr/0013-instances-join-and-leave.md):
+/// from the replicated state (instances and the intents the API committed), the Raft
+/// configuration, what the leader hears from each instance and what the provider lists, the next
+/// action for every instance being added or removed. Pure: no I/O, no clock (`nowMs` is given).
+///
+/// An add (a `provision` intent for instance X) goes: the provider creates X (idempotent by id;
+/// it hands X its join files) → `AddInstance` X (joining, learner, with the addresses the
+/// provider gave) → X joins the Raft configuration as a learner → once X is caught up and its
+/// API answers the leader, X is active → the intent is resolved. Past the intent's deadline, an
+/// add that is not active is undone: X leaves the configuration, the provider destroys it, it is
+/// marked removed, the intent is resolved (and the log says why).
+///
+/// A removal (a `decommission` intent for X) goes: X draining (the drain driver moves its tenants
+/// away, then marks it drained) → X leaves the configuration (a voter whose removal would leave
+/// fewer voters than `votersTarget` waits for a caught-up learner to be promoted in its place; the
+/// last voter never leaves) → the provider destroys X → X removed → the intent is resolved.
+///
+/// Every action is idempotent and decided from replicated or re-observable inputs only, so a new
+/// leader that finds the intents picks up where the old one stopped. Besides intents: learners are
+/// promoted while there are fewer voters than the target, a provisioned instance the provider
+/// reports stopped is started again, and a labelled instance the state does not know (a create
+/// whose intent was given up, a leader that died between create and commit) is destroyed once it
+/// has been seen for `orphanGraceMs`.
+public enum InstanceLifecycle {
+    /// What the provider said of one instance.
+    public enum Provided: Sendable, Hashable {
+        case running
+        case stopped
+    }
+
+    public struct Inputs: Sendable {
+        /// The Raft configuration, by instance id.
+        public var voters: Set<String>
+        public var learners: Set<String>
+        /// Learners the leader's progress shows caught up (promotable; ready to serve).
+        public var caughtUp: Set<String>
+        /// Instances whose API answered the leader's data-plane poll in this term.
+        public var answering: Set<String>
+        /// The provider's list for this cluster; nil when it could not be listed this round.
+        public var provided: [String: Provided]?
+        /// Labelled instances the state does not know, and since when this leader has seen them.
+        public var unknownSinceMs: [String: Int64]
+        public var nowMs: Int64
+        public var orphanGraceMs: Int64
+
+        public init(voters: Set<String>, learners: Set<String>, caughtUp: Set<String>, answering: Set<String>,
+                    provided: [String: Provided]?, unknownSinceMs: [String: Int64] = [:], nowMs: Int64, orphanGraceMs: Int64 = 60_000) {
+            self.voters = voters
+            self.learners = learners
+            self.caughtUp = caughtUp
+            self.answering = answering
+            self.provided = provided
+            self.unknownSinceMs = unknownSinceMs
+            self.nowMs = nowMs
+            self.orphanGraceMs = orphanGraceMs
+        }
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Ask the provider to create (or start again) the instance; for an add, then commit
+        /// `AddInstance` with the addresses it answers.
+        case create(instance: String, why: String)
+        /// Commit a command (an instance's state, an intent's resolution).
+        case propose(Command.OneOf_Body, why: String)
+        case addLearner(instance: String, why: String)
+        case promote(instance: String, why: String)
+        case removeMember(instance: String, why: String)
+        case destroy(instance: String, why: String)
+        /// Nothing can happen for this instance now; the reason is logged when it changes.
+        case waits(instance: String, why: String)
+
+        public var instance: String? {
+            switch self {
+            case .create(let i, _), .addLearner(let i, _), .promote(let i, _), .removeMember(let i, _), .destroy(let i, _), .waits(let i, _): i
+            case .propose: nil
+            }
+        }
+    }
+
+    /// The intent ids the API records.
+    public static func provisionIntentID(_ instance: String) -> String { "provision-\(instance)" }
+    public static func decommissionIntentID(_ instance: String) -> String { "decommission-\(instance)" }
+
+    /// The actions for this round, in order. At most one Raft configuration change: they apply
+    /// one at a time (ADR 0005).
+    public static func next(state: ClusterState, inputs: Inputs) -> [Action] {
+        var actions: [Action] = []
+        var confChange = false
+        func change(_ a: Action) {
+            guard !confChange else { return }
+            confChange = true
+            actions.append(a)
+        }
+        let members = inputs.voters.union(inputs.learners)
+        let intents = state.allIntents
+        let decommissioning = Set(intents.filter { $0.kind == .decommission }.map(\.instanceID))
+        let votersTarget = Int(max(1, state.settings.votersTarget))
+
+        for intent in intents {
+            let x = intent.instanceID
+            let instance = state.instance(x)
+            switch intent.kind {
+            case .provision:
+                if let instance, instance.state != .joining {
+                    // Active (or already moved on by the operator): the add is done.
+                    actions.append(.propose(.resolveIntent(resolve(intent.id)), why: "instance \(x) is \(instance.state); the add is done"))
+                    continue
+                }
+                if intent.deadlineMs <= inputs.nowMs {
+                    let why = "the add of instance \(x) did not finish by its deadline; undoing it"
+                    if members.contains(x) {
+                        change(.removeMember(instance: x, why: why))
+                    } else if inputs.provided == nil || inputs.provided?[x] != nil {
+                        actions.append(.destroy(instance: x, why: why))
+                    } else if instance != nil {
+                        actions.append(.propose(.setInstanceState(instanceState(x, .removed)), why: why))
+                    } else {
+                        actions.append(.propose(.resolveIntent(resolve(intent.id)), why: why))
+                    }
+                    continue
+                }
+                guard let instance else {
+                    actions.append(.create(instance: x, why: "provision intent \(intent.id)"))
+                    continue
+                }
+                _ = instance
+                if !members.contains(x) {
+                    change(.addLearner(instance: x, why: "instance \(x) was added to the state"))
+                } else if !inputs.caughtUp.contains(x) && !inputs.voters.contains(x) {
+                    actions.append(.waits(instance: x, why: "instance \(x) is catching up with the log"))
+                } else if !inputs.answering.contains(x) {
+                    actions.append(.waits(instance: x, why: "instance \(x) has not answered the leader's data-plane poll yet"))
+                } else {
+                    actions.append(.propose(.setInstanceState(instanceState(x, .active)), why: "instance \(x) is caught up and answers"))
+                }
+
+            case .decommission:
+                guard let instance else {
+                    actions.append(.propose(.resolveIntent(resolve(intent.id)), why: "instance \(x) does not exist"))
+                    continue
+                }
+                switch instance.state {
+                case .active:
+                    actions.append(.propose(.setInstanceState(instanceState(x, .draining)), why: "removing instance \(x): drain it first"))
+                case .draining:
+                    actions.append(.waits(instance: x, why: "instance \(x) is draining (\(state.placements(onInstance: x).count) placement(s) left)"))
+                case .joining, .drained:
+                    if members.contains(x) {
+                        if inputs.voters.contains(x) {
+                            let others = inputs.voters.subtracting([x])
+                            if let why = voterRemovalRefusal(x, state: state, inputs: inputs) {
+                                actions.append(.waits(instance: x, why: why))
+                            } else if others.count < votersTarget, let learner = promotable(state: state, inputs: inputs, excluding: decommissioning) {
+                                change(.promote(instance: learner, why: "instance \(x) leaves the voters: instance \(learner) takes its place"))
+                            } else {
+                                change(.removeMember(instance: x, why: "instance \(x) is drained"))
+                            }
+                        } else {
+                            change(.removeMember(instance: x, why: "instance \(x) is drained"))
+                        }
+                    } else if inputs.provided == nil || inputs.provided?[x] != nil {
+                        actions.append(.destroy(instance: x, why: "instance \(x) left the membership"))
+                    } else {
+                        actions.append(.propose(.setInstanceState(instanceState(x, .removed)), why: "instance \(x) left the membership and the provider holds nothing of it"))
+                    }
+                case .removed:
+                    actions.append(.propose(.resolveIntent(resolve(intent.id)), why: "instance \(x) is removed"))
+                default:
+                    break
+                }
+            default:
+                break
+            }
+        }
+
+        // Voters below the target: promote a caught-up, active learner.
+        if inputs.voters.count < votersTarget, let learner = promotable(state: state, inputs: inputs, excluding: decommissioning) {
+            change(.promote(instance: learner, why: "\(inputs.voters.count) voter(s), voters_target \(votersTarget)"))
+        }
+
+        // The state's role follows the configuration (`peer status`, placement's view).
+        for instance in state.allInstances where instance.state != .removed && members.contains(instance.id) {
+            let role: PBInstanceRole = inputs.voters.contains(instance.id) ? .voter : .learner
+            if instance.role != role {
+                var c = PBSetInstanceRole()
+                c.id = instance.id
+                c.role = role
+                actions.append(.propose(.setInstanceRole(c), why: "instance \(instance.id) is a \(role == .voter ? "voter" : "learner") of the Raft configuration"))
+            }
+        }
+
+        if let provided = inputs.provided {
+            let intended = Set(intents.map(\.instanceID))
+            for (x, status) in provided.sorted(by: { $0.key < $1.key }) where !intended.contains(x) {
+                guard let instance = state.instance(x) else {
+                    // Labelled for this cluster, unknown to the state: destroyed after the grace.
+                    let since = inputs.unknownSinceMs[x] ?? inputs.nowMs
+                    if inputs.nowMs - since >= inputs.orphanGraceMs {
+                        actions.append(.destroy(instance: x, why: "instance \(x) is not in the cluster's state (seen for \(inputs.nowMs - since) ms)"))
+                    }
+                    continue
+                }
+                if instance.state == .removed {
+                    actions.append(.destroy(instance: x, why: "instance \(x) is removed"))
+                } else if status == .stopped {
+                    actions.append(.create(instance: x, why: "the provider reports instance \(x) stopped; starting it again"))
+                }
+            }
+        }
+        return actions
+    }
+
+    /// Why voter `x` may not leave now, or nil: never the last voter, and never below
+    /// `votersTarget` unless a caught-up learner can be promoted in its place first. The API asks
+    /// the same question before it records a removal, so an operator hears the reason at once.
+    public static func voterRemovalRefusal(_ x: String, state: ClusterState, inputs: Inputs) -> String? {
+        guard inputs.voters.contains(x) else { return nil }
+        let others = inputs.voters.subtracting([x])
+        if others.isEmpty { return "instance \(x) is the last voter; the cluster cannot lose it" }
+        let target = Int(max(1, state.settings.votersTarget))
+        let decommissioning = Set(state.allIntents.filter { $0.kind == .decommission }.map(\.instanceID)).union([x])
+        if others.count < target && promotable(state: state, inputs: inputs, excluding: decommissioning) == nil {
+            return "removing voter \(x) would leave \(others.count) voter(s), below voters_target \(target), and no caught-up active learner can take its place: add an instance first (peer instances add)"
+        }
+        return nil
+    }
+
+    /// A learner that may become a voter: caught up, active, not being removed.
+    static func promotable(state: ClusterState, inputs: Inputs, excluding: Set<String>) -> String? {
+        inputs.learners.sorted().first { l in
+            inputs.caughtUp.contains(l) && !excluding.contains(l) && state.instance(l)?.state == .active
+        }
+    }
+
+    static func resolve(_ id: String) -> PBResolveIntent {
+        var c = PBResolveIntent()
+        c.id = id
+        return c
+    }
+
+    static func instanceState(_ id: String, _ s: PBInstanceState) -> PBSetInstanceState {
+        var c = PBSetInstanceState()
+        c.id = id
+        c.state = s
+        return c
+    }
+}

@@ -1,0 +1,255 @@
+import ClusterModel
+import Controller
+import Failpoints
+import Foundation
+import Logging
+import PeerNode
+import Providers
+import Raft
+import Synchronization
+
+/// The provisioner's shell (ARCHITECTURE §11, docs/adr/0013-instances-join-and-leave.md): while
+/// this peer leads, every `intervalMillis` it gathers what `Controller.InstanceLifecycle` decides
+/// from (the state, the Raft configuration and the followers' progress, which instances answer
+/// the data-plane watch, the provider's list) and carries the actions out: provider calls,
+/// membership changes, commands. Its only memory is soft (create backoff, when an unknown
+/// instance was first seen, the last reason logged): a new leader rebuilds it from nothing.
+public final class InstanceLifecycleLoop: Sendable {
+    public struct Settings: Sendable {
+        public var clusterID: String
+        public var selfID: NodeID
+        /// Recorded with each instance it adds (the new instance runs this build).
+        public var version: String
+        public var protocolVersion: UInt32
+        public var intervalMillis = 500
+        /// A labelled instance the state does not know is destroyed after this long.
+        public var orphanGraceMs: Int64 = 60_000
+        /// A learner within this many entries of the leader's last index is caught up.
+        public var catchUpEntriesMax: UInt64 = 1_000
+        /// A failed create is tried again after 1 s, doubling to this (until the intent's deadline).
+        public var createBackoffMaxMillis: Int64 = 30_000
+
+        public init(clusterID: String, selfID: NodeID, version: String, protocolVersion: UInt32) {
+            self.clusterID = clusterID
+            self.selfID = selfID
+            self.version = version
+            self.protocolVersion = protocolVersion
+        }
+    }
+
+    /// The join files for a new instance (`peer` makes them: certificate, config, seeds).
+    public typealias Bootstrap = @Sendable (_ instanceID: UInt64, _ state: ClusterState) throws -> [String: String]
+
+    let settings: Settings
+    let node: PeerNode
+    let provider: (any InstanceProvider)?
+    let bootstrap: Bootstrap
+    let answering: @Sendable (_ term: Term) -> Set<NodeID>
+    let logger: Logger
+    let soft = Mutex(Soft())
+
+    struct Soft {
+        var term: Term = 0
+        var sequence: UInt64 = 0
+        var confirmedTerm: Term = 0
+        var unknownSinceMs: [String: Int64] = [:]
+        var createRetry: [String: (attempts: Int, nextMs: Int64, lastError: String)] = [:]
+        var waiting: [String: String] = [:]
+    }
+
+    public init(settings: Settings, node: PeerNode, provider: (any InstanceProvider)?, bootstrap: @escaping Bootstrap,
+                answering: @escaping @Sendable (_ term: Term) -> Set<NodeID>, logger: Logger) {
+        self.settings = settings
+        self.node = node
+        self.provider = provider
+        self.bootstrap = bootstrap
+        self.answering = answering
+        self.logger = logger
+    }
+
+    /// Runs until the task is cancelled; acts only while this peer leads.
+    public func run() async {
+        while !Task.isCancelled {
+            if node.leaderHint.role == .leader { await round() }
+            try? await Task.sleep(for: .milliseconds(settings.intervalMillis))
+        }
+    }
+
+    func round() async {
+        let term = node.leaderHint.term
+        let firstOfTerm = soft.withLock { s -> Bool in
+            if s.term != term { s = Soft(term: term) }
+            return s.confirmedTerm != term
+        }
+        let state: ClusterState
+        let status: NodeStatus
+        do {
+            // The term's first look is linearizable: everything the last leader committed is here.
+            state = try await node.read(linearizable: firstOfTerm) { $0 }
+            status = try await node.status()
+        } catch {
+            logger.debug("instances: cannot read the state: \(error)")
+            return
+        }
+        soft.withLock { $0.confirmedTerm = term }
+        let now = Self.nowMs()
+        var provided: [String: InstanceLifecycle.Provided]?
+        if let provider {
+            do {
+                let list = try await provider.list(clusterID: settings.clusterID)
+                provided = Dictionary(list.map { ($0.instanceID, $0.state == .running ? .running : .stopped) }, uniquingKeysWith: { a, _ in a })
+            } catch {
+                logger.warning("instances: the \(provider.kind) provider cannot list this cluster's instances: \(error)")
+            }
+        } else {
+            provided = [:]
+        }
+        let unknownSince = soft.withLock { s -> [String: Int64] in
+            let unknown = Set((provided ?? [:]).keys.filter { state.instance($0) == nil })
+            s.unknownSinceMs = s.unknownSinceMs.filter { unknown.contains($0.key) }
+            for x in unknown where s.unknownSinceMs[x] == nil { s.unknownSinceMs[x] = now }
+            return s.unknownSinceMs
+        }
+        let last = status.lastIndex
+        let caughtUp = Set(status.progress.filter { p in p.recentActive && p.match + settings.catchUpEntriesMax >= last }.map { "\($0.id)" })
+        let inputs = InstanceLifecycle.Inputs(
+            voters: Set(status.voters.map { "\($0)" }), learners: Set(status.learners.map { "\($0)" }),
+            caughtUp: caughtUp.union(["\(settings.selfID)"]), answering: Set(answering(term).map { "\($0)" }).union(["\(settings.selfID)"]),
+            provided: provided, unknownSinceMs: unknownSince, nowMs: now, orphanGraceMs: settings.orphanGraceMs)
+        let actions = InstanceLifecycle.next(state: state, inputs: inputs)
+        var waiting: [String: String] = [:]
+        for action in actions {
+            guard node.leaderHint.role == .leader, node.leaderHint.term == term else { return }
+            switch action {
+            case .waits(let x, let why):
+                waiting[x] = why
+            case .create(let x, let why):
+                await create(x, why: why, state: state, now: now)
+            case .propose(let body, let why):
+                await propose(body, why: why, term: term)
+            case .addLearner(let x, let why):
+                if await change(.addLearner, x, why: why) { Failpoint.provisionAfterLearner.hit() }
+            case .promote(let x, let why):
+                _ = await change(.promote, x, why: why)
+            case .removeMember(let x, let why):
+                if await change(.removeNode, x, why: why) { Failpoint.decommissionAfterMemberRemoved.hit() }
+            case .destroy(let x, let why):
+                await destroy(x, why: why)
+            }
+        }
+        let changed = soft.withLock { s -> [String: String] in
+            defer { s.waiting = waiting }
+            return waiting.filter { s.waiting[$0.key] != $0.value }
+        }
+        for (x, why) in changed.sorted(by: { $0.key < $1.key }) { logger.info("instance \(x) waits: \(why)") }
+    }
+
+    func create(_ x: String, why: String, state: ClusterState, now: Int64) async {
+        guard let provider else {
+            logger.error("instance \(x): \(why), but this cluster has no provider configured (provider: in the cluster file)")
+            return
+        }
+        if let retry = soft.withLock({ $0.createRetry[x] }), retry.nextMs > now { return }
+        guard let id = NodeID(x) else { return }
+        let provided: ProvidedInstance
+        do {
+            let files = try bootstrap(id, state)
+            provided = try await provider.create(ProvisionRequest(clusterID: settings.clusterID, instanceID: x, bootstrap: files))
+        } catch {
+            let next = soft.withLock { s -> (Int, Int64) in
+                let attempts = (s.createRetry[x]?.attempts ?? 0) + 1
+                let delay = min(settings.createBackoffMaxMillis, Int64(1_000) << min(attempts - 1, 16))
+                s.createRetry[x] = (attempts, now + delay, "\(error)")
+                return (attempts, delay)
+            }
+            logger.error("instance \(x): create failed (attempt \(next.0); next in \(next.1) ms): \(error)")
+            return
+        }
+        soft.withLock { _ = $0.createRetry.removeValue(forKey: x) }
+        logger.notice("instance \(x): the \(provider.kind) provider runs it (\(provided.handle))", metadata: [
+            "why": "\(why)", "peer": "\(provided.addresses.peer)", "api": "\(provided.addresses.api)",
+        ])
+        guard state.instance(x) == nil else { return }  // a restart of a known instance
+        Failpoint.provisionAfterCreate.hit()
+        var add = PBAddInstance()
+        add.id = x
+        add.address = provided.addresses.peer
+        add.apiAddress = provided.addresses.api
+        add.routerAddress = provided.addresses.router ?? ""
+        add.componentsAddress = provided.addresses.components ?? ""
+        add.role = .learner
+        add.version = settings.version
+        add.protocolVersion = settings.protocolVersion
+        if await propose(.addInstance(add), why: "the provider created instance \(x)", term: node.leaderHint.term) {
+            Failpoint.provisionAfterAddInstance.hit()
+        }
+    }
+
+    /// The last create error of an instance, for the log line that gives its add up.
+    public func lastCreateError(_ x: String) -> String? { soft.withLock { $0.createRetry[x]?.lastError } }
+
+    @discardableResult
+    func propose(_ body: Command.OneOf_Body, why: String, term: Term) async -> Bool {
+        let sequence = soft.withLock { s -> UInt64 in
+            s.sequence += 1
+            return s.sequence
+        }
+        let command = Command(clientId: "instances-\(settings.selfID)-\(term)", sequence: sequence, leaderTimeMs: Self.nowMs(), body)
+        do {
+            let result = try await node.propose(command.entryBytes())
+            switch result {
+            case .applied, .duplicate:
+                logger.notice("instances: \(why)", metadata: ["command": "\(Self.describe(body))"])
+                return true
+            default:
+                logger.warning("instances: \(Self.describe(body)) (\(why)) refused: \(result)")
+                return false
+            }
+        } catch {
+            logger.info("instances: \(Self.describe(body)) (\(why)): \(error)")
+            return false
+        }
+    }
+
+    enum Change { case addLearner, promote, removeNode }
+
+    func change(_ kind: Change, _ x: String, why: String) async -> Bool {
+        guard let id = NodeID(x) else { return false }
+        let change: ConfChange
+        switch kind {
+        case .addLearner: change = .addLearner(id)
+        case .promote: change = .promote(id)
+        case .removeNode: change = .removeNode(id)
+        }
+        do {
+            try await node.changeMembership(change)
+            logger.notice("instances: \(change) applied: \(why)")
+            return true
+        } catch {
+            logger.info("instances: \(change) (\(why)) not applied: \(error)")
+            return false
+        }
+    }
+
+    func destroy(_ x: String, why: String) async {
+        guard let provider else { return }
+        do {
+            try await provider.destroy(clusterID: settings.clusterID, instanceID: x)
+            logger.notice("instance \(x): destroyed by the \(provider.kind) provider: \(why)")
+            Failpoint.decommissionAfterDestroy.hit()
+        } catch {
+            logger.error("instance \(x): destroy failed (\(why)): \(error)")
+        }
+    }
+
+    static func describe(_ body: Command.OneOf_Body) -> String {
+        switch body {
+        case .addInstance(let c): "add instance \(c.id) (\(c.role))"
+        case .setInstanceState(let c): "instance \(c.id) \(c.state)"
+        case .resolveIntent(let c): "resolve intent \(c.id)"
+        default: "\(body)"
+        }
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
