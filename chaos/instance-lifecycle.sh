@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scenario (issue 20): an instance drains while the leader dies at each named step of the work.
-# For every failpoint (FAILPOINTS, default: all `peer failpoints list --names` prints), a fresh
+# For every failpoint of a drain (FAILPOINTS, default: the drain.* and move.* names `peer
+# failpoints list --names` prints), a fresh
 # 3-peer cluster on loopback with NGINX and tenant-app on each peer: tenants are placed, the
 # leader is armed at the failpoint (PEER_FAILPOINT=armable lets `peer failpoints arm` pick
 # exactly that peer), `peer instances drain` drains a follower's instance; the leader exits at
@@ -8,8 +9,8 @@
 # with the instance drained (nothing placed there), the old leader dead AT that failpoint, and
 # every tenant of the drained and the third instance served through the surviving routers by
 # the third (the tenants of the dead leader's own instance wait for the balancer, next).
-# Next (with `peer instances add|remove`): the add's steps, and the provider's list checked
-# equal to the membership.
+# Next: the same for the steps of `peer instances add|remove` (the provision.* and decommission.*
+# failpoints), with the provider's list checked equal to the membership.
 # Runs in fresh temporary directories (KEEP=1 keeps them, logs included); stops only the peers
 # it started (by their pid files).
 set -euo pipefail
@@ -19,7 +20,7 @@ if [[ -z ${PEER:-} ]]; then
   make --no-print-directory -s build CONFIG="$BUILD"
   PEER=$PWD/.build/$BUILD/peer
 fi
-FAILPOINTS=${FAILPOINTS:-$("$PEER" failpoints list --names | tr '\n' ' ')}
+FAILPOINTS=${FAILPOINTS:-$("$PEER" failpoints list --names | grep -E '^(drain|move)\.' | tr '\n' ' ')}
 work=$(mktemp -d /tmp/peer-lifecycle-XXXXXX)
 CONFIG=$work/local-3.yaml
 cleanup() { "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null 2>&1 || true; [[ -n ${KEEP:-} ]] || rm -rf "$work"; }

@@ -104,8 +104,9 @@ public enum InstanceLifecycle {
             switch intent.kind {
             case .provision:
                 if let instance, instance.state != .joining {
-                    // Active (or already moved on by the operator): the add is done.
-                    actions.append(.propose(.resolveIntent(resolve(intent.id)), why: "instance \(x) is \(instance.state); the add is done"))
+                    // Active (or moved on by the operator): done; removed: undone.
+                    let outcome = instance.state == .removed ? "the add was undone" : "the add is done"
+                    actions.append(.propose(.resolveIntent(resolve(intent.id)), why: "instance \(x) is \(instance.state); \(outcome)"))
                     continue
                 }
                 if intent.deadlineMs <= inputs.nowMs {
@@ -125,8 +126,10 @@ public enum InstanceLifecycle {
                     actions.append(.create(instance: x, why: "provision intent \(intent.id)"))
                     continue
                 }
-                _ = instance
-                if !members.contains(x) {
+                if inputs.provided?[x] == .stopped {
+                    // Its process or container ended while it joined: start it again.
+                    actions.append(.create(instance: x, why: "the provider reports instance \(x) stopped while it joins; starting it again"))
+                } else if !members.contains(x) {
                     change(.addLearner(instance: x, why: "instance \(x) was added to the state"))
                 } else if !inputs.caughtUp.contains(x) && !inputs.voters.contains(x) {
                     actions.append(.waits(instance: x, why: "instance \(x) is catching up with the log"))
@@ -143,7 +146,12 @@ public enum InstanceLifecycle {
                 }
                 switch instance.state {
                 case .active:
-                    actions.append(.propose(.setInstanceState(instanceState(x, .draining)), why: "removing instance \(x): drain it first"))
+                    let placed = state.placements(onInstance: x).count
+                    if placed > 0 && !state.instances(in: .active).contains(where: { $0.id != x }) {
+                        actions.append(.waits(instance: x, why: "instance \(x) is the only active instance and holds \(placed) placement(s): add or activate another instance first"))
+                    } else {
+                        actions.append(.propose(.setInstanceState(instanceState(x, .draining)), why: "removing instance \(x): drain it first"))
+                    }
                 case .draining:
                     actions.append(.waits(instance: x, why: "instance \(x) is draining (\(state.placements(onInstance: x).count) placement(s) left)"))
                 case .joining, .drained:

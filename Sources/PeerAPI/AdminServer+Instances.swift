@@ -118,7 +118,10 @@ extension AdminServer {
         c.deadlineMs = Self.nowMs() + timeout
         let result = try await propose(.recordIntent(c), clientId: req.clientId, sequence: req.sequence)
         switch result {
-        case .applied, .duplicate(.applied):
+        case .duplicate(.applied):
+            // The id was chosen anew for this retry, so it may not be the one the first try added.
+            throw APIError("conflict", "this request (client \(req.clientId ?? "?"), sequence \(req.sequence ?? 1)) added an instance before; `peer instances list` shows it (intent provision)")
+        case .applied:
             Failpoint.provisionAfterCommit.hit()
             var info = InstanceInfo(id: id, address: "", role: "learner", state: "joining", version: "", activeTenants: 0, placements: 0)
             info.intent = "provision"

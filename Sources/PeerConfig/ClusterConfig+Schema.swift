@@ -19,6 +19,7 @@ extension ClusterConfig {
         ("limits.api", ConfigDecoder.apiLimitsKeys),
         ("limits.transport", ConfigDecoder.transportLimitsKeys),
         ("limits.routerControl", ConfigDecoder.routerControlLimitsKeys),
+        ("provider", ConfigDecoder.providerKeys),
     ]
 
     /// Every key path the file accepts (`timing.tickMs`, `peers[i].api`, ...).

@@ -121,20 +121,31 @@ final class DataPlane: Sendable {
 
     /// NGINX started by root runs its workers as `nobody`, and they write the token-check cache
     /// and temporary files under the router's prefix, inside this peer's data directory (0700).
-    /// So the two directories above it become 0711 (others may pass through, not list), and
-    /// what sits in them that others must not read is made owner-only: the Raft database and
-    /// the agent's directory (tenant files, component logs).
+    /// So this peer's directory and the closed ones above it become passable (0711: others may
+    /// pass through, not list), and what sits in it that others must not read is made
+    /// owner-only: the Raft database, the agent's directory (tenant files, component logs) and a
+    /// provided instance's join files.
     func openPathForNginxWorkers() throws {
         let fm = FileManager.default
-        for dir in [settings.config.dataDir, settings.directory] {
-            guard chmod(dir, 0o711) == 0 else {
+        // This peer's directory and the ones above it that are this user's and closed to others
+        // (the data directory; a provider's instance directories), up to the first others may
+        // pass already: never a directory of someone else's, never the root.
+        var dir = settings.directory
+        while dir != "/" && !dir.isEmpty {
+            var st = stat()
+            guard stat(dir, &st) == 0 else {
+                throw CLIError("router: cannot look at \(dir) to make it passable for NGINX's workers: \(String(cString: strerror(errno)))")
+            }
+            if dir != settings.directory && (st.st_uid != geteuid() || st.st_mode & 0o001 != 0) { break }
+            guard chmod(dir, (st.st_mode & 0o777) | 0o711) == 0 else {
                 throw CLIError("router: cannot make \(dir) passable for NGINX's workers (chmod 0711): \(String(cString: strerror(errno)))")
             }
+            dir = URL(fileURLWithPath: dir).deletingLastPathComponent().path
         }
         let entries = (try? fm.contentsOfDirectory(atPath: settings.directory)) ?? []
         for name in entries {
             let path = settings.directory + "/" + name
-            let mode: mode_t = name.hasPrefix("raft.sqlite") ? 0o600 : (name == "agent" ? 0o700 : 0)
+            let mode: mode_t = name.hasPrefix("raft.sqlite") ? 0o600 : (name == "agent" || name == "bootstrap" ? 0o700 : 0)
             if mode != 0, chmod(path, mode) != 0 {
                 throw CLIError("router: cannot restrict \(path) to its owner (chmod \(String(mode, radix: 8))): \(String(cString: strerror(errno)))")
             }
@@ -403,12 +414,12 @@ struct RoutingInputs: Sendable {
         neededHere = [:]
         componentAddresses = [:]
         for p in config.peers { if let base = p.componentAddress { componentAddresses["\(p.id)"] = base } }
+        // A removed instance keeps its upstreams (no tenant routes there any more): its removal
+        // then changes no NGINX config, so no reload closes the clients' keep-alive connections.
+        // An added instance's upstreams still mean one reload, when it is added (next: upstreams
+        // through the route table, 0 reloads).
         for i in state.allInstances {
-            if i.state == .removed {
-                componentAddresses[i.id] = nil
-            } else if let base = HostPort(i.componentsAddress) {
-                componentAddresses[i.id] = base
-            }
+            if let base = HostPort(i.componentsAddress) { componentAddresses[i.id] = base }
         }
         for placement in state.placements(onInstance: selfID) {
             if let t = state.tenant(placement.tenantID) { neededHere[t.id] = t.components }

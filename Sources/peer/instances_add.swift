@@ -25,8 +25,15 @@ struct InstancesAdd: AsyncParsableCommand {
         let client = WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
         let answer = try await client.send(method: .POST, path: "/v1/instances", body: Array(try JSONEncoder().encode(request)))
         let info = try JSONDecoder().decode(InstanceInfo.self, from: Data(answer.body))
+        let deadlineMs = info.intentDeadlineMs ?? Int64.max
         try await InstanceWait.until(id: info.id, client: client, options: options, wait: wait, first: nil) { current in
-            guard let current else { return .waiting("provisioning (the provider is starting it)") }
+            guard let current else {
+                // Not in the state past the add's deadline (and a moment for the leader): undone.
+                if Int64(Date().timeIntervalSince1970 * 1000) > deadlineMs + 5_000 {
+                    return .failed("instance \(info.id) was never created before its deadline: the add was undone (the leader's log says why)")
+                }
+                return .waiting("provisioning (the provider is starting it)")
+            }
             switch (current.state, current.intent) {
             case ("active", _): return .done
             case ("joining", "provision"?): return .waiting("joining as \(current.role) at \(current.address)")

@@ -79,7 +79,8 @@ final class ProcessCluster {
             var status: Int32 = 0
             waitpid(pid, &status, 0)
         }
-        try? FileManager.default.removeItem(atPath: dir)
+        // PEER_TEST_KEEP=1 keeps the cluster's directory (logs, data) to look at after a failure.
+        if ProcessInfo.processInfo.environment["PEER_TEST_KEEP"] == nil { try? FileManager.default.removeItem(atPath: dir) }
     }
 
     struct Output {
