@@ -111,16 +111,29 @@ extension AdminServer {
         } catch {
             throw Self.apiError(error)
         }
+        // The intent's id carries a tag of the request, so a retry (same client and sequence,
+        // which the log answers as a duplicate) finds the instance its first try added: the id
+        // this retry chose anew may be the next one.
+        let client = req.clientId ?? Self.freshClientID()
+        let sequence = req.sequence ?? 1
+        let tag = Self.requestTag(client: client, sequence: sequence)
         var c = PBRecordIntent()
-        c.id = InstanceLifecycle.provisionIntentID(id)
+        c.id = InstanceLifecycle.provisionIntentID(id) + "-" + tag
         c.kind = .provision
         c.instanceID = id
         c.deadlineMs = Self.nowMs() + timeout
-        let result = try await propose(.recordIntent(c), clientId: req.clientId, sequence: req.sequence)
+        let (result, first) = try await propose(.recordIntent(c), clientId: client, sequence: sequence) { state in
+            state.allIntents.first { $0.kind == .provision && $0.id.hasSuffix("-" + tag) }
+        }
         switch result {
         case .duplicate(.applied):
-            // The id was chosen anew for this retry, so it may not be the one the first try added.
-            throw APIError("conflict", "this request (client \(req.clientId ?? "?"), sequence \(req.sequence ?? 1)) added an instance before; `peer instances list` shows it (intent provision)")
+            guard let first else {
+                throw APIError("conflict", "this request (client \(client), sequence \(sequence)) added an instance before, whose add has ended; `peer instances list` shows it")
+            }
+            var info = InstanceInfo(id: first.instanceID, address: "", role: "learner", state: "joining", version: "", activeTenants: 0, placements: 0)
+            info.intent = "provision"
+            info.intentDeadlineMs = first.deadlineMs
+            return (info, .accepted)
         case .applied:
             Failpoint.provisionAfterCommit.hit()
             var info = InstanceInfo(id: id, address: "", role: "learner", state: "joining", version: "", activeTenants: 0, placements: 0)
@@ -130,6 +143,17 @@ extension AdminServer {
         default:
             throw Self.apiError(result)
         }
+    }
+
+    /// 16 hex digits of FNV-1a over `client|sequence`: names one request in an intent id.
+    static func requestTag(client: String, sequence: UInt64) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "\(client)|\(sequence)".utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     /// Records the intent to remove instance `id`: the provisioner drains it, takes it out of

@@ -4,21 +4,22 @@
 extension NginxConfig {
     /// Matches a well-formed tenant id; a fixed pattern, never built from tenant ids.
     static let tenantIdPattern = "[a-z0-9][a-z0-9-]{0,62}"
+    /// The one upstream block every tenant's requests go through.
+    static let dynamicUpstream = "peer_dynamic"
 
     static func renderTenantMaps(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
         let spec = valid.spec
         renderTenantResolution(domain: spec.domain, into: &out)
 
-        let upstreams = spec.upstreams.sorted { $0.name < $1.name }
-        out.line("# For the access log: the instance and component behind the chosen upstream.")
+        out.line("# For the access log: the instance and component of the route's target (instance/component@address).")
         out.open("map $peer_upstream $peer_instance")
         out.line("default \"\";")
-        for upstream in upstreams { out.line("\(upstream.name) \(NginxNames.quoted(upstream.instance));") }
+        out.line("\"~^([^/]+)/\" $1;")
         out.close()
         out.blank()
         out.open("map $peer_upstream $peer_component")
         out.line("default \"\";")
-        for upstream in upstreams { out.line("\(upstream.name) \(NginxNames.quoted(upstream.component));") }
+        out.line("\"~^[^/]+/([^@]+)@\" $1;")
         out.close()
         out.blank()
 
@@ -55,15 +56,17 @@ extension NginxConfig {
         out.blank()
     }
 
+    /// One upstream for every component of every instance: the per-request balancer connects
+    /// to the address in the route's target, and its idle keep-alive connections are pooled by
+    /// address. Nothing here depends on which instances exist.
     static func renderUpstreams(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
-        for upstream in valid.spec.upstreams.sorted(by: { $0.name < $1.name }) {
-            out.line("# instance \(upstream.instance), component \(upstream.component)")
-            out.open("upstream \(upstream.name)")
-            out.line("server \(upstream.address) max_fails=0;")
-            out.line("keepalive \(upstreamKeepaliveConnections);")
-            out.close()
-            out.blank()
-        }
+        out.line("# Every component of every instance: the balancer picks the address per request.")
+        out.open("upstream \(dynamicUpstream)")
+        out.line("server 127.0.0.1:9 max_fails=0;  # never used: the balancer sets the peer")
+        out.lua("balancer_by_lua_block", NginxLua.balancer)
+        out.line("keepalive \(upstreamKeepaliveConnections);")
+        out.close()
+        out.blank()
     }
 
     /// The distinct non-zero request rates of the tenants and `requestRates`, ascending.

@@ -101,7 +101,7 @@ extension NginxConfig {
             out.line("limit_conn peer_conn_\(limit) \(limit);")
         }
         if auth { out.line("auth_request \(authLocation);") }
-        out.line("proxy_pass http://$peer_upstream;")
+        out.line("proxy_pass http://\(dynamicUpstream);")
         out.line("proxy_http_version 1.1;")
         out.line("proxy_set_header Connection \"\";")
         out.line("proxy_set_header Host $host;")

@@ -27,8 +27,9 @@ public enum NginxConfig {
     public static let authCacheInactiveSeconds = 60
     /// Client request bodies above this are refused with 413.
     public static let clientBodyMiBMax = 64
-    /// Idle keepalive connections each worker keeps per upstream.
-    public static let upstreamKeepaliveConnections = 32
+    /// Idle keepalive connections each worker keeps to the components, over all of them
+    /// (pooled by address).
+    public static let upstreamKeepaliveConnections = 256
     public static let workerConnections = 4096
     /// Each proxied request needs two descriptors (client and upstream), plus logs and spares.
     public static let workerOpenFilesMax = 16_384
@@ -63,7 +64,7 @@ public enum NginxConfig {
     private static func renderMain(_ valid: ValidatedSpec, into out: inout ConfigWriter) {
         let spec = valid.spec
         out.line("# generation \(spec.generation), rendered by peer; do not edit")
-        out.line("# \(spec.upstreams.count) upstreams; tenants are in the route table (NginxRoutes)")
+        out.line("# tenants and their upstreams' addresses are in the route table (NginxRoutes)")
         out.blank()
         out.line("load_module \(spec.moduleDirectory)/ndk_http_module.so;")
         out.line("load_module \(spec.moduleDirectory)/ngx_http_lua_module.so;")
@@ -116,14 +117,9 @@ public enum NginxConfig {
         out.blank()
     }
 
-    /// nginx grows each map's hash up to this size; the largest maps are those keyed by
-    /// upstream.
-    static func mapHashMaxSize(_ spec: RouterSpec) -> Int {
-        let entries = spec.upstreams.count
-        var size = 2048
-        while size < entries { size *= 2 }
-        return size
-    }
+    /// nginx grows each map's hash up to this size. No map lists instances or tenants any more
+    /// (their routes and addresses are in the route table), so one size fits every cluster.
+    static func mapHashMaxSize(_ spec: RouterSpec) -> Int { 2048 }
 }
 
 /// Builds the config text with four-space indentation per block.

@@ -4,8 +4,8 @@
 ///
 /// The route table is the shared-memory dict `peer_routes` (one per nginx, shared by its
 /// workers, kept across reloads). Its entries are `NginxRoutes.table`:
-/// - `<tenant>` → `<requests/s> <connections> <token 0|1> <upstream of the first component>`
-/// - `<tenant>|<component>` → `<upstream>`
+/// - `<tenant>` → `<requests/s> <connections> <token 0|1> <target of the first component>`
+/// - `<tenant>|<component>` → `<target>` (`<instance>/<component>@<ip>:<port>`)
 /// - `#generation` → the generation of the last complete update (absent while one runs).
 enum NginxLua {
     /// The dict's name in `lua_shared_dict`.
@@ -34,6 +34,22 @@ enum NginxLua {
         "    return routes:get(tenant .. \"|\" .. component) or \"\"",
         "end",
         "return upstream",
+    ]
+
+    /// `balancer_by_lua_block` of the one upstream (`peer_dynamic`): connects to the address
+    /// at the end of the request's target (`$peer_upstream`). An IPv6 address comes bracketed.
+    static let balancer: [String] = [
+        "local balancer = require \"ngx.balancer\"",
+        "local host, port = ngx.var.peer_upstream:match(\"@%[?([^%]@]+)%]?:(%d+)$\")",
+        "if not host then",
+        "    ngx.log(ngx.ERR, \"peer: no address in the route target \", ngx.var.peer_upstream)",
+        "    return ngx.exit(500)",
+        "end",
+        "local ok, err = balancer.set_current_peer(host, tonumber(port))",
+        "if not ok then",
+        "    ngx.log(ngx.ERR, \"peer: cannot send to \", host, \":\", port, \": \", err)",
+        "    return ngx.exit(500)",
+        "end",
     ]
 
     /// `content_by_lua_block` of the control server's `POST /routes` (body: `NginxRoutes.Push`).

@@ -3,19 +3,35 @@
 /// the next. Pure: no I/O.
 ///
 /// Entries (keys and values are validated spec text: no space, newline or `|` in a key part):
-/// - `<tenant>` → `<requests/s> <connections> <token 0|1> <upstream of the first component>`
-/// - `<tenant>|<component>` → `<upstream>`, for each of the tenant's components
+/// - `<tenant>` → `<requests/s> <connections> <token 0|1> <target of the first component>`
+/// - `<tenant>|<component>` → `<target>`, for each of the tenant's components
+///
+/// A target is `<instance>/<component>@<ip>:<port>`: the per-request balancer
+/// (`NginxLua.balancer`) connects to the address, the access log takes the instance and the
+/// component from it. So an instance added or removed changes table entries only, never
+/// NGINX's config: no reload (ADR 0008, ADR 0013).
 public enum NginxRoutes {
     public typealias Table = [String: String]
 
-    /// The table for a spec that passed `RouterSpec.validate()`.
+    /// `<instance>/<component>@<address>`.
+    public static func target(_ upstream: Upstream) -> String {
+        "\(upstream.instance)/\(upstream.component)@\(upstream.address)"
+    }
+
+    /// The table for a spec that passed `RouterSpec.validate()` (every tenant's components have
+    /// an upstream).
     public static func table(_ spec: RouterSpec) -> Table {
+        var targets: [String: String] = [:]
+        for upstream in spec.upstreams { targets[upstream.name] = Self.target(upstream) }
+        func target(_ instance: String, _ component: String) -> String {
+            targets[NginxNames.upstream(instance: instance, component: component)] ?? ""
+        }
         var table = Table(minimumCapacity: spec.tenants.reduce(0) { $0 + 1 + $1.components.count })
         for tenant in spec.tenants {
-            let first = NginxNames.upstream(instance: tenant.instance, component: tenant.components[0])
+            let first = target(tenant.instance, tenant.components[0])
             table[tenant.id] = "\(tenant.requestsPerSecond) \(tenant.connectionsMax) \(tenant.requiresToken ? 1 : 0) \(first)"
             for component in tenant.components {
-                table[tenant.id + "|" + component] = NginxNames.upstream(instance: tenant.instance, component: component)
+                table[tenant.id + "|" + component] = target(tenant.instance, component)
             }
         }
         return table

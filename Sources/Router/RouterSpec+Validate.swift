@@ -62,7 +62,11 @@ extension RouterSpec {
             let field = "upstreams[\(index)]"
             try SpecCheck.name(upstream.instance, field: field + ".instance")
             try SpecCheck.name(upstream.component, field: field + ".component")
-            _ = try SpecCheck.hostPort(upstream.address, field: field + ".address")
+            let (host, _) = try SpecCheck.hostPort(upstream.address, field: field + ".address")
+            // The balancer sets the peer per request by address; it resolves no names.
+            guard host.hasPrefix("[") || SpecCheck.isIPv4(host) else {
+                throw RouterSpecError(field: field + ".address", reason: "must be an IP address and port (NGINX's per-request balancer resolves no names), got \(SpecCheck.shown(upstream.address))")
+            }
             guard names.insert(upstream.name).inserted else {
                 throw RouterSpecError(field: field, reason: "duplicate upstream for instance \(upstream.instance) component \(upstream.component)")
             }
@@ -196,6 +200,12 @@ enum SpecCheck {
               NginxNames.isAlphanumeric(bytes[0]),
               bytes.allSatisfy({ NginxNames.isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") })
         else { throw RouterSpecError(field: field, reason: "host must be an IPv4 address or DNS name, got \(shown(value))") }
+    }
+
+    /// Four decimal numbers 0-255 joined by dots.
+    static func isIPv4(_ host: String) -> Bool {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in (1...3).contains(p.count) && p.allSatisfy { $0.isASCII && $0.isNumber } && Int(p)! <= 255 }
     }
 
     static func port(_ text: String) -> UInt16? {

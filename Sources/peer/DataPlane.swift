@@ -414,10 +414,9 @@ struct RoutingInputs: Sendable {
         neededHere = [:]
         componentAddresses = [:]
         for p in config.peers { if let base = p.componentAddress { componentAddresses["\(p.id)"] = base } }
-        // A removed instance keeps its upstreams (no tenant routes there any more): its removal
-        // then changes no NGINX config, so no reload closes the clients' keep-alive connections.
-        // An added instance's upstreams still mean one reload, when it is added (next: upstreams
-        // through the route table, 0 reloads).
+        // Upstreams are route-table entries (NginxRoutes: instance/component@address), so an
+        // instance added or removed never reloads NGINX. A removed one's are kept: no tenant
+        // routes there any more.
         for i in state.allInstances {
             if let base = HostPort(i.componentsAddress) { componentAddresses[i.id] = base }
         }

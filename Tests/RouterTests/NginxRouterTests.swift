@@ -183,10 +183,14 @@ extension RealNginxTests {
                 _ = try await router.apply(first)
                 var second = first
                 second.generation = 2
-                second.upstreams[0].address = "no-such-host.invalid:80"
+                // The token check's upstream is in the config (the components' are in the route
+                // table): a name nginx cannot resolve makes `nginx -t` refuse it.
+                second.authURL = "https://no-such-host.invalid:8443"
+                second.authCAFile = "/etc/ssl/certs/ca-certificates.crt"
+                second.tenants = second.tenants.map { var t = $0; t.requiresToken = true; return t }
                 do throws(RouterError) {
                     _ = try await router.apply(second)
-                    Issue.record("generation 2 applied with an unresolvable upstream")
+                    Issue.record("generation 2 applied with an unresolvable token-check upstream")
                 } catch .invalidConfig(let generation, let said) {
                     #expect(generation == 2)
                     #expect(said.contains("host not found"), "\(said)")
