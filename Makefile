@@ -10,7 +10,7 @@ SOAK_SEEDS ?= 20000
 SOAK_SEEDS_5 ?= 5000
 SOAK_ROUNDS ?= 10
 # The failpoints the demo (and so CI) kills the leader at during a drain; `make soak` runs all.
-DEMO_FAILPOINTS ?= drain.after-move-started move.before-placement-gone
+DEMO_FAILPOINTS ?= drain.after-move-started move.before-placement-gone provision.after-create decommission.after-member-removed
 JOBS ?= $(shell nproc)
 # debug or release: the build configuration of `make build`, the chaos scripts and the binaries
 # the demo runs.

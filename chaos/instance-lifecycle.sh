@@ -123,11 +123,11 @@ run_add_remove() {
     if ! "$PEER" instances add --config "$CONFIG" --wait 120 --timeout 30 > "$work/step.out" 2>&1; then
       echo "FAIL [$fp]: the add did not finish:" >&2; cat "$work/step.out" >&2; return 1
     fi
-    id=$(grep -o 'instance [0-9]* active' "$work/step.out" | awk '{print $2}')
+    id=$(grep -o 'instance [0-9]* active' "$work/step.out" | head -1 | awk '{print $2}')
   else
     what="the removal"
     "$PEER" instances add --config "$CONFIG" --wait 120 > "$work/add.out" 2>&1 || { echo "FAIL [$fp]: the add before the removal failed:" >&2; cat "$work/add.out" >&2; return 1; }
-    id=$(grep -o 'instance [0-9]* active' "$work/add.out" | awk '{print $2}')
+    id=$(grep -o 'instance [0-9]* active' "$work/add.out" | head -1 | awk '{print $2}')
     started=$SECONDS
     "$PEER" failpoints arm "$fp" --member "$leader" --config "$CONFIG" >/dev/null
     if ! "$PEER" instances remove "$id" --config "$CONFIG" --wait 120 --timeout 30 > "$work/step.out" 2>&1; then

@@ -35,7 +35,8 @@ struct InstancesAdd: AsyncParsableCommand {
                 return .waiting("provisioning (the provider is starting it)")
             }
             switch (current.state, current.intent) {
-            case ("active", _): return .done
+            case ("active", nil): return .done
+            case ("active", _): return .waiting("active; the leader is closing the add")
             case ("joining", "provision"?): return .waiting("joining as \(current.role) at \(current.address)")
             case ("removed", _), ("joining", nil):
                 return .failed("instance \(current.id) is \(current.state): the add was undone (the leader's log says why)")
@@ -71,7 +72,8 @@ struct InstancesRemove: AsyncParsableCommand {
         try await InstanceWait.until(id: id, client: client, options: options, wait: wait, first: info) { current in
             guard let current else { return .failed("instance \(id) is gone from the state") }
             switch current.state {
-            case "removed": return .done
+            case "removed" where current.intent == nil: return .done
+            case "removed": return .waiting("removed; the leader is closing the removal")
             case "draining": return .waiting("draining: \(current.activeTenants) tenant(s) served, \(current.placements.map(String.init) ?? "?") placed")
             default: return .waiting("\(current.state) (\(current.role))")
             }
