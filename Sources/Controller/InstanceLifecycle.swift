@@ -89,7 +89,11 @@ public enum InstanceLifecycle {
         var actions: [Action] = []
         var confChange = false
         func change(_ a: Action) {
-            guard !confChange else { return }
+            guard !confChange else {
+                // One configuration change at a time (ADR 0005): this one's turn comes later.
+                if let x = a.instance { actions.append(.waits(instance: x, why: "instance \(x) waits for another configuration change of this round to apply")) }
+                return
+            }
             confChange = true
             actions.append(a)
         }
@@ -112,7 +116,11 @@ public enum InstanceLifecycle {
                 if intent.deadlineMs <= inputs.nowMs {
                     let why = "the add of instance \(x) did not finish by its deadline; undoing it"
                     if members.contains(x) {
-                        change(.removeMember(instance: x, why: why))
+                        if let refusal = voterRemovalRefusal(x, state: state, inputs: inputs) {
+                            actions.append(.waits(instance: x, why: "\(why), but \(refusal)"))
+                        } else {
+                            change(.removeMember(instance: x, why: why))
+                        }
                     } else if inputs.provided == nil || inputs.provided?[x] != nil {
                         actions.append(.destroy(instance: x, why: why))
                     } else if instance != nil {
@@ -153,7 +161,8 @@ public enum InstanceLifecycle {
                         actions.append(.propose(.setInstanceState(instanceState(x, .draining)), why: "removing instance \(x): drain it first"))
                     }
                 case .draining:
-                    actions.append(.waits(instance: x, why: "instance \(x) is draining (\(state.placements(onInstance: x).count) placement(s) left)"))
+                    let overdue = intent.deadlineMs <= inputs.nowMs ? "; the removal is \(inputs.nowMs - intent.deadlineMs) ms past its deadline" : ""
+                    actions.append(.waits(instance: x, why: "instance \(x) is draining (\(state.placements(onInstance: x).count) placement(s) left)\(overdue)"))
                 case .joining, .drained:
                     if members.contains(x) {
                         if inputs.voters.contains(x) {

@@ -171,7 +171,8 @@ import Testing
         add(&w, "4")
         add(&w, "5")
         let actions = InstanceLifecycle.next(state: w.state, inputs: inputs())
-        #expect(actions.map(tag) == ["addLearner 4"])
+        // The other waits, and says so.
+        #expect(actions.map(tag) == ["addLearner 4", "waits 5"])
         #expect(actions.filter(isConfChange).count == 1)
     }
 
@@ -184,7 +185,7 @@ import Testing
         add(&w, "4")
         let actions = InstanceLifecycle.next(state: w.state, inputs: inputs(learners: ["6"], caughtUp: ["6"]))
         // Intents in id order: decommission-6 before provision-4.
-        #expect(actions.map(tag) == ["removeMember 6"])
+        #expect(actions.map(tag) == ["removeMember 6", "waits 4"])
         #expect(actions.filter(isConfChange).count == 1)
     }
 
@@ -239,6 +240,18 @@ import Testing
         // At the deadline (nowMs >= deadlineMs): undone.
         #expect(next(w, inputs(learners: ["4"], caughtUp: ["4"], provided: provided, nowMs: Self.deadlineMs)) == ["removeMember 4"])
         #expect(next(w, inputs(learners: ["4"], provided: provided, nowMs: Self.deadlineMs + 1)) == ["removeMember 4"])
+    }
+
+    /// Undoing an add never costs the cluster a voter it needs: a joining instance that is a
+    /// voter (promoted by hand, say) waits when its removal would go below voters_target.
+    @Test func pastTheDeadlineAVoterTheClusterNeedsIsNotRemoved() {
+        var w = cluster()
+        record(&w, .provision, "4")
+        add(&w, "4")
+        let actions = InstanceLifecycle.next(state: w.state, inputs: inputs(voters: ["1", "4"], provided: listed("1", "4"), nowMs: Self.deadlineMs))
+        #expect(actions.map(tag).first == "waits 4" && !actions.map(tag).contains("removeMember 4"), "\(actions.map(tag))")
+        guard case .waits(_, let why)? = actions.first else { return }
+        #expect(why.contains("voters_target 3"), "\(why)")
     }
 
     @Test func pastTheDeadlineANonMemberTheProviderListsIsDestroyed() {
