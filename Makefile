@@ -9,7 +9,8 @@ SIM_STEPS ?= 2000
 SOAK_SEEDS ?= 20000
 SOAK_SEEDS_5 ?= 5000
 SOAK_ROUNDS ?= 10
-# The failpoints the demo (and so CI) kills the leader at during a drain; `make soak` runs all.
+# The failpoints the demo (and so CI) kills the leader at: two of a drain, one of an add, one of a
+# removal; `make soak` runs all.
 DEMO_FAILPOINTS ?= drain.after-move-started move.before-placement-gone provision.after-create decommission.after-member-removed
 JOBS ?= $(shell nproc)
 # debug or release: the build configuration of `make build`, the chaos scripts and the binaries
@@ -43,8 +44,8 @@ build:
 
 ## demo: the main job: the simulator (3 and 5 nodes), then a real 3-peer cluster on loopback
 ## playing the leader-failover scenario (chaos/kill-leader.sh), tenant moves under load
-## (chaos/move-under-load.sh) and drains with the leader killed at DEMO_FAILPOINTS
-## (chaos/instance-lifecycle.sh). CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
+## (chaos/move-under-load.sh), and drains, instance adds and removals with the leader killed at
+## DEMO_FAILPOINTS (chaos/instance-lifecycle.sh). CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
 demo: deps
 	$(call build-products,release,peer-sim)
 	$(STAGE) demo-sim-3 .build/release/peer-sim --seed 1 --seeds $(DEMO_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)

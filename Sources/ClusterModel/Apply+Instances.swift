@@ -8,6 +8,10 @@ extension ClusterState {
         for (value, field) in [(c.apiAddress, "api_address"), (c.routerAddress, "router_address"), (c.componentsAddress, "components_address")] where !value.isEmpty {
             do { try Validate.address(value) } catch { throw Rejection(.invalidField, "\(field): \(error.detail)") }
         }
+        // Routers connect to the components per request by address: no names.
+        if !c.componentsAddress.isEmpty && !Validate.hasIPHost(c.componentsAddress) {
+            throw Rejection(.invalidField, "components_address must be an IP address and port, got \(Validate.quoted(c.componentsAddress))")
+        }
         try Validate.text(c.version, "version", max: ClusterLimits.versionBytesMax, required: true)
         try Self.validateRole(c.role)
         try checkProtocolVersion(c.protocolVersion)

@@ -68,6 +68,15 @@ enum Validate {
         guard !value.contains(" ") else { throw Rejection(.invalidField, "address holds a space") }
     }
 
+    /// `a.b.c.d:port` or `[ipv6]:port` (checked by `address` first).
+    static func hasIPHost(_ address: String) -> Bool {
+        guard let colon = address.lastIndex(of: ":") else { return false }
+        let host = address[..<colon]
+        if host.hasPrefix("[") { return host.hasSuffix("]") && host.dropFirst().dropLast().allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." } }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in (1...3).contains(p.count) && p.allSatisfy(\.isASCII) && p.allSatisfy(\.isNumber) && Int(p)! <= 255 }
+    }
+
     static func tokenHash(_ value: String) throws(Rejection) {
         guard value.utf8.count == 64, value.utf8.allSatisfy({ isLowerHex($0) }) else {
             throw Rejection(.invalidField, "token_sha256_hex must be 64 lowercase hex digits (a SHA-256)")

@@ -60,8 +60,8 @@ extension ConfigDecoder {
             return words
         }
         let host = try text("host", "127.0.0.1")
-        guard HostPort("\(host):1") != nil else {
-            throw reader.error(map.path("host"), map.value("host"), "must be an IP address or a DNS name, got '\(host)'")
+        guard let parsed = HostPort(host.contains(":") ? "[\(host)]:1" : "\(host):1"), parsed.kind != .dnsName else {
+            throw reader.error(map.path("host"), map.value("host"), "must be an IP address (routers connect to the new instances' components by address), got '\(host)'")
         }
         let portsText = try text("ports", "32000-32999")
         let bounds = portsText.split(separator: "-", omittingEmptySubsequences: false)

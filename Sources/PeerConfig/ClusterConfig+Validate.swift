@@ -55,6 +55,9 @@ struct ConfigValidator {
                 ("peer", peer.peerAddress), ("api", peer.apiAddress), ("router", peer.routerAddress),
                 ("routerControl", peer.routerControlAddress),
             ]
+            if let base = peer.componentAddress, base.kind == .dnsName {
+                throw error("peers[\(i)].components", "must be an IP address and base port, got \(base): every router connects to the components per request and resolves no names")
+            }
             for c in config.components {
                 if let base = peer.componentAddress, peer.address(of: c) == nil {
                     throw error("peers[\(i)].components", "component \(c.name) would listen on port \(Int(base.port) + c.portOffset), past 65535")

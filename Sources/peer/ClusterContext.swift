@@ -42,17 +42,35 @@ struct ClusterContext {
         )
     }
 
-    /// Asks every member for its status at once; a member that does not answer is `nil` with why.
+    /// Asks every member for its status at once, the config file's and then the instances added
+    /// at run time (from the state the first answers carry); a member that does not answer is a
+    /// failure with why.
     func memberStatuses(consistent: Bool, timeoutMillis: Int = 2_000) async -> [(ClusterConfig.Peer, Result<MemberStatus, CLIError>)] {
+        let configured = await statuses(of: config.peers, consistent: consistent, timeoutMillis: timeoutMillis)
+        let answers = configured.compactMap { try? $0.1.get() }
+        let instances = (answers.first { $0.state == "leader" } ?? answers.first)?.instances ?? []
+        let known = Set(config.peers.map(\.id))
+        let added: [ClusterConfig.Peer] = instances.compactMap { i in
+            guard i.state != "removed", let id = UInt64(i.id), !known.contains(id), let peer = HostPort(i.address),
+                  let api = i.apiAddress.flatMap(HostPort.init) else { return nil }
+            return .provisioned(
+                id: id, peerAddress: peer, apiAddress: api, routerAddress: i.routerAddress.flatMap(HostPort.init), routerControlAddress: nil,
+                componentAddress: i.componentsAddress.flatMap(HostPort.init))
+        }
+        guard !added.isEmpty else { return configured }
+        return configured + (await statuses(of: added, consistent: consistent, timeoutMillis: timeoutMillis))
+    }
+
+    func statuses(of peers: [ClusterConfig.Peer], consistent: Bool, timeoutMillis: Int) async -> [(ClusterConfig.Peer, Result<MemberStatus, CLIError>)] {
         await withTaskGroup(of: (Int, Result<MemberStatus, CLIError>).self) { group in
-            for (i, p) in config.peers.enumerated() {
+            for (i, p) in peers.enumerated() {
                 group.addTask {
                     (i, await fetchStatus(host: p.apiAddress.host, port: Int(p.apiAddress.port), consistent: consistent, timeoutMillis: timeoutMillis))
                 }
             }
             var out: [(Int, Result<MemberStatus, CLIError>)] = []
             for await r in group { out.append(r) }
-            return out.sorted { $0.0 < $1.0 }.map { (config.peers[$0.0], $0.1) }
+            return out.sorted { $0.0 < $1.0 }.map { (peers[$0.0], $0.1) }
         }
     }
 

@@ -301,6 +301,12 @@ final class DataPlane: Sendable {
         let order = Dictionary(uniqueKeysWithValues: config.components.enumerated().map { ($0.element.name, $0.offset) })
         var upstreams: [Upstream] = []
         for (instance, base) in inputs.componentAddresses.sorted(by: { $0.key < $1.key }) {
+            // The config and the state refuse names; one that got in anyway (an older state)
+            // must not make the router refuse every route: its tenants stay unrouted.
+            guard base.kind != .dnsName else {
+                logger.error("instance \(instance): components address \(base) is not an IP address; its tenants are not routed")
+                continue
+            }
             for component in config.components {
                 if let address = base.offset(by: component.portOffset) {
                     upstreams.append(Upstream(instance: instance, component: component.name, address: address.description))

@@ -78,7 +78,8 @@ struct StatusCommand: AsyncParsableCommand {
             peers = peers.filter { $0.apiAddress == addr }
             guard !peers.isEmpty else { throw ValidationError("--endpoint \(endpoint) is no member's API address in \(config)") }
         }
-        let results = await ctx.memberStatuses(consistent: consistent).filter { r in peers.contains { $0.id == r.0.id } }
+        let all = await ctx.memberStatuses(consistent: consistent)
+        let results = endpoint == nil ? all : all.filter { r in peers.contains { $0.id == r.0.id } }
         let status = Self.assemble(config: ctx.config, results: results, consistent: consistent)
         switch output {
         case .json:

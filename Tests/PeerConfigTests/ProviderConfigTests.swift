@@ -25,6 +25,9 @@ import Testing
             validYAML + "\nprovider:\n  kind: process\n  addTimeoutMs: 5\n", keyPath: "provider.addTimeoutMs",
             reason: "5 is out of range 10000-86400000", line: 20)
         expectRefused(validYAML + "\nprovider:\n  kind: exec\n  create: [/c]\n  list: [/l]\n", keyPath: "provider", reason: "kind exec needs `destroy` (the script's argv)", line: nil)
+        expectRefused(
+            validYAML + "\nprovider:\n  kind: process\n  host: instances.example\n", keyPath: "provider.host",
+            reason: "must be an IP address (routers connect to the new instances' components by address), got 'instances.example'", line: 20)
         expectRefused(validYAML + "\nprovider:\n  kind: process\n  command: []\n", keyPath: "provider.command", reason: "must hold 1-64 words, got 0", line: 20)
         expectRefused(validYAML + "\nprovider:\n  kind: process\n  image: x\n  sockets: /s\n", keyPath: "provider.sockets", reason: "unknown key 'sockets' (did you mean 'socket'?)", line: 21)
     }
