@@ -27,7 +27,7 @@ define build-products
 	@for p in $(2); do echo "swift build -c $(1) --product $$p"; swift build -c $(1) --product $$p || exit 1; done
 endef
 
-.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-router image image-load clean
+.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-router bench-instances image image-load clean
 
 ## help: list the targets.
 help:
@@ -113,6 +113,13 @@ bench-cluster:
 bench-router: deps
 	$(MAKE) --no-print-directory build CONFIG=release
 	BUILD=release BENCH=1 CONNS=64 MOVES=10 bash chaos/move-under-load.sh
+
+## bench-instances: per provider (process, exec, docker), the time from `peer instances add` to
+## active and to serving a moved tenant, and from `peer instances remove` to destroyed, medians
+## of 5, with the provider's own create/destroy share (docs/benchmarks.md). BUILD=release.
+bench-instances: deps
+	$(MAKE) --no-print-directory build CONFIG=release
+	BUILD=release bash chaos/instances-bench.sh
 
 ## image: the root file system of the docker provider's instance image (.ci/build-image):
 ## peer, peer-exec, tenant-app of .build/CONFIG and NGINX, with their libraries, as

@@ -152,6 +152,7 @@ public final class InstanceLifecycleLoop: Sendable {
         if let retry = soft.withLock({ $0.createRetry[x] }), retry.nextMs > now { return }
         guard let id = NodeID(x) else { return }
         let provided: ProvidedInstance
+        let began = ContinuousClock.now
         do {
             let files = try bootstrap(id, state)
             provided = try await provider.create(ProvisionRequest(clusterID: settings.clusterID, instanceID: x, bootstrap: files))
@@ -168,6 +169,7 @@ public final class InstanceLifecycleLoop: Sendable {
         soft.withLock { _ = $0.createRetry.removeValue(forKey: x) }
         logger.notice("instance \(x): the \(provider.kind) provider runs it (\(provided.handle))", metadata: [
             "why": "\(why)", "peer": "\(provided.addresses.peer)", "api": "\(provided.addresses.api)",
+            "create_ms": "\(Self.millis(ContinuousClock.now - began))",
         ])
         guard state.instance(x) == nil else { return }  // a restart of a known instance
         Failpoint.provisionAfterCreate.hit()
@@ -233,9 +235,10 @@ public final class InstanceLifecycleLoop: Sendable {
 
     func destroy(_ x: String, why: String) async {
         guard let provider else { return }
+        let began = ContinuousClock.now
         do {
             try await provider.destroy(clusterID: settings.clusterID, instanceID: x)
-            logger.notice("instance \(x): destroyed by the \(provider.kind) provider: \(why)")
+            logger.notice("instance \(x): destroyed by the \(provider.kind) provider: \(why)", metadata: ["destroy_ms": "\(Self.millis(ContinuousClock.now - began))"])
             Failpoint.decommissionAfterDestroy.hit()
         } catch {
             logger.error("instance \(x): destroy failed (\(why)): \(error)")
@@ -252,4 +255,7 @@ public final class InstanceLifecycleLoop: Sendable {
     }
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// A duration in whole milliseconds, for the log.
+    static func millis(_ d: Duration) -> Int64 { d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -173,7 +173,9 @@ final class OutboundLink: Sendable {
         let config = core.config
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.milliseconds(config.connectTimeoutMs))
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            // A TCP-level option: `socketOption(.tcp_nodelay)` would set SOL_SOCKET's option 1,
+            // SO_DEBUG, which only CAP_NET_ADMIN may set (a container refuses it: EACCES).
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             // Detects a peer that vanished without FIN/RST even while the link is idle.
             .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark,
