@@ -28,7 +28,7 @@ CONFIG=$work/local-3.yaml
 # SIGKILL to the process group of every instance the process provider recorded (they run in
 # sessions of their own, so `peer down` does not reach them).
 kill_provided() {
-  for r in "$work"/.peer/local-3/data/instances/local-3/*/record.json; do
+  for r in "$work"/.peer/local-3/data/instances/process/local-3/*/record.json; do
     [[ -f $r ]] || continue
     local p; p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$r")
     if [[ $p -gt 1 ]]; then kill -KILL -- "-$p" 2>/dev/null || true; fi
@@ -102,14 +102,14 @@ run_one() {
 
 # The instances the process provider holds, and the added instances the state keeps (not
 # removed), both as sorted id lists: they must be equal.
-provided() { ls "$work/.peer/local-3/data/instances/local-3" 2>/dev/null | sort -n | tr '\n' ' '; }
+provided() { ls "$work/.peer/local-3/data/instances/process/local-3" 2>/dev/null | sort -n | tr '\n' ' '; }
 members_added() { "$PEER" instances list --config "$CONFIG" --consistent --output json | py "' '.join(i['id'] for i in s if int(i['id']) > 3 and i['state'] != 'removed')" | tr ' ' '\n' | sed '/^$/d' | sort -n | tr '\n' ' '; }
 
 run_add_remove() {
   local fp=$1
   rm -rf "$work/.peer"
   cp cluster-config/local-3.yaml "$CONFIG"
-  printf '\nprovider:\n  kind: process\n  ports: 32800-32899\n  addTimeoutMs: 120000\n' >> "$CONFIG"
+  printf '\nproviders:\n  - kind: process\n    ports: 32800-32899\n    addTimeoutMs: 120000\n' >> "$CONFIG"
   "$PEER" init --config "$CONFIG" >/dev/null
   PEER_FAILPOINT=armable "$PEER" up --config "$CONFIG" >/dev/null
   for t in "${tenants[@]}"; do "$PEER" tenants create "$t" --plan deployment --config "$CONFIG" --wait >/dev/null; done

@@ -25,7 +25,7 @@ CONFIG=$work/local-3.yaml
 dockerd_pid=
 cleanup() {
   "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null 2>&1 || true
-  for r in "$work"/.peer/local-3/data/instances/local-3/*/record.json "$work"/exec/local-3/*/record.json; do
+  for r in "$work"/.peer/local-3/data/instances/process/local-3/*/record.json "$work"/exec/local-3/*/record.json; do
     [[ -f $r ]] || continue
     p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$r")
     if [[ $p -gt 1 ]]; then kill -KILL -- "-$p" 2>/dev/null || true; fi
@@ -64,12 +64,12 @@ start_dockerd() {
 
 provider_yaml() {
   case $1 in
-    process) printf 'provider:\n  kind: process\n  ports: 33000-33499\n' ;;
+    process) printf 'providers:\n  - kind: process\n    ports: 33000-33499\n' ;;
     exec)
       local argv="[python3, $PWD/cluster-config/exec-local.py, OP, $work/exec, $PEER, 127.0.0.1, 33500]"
-      printf 'provider:\n  kind: exec\n  directory: %s\n  create: %s\n  destroy: %s\n  list: %s\n' "$work/exec-work" \
+      printf 'providers:\n  - kind: exec\n    directory: %s\n    create: %s\n    destroy: %s\n    list: %s\n' "$work/exec-work" \
         "${argv/OP/create}" "${argv/OP/destroy}" "${argv/OP/list}" ;;
-    docker) printf 'provider:\n  kind: docker\n  socket: %s\n  image: peer:bench\n  ports: 34000-34499\n' "$socket" ;;
+    docker) printf 'providers:\n  - kind: docker\n    socket: %s\n    image: peer:bench\n    ports: 34000-34499\n' "$socket" ;;
   esac
 }
 
@@ -112,8 +112,8 @@ for provider in $PROVIDERS; do
     tr=$(now_ms)
     "$PEER" instances remove "$id" --config "$CONFIG" --wait 300 >/dev/null
     t3=$(now_ms)
-    created=$(cat "$work"/.peer/local-3/run/peer-*.log | grep "instance $id: the $provider provider runs it" | grep -o 'create_ms=[0-9]*' | tail -1 | cut -d= -f2)
-    destroyed=$(cat "$work"/.peer/local-3/run/peer-*.log | grep "instance $id: destroyed by the $provider provider" | grep -o 'destroy_ms=[0-9]*' | tail -1 | cut -d= -f2)
+    created=$(cat "$work"/.peer/local-3/run/peer-*.log | grep "instance $id: the $provider provider $provider runs it" | grep -o 'create_ms=[0-9]*' | tail -1 | cut -d= -f2)
+    destroyed=$(cat "$work"/.peer/local-3/run/peer-*.log | grep "instance $id: destroyed by the $provider provider $provider" | grep -o 'destroy_ms=[0-9]*' | tail -1 | cut -d= -f2)
     adds+=($((t1 - t0))); serves+=($((t2 - t0))); removes+=($((t3 - tr))); creates+=("${created:-0}"); destroys+=("${destroyed:-0}")
     echo "  [$provider] round $round: instance $id active after $((t1 - t0)) ms, serving the moved tenant after $((t2 - t0)) ms (create $created ms); removed after $((t3 - tr)) ms (destroy $destroyed ms)" >&2
   done

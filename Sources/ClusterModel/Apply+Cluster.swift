@@ -9,6 +9,7 @@ extension ClusterState {
         guard c.deadlineMs > now else {
             throw Rejection(.invalidField, "deadline_ms \(c.deadlineMs) is not after the leader time \(now)")
         }
+        if !c.provider.isEmpty { try Validate.id(c.provider, "provider") }
         switch c.kind {
         case .provision:
             guard instances[c.instanceID] == nil else {
@@ -32,6 +33,7 @@ extension ClusterState {
         intent.instanceID = c.instanceID
         intent.deadlineMs = c.deadlineMs
         intent.recordedMs = now
+        intent.provider = c.provider
         intents[c.id] = intent
     }
 

@@ -8,6 +8,7 @@ extension ClusterState {
         for (value, field) in [(c.apiAddress, "api_address"), (c.routerAddress, "router_address"), (c.componentsAddress, "components_address")] where !value.isEmpty {
             do { try Validate.address(value) } catch { throw Rejection(.invalidField, "\(field): \(error.detail)") }
         }
+        if !c.provider.isEmpty { try Validate.id(c.provider, "provider") }
         // Routers connect to the components per request by address: no names.
         if !c.componentsAddress.isEmpty && !Validate.hasIPHost(c.componentsAddress) {
             throw Rejection(.invalidField, "components_address must be an IP address and port, got \(Validate.quoted(c.componentsAddress))")
@@ -31,6 +32,7 @@ extension ClusterState {
         instance.apiAddress = c.apiAddress
         instance.routerAddress = c.routerAddress
         instance.componentsAddress = c.componentsAddress
+        instance.provider = c.provider
         instance.role = c.role
         instance.version = c.version
         instance.protocolVersion = c.protocolVersion

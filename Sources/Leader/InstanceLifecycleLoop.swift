@@ -40,9 +40,21 @@ public final class InstanceLifecycleLoop: Sendable {
     /// The join files for a new instance (`peer` makes them: certificate, config, seeds).
     public typealias Bootstrap = @Sendable (_ instanceID: UInt64, _ state: ClusterState) throws -> [String: String]
 
+    /// One of the cluster's providers, by the name intents and instances record.
+    public struct NamedProvider: Sendable {
+        public var name: String
+        public var provider: any InstanceProvider
+
+        public init(name: String, provider: any InstanceProvider) {
+            self.name = name
+            self.provider = provider
+        }
+    }
+
     let settings: Settings
     let node: PeerNode
-    let provider: (any InstanceProvider)?
+    /// In the cluster file's order: the first is the default.
+    let providers: [NamedProvider]
     let bootstrap: Bootstrap
     let answering: @Sendable (_ term: Term) -> Set<NodeID>
     let logger: Logger
@@ -57,11 +69,11 @@ public final class InstanceLifecycleLoop: Sendable {
         var waiting: [String: String] = [:]
     }
 
-    public init(settings: Settings, node: PeerNode, provider: (any InstanceProvider)?, bootstrap: @escaping Bootstrap,
+    public init(settings: Settings, node: PeerNode, providers: [NamedProvider], bootstrap: @escaping Bootstrap,
                 answering: @escaping @Sendable (_ term: Term) -> Set<NodeID>, logger: Logger) {
         self.settings = settings
         self.node = node
-        self.provider = provider
+        self.providers = providers
         self.bootstrap = bootstrap
         self.answering = answering
         self.logger = logger
@@ -93,16 +105,20 @@ public final class InstanceLifecycleLoop: Sendable {
         }
         soft.withLock { $0.confirmedTerm = term }
         let now = Self.nowMs()
-        var provided: [String: InstanceLifecycle.Provided]?
-        if let provider {
+        // Every provider's list, merged (ids are the cluster's, so they never clash); if one
+        // cannot be listed, nothing is decided from lists this round.
+        var provided: [String: InstanceLifecycle.Provided]? = [:]
+        var holder: [String: String] = [:]
+        for p in providers {
             do {
-                let list = try await provider.list(clusterID: settings.clusterID)
-                provided = Dictionary(list.map { ($0.instanceID, $0.state == .running ? .running : .stopped) }, uniquingKeysWith: { a, _ in a })
+                for i in try await p.provider.list(clusterID: settings.clusterID) {
+                    provided?[i.instanceID] = i.state == .running ? .running : .stopped
+                    holder[i.instanceID] = p.name
+                }
             } catch {
-                logger.warning("instances: the \(provider.kind) provider cannot list this cluster's instances: \(error)")
+                logger.warning("instances: provider \(p.name) (\(p.provider.kind)) cannot list this cluster's instances: \(error)")
+                provided = nil
             }
-        } else {
-            provided = [:]
         }
         let unknownSince = soft.withLock { s -> [String: Int64] in
             let unknown = Set((provided ?? [:]).keys.filter { state.instance($0) == nil })
@@ -124,7 +140,7 @@ public final class InstanceLifecycleLoop: Sendable {
             case .waits(let x, let why):
                 waiting[x] = why
             case .create(let x, let why):
-                await create(x, why: why, state: state, now: now)
+                await create(x, why: why, state: state, holder: holder[x], now: now)
             case .propose(let body, let why):
                 await propose(body, why: why, term: term)
             case .addLearner(let x, let why):
@@ -134,7 +150,7 @@ public final class InstanceLifecycleLoop: Sendable {
             case .removeMember(let x, let why):
                 if await change(.removeNode, x, why: why) { Failpoint.decommissionAfterMemberRemoved.hit() }
             case .destroy(let x, let why):
-                await destroy(x, why: why)
+                await destroy(x, why: why, state: state, holder: holder[x])
             }
         }
         let changed = soft.withLock { s -> [String: String] in
@@ -144,11 +160,21 @@ public final class InstanceLifecycleLoop: Sendable {
         for (x, why) in changed.sorted(by: { $0.key < $1.key }) { logger.info("instance \(x) waits: \(why)") }
     }
 
-    func create(_ x: String, why: String, state: ClusterState, now: Int64) async {
-        guard let provider else {
-            logger.error("instance \(x): \(why), but this cluster has no provider configured (provider: in the cluster file)")
+    /// The provider for instance `x`: the one that holds it, else the one its intent or its
+    /// record names, else the first.
+    func provider(for x: String, state: ClusterState, holder: String?) -> NamedProvider? {
+        let named = holder ?? state.allIntents.first(where: { $0.instanceID == x && !$0.provider.isEmpty })?.provider
+            ?? state.instance(x).flatMap { $0.provider.isEmpty ? nil : $0.provider }
+        if let named { return providers.first { $0.name == named } }
+        return providers.first
+    }
+
+    func create(_ x: String, why: String, state: ClusterState, holder: String?, now: Int64) async {
+        guard let named = provider(for: x, state: state, holder: holder) else {
+            logger.error("instance \(x): \(why), but this cluster has no such provider (providers: in the cluster file)")
             return
         }
+        let provider = named.provider
         if let retry = soft.withLock({ $0.createRetry[x] }), retry.nextMs > now { return }
         guard let id = NodeID(x) else { return }
         let provided: ProvidedInstance
@@ -167,7 +193,7 @@ public final class InstanceLifecycleLoop: Sendable {
             return
         }
         soft.withLock { _ = $0.createRetry.removeValue(forKey: x) }
-        logger.notice("instance \(x): the \(provider.kind) provider runs it (\(provided.handle))", metadata: [
+        logger.notice("instance \(x): the \(provider.kind) provider \(named.name) runs it (\(provided.handle))", metadata: [
             "why": "\(why)", "peer": "\(provided.addresses.peer)", "api": "\(provided.addresses.api)",
             "create_ms": "\(Self.millis(ContinuousClock.now - began))",
         ])
@@ -182,6 +208,7 @@ public final class InstanceLifecycleLoop: Sendable {
         add.role = .learner
         add.version = settings.version
         add.protocolVersion = settings.protocolVersion
+        add.provider = named.name
         if await propose(.addInstance(add), why: "the provider created instance \(x)", term: node.leaderHint.term) {
             Failpoint.provisionAfterAddInstance.hit()
         }
@@ -233,12 +260,13 @@ public final class InstanceLifecycleLoop: Sendable {
         }
     }
 
-    func destroy(_ x: String, why: String) async {
-        guard let provider else { return }
+    func destroy(_ x: String, why: String, state: ClusterState, holder: String?) async {
+        guard let named = provider(for: x, state: state, holder: holder) else { return }
+        let provider = named.provider
         let began = ContinuousClock.now
         do {
             try await provider.destroy(clusterID: settings.clusterID, instanceID: x)
-            logger.notice("instance \(x): destroyed by the \(provider.kind) provider: \(why)", metadata: ["destroy_ms": "\(Self.millis(ContinuousClock.now - began))"])
+            logger.notice("instance \(x): destroyed by the \(provider.kind) provider \(named.name): \(why)", metadata: ["destroy_ms": "\(Self.millis(ContinuousClock.now - began))"])
             Failpoint.decommissionAfterDestroy.hit()
         } catch {
             logger.error("instance \(x): destroy failed (\(why)): \(error)")

@@ -17,7 +17,8 @@ public final class Leader: Sendable {
     let driver: OperationDriverLoop
     let watch: DataPlaneWatch
     let waker: Waker
-    /// The provisioner: instances added and removed through the provider (nil: none wired).
+    /// The provisioner: instances added and removed through the providers, learners promoted
+    /// (nil: not wired, in tests of the other loops).
     let instances: InstanceLifecycleLoop?
 
     /// - Parameters:

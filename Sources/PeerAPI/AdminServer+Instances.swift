@@ -95,9 +95,18 @@ extension AdminServer {
     /// instance as it will be (state `joining`, intent `provision`).
     func addInstance(_ req: InstanceChangeRequest) async throws(APIError) -> (InstanceInfo, HTTPResponse.Status) {
         guard let provisioning = config.provisioning else {
-            throw APIError("conflict", "this cluster has no provider: add a `provider:` section to the cluster file (docs/providers.md) to add instances")
+            throw APIError("conflict", "this cluster has no provider: add `providers:` to the cluster file (docs/providers.md) to add instances")
         }
-        let timeout = req.timeoutMs ?? provisioning.addTimeoutMs
+        let provider: Provisioning.Provider
+        if let name = req.provider {
+            guard let named = provisioning.providers.first(where: { $0.name == name }) else {
+                throw APIError("badRequest", "no provider \(name); the cluster file's providers: \(provisioning.providers.map(\.name).joined(separator: ", "))")
+            }
+            provider = named
+        } else {
+            provider = provisioning.providers[0]
+        }
+        let timeout = req.timeoutMs ?? provider.addTimeoutMs
         guard (10_000...86_400_000).contains(timeout) else { throw APIError("badRequest", "timeoutMs must be 10000..86400000, got \(timeout)") }
         let seeds = Set(config.members.keys)
         let id: String
@@ -122,6 +131,7 @@ extension AdminServer {
         c.kind = .provision
         c.instanceID = id
         c.deadlineMs = Self.nowMs() + timeout
+        c.provider = provider.name
         let (result, first) = try await propose(.recordIntent(c), clientId: client, sequence: sequence) { state in
             state.allIntents.first { $0.kind == .provision && $0.id.hasSuffix("-" + tag) }
         }
@@ -133,12 +143,14 @@ extension AdminServer {
             var info = InstanceInfo(id: first.instanceID, address: "", role: "learner", state: "joining", version: "", activeTenants: 0, placements: 0)
             info.intent = "provision"
             info.intentDeadlineMs = first.deadlineMs
+            info.provider = first.provider
             return (info, .accepted)
         case .applied:
             Failpoint.provisionAfterCommit.hit()
             var info = InstanceInfo(id: id, address: "", role: "learner", state: "joining", version: "", activeTenants: 0, placements: 0)
             info.intent = "provision"
             info.intentDeadlineMs = c.deadlineMs
+            info.provider = c.provider
             return (info, .accepted)
         default:
             throw Self.apiError(result)
@@ -244,6 +256,7 @@ extension InstanceInfo {
         apiAddress = instance.apiAddress.isEmpty ? nil : instance.apiAddress
         routerAddress = instance.routerAddress.isEmpty ? nil : instance.routerAddress
         componentsAddress = instance.componentsAddress.isEmpty ? nil : instance.componentsAddress
+        provider = instance.provider.isEmpty ? nil : instance.provider
         if let intent = state.allIntents.first(where: { $0.instanceID == instance.id }) {
             self.intent = intent.kind == .provision ? "provision" : "decommission"
             intentDeadlineMs = intent.deadlineMs

@@ -29,15 +29,27 @@ public struct MemberAddresses: Sendable, Hashable {
     public var api: String { apiHost.contains(":") ? "[\(apiHost)]:\(apiPort)" : "\(apiHost):\(apiPort)" }
 }
 
-/// What the API says of the cluster's provider.
+/// What the API knows of the cluster's providers (`providers:`), the first the default.
 public struct Provisioning: Sendable, Hashable {
-    public var kind: String
-    /// An add not active after this long is undone (`provider.addTimeoutMs`).
-    public var addTimeoutMs: Int64
+    public struct Provider: Sendable, Hashable {
+        public var name: String
+        public var kind: String
+        /// An add not active after this long is undone (`providers[i].addTimeoutMs`).
+        public var addTimeoutMs: Int64
 
-    public init(kind: String, addTimeoutMs: Int64) {
-        self.kind = kind
-        self.addTimeoutMs = addTimeoutMs
+        public init(name: String, kind: String, addTimeoutMs: Int64) {
+            self.name = name
+            self.kind = kind
+            self.addTimeoutMs = addTimeoutMs
+        }
+    }
+
+    /// Never empty.
+    public var providers: [Provider]
+
+    public init?(_ providers: [Provider]) {
+        guard !providers.isEmpty else { return nil }
+        self.providers = providers
     }
 }
 
@@ -64,7 +76,7 @@ public struct AdminServerConfiguration: Sendable {
     public var adminTokenSHA256: [UInt8]?
     /// Connection caps and timeouts of the API's listener, and the largest request.
     public var limits = ListenerLimits()
-    /// The cluster's provider, if it has one: `POST /v1/instances` needs it.
+    /// The cluster's providers, if it has any: `POST /v1/instances` needs one.
     public var provisioning: Provisioning?
     /// The Open Service Broker API (`/v2`); nil serves no `/v2` routes.
     public var broker: BrokerConfiguration?

@@ -82,6 +82,8 @@ public struct InstanceInfo: Codable, Sendable, Hashable {
     public var componentsAddress: String?
     /// `provision` while it is being added, `decommission` while it is being removed.
     public var intent: String?
+    /// The provider that created it (nil: a config file peer), or that an add will use.
+    public var provider: String?
     /// When that intent gives up (an add) or is due (leader's clock, Unix ms).
     public var intentDeadlineMs: Int64?
 
@@ -112,14 +114,17 @@ public struct FailpointsInfo: Codable, Sendable, Hashable {
 public struct InstanceChangeRequest: Codable, Sendable, Hashable {
     public var clientId: String?
     public var sequence: UInt64?
-    /// How long the add may take before the leader undoes it (default: the cluster's
-    /// `provider.addTimeoutMs`); for a removal, how long before it is reported overdue.
+    /// How long the add may take before the leader undoes it (default: the provider's
+    /// `addTimeoutMs`); for a removal, how long before it is reported overdue.
     public var timeoutMs: Int64?
+    /// The add's provider, by name (default: the first of the cluster's `providers`).
+    public var provider: String?
 
-    public init(clientId: String? = nil, sequence: UInt64? = nil, timeoutMs: Int64? = nil) {
+    public init(clientId: String? = nil, sequence: UInt64? = nil, timeoutMs: Int64? = nil, provider: String? = nil) {
         self.clientId = clientId
         self.sequence = sequence
         self.timeoutMs = timeoutMs
+        self.provider = provider
     }
 }
 

@@ -1,19 +1,24 @@
 @preconcurrency import Yams
 
 extension ClusterConfig {
-    /// `provider:`: how the leader creates and destroys instances (docs/providers.md). Absent:
-    /// the cluster's instances are its config file's peers only, and `peer instances add` says so.
+    /// One of `providers:`: how the leader creates and destroys instances (docs/providers.md).
+    /// No providers: the cluster's instances are its config file's peers only, and
+    /// `peer instances add` says so. The first is the default of `peer instances add`.
     public struct Provider: Sendable, Hashable {
         public enum Kind: String, Sendable, Hashable, CaseIterable {
             case process, docker, exec
         }
 
+        /// What `peer instances add --provider` names and each instance records (default: the
+        /// kind): 1-63 of `[a-z0-9-]`, unique in the file.
+        public var name: String
         public var kind: Kind
         /// The host the new instances listen on (process, docker: host networking).
         public var host: String
         /// Ports handed out in blocks (peer, api, router, router control, components).
         public var ports: ClosedRange<Int>
-        /// process: where each instance's directory lives (`<dataDir>/instances` by default).
+        /// process: where each instance's directory lives; exec: the scripts' working directory
+        /// (`<dataDir>/instances/<name>` by default).
         public var directory: String
         /// process, docker: the instance's command with placeholders; nil: the provider's default.
         public var command: [String]?
@@ -33,7 +38,30 @@ extension ClusterConfig {
 }
 
 extension ConfigDecoder {
-    static let providerKeys = ["kind", "host", "ports", "directory", "command", "socket", "image", "create", "destroy", "list", "addTimeoutMs"]
+    static let providerKeys = ["name", "kind", "host", "ports", "directory", "command", "socket", "image", "create", "destroy", "list", "addTimeoutMs"]
+
+    /// `providers:`: a list of providers, names unique, port ranges of one host apart.
+    mutating func providers(_ node: Node, at keyPath: String, dataDir: String) throws(ConfigError) -> [ClusterConfig.Provider] {
+        record(keyPath, node)
+        let items = try reader.sequence(node, at: keyPath, what: "providers (mappings)")
+        guard (1...16).contains(items.count) else { throw reader.error(keyPath, node, "must list 1-16 providers, got \(items.count)") }
+        var list: [ClusterConfig.Provider] = []
+        for (i, item) in items.enumerated() {
+            let path = "\(keyPath)[\(i)]"
+            let p = try provider(item, at: path, dataDir: dataDir)
+            if let other = list.first(where: { $0.name == p.name }) {
+                throw reader.error(path, item, "name '\(p.name)' is used twice (\(other.kind.rawValue) and \(p.kind.rawValue)); give each provider its own name")
+            }
+            if let other = list.first(where: { $0.directory == p.directory }) {
+                throw reader.error(path + ".directory", item, "\(p.directory) is provider '\(other.name)'s directory too; each provider keeps its own")
+            }
+            if p.kind != .exec, let other = list.first(where: { $0.kind != .exec && $0.host == p.host && $0.ports.overlaps(p.ports) }) {
+                throw reader.error(path + ".ports", item, "\(p.ports.lowerBound)-\(p.ports.upperBound) overlaps provider '\(other.name)' (\(other.ports.lowerBound)-\(other.ports.upperBound)) on \(p.host)")
+            }
+            list.append(p)
+        }
+        return list
+    }
 
     mutating func provider(_ node: Node, at keyPath: String, dataDir: String) throws(ConfigError) -> ClusterConfig.Provider {
         let map = try reader.mapping(node, at: keyPath, allowed: Self.providerKeys, what: "provider settings (\(Self.providerKeys.joined(separator: ", ")))")
@@ -68,7 +96,11 @@ extension ConfigDecoder {
         guard bounds.count == 2, let low = Int(bounds[0]), let high = Int(bounds[1]), 1024 <= low, low < high, high <= 65535 else {
             throw reader.error(map.path("ports"), map.value("ports"), "must be LOW-HIGH with 1024 <= LOW < HIGH <= 65535, got '\(portsText)'")
         }
-        var directory = FilePath.join(dataDir, "instances")
+        let name = try text("name", kind.rawValue)
+        guard (1...63).contains(name.utf8.count), name.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }) else {
+            throw reader.error(map.path("name"), map.value("name"), "must be 1-63 of a-z, 0-9 and '-', got '\(name)'")
+        }
+        var directory = FilePath.join(FilePath.join(dataDir, "instances"), name)
         if let n = map.value("directory") { directory = try path(n, at: map.path("directory")) }
         var addTimeoutMs = 300_000
         if let n = map.value("addTimeoutMs") {
@@ -76,7 +108,7 @@ extension ConfigDecoder {
             addTimeoutMs = try reader.integer(n, at: map.path("addTimeoutMs"), in: ClusterConfig.Provider.addTimeoutMsRange)
         }
         let provider = ClusterConfig.Provider(
-            kind: kind, host: host, ports: low...high, directory: directory, command: try argv("command"),
+            name: name, kind: kind, host: host, ports: low...high, directory: directory, command: try argv("command"),
             socket: try text("socket", "/var/run/docker.sock"), image: try text("image", "peer:dev"),
             create: try argv("create") ?? [], destroy: try argv("destroy") ?? [], list: try argv("list") ?? [],
             addTimeoutMs: addTimeoutMs)

@@ -19,7 +19,7 @@ extension ClusterConfig {
         ("limits.api", ConfigDecoder.apiLimitsKeys),
         ("limits.transport", ConfigDecoder.transportLimitsKeys),
         ("limits.routerControl", ConfigDecoder.routerControlLimitsKeys),
-        ("provider", ConfigDecoder.providerKeys),
+        ("providers[i]", ConfigDecoder.providerKeys),
     ]
 
     /// Every key path the file accepts (`timing.tickMs`, `peers[i].api`, ...).

@@ -29,8 +29,9 @@ public struct ClusterConfig: Sendable, Hashable {
     public let router: RouterSettings
     /// Connection caps and timeouts of the API and peer listeners (defaults when absent).
     public let limits: Limits
-    /// How the leader creates and destroys instances; nil: instances are the file's peers only.
-    public let provider: Provider?
+    /// How the leader creates and destroys instances, the first by default; none: instances are
+    /// the file's peers only.
+    public let providers: [Provider]
     /// The absolute path of the file this came from; nil for text given to `parse`.
     public let file: String?
 

@@ -157,27 +157,31 @@ enum ProviderWiring {
         ]
     }
 
-    static func make(_ config: ClusterConfig, peerBinary: String) throws -> (any InstanceProvider)? {
-        guard let p = config.provider else { return nil }
+    /// The cluster file's providers, in its order (the first is the default).
+    static func make(_ config: ClusterConfig, peerBinary: String) throws -> [InstanceLifecycleLoop.NamedProvider] {
         // Enough component ports for the highest offset of the catalog.
         let componentPorts = (config.components.map(\.portOffset).max() ?? 0) + 1
-        do {
-            switch p.kind {
-            case .process:
-                let plan = try PortPlan(host: p.host, range: p.ports, componentPorts: componentPorts)
-                return ProcessProvider(ProcessProvider.Settings(
-                    directory: p.directory, ports: plan, command: try CommandTemplate(p.command ?? defaultCommand(peerBinary: peerBinary))))
-            case .docker:
-                let plan = try PortPlan(host: p.host, range: p.ports, componentPorts: componentPorts)
-                var settings = DockerProvider.Settings(
-                    image: p.image, ports: plan, command: try CommandTemplate(p.command ?? defaultCommand(peerBinary: "/usr/local/bin/peer")))
-                settings.socketPath = p.socket
-                return DockerProvider(settings)
-            case .exec:
-                return ExecProvider(ExecProvider.Settings(create: p.create, destroy: p.destroy, list: p.list, workDirectory: p.directory))
+        return try config.providers.map { p in
+            do {
+                let provider: any InstanceProvider
+                switch p.kind {
+                case .process:
+                    let plan = try PortPlan(host: p.host, range: p.ports, componentPorts: componentPorts)
+                    provider = ProcessProvider(ProcessProvider.Settings(
+                        directory: p.directory, ports: plan, command: try CommandTemplate(p.command ?? defaultCommand(peerBinary: peerBinary))))
+                case .docker:
+                    let plan = try PortPlan(host: p.host, range: p.ports, componentPorts: componentPorts)
+                    var settings = DockerProvider.Settings(
+                        image: p.image, ports: plan, command: try CommandTemplate(p.command ?? defaultCommand(peerBinary: "/usr/local/bin/peer")))
+                    settings.socketPath = p.socket
+                    provider = DockerProvider(settings)
+                case .exec:
+                    provider = ExecProvider(ExecProvider.Settings(create: p.create, destroy: p.destroy, list: p.list, workDirectory: p.directory))
+                }
+                return InstanceLifecycleLoop.NamedProvider(name: p.name, provider: provider)
+            } catch {
+                throw CLIError("provider \(p.name) (\(p.kind.rawValue)): \(error)")
             }
-        } catch {
-            throw CLIError("provider (\(p.kind.rawValue)): \(error)")
         }
     }
 

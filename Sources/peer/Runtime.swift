@@ -131,7 +131,9 @@ enum PeerRuntime {
         apiConfig.member = { id in directory.entry(id)?.addresses }
         apiConfig.limits = ListenerLimits(s.config.limits.api)
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
-        if let p = s.config.provider { apiConfig.provisioning = Provisioning(kind: p.kind.rawValue, addTimeoutMs: Int64(p.addTimeoutMs)) }
+        apiConfig.provisioning = Provisioning(s.config.providers.map {
+            Provisioning.Provider(name: $0.name, kind: $0.kind.rawValue, addTimeoutMs: Int64($0.addTimeoutMs))
+        })
         let brokerConfig = BrokerConfiguration(
             username: s.broker.username, password: try BrokerFiles.loadVerifier(path: s.brokerPasswordHashFile), catalog: BrokerCatalog(s.catalog),
             tenantURLTemplate: s.broker.tenantURL, instanceCapacityUnits: UInt64(s.broker.instanceCapacity),
@@ -217,18 +219,15 @@ extension PeerRuntime {
                     routerAddress: $0.routerAddress?.description ?? "", componentsAddress: $0.componentAddress?.description ?? "")
             },
             version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion, logger: logger)
-        var instances: InstanceLifecycleLoop?
-        if s.config.provider != nil || !s.joining {
-            var settings = InstanceLifecycleLoop.Settings(
-                clusterID: s.clusterID, selfID: s.selfID, version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion)
-            settings.orphanGraceMs = Int64(s.config.timing.instanceLostAfterMs) * 12
-            var lifecycleLogger = logger
-            lifecycleLogger[metadataKey: "part"] = "instances"
-            instances = InstanceLifecycleLoop(
-                settings: settings, node: node, provider: try ProviderWiring.make(s.config, peerBinary: PeerProcesses.selfExecutable()),
-                bootstrap: try ProviderWiring.bootstrap(config: s.config),
-                answering: { term in watch.answering(term: term) }, logger: lifecycleLogger)
-        }
+        var settings = InstanceLifecycleLoop.Settings(
+            clusterID: s.clusterID, selfID: s.selfID, version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion)
+        settings.orphanGraceMs = Int64(s.config.timing.instanceLostAfterMs) * 12
+        var lifecycleLogger = logger
+        lifecycleLogger[metadataKey: "part"] = "instances"
+        let instances = InstanceLifecycleLoop(
+            settings: settings, node: node, providers: try ProviderWiring.make(s.config, peerBinary: PeerProcesses.selfExecutable()),
+            bootstrap: try ProviderWiring.bootstrap(config: s.config),
+            answering: { term in watch.answering(term: term) }, logger: lifecycleLogger)
         return Leader(
             node: node, registrar: registrar, policy: policy, watch: watch, instances: instances,
             driverIntervalMillis: s.broker.driverIntervalMs, logger: logger)

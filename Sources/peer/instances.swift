@@ -36,9 +36,12 @@ struct InstancesList: AsyncParsableCommand {
 
 enum InstancesTable {
     static func render(_ instances: [InstanceInfo]) -> String {
-        var rows = [["INSTANCE", "ADDRESS", "ROLE", "STATE", "VERSION", "SERVING", "PLACED"]]
+        var rows = [["INSTANCE", "ADDRESS", "ROLE", "STATE", "VERSION", "SERVING", "PLACED", "PROVIDER", "INTENT"]]
         for i in instances {
-            rows.append([i.id, i.address, i.role, i.state, i.version, String(i.activeTenants), i.placements.map(String.init) ?? "-"])
+            rows.append([
+                i.id, i.address, i.role, i.state, i.version, String(i.activeTenants), i.placements.map(String.init) ?? "-",
+                i.provider ?? "-", i.intent ?? "-",
+            ])
         }
         return Table.render(rows) + "\(instances.count) instance(s)\n"
     }

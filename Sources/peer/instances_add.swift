@@ -11,7 +11,10 @@ struct InstancesAdd: AsyncParsableCommand {
         commandName: "add",
         abstract: "Add an instance through the cluster's provider; wait until it is active.")
 
-    @Option(help: "The add is undone by the leader if the instance is not active after this many seconds (default: provider.addTimeoutMs).")
+    @Option(help: "The provider to create it with, by name (default: the first of the cluster file's providers).")
+    var provider: String?
+
+    @Option(help: "The add is undone by the leader if the instance is not active after this many seconds (default: the provider's addTimeoutMs).")
     var addTimeout: Int?
 
     @Option(help: "Give up waiting after this many seconds (the add goes on; `peer instances list` shows it).")
@@ -20,7 +23,8 @@ struct InstancesAdd: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let request = InstanceChangeRequest(clientId: WriteClient.freshClientID(), sequence: 1, timeoutMs: addTimeout.map { Int64($0) * 1000 })
+        let request = InstanceChangeRequest(
+            clientId: WriteClient.freshClientID(), sequence: 1, timeoutMs: addTimeout.map { Int64($0) * 1000 }, provider: provider)
         let ctx = try ClusterContext(configPath: options.config)
         let client = WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
         let answer = try await client.send(method: .POST, path: "/v1/instances", body: Array(try JSONEncoder().encode(request)))
@@ -37,7 +41,7 @@ struct InstancesAdd: AsyncParsableCommand {
             switch (current.state, current.intent) {
             case ("active", nil): return .done
             case ("active", _): return .waiting("active; the leader is closing the add")
-            case ("joining", "provision"?): return .waiting("joining as \(current.role) at \(current.address)")
+            case ("joining", "provision"?): return .waiting("joining as \(current.role) at \(current.address) (provider \(current.provider ?? "?"))")
             case ("removed", _), ("joining", nil):
                 return .failed("instance \(current.id) is \(current.state): the add was undone (the leader's log says why)")
             default: return .waiting("\(current.state)")

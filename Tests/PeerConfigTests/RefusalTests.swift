@@ -13,7 +13,7 @@ import Testing
     }
 
     @Test func aDocumentThatIsNotAMappingIsRefused() {
-        let what = "must be a mapping of cluster settings (cluster, dataDir, tlsDir, runDir, timing, peers, admin, broker, catalog, components, router, limits, provider)"
+        let what = "must be a mapping of cluster settings (cluster, dataDir, tlsDir, runDir, timing, peers, admin, broker, catalog, components, router, limits, providers)"
         expectRefused("- a\n- b\n", keyPath: "", reason: what + ", got a list", line: 1)
         expectRefused("hello\n", keyPath: "", reason: what + ", got 'hello'", line: 1)
     }

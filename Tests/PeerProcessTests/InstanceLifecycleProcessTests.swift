@@ -12,10 +12,10 @@ import Glibc
 @Suite struct InstanceLifecycleProcessTests {
     @Test func anAddedInstanceServesAMovedTenantAndIsRemovedUnderLoadWithoutAFailedRequestOrALeftover() async throws {
         let base = try ProcessCluster.freeRange(21, avoiding: [])
-        let provider = "provider:\n  kind: process\n  ports: \(base)-\(base + 20)\n  addTimeoutMs: 120000\n"
+        let provider = "providers:\n  - kind: process\n    ports: \(base)-\(base + 20)\n    addTimeoutMs: 120000\n"
         let c = try ProcessCluster(instanceLostAfterMs: 2_000, extraYAML: DataPlaneProcessTests.unlimitedCatalog + provider, dataPlane: true)
         // Whatever happens, no provided peer outlives the test (they run in sessions of their own).
-        defer { Self.killProvided(records: "\(c.dir)/data/instances/proc-test") }
+        defer { Self.killProvided(records: "\(c.dir)/data/instances/process/proc-test") }
         try await c.must(["init", "--config", c.configPath])
         try await c.must(["up", "--config", c.configPath])
         try await c.must(["tenants", "create", "hot", "--plan", "unlimited", "--config", c.configPath, "--wait"])
@@ -32,7 +32,7 @@ import Glibc
         let added = try await c.must(["instances", "add", "--config", c.configPath, "--wait", "90"], timeoutSeconds: 100)
         #expect(added.contains("instance 4 active"), "\(added)")
         print("peer instances add:\n\(added)")
-        let record = "\(c.dir)/data/instances/proc-test/4/record.json"
+        let record = "\(c.dir)/data/instances/process/proc-test/4/record.json"
         let recordJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: record))) as? [String: Any] ?? [:]
         let joinerPid = pid_t(try #require(recordJSON["pid"] as? Int))
         #expect(kill(joinerPid, 0) == 0, "the provider's process for instance 4 runs")
@@ -65,7 +65,7 @@ import Glibc
         let after = try await DataPlaneProcessTests.request(c, router: router, tenant: "hot")
         #expect(after.status == 200 && !after.servedBy.hasPrefix("4/"), "\(after)")
         // The provider holds nothing; the membership is the three configured peers.
-        let left = (try? FileManager.default.contentsOfDirectory(atPath: "\(c.dir)/data/instances/proc-test")) ?? []
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: "\(c.dir)/data/instances/process/proc-test")) ?? []
         #expect(left.isEmpty, "the provider still holds \(left)")
         let stat = (try? String(contentsOfFile: "/proc/\(joinerPid)/stat", encoding: .utf8)) ?? ""
         #expect(stat.isEmpty || stat.split(separator: ")").last?.split(separator: " ").first == "Z", "instance 4's process still runs: \(stat)")
@@ -74,6 +74,12 @@ import Glibc
         let live = instances.filter { $0["state"] as? String != "removed" }.compactMap { $0["id"] as? String }.sorted()
         #expect(live == ["1", "2", "3"], "\(instances)")
         #expect(instances.first { $0["id"] as? String == "4" }?["state"] as? String == "removed")
+        // An unknown provider is refused at once, naming the ones there are.
+        let unknown = try await c.run(["instances", "add", "--provider", "nope", "--config", c.configPath, "--wait", "5"], timeoutSeconds: 30)
+        #expect(unknown.status != 0 && unknown.stderr.contains("no provider nope; the cluster file's providers: process"), "\(unknown.stderr)")
+        // A voter the cluster needs is refused at once, with the reason, and nothing recorded.
+        let refused = try await c.run(["instances", "remove", "1", "--config", c.configPath, "--wait", "5"], timeoutSeconds: 30)
+        #expect(refused.status != 0 && refused.stderr.contains("below voters_target 3") && refused.stderr.contains("add an instance first"), "\(refused.stderr)")
         let status = try await c.statusJSON(consistent: true)
         let roles = (status["members"] as? [[String: Any]] ?? []).compactMap { $0["role"] as? String }
         #expect(roles == ["voter", "voter", "voter"], "\(status)")

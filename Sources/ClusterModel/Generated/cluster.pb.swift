@@ -622,6 +622,9 @@ public nonisolated struct PBAddInstance: Sendable {
   /// components' host and base port ("" = no components)
   public var componentsAddress: String = String()
 
+  /// the provider that created it ("" = none: a config member)
+  public var provider: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -979,6 +982,9 @@ public nonisolated struct PBRecordIntent: Sendable {
   /// Unix ms, leader's clock; after it the controller retries or undoes
   public var deadlineMs: Int64 = 0
 
+  /// provision: the name of the provider that creates it ("" = the cluster's first)
+  public var provider: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1088,6 +1094,8 @@ public nonisolated struct PBInstance: Sendable {
   public var routerAddress: String = String()
 
   public var componentsAddress: String = String()
+
+  public var provider: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1222,6 +1230,8 @@ public nonisolated struct PBIntent: Sendable {
   public var deadlineMs: Int64 = 0
 
   public var recordedMs: Int64 = 0
+
+  public var provider: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1829,7 +1839,7 @@ nonisolated extension PBQuotas: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
 
 nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AddInstance"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{3}api_address\0\u{3}router_address\0\u{3}components_address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{3}api_address\0\u{3}router_address\0\u{3}components_address\0\u{1}provider\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1845,6 +1855,7 @@ nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 6: try { try decoder.decodeSingularStringField(value: &self.apiAddress) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.routerAddress) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.componentsAddress) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.provider) }()
       default: break
       }
     }
@@ -1875,6 +1886,9 @@ nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if !self.componentsAddress.isEmpty {
       try visitor.visitSingularStringField(value: self.componentsAddress, fieldNumber: 8)
     }
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1887,6 +1901,7 @@ nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.apiAddress != rhs.apiAddress {return false}
     if lhs.routerAddress != rhs.routerAddress {return false}
     if lhs.componentsAddress != rhs.componentsAddress {return false}
+    if lhs.provider != rhs.provider {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2605,7 +2620,7 @@ nonisolated extension PBChangeTenantPlan: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension PBRecordIntent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RecordIntent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{3}instance_id\0\u{3}deadline_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{3}instance_id\0\u{3}deadline_ms\0\u{1}provider\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2617,6 +2632,7 @@ nonisolated extension PBRecordIntent: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.deadlineMs) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.provider) }()
       default: break
       }
     }
@@ -2635,6 +2651,9 @@ nonisolated extension PBRecordIntent: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.deadlineMs != 0 {
       try visitor.visitSingularInt64Field(value: self.deadlineMs, fieldNumber: 4)
     }
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2643,6 +2662,7 @@ nonisolated extension PBRecordIntent: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.kind != rhs.kind {return false}
     if lhs.instanceID != rhs.instanceID {return false}
     if lhs.deadlineMs != rhs.deadlineMs {return false}
+    if lhs.provider != rhs.provider {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2829,7 +2849,7 @@ nonisolated extension PBOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
 
 nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Instance"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{1}state\0\u{3}state_since_ms\0\u{3}api_address\0\u{3}router_address\0\u{3}components_address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{1}state\0\u{3}state_since_ms\0\u{3}api_address\0\u{3}router_address\0\u{3}components_address\0\u{1}provider\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2847,6 +2867,7 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       case 8: try { try decoder.decodeSingularStringField(value: &self.apiAddress) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.routerAddress) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.componentsAddress) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.provider) }()
       default: break
       }
     }
@@ -2883,6 +2904,9 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if !self.componentsAddress.isEmpty {
       try visitor.visitSingularStringField(value: self.componentsAddress, fieldNumber: 10)
     }
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2897,6 +2921,7 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if lhs.apiAddress != rhs.apiAddress {return false}
     if lhs.routerAddress != rhs.routerAddress {return false}
     if lhs.componentsAddress != rhs.componentsAddress {return false}
+    if lhs.provider != rhs.provider {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3153,7 +3178,7 @@ nonisolated extension PBOperation: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension PBIntent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Intent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{3}instance_id\0\u{3}deadline_ms\0\u{3}recorded_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{3}instance_id\0\u{3}deadline_ms\0\u{3}recorded_ms\0\u{1}provider\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3166,6 +3191,7 @@ nonisolated extension PBIntent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
       case 3: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.deadlineMs) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.recordedMs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.provider) }()
       default: break
       }
     }
@@ -3187,6 +3213,9 @@ nonisolated extension PBIntent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
     if self.recordedMs != 0 {
       try visitor.visitSingularInt64Field(value: self.recordedMs, fieldNumber: 5)
     }
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3196,6 +3225,7 @@ nonisolated extension PBIntent: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
     if lhs.instanceID != rhs.instanceID {return false}
     if lhs.deadlineMs != rhs.deadlineMs {return false}
     if lhs.recordedMs != rhs.recordedMs {return false}
+    if lhs.provider != rhs.provider {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
