@@ -161,7 +161,7 @@ public enum InstanceLifecycle {
                         actions.append(.propose(.setInstanceState(instanceState(x, .draining)), why: "removing instance \(x): drain it first"))
                     }
                 case .draining:
-                    let overdue = intent.deadlineMs <= inputs.nowMs ? "; the removal is \(inputs.nowMs - intent.deadlineMs) ms past its deadline" : ""
+                    let overdue = intent.deadlineMs <= inputs.nowMs ? "; the removal is past its deadline" : ""
                     actions.append(.waits(instance: x, why: "instance \(x) is draining (\(state.placements(onInstance: x).count) placement(s) left)\(overdue)"))
                 case .joining, .drained:
                     if members.contains(x) {

@@ -165,13 +165,19 @@ public final class InstanceLifecycleLoop: Sendable {
     func provider(for x: String, state: ClusterState, holder: String?) -> NamedProvider? {
         let named = holder ?? state.allIntents.first(where: { $0.instanceID == x && !$0.provider.isEmpty })?.provider
             ?? state.instance(x).flatMap { $0.provider.isEmpty ? nil : $0.provider }
-        if let named { return providers.first { $0.name == named } }
+        if let named {
+            guard let p = providers.first(where: { $0.name == named }) else {
+                logger.error("instance \(x): its provider \(named) is not in the cluster file's providers (\(providers.map(\.name).joined(separator: ", "))): nothing can create or destroy it; put the provider back, or destroy the instance by hand")
+                return nil
+            }
+            return p
+        }
         return providers.first
     }
 
     func create(_ x: String, why: String, state: ClusterState, holder: String?, now: Int64) async {
         guard let named = provider(for: x, state: state, holder: holder) else {
-            logger.error("instance \(x): \(why), but this cluster has no such provider (providers: in the cluster file)")
+            if providers.isEmpty { logger.error("instance \(x): \(why), but the cluster file has no providers") }
             return
         }
         let provider = named.provider

@@ -17,8 +17,8 @@ extension ClusterConfig {
         public var host: String
         /// Ports handed out in blocks (peer, api, router, router control, components).
         public var ports: ClosedRange<Int>
-        /// process: where each instance's directory lives; exec: the scripts' working directory
-        /// (`<dataDir>/instances/<name>` by default).
+        /// process: where each instance's directory lives; exec: where each call's request and
+        /// answer files live (`<dataDir>/instances/<name>` by default).
         public var directory: String
         /// process, docker: the instance's command with placeholders; nil: the provider's default.
         public var command: [String]?

@@ -38,8 +38,12 @@ final class LocalCluster {
     /// `PeerNodeOptions.snapshotLogBytesRatio` of nodes started from now on.
     var snapshotLogBytesRatio: Double = 1
 
-    init(size: Int, tickMillis: Int = 5, snapshotEvery: UInt64 = 10_000) throws {
+    /// Raft's check-quorum (a leader that hears from no quorum steps down).
+    let checkQuorum: Bool
+
+    init(size: Int, tickMillis: Int = 5, snapshotEvery: UInt64 = 10_000, checkQuorum: Bool = true) throws {
         ids = (1...UInt64(size)).map { $0 }
+        self.checkQuorum = checkQuorum
         self.tickMillis = tickMillis
         self.snapshotEvery = snapshotEvery
         for id in ids {
@@ -51,6 +55,7 @@ final class LocalCluster {
     func options(_ id: NodeID) -> PeerNodeOptions {
         var raft = RaftConfig(id: id)
         raft.electionTimeoutTicks = electionTicks
+        raft.checkQuorum = checkQuorum
         var o = PeerNodeOptions(raft: raft)
         o.tickMillis = tickMillis
         o.snapshotEveryEntries = snapshotEvery

@@ -164,7 +164,16 @@ import Testing
             a.transport.setPeer(2, address: PeerAddress(host: "127.0.0.1", port: 1))
             #expect(await a.events.first { if case .peerUnreachable(2, _) = $0 { return true }; return false } != nil)
             #expect(a.logs.contains("peer unreachable"))
-            #expect(a.transport.send(Message(kind: .heartbeat, from: 1, to: 2, term: 1)) == .dropped(.peerUnreachable))
+            // While it backs off, sends are dropped; its next attempt (after a backoff that grows
+            // from 100 ms, with jitter) queues them for that attempt. On a loaded machine the event above may be
+            // read during an attempt: send until one lands in a backoff (bounded).
+            var dropped = false
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !dropped, ContinuousClock.now < deadline {
+                dropped = a.transport.send(Message(kind: .heartbeat, from: 1, to: 2, term: 1)) == .dropped(.peerUnreachable)
+                if !dropped { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            #expect(dropped, "no send was dropped while peer 2 was unreachable")
 
             let b = try await scope.start(2, security: .mutualTLS(try pki.peer(2)))
             b.transport.setPeer(1, address: a.address)  // makes 1 a member B accepts
