@@ -252,9 +252,11 @@ public final class AdminServer: Sendable {
                 return report
             }
         }
-        router.get("operations/:id") { _, context in
+        router.get("operations/:id") { request, context in
             let id = Self.pathSegment(context, "id")
-            return await self.respond { () async throws(APIError) -> OperationInfo in try await self.operation(try id.get()) }
+            return await self.respond { () async throws(APIError) -> OperationInfo in
+                try await self.operation(try id.get(), consistent: Self.flag(request, "consistent"))
+            }
         }
         router.post("tenants/:id/move") { request, context in
             var request = request
@@ -473,10 +475,12 @@ public final class AdminServer: Sendable {
         }
     }
 
-    func operation(_ id: String) async throws(APIError) -> OperationInfo {
+    /// `consistent`: a linearizable read, so a client polling the operation it just started
+    /// through another member never reads a state from before it (404).
+    func operation(_ id: String, consistent: Bool = false) async throws(APIError) -> OperationInfo {
         let info: OperationInfo?
         do {
-            info = try await node.read(linearizable: false) { state in state.operation(id).map { OperationInfo($0, state: state) } }
+            info = try await node.read(linearizable: consistent) { state in state.operation(id).map { OperationInfo($0, state: state) } }
         } catch {
             throw Self.apiError(error)
         }

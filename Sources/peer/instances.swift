@@ -90,7 +90,7 @@ struct InstancesDrain: AsyncParsableCommand {
                 throw CLIError("instance \(id) still draining after \(wait) s (\(line)); the leader's log says why it waits")
             }
             try await Task.sleep(for: .milliseconds(200))
-            let answer = try await reader.send(method: .GET, path: "/v1/instances/\(id)", body: nil)
+            let answer = try await reader.send(method: .GET, path: "/v1/instances/\(id)?consistent=true", body: nil)
             current = try JSONDecoder().decode(InstanceInfo.self, from: Data(answer.body))
         }
     }

@@ -123,7 +123,8 @@ enum InstanceWait {
             }
             try await Task.sleep(for: .milliseconds(200))
             do {
-                let answer = try await client.send(method: .GET, path: "/v1/instances/\(id)", body: nil)
+                // Linearizable: the member asked may not have applied the add or removal yet.
+                let answer = try await client.send(method: .GET, path: "/v1/instances/\(id)?consistent=true", body: nil)
                 current = try JSONDecoder().decode(InstanceInfo.self, from: Data(answer.body))
             } catch let e as CLIError where e.description.contains("404") || e.description.contains("notFound") {
                 current = nil

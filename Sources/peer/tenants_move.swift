@@ -40,7 +40,8 @@ struct TenantsMove: AsyncParsableCommand {
         var lastLine = ""
         let deadline = started + .seconds(timeout)
         while true {
-            let answer = try await writer.send(method: .GET, path: "/v1/operations/\(operationId)", body: nil)
+            // Linearizable: the member asked may not have applied the move's start yet.
+            let answer = try await writer.send(method: .GET, path: "/v1/operations/\(operationId)?consistent=true", body: nil)
             let op = try JSONDecoder().decode(OperationInfo.self, from: Data(answer.body))
             let line = "\(op.state): \(op.placements.joined(separator: " "))"
             if output == .table, line != lastLine {
