@@ -28,6 +28,10 @@ public final class InstanceLifecycleLoop: Sendable {
         public var catchUpEntriesMax: UInt64 = 1_000
         /// A failed create is tried again after 1 s, doubling to this (until the intent's deadline).
         public var createBackoffMaxMillis: Int64 = 30_000
+        /// With no add or removal in progress the providers are listed this often, not every
+        /// round (an exec provider's list is a script run, a docker one an Engine call): orphans
+        /// and stopped instances are found within this.
+        public var idleListIntervalMs: Int64 = 10_000
 
         public init(clusterID: String, selfID: NodeID, version: String, protocolVersion: UInt32) {
             self.clusterID = clusterID
@@ -67,6 +71,8 @@ public final class InstanceLifecycleLoop: Sendable {
         var unknownSinceMs: [String: Int64] = [:]
         var createRetry: [String: (attempts: Int, nextMs: Int64, lastError: String)] = [:]
         var waiting: [String: String] = [:]
+        /// When the providers were last listed (leader's clock).
+        var listedAtMs: Int64 = 0
     }
 
     public init(settings: Settings, node: PeerNode, providers: [NamedProvider], bootstrap: @escaping Bootstrap,
@@ -109,7 +115,14 @@ public final class InstanceLifecycleLoop: Sendable {
         // cannot be listed, nothing is decided from lists this round.
         var provided: [String: InstanceLifecycle.Provided]? = [:]
         var holder: [String: String] = [:]
-        for p in providers {
+        let idle = state.allIntents.isEmpty
+        let list = soft.withLock { s -> Bool in
+            guard !idle || now - s.listedAtMs >= settings.idleListIntervalMs else { return false }
+            s.listedAtMs = now
+            return true
+        }
+        if !list { provided = nil }
+        for p in providers where list {
             do {
                 for i in try await p.provider.list(clusterID: settings.clusterID) {
                     provided?[i.instanceID] = i.state == .running ? .running : .stopped
@@ -121,7 +134,9 @@ public final class InstanceLifecycleLoop: Sendable {
             }
         }
         let unknownSince = soft.withLock { s -> [String: Int64] in
-            let unknown = Set((provided ?? [:]).keys.filter { state.instance($0) == nil })
+            // Not listed this round: what was seen before keeps its time.
+            guard let provided else { return s.unknownSinceMs }
+            let unknown = Set(provided.keys.filter { state.instance($0) == nil })
             s.unknownSinceMs = s.unknownSinceMs.filter { unknown.contains($0.key) }
             for x in unknown where s.unknownSinceMs[x] == nil { s.unknownSinceMs[x] = now }
             return s.unknownSinceMs

@@ -9,6 +9,9 @@ import Glibc
 /// peer from the leader's join files, it joins as a learner and becomes active, the tenant moves
 /// onto it, then `peer instances remove` drains it, takes it out of the membership and destroys
 /// it. No request fails; afterwards the provider holds nothing and the membership is the three.
+/// Nested in the serialized data-plane suite: its four peers and wrk would otherwise run beside
+/// the other wrk-driven clusters and starve the timing-bound tests (HostileClientTests) of CPU.
+extension DataPlaneProcessTests {
 @Suite struct InstanceLifecycleProcessTests {
     @Test func anAddedInstanceServesAMovedTenantAndIsRemovedUnderLoadWithoutAFailedRequestOrALeftover() async throws {
         let base = try ProcessCluster.freeRange(21, avoiding: [])
@@ -95,4 +98,5 @@ import Glibc
             kill(-pid_t(pid), SIGKILL)
         }
     }
+}
 }
