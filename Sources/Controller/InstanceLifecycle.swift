@@ -79,6 +79,15 @@ public enum InstanceLifecycle {
         }
     }
 
+    /// A learner within this many entries of the leader's last index, and heard from recently,
+    /// is caught up: it may become active, or a voter.
+    public static let catchUpEntriesMax: UInt64 = 1_000
+
+    /// The one catch-up rule, for the provisioner and for the API's removal check alike.
+    public static func isCaughtUp(match: UInt64, lastIndex: UInt64, recentlyActive: Bool) -> Bool {
+        recentlyActive && match + catchUpEntriesMax >= lastIndex
+    }
+
     /// The intent ids the API records.
     public static func provisionIntentID(_ instance: String) -> String { "provision-\(instance)" }
     public static func decommissionIntentID(_ instance: String) -> String { "decommission-\(instance)" }

@@ -24,8 +24,6 @@ public final class InstanceLifecycleLoop: Sendable {
         public var intervalMillis = 500
         /// A labelled instance the state does not know is destroyed after this long.
         public var orphanGraceMs: Int64 = 60_000
-        /// A learner within this many entries of the leader's last index is caught up.
-        public var catchUpEntriesMax: UInt64 = 1_000
         /// A failed create is tried again after 1 s, doubling to this (until the intent's deadline).
         public var createBackoffMaxMillis: Int64 = 30_000
         /// With no add or removal in progress the providers are listed this often, not every
@@ -69,7 +67,7 @@ public final class InstanceLifecycleLoop: Sendable {
         var sequence: UInt64 = 0
         var confirmedTerm: Term = 0
         var unknownSinceMs: [String: Int64] = [:]
-        var createRetry: [String: (attempts: Int, nextMs: Int64, lastError: String)] = [:]
+        var createRetry: [String: (attempts: Int, nextMs: Int64)] = [:]
         var waiting: [String: String] = [:]
         /// When the providers were last listed (leader's clock).
         var listedAtMs: Int64 = 0
@@ -142,7 +140,9 @@ public final class InstanceLifecycleLoop: Sendable {
             return s.unknownSinceMs
         }
         let last = status.lastIndex
-        let caughtUp = Set(status.progress.filter { p in p.recentActive && p.match + settings.catchUpEntriesMax >= last }.map { "\($0.id)" })
+        let caughtUp = Set(status.progress.filter { p in
+            InstanceLifecycle.isCaughtUp(match: p.match, lastIndex: last, recentlyActive: p.recentActive)
+        }.map { "\($0.id)" })
         let inputs = InstanceLifecycle.Inputs(
             voters: Set(status.voters.map { "\($0)" }), learners: Set(status.learners.map { "\($0)" }),
             caughtUp: caughtUp.union(["\(settings.selfID)"]), answering: Set(answering(term).map { "\($0)" }).union(["\(settings.selfID)"]),
@@ -207,7 +207,7 @@ public final class InstanceLifecycleLoop: Sendable {
             let next = soft.withLock { s -> (Int, Int64) in
                 let attempts = (s.createRetry[x]?.attempts ?? 0) + 1
                 let delay = min(settings.createBackoffMaxMillis, Int64(1_000) << min(attempts - 1, 16))
-                s.createRetry[x] = (attempts, now + delay, "\(error)")
+                s.createRetry[x] = (attempts, now + delay)
                 return (attempts, delay)
             }
             logger.error("instance \(x): create failed (attempt \(next.0); next in \(next.1) ms): \(error)")
@@ -234,9 +234,6 @@ public final class InstanceLifecycleLoop: Sendable {
             Failpoint.provisionAfterAddInstance.hit()
         }
     }
-
-    /// The last create error of an instance, for the log line that gives its add up.
-    public func lastCreateError(_ x: String) -> String? { soft.withLock { $0.createRetry[x]?.lastError } }
 
     @discardableResult
     func propose(_ body: Command.OneOf_Body, why: String, term: Term) async -> Bool {

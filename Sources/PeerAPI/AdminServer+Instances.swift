@@ -179,7 +179,7 @@ extension AdminServer {
         let last = status.lastIndex
         let inputs = InstanceLifecycle.Inputs(
             voters: Set(status.voters.map { "\($0)" }), learners: Set(status.learners.map { "\($0)" }),
-            caughtUp: Set(status.progress.filter { $0.recentActive && $0.match + 1_000 >= last }.map { "\($0.id)" }),
+            caughtUp: Set(status.progress.filter { InstanceLifecycle.isCaughtUp(match: $0.match, lastIndex: last, recentlyActive: $0.recentActive) }.map { "\($0.id)" }),
             answering: [], provided: nil, nowMs: Self.nowMs())
         let refusal: String?
         do {
