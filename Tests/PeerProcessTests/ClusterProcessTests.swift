@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Real `peer` binaries on loopback, mutual TLS between them, SQLite files on disk.
-@Suite("Process-level: a real 3-peer cluster", .serialized)
+@Suite("Process-level: a real 3-peer cluster", .serialized, .sharesMachine)
 struct ClusterProcessTests {
     @Test("the documented sequence: up, status, tenants create, kill -9 of the leader, a write through a survivor, rejoin")
     func documentedSequence() async throws {

@@ -6,7 +6,7 @@ import Glibc
 
 /// Issue 8 with real processes: three `peer`s, each with its NGINX and its `tenant-app`
 /// components, driven through the CLI; requests go through the routers with curl and wrk.
-@Suite(.serialized) struct DataPlaneProcessTests {
+@Suite(.serialized, .sharesMachine) struct DataPlaneProcessTests {
     /// One request through a router: status, X-Served-By, body. curl, bounded by --max-time.
     static func request(_ c: ProcessCluster, router: Int, tenant: String, path: String = "/") async throws -> (status: Int, servedBy: String, body: String) {
         let out = "\(c.dir)/curl-\(UInt32.random(in: 0...UInt32.max))"

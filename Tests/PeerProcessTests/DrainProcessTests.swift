@@ -8,7 +8,7 @@ import Glibc
 /// wrk sending one tenant's requests through a router while its instance drains, and the
 /// leader made to die (a failpoint, armed in exactly that peer) right after it started the
 /// drain's first move. The new leader finishes the drain from the log.
-@Suite struct DrainProcessTests {
+@Suite(.sharesMachine) struct DrainProcessTests {
     @Test func aDrainUnderLoadLosesNoRequestAndSurvivesTheLeaderDyingAfterItsFirstMove() async throws {
         let c = try ProcessCluster(instanceLostAfterMs: 2_000, extraYAML: DataPlaneProcessTests.unlimitedCatalog, dataPlane: true)
         c.environment = ["PEER_FAILPOINT": "armable"]

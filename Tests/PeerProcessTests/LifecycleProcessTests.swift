@@ -6,7 +6,7 @@ import Glibc
 
 /// `peer run` as a ServiceGroup (Sources/peer/Services.swift): a part that cannot serve fails the
 /// whole peer at once, and SIGTERM stops the parts in the reverse order of their start.
-@Suite struct LifecycleProcessTests {
+@Suite(.sharesMachine) struct LifecycleProcessTests {
     /// A listening TCP socket on 127.0.0.1:`port`, held until closed: another program on the port.
     static func occupy(_ port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -7,7 +7,7 @@ import Glibc
 /// A `peer` binary whose siblings (`peer-exec`, `tenant-app`) were not built: the peer refuses
 /// to start and names the exact command that builds what is missing (a fresh clone built with
 /// one `swift build --product peer` gets there; issue 17).
-@Suite struct MissingSiblingTests {
+@Suite(.sharesMachine) struct MissingSiblingTests {
     /// `peer` alone in a folder named like SwiftPM's `debug` build folder, hard-linked (so
     /// /proc/self/exe names this folder) or copied.
     static func lonePeer(in dir: String, siblings: [String] = []) throws -> String {
