@@ -107,6 +107,7 @@ extension ClusterState {
         case .changeTenantPlan(let c): try applyChangeTenantPlan(c, now: now, index: index)
         case .recordIntent(let c): try applyRecordIntent(c, now: now)
         case .resolveIntent(let c): try applyResolveIntent(c)
+        case .recordEvent(let c): try applyRecordEvent(c, now: now, index: index)
         case .setSettings(let c): try applySetSettings(c)
         case .setMinVersion(let c): try applySetMinVersion(c)
         }
@@ -174,7 +175,7 @@ extension Command.OneOf_Body {
              .placeTenant, .setPlacementPhase, .moveTenant, .provisionTenant, .deprovisionTenant, .changeTenantPlan:
             return true
         case .setInstanceRole, .reportInstanceVersion, .createBinding, .deleteBinding, .startOperation, .finishOperation,
-             .recordIntent, .resolveIntent, .setSettings, .setMinVersion:
+             .recordIntent, .resolveIntent, .recordEvent, .setSettings, .setMinVersion:
             return false
         }
     }
@@ -195,6 +196,9 @@ extension Command.OneOf_Body {
             return 1
         // The move (issue 8) joins version 1 for the same reason.
         case .moveTenant:
+            return 1
+        // The balancer's events (issue 21) join version 1 too: still no release of version 1.
+        case .recordEvent:
             return 1
         }
     }

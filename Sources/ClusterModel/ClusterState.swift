@@ -15,6 +15,8 @@ public typealias BrokerOperation = PBOperation
 public typealias Intent = PBIntent
 /// Controller thresholds, replicated so every leader decides with the same numbers.
 public typealias Settings = PBSettings
+/// A balancer decision or an operator's pause/resume, kept newest first up to `events.retain`.
+public typealias Event = PBEvent
 /// A replicated command: one Raft log entry.
 public typealias Command = PBCommand
 
@@ -66,6 +68,11 @@ public struct ClusterState: Equatable, Sendable {
     /// tenant id → number of bindings. Derived, not encoded.
     var bindingCountsByTenant: [String: Int] = [:]
     var intents: [String: Intent] = [:]
+    /// Ascending by index; trimmed to the last `RecordEvent`'s `retain` when it applied.
+    var events: [Event] = []
+    /// The ids of `events`. Derived, not encoded.
+    var eventIds: Set<String> = []
+    var balancerPaused = false
     var sessions: [String: PBSession] = [:]
     /// last index → client id of the session that index wrote. Each applied entry records at
     /// most one session, so the keys are unique. Derived, not encoded.

@@ -20,6 +20,10 @@ public enum ClusterLimits {
     public static let bindingsPerTenantMax = 64
     public static let operationsMax = 200_000
     public static let intentsMax = 1024
+    /// The most events a `RecordEvent` may ask to keep (`events.retain` is at most this).
+    public static let eventsMax = 100_000
+    public static let eventMeasuresMax = 16
+    public static let eventMovesMax = 256
     /// Raft thesis §6.3: sessions are expired deterministically; the least recently used goes.
     public static let clientSessionsMax = 4096
     public static let votersTargetAllowed: Set<UInt32> = [1, 3, 5]

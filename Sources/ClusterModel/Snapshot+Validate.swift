@@ -70,6 +70,18 @@ extension ClusterState {
             sessionClientIdsByLastIndex[session.lastIndex] = session.clientID
         }
         sessionLastIndexFloor = sessionClientIdsByLastIndex.keys.min() ?? 0
+        try check(wire.events.count <= ClusterLimits.eventsMax, "too many events: \(wire.events.count)")
+        var previousIndex: UInt64 = 0
+        for event in wire.events {
+            try Self.validateEvent(event)
+            try check(!eventIds.contains(event.id), "event \(Validate.quoted(event.id)) appears twice")
+            try check(event.index > previousIndex && event.index <= appliedIndex, "event \(Validate.quoted(event.id)) has index \(event.index), not after \(previousIndex) and at most \(appliedIndex)")
+            if !event.intentID.isEmpty { try Validate.id(event.intentID, "event intent id") }
+            previousIndex = event.index
+            eventIds.insert(event.id)
+        }
+        events = wire.events
+        balancerPaused = wire.balancerPaused
         // Canonical form: decoding then encoding must give the same bytes, or digests diverge.
         try check(wireState() == wire, "collections are not in canonical (sorted, unique) order")
     }

@@ -81,6 +81,8 @@ extension ClusterState {
         wire.operations = operations.values.sorted { $0.id < $1.id }
         wire.intents = intents.values.sorted { $0.id < $1.id }
         wire.sessions = sessions.values.sorted { $0.clientID < $1.clientID }
+        wire.events = events
+        wire.balancerPaused = balancerPaused
         return wire
     }
 }

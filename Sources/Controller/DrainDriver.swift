@@ -88,12 +88,7 @@ public enum DrainDriver {
         let readable = "drain-\(instance.id)-\(since)-\(tenant)"
         // Room for an attempt suffix (`-5`).
         if readable.utf8.count <= ClusterLimits.idBytesMax - 2 { return readable }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a, 64 bits
-        for byte in "\(instance.id)/\(tenant)".utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return "drain-\(since)-\(String(hash, radix: 16))"
+        return "drain-\(since)-\(IdHash.fnv1a64Hex("\(instance.id)/\(tenant)"))"
     }
 
     static func attemptId(_ base: String, _ attempt: Int) -> String {

@@ -92,6 +92,15 @@ public enum InstanceLifecycle {
     public static func provisionIntentID(_ instance: String) -> String { "provision-\(instance)" }
     public static func decommissionIntentID(_ instance: String) -> String { "decommission-\(instance)" }
 
+    /// The id a new instance gets: one above the highest numeric id of the cluster file's
+    /// members, every instance (removed ones too: ids are never reused) and every intent.
+    public static func nextInstanceID(state: ClusterState, seedIDs: [String]) -> String {
+        var highest: UInt64 = seedIDs.compactMap { UInt64($0) }.max() ?? 0
+        for i in state.allInstances { if let n = UInt64(i.id) { highest = max(highest, n) } }
+        for i in state.allIntents { if let n = UInt64(i.instanceID) { highest = max(highest, n) } }
+        return "\(highest + 1)"
+    }
+
     /// The actions for this round, in order. At most one Raft configuration change: they apply
     /// one at a time (ADR 0005).
     public static func next(state: ClusterState, inputs: Inputs) -> [Action] {

@@ -28,6 +28,8 @@ public enum Failpoint: String, CaseIterable, Sendable {
     case decommissionAfterCommit = "decommission.after-commit"
     case decommissionAfterMemberRemoved = "decommission.after-member-removed"
     case decommissionAfterDestroy = "decommission.after-destroy"
+    case balancerAfterDecision = "balancer.after-decision"
+    case balancerAfterMoveStarted = "balancer.after-move-started"
 
     /// Where the process is when it dies there.
     public var meaning: String {
@@ -45,6 +47,8 @@ public enum Failpoint: String, CaseIterable, Sendable {
         case .decommissionAfterCommit: "the API committed a removal's decommission intent and answered nothing yet"
         case .decommissionAfterMemberRemoved: "the removed instance left the Raft configuration; the provider has not destroyed it yet"
         case .decommissionAfterDestroy: "the provider destroyed the removed instance; it is not marked removed yet"
+        case .balancerAfterDecision: "the balancer committed a decision (its event, and the intent of a scale-up or scale-down); nothing of it is carried out yet"
+        case .balancerAfterMoveStarted: "the balancer committed the start of one of a decision's tenant moves"
         }
     }
 

@@ -33,9 +33,29 @@ public final class DataPlaneWatch: Sendable {
         /// The highest applied index whose routing its NGINX is confirmed to run; nil if none yet.
         public var routerConfirmedIndex: UInt64?
 
-        public init(servingTenants: [String], routerConfirmedIndex: UInt64?) {
+        /// What its router saw over its statistics window (nil: it runs no router, or its
+        /// statistics are not running).
+        public var load: RouterLoad?
+        /// Its components' CPU summed, permille of a core (nil: it supervises none, or no
+        /// sample yet).
+        public var componentsCpuPermille: Double?
+
+        public init(servingTenants: [String], routerConfirmedIndex: UInt64?, load: RouterLoad? = nil, componentsCpuPermille: Double? = nil) {
             self.servingTenants = servingTenants
             self.routerConfirmedIndex = routerConfirmedIndex
+            self.load = load
+            self.componentsCpuPermille = componentsCpuPermille
+        }
+    }
+
+    /// One router's requests over its window, by the instance it sent them to and by tenant.
+    public struct RouterLoad: Sendable, Hashable {
+        public var instances: [String: LoadObservation.InstanceLoad]
+        public var tenants: [String: Double]
+
+        public init(instances: [String: LoadObservation.InstanceLoad], tenants: [String: Double]) {
+            self.instances = instances
+            self.tenants = tenants
         }
     }
 
@@ -62,6 +82,9 @@ public final class DataPlaneWatch: Sendable {
         var firstPolledMs: [NodeID: Int64] = [:]
         /// Ascending by index: (the smallest confirmed index over live routers, first seen at).
         var confirmations: [RouterAcks.Confirmation] = []
+        /// Each member's last report and when it arrived (the balancer's input: a member that
+        /// misses one poll keeps its last report until it is `reportMaxAgeMs` old).
+        var lastReports: [NodeID: (report: MemberReport, atMs: Int64)] = [:]
     }
 
     /// The members now (instances come and go while a leader leads).
@@ -141,6 +164,7 @@ public final class DataPlaneWatch: Sendable {
             if s.term != term { s = State(term: term, termStartMs: started) }
             s.reports = answers
             for (id, at) in heard { s.lastHeardMs[id] = at }
+            for (id, report) in answers { s.lastReports[id] = (report, heard[id] ?? now) }
             if let m = minConfirmed, m > (s.confirmations.last?.index ?? 0) {
                 s.confirmations.append(RouterAcks.Confirmation(index: m, sinceMs: now))
                 if s.confirmations.count > Self.confirmationsMax { s.confirmations.removeFirst(s.confirmations.count - Self.confirmationsMax) }
@@ -186,6 +210,40 @@ public final class DataPlaneWatch: Sendable {
             guard s.term == term else { return [] }
             return Set(s.lastHeardMs.filter { now - $0.value < instanceLostAfterMs }.keys)
         }
+    }
+
+    /// The balancer's input: every member's load, summed over the routers. Incomplete (and
+    /// never acted on) when a live member that routes has no report younger than
+    /// `reportMaxAgeMs`, or runs no statistics: its requests would be missing from every sum.
+    /// Lost members are left out (their routers are down with them).
+    public func observation(nowMs: Int64, term: Term, reportMaxAgeMs: Int64) -> LoadObservation {
+        let (watchedTerm, start, reports) = state.withLock { ($0.term, $0.termStartMs, $0.lastReports) }
+        guard start > 0, watchedTerm == term else {
+            return LoadObservation(nowMs: nowMs, incomplete: "this leader has not polled the members in term \(term) yet", instances: [:], tenants: [:])
+        }
+        let lost = liveness(nowMs: nowMs, term: term)
+        var instances: [String: LoadObservation.InstanceLoad] = [:]
+        var tenants: [String: Double] = [:]
+        for (id, member) in members().sorted(by: { $0.key < $1.key }) where !lost.isLost("\(id)") {
+            let fresh = reports[id].flatMap { nowMs - $0.atMs <= reportMaxAgeMs ? $0.report : nil }
+            if let cpu = fresh?.componentsCpuPermille { instances["\(id)", default: .init(requestsPerSecond: 0)].cpuPermille = cpu }
+            guard member.routed else { continue }
+            guard let fresh else {
+                return LoadObservation(nowMs: nowMs, incomplete: "member \(id)'s router has not reported within \(reportMaxAgeMs) ms", instances: [:], tenants: [:])
+            }
+            guard let load = fresh.load else {
+                return LoadObservation(nowMs: nowMs, incomplete: "member \(id)'s router reports no statistics", instances: [:], tenants: [:])
+            }
+            for (instance, l) in load.instances {
+                var sum = instances[instance, default: .init(requestsPerSecond: 0)]
+                sum.requestsPerSecond += l.requestsPerSecond
+                sum.errorsPerSecond += l.errorsPerSecond
+                if let p99 = l.p99Ms { sum.p99Ms = max(sum.p99Ms ?? 0, p99) }
+                instances[instance] = sum
+            }
+            for (tenant, rps) in load.tenants { tenants[tenant, default: 0] += rps }
+        }
+        return LoadObservation(nowMs: nowMs, instances: instances, tenants: tenants)
     }
 
     /// Since when every live router runs each confirmed index; `.none` when no member routes.

@@ -10,7 +10,8 @@ import PeerNode
 /// Today: the registrar (configured members become instances), the operation driver (broker
 /// operations, tenant moves, drains), the data-plane watch (readiness and router acks for it,
 /// and the failure detector) and the provisioner (instances added and removed through the
-/// provider, learners promoted up to the voter target). Next here: the balancer.
+/// provider, learners promoted up to the voter target) and the balancer (tenants moved and
+/// instances added or removed as the load asks, docs/balancer.md).
 public final class Leader: Sendable {
     let node: PeerNode
     let registrar: Registrar
@@ -20,13 +21,16 @@ public final class Leader: Sendable {
     /// The provisioner: instances added and removed through the providers, learners promoted
     /// (nil: not wired, in tests of the other loops).
     let instances: InstanceLifecycleLoop?
+    /// The balancer (nil: the cluster file's `balancer.enabled` is false, or tests of the other loops).
+    let balancer: BalancerLoop?
 
     /// - Parameters:
     ///   - waker: what the API wakes when it starts an operation (`wake()`).
     public init(node: PeerNode, registrar: Registrar, policy: PlacementPolicy, watch: DataPlaneWatch, waker: Waker = Waker(),
-                instances: InstanceLifecycleLoop? = nil, driverIdleMillis: Int = 50, driverIntervalMillis: Int = 0, logger: Logger) {
+                instances: InstanceLifecycleLoop? = nil, balancer: BalancerLoop? = nil, driverIdleMillis: Int = 50, driverIntervalMillis: Int = 0, logger: Logger) {
         self.node = node
         self.instances = instances
+        self.balancer = balancer
         self.registrar = registrar
         self.watch = watch
         self.waker = waker
@@ -46,6 +50,7 @@ public final class Leader: Sendable {
             // Always: the watch is the failure detector too, not only the data plane's eyes.
             group.addTask { await self.watch.run(node: self.node) }
             if let instances = self.instances { group.addTask { await instances.run() } }
+            if let balancer = self.balancer { group.addTask { await balancer.run() } }
         }
     }
 }

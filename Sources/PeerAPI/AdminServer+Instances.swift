@@ -108,15 +108,10 @@ extension AdminServer {
         }
         let timeout = req.timeoutMs ?? provider.addTimeoutMs
         guard (10_000...86_400_000).contains(timeout) else { throw APIError("badRequest", "timeoutMs must be 10000..86400000, got \(timeout)") }
-        let seeds = Set(config.members.keys)
+        let seeds = config.members.keys.map { "\($0)" }
         let id: String
         do {
-            id = try await node.read(linearizable: false) { state in
-                var highest = seeds.max() ?? 0
-                for i in state.allInstances { if let n = UInt64(i.id) { highest = max(highest, n) } }
-                for i in state.allIntents { if let n = UInt64(i.instanceID) { highest = max(highest, n) } }
-                return "\(highest + 1)"
-            }
+            id = try await node.read(linearizable: false) { InstanceLifecycle.nextInstanceID(state: $0, seedIDs: seeds) }
         } catch {
             throw Self.apiError(error)
         }

@@ -83,6 +83,10 @@ public struct AdminServerConfiguration: Sendable {
     /// This member's agent and router report (`GET /v1/dataplane`, `peer status`); nil when the
     /// peer runs neither.
     public var dataPlane: (@Sendable () -> DataPlaneReport)?
+    /// This peer's cluster file has an enabled `balancer:` section (`GET /v1/balancer` says so).
+    public var balancerEnabled = false
+    /// `events.retain`: carried by the events the API commits (pause, resume).
+    public var eventsRetain = 10_000
     public var logger = Logger(label: "peer.api")
 
     public init(selfID: NodeID, members: [NodeID: MemberAddresses], tls: APITLSFiles, version: String, protocolVersion: UInt32, pid: Int32, startedAtMs: Int64) {
@@ -226,6 +230,7 @@ public final class AdminServer: Sendable {
     func addRoutes(to router: RouterGroup<AdminRequestContext>) {
         addInstanceRoutes(to: router)
         addFailpointRoutes(to: router)
+        addBalancerRoutes(to: router)
         router.get("status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
         }

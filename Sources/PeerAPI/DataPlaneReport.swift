@@ -65,19 +65,42 @@ public struct LoadReport: Codable, Sendable, Hashable {
     public var errorsPerSecond: Double
     /// Upstream latency p99 over all tenants, milliseconds.
     public var upstreamP99Ms: Double?
-    /// The busiest tenants, by request rate (at most `topTenantsMax`).
+    /// The busiest tenants, by request rate (at most `topTenantsMax`): the balancer names the
+    /// tenants that cause an overload from these (a tenant below every router's top is too quiet
+    /// to matter).
     public var topTenants: [TenantLoad]
     public var invalidDatagrams: Int
+    /// Requests by the instance this router sent them to (at most `instancesMax`); nil from a
+    /// peer that predates it.
+    public var instances: [InstanceLoad]?
 
-    public static let topTenantsMax = 10
+    public static let topTenantsMax = 32
+    public static let instancesMax = 1024
 
-    public init(windowSeconds: Int, requestsPerSecond: Double, errorsPerSecond: Double, upstreamP99Ms: Double?, topTenants: [TenantLoad], invalidDatagrams: Int) {
+    public init(windowSeconds: Int, requestsPerSecond: Double, errorsPerSecond: Double, upstreamP99Ms: Double?, topTenants: [TenantLoad],
+                invalidDatagrams: Int, instances: [InstanceLoad]? = nil) {
         self.windowSeconds = windowSeconds
         self.requestsPerSecond = requestsPerSecond
         self.errorsPerSecond = errorsPerSecond
         self.upstreamP99Ms = upstreamP99Ms
         self.topTenants = topTenants
         self.invalidDatagrams = invalidDatagrams
+        self.instances = instances
+    }
+}
+
+/// Requests one router sent to one instance over its statistics window.
+public struct InstanceLoad: Codable, Sendable, Hashable {
+    public var instance: String
+    public var requestsPerSecond: Double
+    public var errorsPerSecond: Double
+    public var upstreamP99Ms: Double?
+
+    public init(instance: String, requestsPerSecond: Double, errorsPerSecond: Double, upstreamP99Ms: Double?) {
+        self.instance = instance
+        self.requestsPerSecond = requestsPerSecond
+        self.errorsPerSecond = errorsPerSecond
+        self.upstreamP99Ms = upstreamP99Ms
     }
 }
 

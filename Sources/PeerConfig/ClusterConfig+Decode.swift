@@ -10,7 +10,7 @@ struct ConfigDecoder {
     /// Line of each value read, by key path, for errors found after decoding.
     private(set) var lines: [String: Int] = [:]
 
-    static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin", "broker", "catalog", "components", "router", "limits", "providers"]
+    static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin", "broker", "catalog", "components", "router", "limits", "providers", "balancer", "events"]
     static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries", "instanceLostAfterMs"]
     static let peerKeys = ["id", "peer", "api", "router", "routerControl", "components"]
     static let adminKeys = ["tokenFile"]
@@ -43,9 +43,12 @@ struct ConfigDecoder {
         let limits = try top.value("limits").map { (node) throws(ConfigError) in try self.limits(node, at: "limits") }
             ?? ClusterConfig.Limits.defaults
         let providers = try top.value("providers").map { (node) throws(ConfigError) in try self.providers(node, at: "providers", dataDir: dataDir) } ?? []
+        let balancer = try top.value("balancer").map { (node) throws(ConfigError) in try self.balancer(node, at: "balancer", providers: providers) }
+        let events = try top.value("events").map { (node) throws(ConfigError) in try self.events(node, at: "events") } ?? .defaults
         return ClusterConfig(
             cluster: cluster, dataDir: dataDir, tlsDir: tlsDir, runDir: runDir, timing: timing, peers: peers,
-            admin: admin, broker: broker, catalog: catalog, components: components, router: router, limits: limits, providers: providers, file: file)
+            admin: admin, broker: broker, catalog: catalog, components: components, router: router, limits: limits, providers: providers,
+            balancer: balancer, events: events, file: file)
     }
 
     mutating func record(_ keyPath: String, _ node: Node) {

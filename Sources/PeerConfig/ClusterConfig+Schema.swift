@@ -20,6 +20,8 @@ extension ClusterConfig {
         ("limits.transport", ConfigDecoder.transportLimitsKeys),
         ("limits.routerControl", ConfigDecoder.routerControlLimitsKeys),
         ("providers[i]", ConfigDecoder.providerKeys),
+        ("balancer", ConfigDecoder.balancerKeys),
+        ("events", ConfigDecoder.eventsKeys),
     ]
 
     /// Every key path the file accepts (`timing.tickMs`, `peers[i].api`, ...).

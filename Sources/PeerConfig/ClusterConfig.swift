@@ -32,6 +32,10 @@ public struct ClusterConfig: Sendable, Hashable {
     /// How the leader creates and destroys instances, the first by default; none: instances are
     /// the file's peers only.
     public let providers: [Provider]
+    /// The balancer's marks, windows and bounds; nil (no `balancer:` section): no balancer.
+    public let balancer: Balancer?
+    /// What the state keeps of the balancer's decisions (`events.retain`).
+    public let events: Events
     /// The absolute path of the file this came from; nil for text given to `parse`.
     public let file: String?
 

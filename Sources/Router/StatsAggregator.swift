@@ -250,7 +250,8 @@ public struct StatsAggregator: Sendable {
     private static func instanceLoad(_ instance: String, _ counters: Counters, windowSeconds: Double) -> StatsSnapshot.Instance {
         StatsSnapshot.Instance(
             instance: instance, requests: counters.requests, requestsPerSecond: Double(counters.requests) / windowSeconds,
-            upstreamSamples: counters.upstream.total, upstreamP99Ms: counters.upstream.quantileMs(0.99)
+            upstreamSamples: counters.upstream.total, upstreamP99Ms: counters.upstream.quantileMs(0.99),
+            status5xx: counters.status5xx
         )
     }
 

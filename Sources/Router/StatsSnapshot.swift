@@ -33,6 +33,8 @@ public struct StatsSnapshot: Sendable, Codable, Hashable {
         public var upstreamSamples: Int
         /// Upstream latency p99 in ms; nil when no request reached an upstream.
         public var upstreamP99Ms: Int64?
+        /// Responses with status 500...599.
+        public var status5xx: Int = 0
     }
 
     /// The `nowMs` the snapshot was taken at (the caller's clock, Unix ms for the listener).

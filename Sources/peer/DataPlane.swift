@@ -369,7 +369,11 @@ final class DataPlane: Sendable {
                     TenantLoad(tenant: $0.tenant, requestsPerSecond: $0.requestsPerSecond, errorsPerSecond: Double($0.status5xx) / window,
                                upstreamP50Ms: $0.upstreamP50Ms.map(Double.init), upstreamP99Ms: $0.upstreamP99Ms.map(Double.init))
                 },
-                invalidDatagrams: snap.invalidDatagramsTotal)
+                invalidDatagrams: snap.invalidDatagramsTotal,
+                instances: snap.instances.prefix(LoadReport.instancesMax).map {
+                    InstanceLoad(instance: $0.instance, requestsPerSecond: $0.requestsPerSecond, errorsPerSecond: Double($0.status5xx) / window,
+                                 upstreamP99Ms: $0.upstreamP99Ms.map(Double.init))
+                })
         }
         return DataPlaneReport(
             routerURL: me.routerAddress.map { "http://\($0.isUnspecified ? "127.0.0.1" : $0.urlHost):\($0.port)" },

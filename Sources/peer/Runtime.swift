@@ -1,4 +1,5 @@
 import ClusterModel
+import Controller
 import Crypto
 import Foundation
 import Leader
@@ -139,6 +140,8 @@ enum PeerRuntime {
             tenantURLTemplate: s.broker.tenantURL, instanceCapacityUnits: UInt64(s.broker.instanceCapacity),
             provisionTimeoutMs: Int64(s.broker.provisionTimeoutMs), retryAfterSeconds: s.broker.retryAfterSeconds)
         apiConfig.broker = brokerConfig
+        apiConfig.balancerEnabled = s.config.balancer?.enabled ?? false
+        apiConfig.eventsRetain = s.config.events.retain
         // The data plane: this instance's components and NGINX, from the applied state.
         let dataPlane = try DataPlane(
             DataPlane.Settings(
@@ -205,7 +208,7 @@ extension PeerRuntime {
                 guard answer.status == 200, let report = try? JSONDecoder().decode(DataPlaneReport.self, from: Data(answer.body)) else {
                     return .answeredWithoutReport
                 }
-                return .report(DataPlaneWatch.MemberReport(servingTenants: report.servingTenants, routerConfirmedIndex: report.routerConfirmedIndex))
+                return .report(DataPlaneWatch.MemberReport(report))
             },
             instanceLostAfterMs: Int64(s.config.timing.instanceLostAfterMs),
             logger: logger)
@@ -228,8 +231,20 @@ extension PeerRuntime {
             settings: settings, node: node, providers: try ProviderWiring.make(s.config, peerBinary: PeerProcesses.selfExecutable()),
             bootstrap: try ProviderWiring.bootstrap(config: s.config),
             answering: { term in watch.answering(term: term) }, logger: lifecycleLogger)
+        let waker = Waker()
+        var balancer: BalancerLoop?
+        if let b = s.config.balancer, b.enabled {
+            var settings = BalancerLoop.Settings()
+            settings.intervalMillis = b.intervalMs
+            settings.seedIDs = s.config.peers.map { "\($0.id)" }
+            var balancerLogger = logger
+            balancerLogger[metadataKey: "part"] = "balancer"
+            balancer = BalancerLoop(
+                settings: settings, node: node, policy: BalancerPolicy(s.config, balancer: b), placement: policy, watch: watch, waker: waker,
+                logger: balancerLogger)
+        }
         return Leader(
-            node: node, registrar: registrar, policy: policy, watch: watch, instances: instances,
+            node: node, registrar: registrar, policy: policy, watch: watch, waker: waker, instances: instances, balancer: balancer,
             driverIntervalMillis: s.broker.driverIntervalMs, logger: logger)
     }
 }
@@ -284,5 +299,44 @@ extension ListenerLimits {
         bodyTimeoutMs = c.bodyTimeoutMs
         headerBytesMax = c.headerBytesMax
         bodyBytesMax = c.bodyBytesMax
+    }
+}
+
+extension DataPlaneWatch.MemberReport {
+    /// The part of a member's `GET /v1/dataplane` answer the leader decides with.
+    init(_ report: DataPlaneReport) {
+        let cpu = report.components.compactMap(\.cpuPermille)
+        self.init(
+            servingTenants: report.servingTenants, routerConfirmedIndex: report.routerConfirmedIndex,
+            load: report.load.map { load in
+                DataPlaneWatch.RouterLoad(
+                    instances: Dictionary((load.instances ?? []).map {
+                        ($0.instance, LoadObservation.InstanceLoad(requestsPerSecond: $0.requestsPerSecond, errorsPerSecond: $0.errorsPerSecond, p99Ms: $0.upstreamP99Ms))
+                    }, uniquingKeysWith: { a, _ in a }),
+                    tenants: Dictionary(load.topTenants.map { ($0.tenant, $0.requestsPerSecond) }, uniquingKeysWith: { a, _ in a }))
+            },
+            componentsCpuPermille: cpu.isEmpty ? nil : Double(cpu.reduce(0, +)))
+    }
+}
+
+extension BalancerPolicy {
+    /// The cluster file's `balancer:` section as the pure balancer takes it.
+    init(_ config: ClusterConfig, balancer b: ClusterConfig.Balancer) {
+        let provider = b.provider.flatMap { name in config.providers.first { $0.name == name } } ?? config.providers.first
+        let addTimeoutMs = Int64(provider?.addTimeoutMs ?? 300_000)
+        self.init(
+            instanceRequestsPerSecond: Double(b.instanceRequestsPerSecond),
+            instanceCpuPermille: b.instanceCpuPermille > 0 ? Double(b.instanceCpuPermille) : nil,
+            p99HighMs: b.p99HighMs > 0 ? Double(b.p99HighMs) : nil,
+            errorShareHigh: b.errorPercentHigh > 0 ? Double(b.errorPercentHigh) / 100 : nil,
+            highWater: Double(b.highWaterPercent) / 100, target: Double(b.targetPercent) / 100, lowWater: Double(b.lowWaterPercent) / 100,
+            overloadWindowMs: Int64(b.overloadWindowMs), underloadWindowMs: Int64(b.underloadWindowMs),
+            cooldownMs: Int64(b.cooldownMs), tenantCooldownMs: Int64(b.tenantCooldownMs),
+            minInstances: b.minInstances, maxInstances: b.maxInstances, dedicatedShare: Double(b.dedicatedSharePercent) / 100,
+            // Five rounds missed (a leader that stalled, reports that stopped) start the windows again.
+            observationGapMs: Int64(max(5_000, 5 * b.intervalMs)),
+            // A scale-up's moves wait for the new instance (its add timeout), then move.
+            planTimeoutMs: addTimeoutMs + 2 * Int64(config.router.moveTimeoutMs),
+            eventsRetain: config.events.retain, addTimeoutMs: addTimeoutMs, provider: provider?.name)
     }
 }

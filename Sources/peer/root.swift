@@ -8,7 +8,8 @@ struct PeerCommand: AsyncParsableCommand {
         abstract: "Cluster controller: Raft peers, certificates and operations.",
         subcommands: [
             Init.self, RunCommand.self, UpCommand.self, DownCommand.self, StatusCommand.self, TenantsCommand.self, CertsCommand.self,
-            BrokerCommand.self, ConfigCommand.self, BenchCommand.self, InstancesCommand.self, FailpointsCommand.self,
+            BrokerCommand.self, ConfigCommand.self, BenchCommand.self, InstancesCommand.self, FailpointsCommand.self, EventsCommand.self,
+            BalancerCommand.self,
         ]
     )
 }

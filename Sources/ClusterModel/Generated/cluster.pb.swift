@@ -331,6 +331,86 @@ public nonisolated enum PBIntentKind: SwiftProtobuf.Enum, Swift.CaseIterable {
 
 }
 
+/// The balancer's decisions and the operator's pause and resume (docs/balancer.md): each is an
+/// event in the state, newest kept, with the inputs behind it.
+public nonisolated enum PBEventKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// an instance overloaded, no instance had room: a new one for its tenants
+  case scaleUp // = 1
+
+  /// an instance overloaded: its hot tenants moved to instances with room
+  case rebalance // = 2
+
+  /// the cluster under-used: an instance drained and destroyed
+  case scaleDown // = 3
+
+  /// an instance lost: its tenants placed on live instances
+  case failover // = 4
+
+  /// fewer live instances than min_instances: a new instance
+  case replace // = 5
+
+  /// the balancer cannot help: the operator should look
+  case alert // = 6
+
+  /// the operator paused the balancer
+  case paused // = 7
+
+  /// the operator resumed it
+  case resumed // = 8
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .scaleUp
+    case 2: self = .rebalance
+    case 3: self = .scaleDown
+    case 4: self = .failover
+    case 5: self = .replace
+    case 6: self = .alert
+    case 7: self = .paused
+    case 8: self = .resumed
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .scaleUp: return 1
+    case .rebalance: return 2
+    case .scaleDown: return 3
+    case .failover: return 4
+    case .replace: return 5
+    case .alert: return 6
+    case .paused: return 7
+    case .resumed: return 8
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [PBEventKind] = [
+    .unspecified,
+    .scaleUp,
+    .rebalance,
+    .scaleDown,
+    .failover,
+    .replace,
+    .alert,
+    .paused,
+    .resumed,
+  ]
+
+}
+
 /// Raft thesis §6.3: a client id plus a sequence number that the client increments per command.
 public nonisolated struct PBRequestId: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -347,204 +427,221 @@ public nonisolated struct PBRequestId: Sendable {
   public init() {}
 }
 
-public nonisolated struct PBCommand: Sendable {
+public nonisolated struct PBCommand: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var request: PBRequestId {
-    get {_request ?? PBRequestId()}
-    set {_request = newValue}
+    get {_storage._request ?? PBRequestId()}
+    set {_uniqueStorage()._request = newValue}
   }
   /// Returns true if `request` has been explicitly set.
-  public var hasRequest: Bool {self._request != nil}
+  public var hasRequest: Bool {_storage._request != nil}
   /// Clears the value of `request`. Subsequent reads from it will return its default value.
-  public mutating func clearRequest() {self._request = nil}
+  public mutating func clearRequest() {_uniqueStorage()._request = nil}
 
   /// The leader's wall-clock time when it proposed the command, Unix milliseconds. Apply never
   /// reads a clock; every time in the state comes from here.
-  public var leaderTimeMs: Int64 = 0
+  public var leaderTimeMs: Int64 {
+    get {_storage._leaderTimeMs}
+    set {_uniqueStorage()._leaderTimeMs = newValue}
+  }
 
   /// Set by the proposer when a peer that does not know this command's tag may skip it without
   /// diverging (e.g. purely informative commands). Otherwise such a peer halts and says why.
-  public var skippableIfUnknown: Bool = false
+  public var skippableIfUnknown: Bool {
+    get {_storage._skippableIfUnknown}
+    set {_uniqueStorage()._skippableIfUnknown = newValue}
+  }
 
-  public var body: PBCommand.OneOf_Body? = nil
+  public var body: OneOf_Body? {
+    get {return _storage._body}
+    set {_uniqueStorage()._body = newValue}
+  }
 
   public var addInstance: PBAddInstance {
     get {
-      if case .addInstance(let v)? = body {return v}
+      if case .addInstance(let v)? = _storage._body {return v}
       return PBAddInstance()
     }
-    set {body = .addInstance(newValue)}
+    set {_uniqueStorage()._body = .addInstance(newValue)}
   }
 
   public var setInstanceState: PBSetInstanceState {
     get {
-      if case .setInstanceState(let v)? = body {return v}
+      if case .setInstanceState(let v)? = _storage._body {return v}
       return PBSetInstanceState()
     }
-    set {body = .setInstanceState(newValue)}
+    set {_uniqueStorage()._body = .setInstanceState(newValue)}
   }
 
   public var setInstanceRole: PBSetInstanceRole {
     get {
-      if case .setInstanceRole(let v)? = body {return v}
+      if case .setInstanceRole(let v)? = _storage._body {return v}
       return PBSetInstanceRole()
     }
-    set {body = .setInstanceRole(newValue)}
+    set {_uniqueStorage()._body = .setInstanceRole(newValue)}
   }
 
   public var reportInstanceVersion: PBReportInstanceVersion {
     get {
-      if case .reportInstanceVersion(let v)? = body {return v}
+      if case .reportInstanceVersion(let v)? = _storage._body {return v}
       return PBReportInstanceVersion()
     }
-    set {body = .reportInstanceVersion(newValue)}
+    set {_uniqueStorage()._body = .reportInstanceVersion(newValue)}
   }
 
   public var createTenant: PBCreateTenant {
     get {
-      if case .createTenant(let v)? = body {return v}
+      if case .createTenant(let v)? = _storage._body {return v}
       return PBCreateTenant()
     }
-    set {body = .createTenant(newValue)}
+    set {_uniqueStorage()._body = .createTenant(newValue)}
   }
 
   public var updateTenant: PBUpdateTenant {
     get {
-      if case .updateTenant(let v)? = body {return v}
+      if case .updateTenant(let v)? = _storage._body {return v}
       return PBUpdateTenant()
     }
-    set {body = .updateTenant(newValue)}
+    set {_uniqueStorage()._body = .updateTenant(newValue)}
   }
 
   public var setTenantState: PBSetTenantState {
     get {
-      if case .setTenantState(let v)? = body {return v}
+      if case .setTenantState(let v)? = _storage._body {return v}
       return PBSetTenantState()
     }
-    set {body = .setTenantState(newValue)}
+    set {_uniqueStorage()._body = .setTenantState(newValue)}
   }
 
   public var deleteTenant: PBDeleteTenant {
     get {
-      if case .deleteTenant(let v)? = body {return v}
+      if case .deleteTenant(let v)? = _storage._body {return v}
       return PBDeleteTenant()
     }
-    set {body = .deleteTenant(newValue)}
+    set {_uniqueStorage()._body = .deleteTenant(newValue)}
   }
 
   public var placeTenant: PBPlaceTenant {
     get {
-      if case .placeTenant(let v)? = body {return v}
+      if case .placeTenant(let v)? = _storage._body {return v}
       return PBPlaceTenant()
     }
-    set {body = .placeTenant(newValue)}
+    set {_uniqueStorage()._body = .placeTenant(newValue)}
   }
 
   public var setPlacementPhase: PBSetPlacementPhase {
     get {
-      if case .setPlacementPhase(let v)? = body {return v}
+      if case .setPlacementPhase(let v)? = _storage._body {return v}
       return PBSetPlacementPhase()
     }
-    set {body = .setPlacementPhase(newValue)}
+    set {_uniqueStorage()._body = .setPlacementPhase(newValue)}
   }
 
   public var moveTenant: PBMoveTenant {
     get {
-      if case .moveTenant(let v)? = body {return v}
+      if case .moveTenant(let v)? = _storage._body {return v}
       return PBMoveTenant()
     }
-    set {body = .moveTenant(newValue)}
+    set {_uniqueStorage()._body = .moveTenant(newValue)}
   }
 
   public var createBinding: PBCreateBinding {
     get {
-      if case .createBinding(let v)? = body {return v}
+      if case .createBinding(let v)? = _storage._body {return v}
       return PBCreateBinding()
     }
-    set {body = .createBinding(newValue)}
+    set {_uniqueStorage()._body = .createBinding(newValue)}
   }
 
   public var deleteBinding: PBDeleteBinding {
     get {
-      if case .deleteBinding(let v)? = body {return v}
+      if case .deleteBinding(let v)? = _storage._body {return v}
       return PBDeleteBinding()
     }
-    set {body = .deleteBinding(newValue)}
+    set {_uniqueStorage()._body = .deleteBinding(newValue)}
   }
 
   public var startOperation: PBStartOperation {
     get {
-      if case .startOperation(let v)? = body {return v}
+      if case .startOperation(let v)? = _storage._body {return v}
       return PBStartOperation()
     }
-    set {body = .startOperation(newValue)}
+    set {_uniqueStorage()._body = .startOperation(newValue)}
   }
 
   public var finishOperation: PBFinishOperation {
     get {
-      if case .finishOperation(let v)? = body {return v}
+      if case .finishOperation(let v)? = _storage._body {return v}
       return PBFinishOperation()
     }
-    set {body = .finishOperation(newValue)}
+    set {_uniqueStorage()._body = .finishOperation(newValue)}
   }
 
   public var provisionTenant: PBProvisionTenant {
     get {
-      if case .provisionTenant(let v)? = body {return v}
+      if case .provisionTenant(let v)? = _storage._body {return v}
       return PBProvisionTenant()
     }
-    set {body = .provisionTenant(newValue)}
+    set {_uniqueStorage()._body = .provisionTenant(newValue)}
   }
 
   public var deprovisionTenant: PBDeprovisionTenant {
     get {
-      if case .deprovisionTenant(let v)? = body {return v}
+      if case .deprovisionTenant(let v)? = _storage._body {return v}
       return PBDeprovisionTenant()
     }
-    set {body = .deprovisionTenant(newValue)}
+    set {_uniqueStorage()._body = .deprovisionTenant(newValue)}
   }
 
   public var changeTenantPlan: PBChangeTenantPlan {
     get {
-      if case .changeTenantPlan(let v)? = body {return v}
+      if case .changeTenantPlan(let v)? = _storage._body {return v}
       return PBChangeTenantPlan()
     }
-    set {body = .changeTenantPlan(newValue)}
+    set {_uniqueStorage()._body = .changeTenantPlan(newValue)}
   }
 
   public var recordIntent: PBRecordIntent {
     get {
-      if case .recordIntent(let v)? = body {return v}
+      if case .recordIntent(let v)? = _storage._body {return v}
       return PBRecordIntent()
     }
-    set {body = .recordIntent(newValue)}
+    set {_uniqueStorage()._body = .recordIntent(newValue)}
   }
 
   public var resolveIntent: PBResolveIntent {
     get {
-      if case .resolveIntent(let v)? = body {return v}
+      if case .resolveIntent(let v)? = _storage._body {return v}
       return PBResolveIntent()
     }
-    set {body = .resolveIntent(newValue)}
+    set {_uniqueStorage()._body = .resolveIntent(newValue)}
+  }
+
+  public var recordEvent: PBRecordEvent {
+    get {
+      if case .recordEvent(let v)? = _storage._body {return v}
+      return PBRecordEvent()
+    }
+    set {_uniqueStorage()._body = .recordEvent(newValue)}
   }
 
   public var setSettings: PBSetSettings {
     get {
-      if case .setSettings(let v)? = body {return v}
+      if case .setSettings(let v)? = _storage._body {return v}
       return PBSetSettings()
     }
-    set {body = .setSettings(newValue)}
+    set {_uniqueStorage()._body = .setSettings(newValue)}
   }
 
   public var setMinVersion: PBSetMinVersion {
     get {
-      if case .setMinVersion(let v)? = body {return v}
+      if case .setMinVersion(let v)? = _storage._body {return v}
       return PBSetMinVersion()
     }
-    set {body = .setMinVersion(newValue)}
+    set {_uniqueStorage()._body = .setMinVersion(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -570,6 +667,7 @@ public nonisolated struct PBCommand: Sendable {
     case changeTenantPlan(PBChangeTenantPlan)
     case recordIntent(PBRecordIntent)
     case resolveIntent(PBResolveIntent)
+    case recordEvent(PBRecordEvent)
     case setSettings(PBSetSettings)
     case setMinVersion(PBSetMinVersion)
 
@@ -577,7 +675,7 @@ public nonisolated struct PBCommand: Sendable {
 
   public init() {}
 
-  fileprivate var _request: PBRequestId? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct PBQuotas: Sendable {
@@ -1002,6 +1100,111 @@ public nonisolated struct PBResolveIntent: Sendable {
   public init() {}
 }
 
+/// One input behind a decision: its value and the mark it was compared with.
+public nonisolated struct PBMeasure: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// e.g. "requests_per_second", "cpu_permille", "p99_ms", "error_share", "utilization"
+  public var name: String = String()
+
+  public var value: Double = 0
+
+  public var mark: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A tenant a decision moves, and where ("" = the event's new instance, once it is active).
+public nonisolated struct PBEventMove: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenantID: String = String()
+
+  public var targetInstanceID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct PBEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// unique among the kept events; the moves' operation ids derive from it
+  public var id: String = String()
+
+  public var kind: PBEventKind = .unspecified
+
+  /// set by apply: the entry's index
+  public var index: UInt64 = 0
+
+  /// set by apply: the leader's time
+  public var atMs: Int64 = 0
+
+  /// the instance it is about ("" = the cluster)
+  public var instanceID: String = String()
+
+  public var reason: String = String()
+
+  public var measures: [PBMeasure] = []
+
+  public var moves: [PBEventMove] = []
+
+  /// scale-up, replace: the instance provisioned for it
+  public var newInstanceID: String = String()
+
+  /// set by apply: the intent recorded with it
+  public var intentID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct PBRecordEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var event: PBEvent {
+    get {_event ?? PBEvent()}
+    set {_event = newValue}
+  }
+  /// Returns true if `event` has been explicitly set.
+  public var hasEvent: Bool {self._event != nil}
+  /// Clears the value of `event`. Subsequent reads from it will return its default value.
+  public mutating func clearEvent() {self._event = nil}
+
+  /// Keep the newest `retain` events (the leader's `events.retain`): every replica drops the same.
+  public var retain: UInt32 = 0
+
+  /// Recorded with the event in the same entry (a scale-up's provision, a scale-down's
+  /// decommission), so no leader can die between the decision and its intent.
+  public var intent: PBRecordIntent {
+    get {_intent ?? PBRecordIntent()}
+    set {_intent = newValue}
+  }
+  /// Returns true if `intent` has been explicitly set.
+  public var hasIntent: Bool {self._intent != nil}
+  /// Clears the value of `intent`. Subsequent reads from it will return its default value.
+  public mutating func clearIntent() {self._intent = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _event: PBEvent? = nil
+  fileprivate var _intent: PBRecordIntent? = nil
+}
+
 public nonisolated struct PBSettings: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1265,52 +1468,94 @@ public nonisolated struct PBSession: Sendable {
   fileprivate var _lastOutcome: PBOutcome? = nil
 }
 
-public nonisolated struct PBState: Sendable {
+public nonisolated struct PBState: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var appliedIndex: UInt64 = 0
+  public var appliedIndex: UInt64 {
+    get {_storage._appliedIndex}
+    set {_uniqueStorage()._appliedIndex = newValue}
+  }
 
-  public var minProtocolVersion: UInt32 = 0
+  public var minProtocolVersion: UInt32 {
+    get {_storage._minProtocolVersion}
+    set {_uniqueStorage()._minProtocolVersion = newValue}
+  }
 
   public var settings: PBSettings {
-    get {_settings ?? PBSettings()}
-    set {_settings = newValue}
+    get {_storage._settings ?? PBSettings()}
+    set {_uniqueStorage()._settings = newValue}
   }
   /// Returns true if `settings` has been explicitly set.
-  public var hasSettings: Bool {self._settings != nil}
+  public var hasSettings: Bool {_storage._settings != nil}
   /// Clears the value of `settings`. Subsequent reads from it will return its default value.
-  public mutating func clearSettings() {self._settings = nil}
+  public mutating func clearSettings() {_uniqueStorage()._settings = nil}
 
   /// sorted by id
-  public var instances: [PBInstance] = []
+  public var instances: [PBInstance] {
+    get {_storage._instances}
+    set {_uniqueStorage()._instances = newValue}
+  }
 
   /// sorted by id
-  public var tenants: [PBTenant] = []
+  public var tenants: [PBTenant] {
+    get {_storage._tenants}
+    set {_uniqueStorage()._tenants = newValue}
+  }
 
   /// sorted by (tenant_id, instance_id)
-  public var placements: [PBPlacement] = []
+  public var placements: [PBPlacement] {
+    get {_storage._placements}
+    set {_uniqueStorage()._placements = newValue}
+  }
 
   /// sorted by id
-  public var bindings: [PBBinding] = []
+  public var bindings: [PBBinding] {
+    get {_storage._bindings}
+    set {_uniqueStorage()._bindings = newValue}
+  }
 
   /// sorted by id
-  public var operations: [PBOperation] = []
+  public var operations: [PBOperation] {
+    get {_storage._operations}
+    set {_uniqueStorage()._operations = newValue}
+  }
 
   /// sorted by id
-  public var intents: [PBIntent] = []
+  public var intents: [PBIntent] {
+    get {_storage._intents}
+    set {_uniqueStorage()._intents = newValue}
+  }
 
   /// sorted by client_id
-  public var sessions: [PBSession] = []
+  public var sessions: [PBSession] {
+    get {_storage._sessions}
+    set {_uniqueStorage()._sessions = newValue}
+  }
 
-  public var lastLeaderTimeMs: Int64 = 0
+  public var lastLeaderTimeMs: Int64 {
+    get {_storage._lastLeaderTimeMs}
+    set {_uniqueStorage()._lastLeaderTimeMs = newValue}
+  }
+
+  /// sorted by index (oldest first), at most the last event's retain
+  public var events: [PBEvent] {
+    get {_storage._events}
+    set {_uniqueStorage()._events = newValue}
+  }
+
+  /// by the last paused/resumed event
+  public var balancerPaused: Bool {
+    get {_storage._balancerPaused}
+    set {_uniqueStorage()._balancerPaused = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _settings: PBSettings? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -1343,6 +1588,10 @@ nonisolated extension PBOperationState: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension PBIntentKind: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0INTENT_KIND_UNSPECIFIED\0\u{1}INTENT_KIND_PROVISION\0\u{1}INTENT_KIND_DECOMMISSION\0")
+}
+
+nonisolated extension PBEventKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EVENT_KIND_UNSPECIFIED\0\u{1}EVENT_KIND_SCALE_UP\0\u{1}EVENT_KIND_REBALANCE\0\u{1}EVENT_KIND_SCALE_DOWN\0\u{1}EVENT_KIND_FAILOVER\0\u{1}EVENT_KIND_REPLACE\0\u{1}EVENT_KIND_ALERT\0\u{1}EVENT_KIND_PAUSED\0\u{1}EVENT_KIND_RESUMED\0")
 }
 
 nonisolated extension PBRequestId: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1382,421 +1631,480 @@ nonisolated extension PBRequestId: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{3}leader_time_ms\0\u{3}skippable_if_unknown\0\u{4}\u{7}add_instance\0\u{3}set_instance_state\0\u{3}set_instance_role\0\u{3}report_instance_version\0\u{4}\u{7}create_tenant\0\u{3}update_tenant\0\u{3}set_tenant_state\0\u{3}delete_tenant\0\u{4}\u{7}place_tenant\0\u{3}set_placement_phase\0\u{3}move_tenant\0\u{4}\u{8}create_binding\0\u{3}delete_binding\0\u{4}\u{9}start_operation\0\u{3}finish_operation\0\u{3}provision_tenant\0\u{3}deprovision_tenant\0\u{3}change_tenant_plan\0\u{4}\u{6}record_intent\0\u{3}resolve_intent\0\u{4}\u{9}set_settings\0\u{3}set_min_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{3}leader_time_ms\0\u{3}skippable_if_unknown\0\u{4}\u{7}add_instance\0\u{3}set_instance_state\0\u{3}set_instance_role\0\u{3}report_instance_version\0\u{4}\u{7}create_tenant\0\u{3}update_tenant\0\u{3}set_tenant_state\0\u{3}delete_tenant\0\u{4}\u{7}place_tenant\0\u{3}set_placement_phase\0\u{3}move_tenant\0\u{4}\u{8}create_binding\0\u{3}delete_binding\0\u{4}\u{9}start_operation\0\u{3}finish_operation\0\u{3}provision_tenant\0\u{3}deprovision_tenant\0\u{3}change_tenant_plan\0\u{4}\u{6}record_intent\0\u{3}resolve_intent\0\u{3}record_event\0\u{4}\u{8}set_settings\0\u{3}set_min_version\0")
+
+  fileprivate class _StorageClass {
+    var _request: PBRequestId? = nil
+    var _leaderTimeMs: Int64 = 0
+    var _skippableIfUnknown: Bool = false
+    var _body: PBCommand.OneOf_Body?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _request = source._request
+      _leaderTimeMs = source._leaderTimeMs
+      _skippableIfUnknown = source._skippableIfUnknown
+      _body = source._body
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._request) }()
-      case 2: try { try decoder.decodeSingularInt64Field(value: &self.leaderTimeMs) }()
-      case 3: try { try decoder.decodeSingularBoolField(value: &self.skippableIfUnknown) }()
-      case 10: try {
-        var v: PBAddInstance?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .addInstance(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._request) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._leaderTimeMs) }()
+        case 3: try { try decoder.decodeSingularBoolField(value: &_storage._skippableIfUnknown) }()
+        case 10: try {
+          var v: PBAddInstance?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .addInstance(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .addInstance(v)
+          }
+        }()
+        case 11: try {
+          var v: PBSetInstanceState?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setInstanceState(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setInstanceState(v)
+          }
+        }()
+        case 12: try {
+          var v: PBSetInstanceRole?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setInstanceRole(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setInstanceRole(v)
+          }
+        }()
+        case 13: try {
+          var v: PBReportInstanceVersion?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .reportInstanceVersion(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .reportInstanceVersion(v)
+          }
+        }()
+        case 20: try {
+          var v: PBCreateTenant?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .createTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .createTenant(v)
+          }
+        }()
+        case 21: try {
+          var v: PBUpdateTenant?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .updateTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .updateTenant(v)
+          }
+        }()
+        case 22: try {
+          var v: PBSetTenantState?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setTenantState(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setTenantState(v)
+          }
+        }()
+        case 23: try {
+          var v: PBDeleteTenant?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .deleteTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .deleteTenant(v)
+          }
+        }()
+        case 30: try {
+          var v: PBPlaceTenant?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .placeTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .placeTenant(v)
+          }
+        }()
+        case 31: try {
+          var v: PBSetPlacementPhase?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setPlacementPhase(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setPlacementPhase(v)
+          }
+        }()
+        case 32: try {
+          var v: PBMoveTenant?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .moveTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .moveTenant(v)
+          }
+        }()
+        case 40: try {
+          var v: PBCreateBinding?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .createBinding(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .createBinding(v)
+          }
+        }()
+        case 41: try {
+          var v: PBDeleteBinding?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .deleteBinding(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .deleteBinding(v)
+          }
+        }()
+        case 50: try {
+          var v: PBStartOperation?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .startOperation(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .startOperation(v)
+          }
+        }()
+        case 51: try {
+          var v: PBFinishOperation?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .finishOperation(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .finishOperation(v)
+          }
+        }()
+        case 52: try {
+          var v: PBProvisionTenant?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .provisionTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .provisionTenant(v)
+          }
+        }()
+        case 53: try {
+          var v: PBDeprovisionTenant?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .deprovisionTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .deprovisionTenant(v)
+          }
+        }()
+        case 54: try {
+          var v: PBChangeTenantPlan?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .changeTenantPlan(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .changeTenantPlan(v)
+          }
+        }()
+        case 60: try {
+          var v: PBRecordIntent?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .recordIntent(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .recordIntent(v)
+          }
+        }()
+        case 61: try {
+          var v: PBResolveIntent?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .resolveIntent(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .resolveIntent(v)
+          }
+        }()
+        case 62: try {
+          var v: PBRecordEvent?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .recordEvent(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .recordEvent(v)
+          }
+        }()
+        case 70: try {
+          var v: PBSetSettings?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setSettings(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setSettings(v)
+          }
+        }()
+        case 71: try {
+          var v: PBSetMinVersion?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setMinVersion(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setMinVersion(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .addInstance(v)
-        }
-      }()
-      case 11: try {
-        var v: PBSetInstanceState?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .setInstanceState(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .setInstanceState(v)
-        }
-      }()
-      case 12: try {
-        var v: PBSetInstanceRole?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .setInstanceRole(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .setInstanceRole(v)
-        }
-      }()
-      case 13: try {
-        var v: PBReportInstanceVersion?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .reportInstanceVersion(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .reportInstanceVersion(v)
-        }
-      }()
-      case 20: try {
-        var v: PBCreateTenant?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .createTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .createTenant(v)
-        }
-      }()
-      case 21: try {
-        var v: PBUpdateTenant?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .updateTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .updateTenant(v)
-        }
-      }()
-      case 22: try {
-        var v: PBSetTenantState?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .setTenantState(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .setTenantState(v)
-        }
-      }()
-      case 23: try {
-        var v: PBDeleteTenant?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .deleteTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .deleteTenant(v)
-        }
-      }()
-      case 30: try {
-        var v: PBPlaceTenant?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .placeTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .placeTenant(v)
-        }
-      }()
-      case 31: try {
-        var v: PBSetPlacementPhase?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .setPlacementPhase(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .setPlacementPhase(v)
-        }
-      }()
-      case 32: try {
-        var v: PBMoveTenant?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .moveTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .moveTenant(v)
-        }
-      }()
-      case 40: try {
-        var v: PBCreateBinding?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .createBinding(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .createBinding(v)
-        }
-      }()
-      case 41: try {
-        var v: PBDeleteBinding?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .deleteBinding(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .deleteBinding(v)
-        }
-      }()
-      case 50: try {
-        var v: PBStartOperation?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .startOperation(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .startOperation(v)
-        }
-      }()
-      case 51: try {
-        var v: PBFinishOperation?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .finishOperation(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .finishOperation(v)
-        }
-      }()
-      case 52: try {
-        var v: PBProvisionTenant?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .provisionTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .provisionTenant(v)
-        }
-      }()
-      case 53: try {
-        var v: PBDeprovisionTenant?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .deprovisionTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .deprovisionTenant(v)
-        }
-      }()
-      case 54: try {
-        var v: PBChangeTenantPlan?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .changeTenantPlan(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .changeTenantPlan(v)
-        }
-      }()
-      case 60: try {
-        var v: PBRecordIntent?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .recordIntent(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .recordIntent(v)
-        }
-      }()
-      case 61: try {
-        var v: PBResolveIntent?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .resolveIntent(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .resolveIntent(v)
-        }
-      }()
-      case 70: try {
-        var v: PBSetSettings?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .setSettings(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .setSettings(v)
-        }
-      }()
-      case 71: try {
-        var v: PBSetMinVersion?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .setMinVersion(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .setMinVersion(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._request {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if self.leaderTimeMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.leaderTimeMs, fieldNumber: 2)
-    }
-    if self.skippableIfUnknown != false {
-      try visitor.visitSingularBoolField(value: self.skippableIfUnknown, fieldNumber: 3)
-    }
-    switch self.body {
-    case .addInstance?: try {
-      guard case .addInstance(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    }()
-    case .setInstanceState?: try {
-      guard case .setInstanceState(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .setInstanceRole?: try {
-      guard case .setInstanceRole(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case .reportInstanceVersion?: try {
-      guard case .reportInstanceVersion(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    }()
-    case .createTenant?: try {
-      guard case .createTenant(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .updateTenant?: try {
-      guard case .updateTenant(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-    }()
-    case .setTenantState?: try {
-      guard case .setTenantState(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-    }()
-    case .deleteTenant?: try {
-      guard case .deleteTenant(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
-    }()
-    case .placeTenant?: try {
-      guard case .placeTenant(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
-    }()
-    case .setPlacementPhase?: try {
-      guard case .setPlacementPhase(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
-    }()
-    case .moveTenant?: try {
-      guard case .moveTenant(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
-    }()
-    case .createBinding?: try {
-      guard case .createBinding(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
-    }()
-    case .deleteBinding?: try {
-      guard case .deleteBinding(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
-    }()
-    case .startOperation?: try {
-      guard case .startOperation(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
-    }()
-    case .finishOperation?: try {
-      guard case .finishOperation(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 51)
-    }()
-    case .provisionTenant?: try {
-      guard case .provisionTenant(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 52)
-    }()
-    case .deprovisionTenant?: try {
-      guard case .deprovisionTenant(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 53)
-    }()
-    case .changeTenantPlan?: try {
-      guard case .changeTenantPlan(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 54)
-    }()
-    case .recordIntent?: try {
-      guard case .recordIntent(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
-    }()
-    case .resolveIntent?: try {
-      guard case .resolveIntent(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 61)
-    }()
-    case .setSettings?: try {
-      guard case .setSettings(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
-    }()
-    case .setMinVersion?: try {
-      guard case .setMinVersion(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._request {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._leaderTimeMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._leaderTimeMs, fieldNumber: 2)
+      }
+      if _storage._skippableIfUnknown != false {
+        try visitor.visitSingularBoolField(value: _storage._skippableIfUnknown, fieldNumber: 3)
+      }
+      switch _storage._body {
+      case .addInstance?: try {
+        guard case .addInstance(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      }()
+      case .setInstanceState?: try {
+        guard case .setInstanceState(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .setInstanceRole?: try {
+        guard case .setInstanceRole(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case .reportInstanceVersion?: try {
+        guard case .reportInstanceVersion(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      }()
+      case .createTenant?: try {
+        guard case .createTenant(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .updateTenant?: try {
+        guard case .updateTenant(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .setTenantState?: try {
+        guard case .setTenantState(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      }()
+      case .deleteTenant?: try {
+        guard case .deleteTenant(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      }()
+      case .placeTenant?: try {
+        guard case .placeTenant(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .setPlacementPhase?: try {
+        guard case .setPlacementPhase(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .moveTenant?: try {
+        guard case .moveTenant(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      case .createBinding?: try {
+        guard case .createBinding(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+      }()
+      case .deleteBinding?: try {
+        guard case .deleteBinding(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+      }()
+      case .startOperation?: try {
+        guard case .startOperation(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
+      }()
+      case .finishOperation?: try {
+        guard case .finishOperation(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 51)
+      }()
+      case .provisionTenant?: try {
+        guard case .provisionTenant(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 52)
+      }()
+      case .deprovisionTenant?: try {
+        guard case .deprovisionTenant(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 53)
+      }()
+      case .changeTenantPlan?: try {
+        guard case .changeTenantPlan(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 54)
+      }()
+      case .recordIntent?: try {
+        guard case .recordIntent(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+      }()
+      case .resolveIntent?: try {
+        guard case .resolveIntent(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 61)
+      }()
+      case .recordEvent?: try {
+        guard case .recordEvent(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 62)
+      }()
+      case .setSettings?: try {
+        guard case .setSettings(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
+      }()
+      case .setMinVersion?: try {
+        guard case .setMinVersion(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: PBCommand, rhs: PBCommand) -> Bool {
-    if lhs._request != rhs._request {return false}
-    if lhs.leaderTimeMs != rhs.leaderTimeMs {return false}
-    if lhs.skippableIfUnknown != rhs.skippableIfUnknown {return false}
-    if lhs.body != rhs.body {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._request != rhs_storage._request {return false}
+        if _storage._leaderTimeMs != rhs_storage._leaderTimeMs {return false}
+        if _storage._skippableIfUnknown != rhs_storage._skippableIfUnknown {return false}
+        if _storage._body != rhs_storage._body {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2698,6 +3006,200 @@ nonisolated extension PBResolveIntent: SwiftProtobuf.Message, SwiftProtobuf._Mes
   }
 }
 
+nonisolated extension PBMeasure: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Measure"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0\u{1}mark\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.value) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.mark) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.value.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.value, fieldNumber: 2)
+    }
+    if self.mark.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.mark, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBMeasure, rhs: PBMeasure) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.mark != rhs.mark {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension PBEventMove: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EventMove"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}target_instance_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.targetInstanceID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
+    }
+    if !self.targetInstanceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.targetInstanceID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBEventMove, rhs: PBEventMove) -> Bool {
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.targetInstanceID != rhs.targetInstanceID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension PBEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Event"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}index\0\u{3}at_ms\0\u{3}instance_id\0\u{1}reason\0\u{1}measures\0\u{1}moves\0\u{3}new_instance_id\0\u{3}intent_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.index) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.atMs) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.instanceID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.measures) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.moves) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.newInstanceID) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.intentID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
+    }
+    if self.index != 0 {
+      try visitor.visitSingularUInt64Field(value: self.index, fieldNumber: 3)
+    }
+    if self.atMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atMs, fieldNumber: 4)
+    }
+    if !self.instanceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.instanceID, fieldNumber: 5)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 6)
+    }
+    if !self.measures.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.measures, fieldNumber: 7)
+    }
+    if !self.moves.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.moves, fieldNumber: 8)
+    }
+    if !self.newInstanceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.newInstanceID, fieldNumber: 9)
+    }
+    if !self.intentID.isEmpty {
+      try visitor.visitSingularStringField(value: self.intentID, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBEvent, rhs: PBEvent) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.index != rhs.index {return false}
+    if lhs.atMs != rhs.atMs {return false}
+    if lhs.instanceID != rhs.instanceID {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.measures != rhs.measures {return false}
+    if lhs.moves != rhs.moves {return false}
+    if lhs.newInstanceID != rhs.newInstanceID {return false}
+    if lhs.intentID != rhs.intentID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension PBRecordEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}event\0\u{1}retain\0\u{1}intent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._event) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.retain) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._intent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._event {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.retain != 0 {
+      try visitor.visitSingularUInt32Field(value: self.retain, fieldNumber: 2)
+    }
+    try { if let v = self._intent {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBRecordEvent, rhs: PBRecordEvent) -> Bool {
+    if lhs._event != rhs._event {return false}
+    if lhs.retain != rhs.retain {return false}
+    if lhs._intent != rhs._intent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension PBSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Settings"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cpu_high_permille\0\u{3}cpu_low_permille\0\u{3}move_grace_ms\0\u{3}scale_down_cooldown_ms\0\u{3}voters_target\0")
@@ -3282,83 +3784,153 @@ nonisolated extension PBSession: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
 
 nonisolated extension PBState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".State"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}applied_index\0\u{3}min_protocol_version\0\u{1}settings\0\u{1}instances\0\u{1}tenants\0\u{1}placements\0\u{1}bindings\0\u{1}operations\0\u{1}intents\0\u{1}sessions\0\u{3}last_leader_time_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}applied_index\0\u{3}min_protocol_version\0\u{1}settings\0\u{1}instances\0\u{1}tenants\0\u{1}placements\0\u{1}bindings\0\u{1}operations\0\u{1}intents\0\u{1}sessions\0\u{3}last_leader_time_ms\0\u{1}events\0\u{3}balancer_paused\0")
+
+  fileprivate class _StorageClass {
+    var _appliedIndex: UInt64 = 0
+    var _minProtocolVersion: UInt32 = 0
+    var _settings: PBSettings? = nil
+    var _instances: [PBInstance] = []
+    var _tenants: [PBTenant] = []
+    var _placements: [PBPlacement] = []
+    var _bindings: [PBBinding] = []
+    var _operations: [PBOperation] = []
+    var _intents: [PBIntent] = []
+    var _sessions: [PBSession] = []
+    var _lastLeaderTimeMs: Int64 = 0
+    var _events: [PBEvent] = []
+    var _balancerPaused: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _appliedIndex = source._appliedIndex
+      _minProtocolVersion = source._minProtocolVersion
+      _settings = source._settings
+      _instances = source._instances
+      _tenants = source._tenants
+      _placements = source._placements
+      _bindings = source._bindings
+      _operations = source._operations
+      _intents = source._intents
+      _sessions = source._sessions
+      _lastLeaderTimeMs = source._lastLeaderTimeMs
+      _events = source._events
+      _balancerPaused = source._balancerPaused
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.appliedIndex) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.minProtocolVersion) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._settings) }()
-      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.instances) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.tenants) }()
-      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.placements) }()
-      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.bindings) }()
-      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.operations) }()
-      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.intents) }()
-      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
-      case 11: try { try decoder.decodeSingularInt64Field(value: &self.lastLeaderTimeMs) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._appliedIndex) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._minProtocolVersion) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._settings) }()
+        case 4: try { try decoder.decodeRepeatedMessageField(value: &_storage._instances) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._tenants) }()
+        case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._placements) }()
+        case 7: try { try decoder.decodeRepeatedMessageField(value: &_storage._bindings) }()
+        case 8: try { try decoder.decodeRepeatedMessageField(value: &_storage._operations) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._intents) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._sessions) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._lastLeaderTimeMs) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._events) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._balancerPaused) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.appliedIndex != 0 {
-      try visitor.visitSingularUInt64Field(value: self.appliedIndex, fieldNumber: 1)
-    }
-    if self.minProtocolVersion != 0 {
-      try visitor.visitSingularUInt32Field(value: self.minProtocolVersion, fieldNumber: 2)
-    }
-    try { if let v = self._settings {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
-    if !self.instances.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.instances, fieldNumber: 4)
-    }
-    if !self.tenants.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.tenants, fieldNumber: 5)
-    }
-    if !self.placements.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.placements, fieldNumber: 6)
-    }
-    if !self.bindings.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.bindings, fieldNumber: 7)
-    }
-    if !self.operations.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.operations, fieldNumber: 8)
-    }
-    if !self.intents.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.intents, fieldNumber: 9)
-    }
-    if !self.sessions.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.sessions, fieldNumber: 10)
-    }
-    if self.lastLeaderTimeMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.lastLeaderTimeMs, fieldNumber: 11)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._appliedIndex != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._appliedIndex, fieldNumber: 1)
+      }
+      if _storage._minProtocolVersion != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._minProtocolVersion, fieldNumber: 2)
+      }
+      try { if let v = _storage._settings {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if !_storage._instances.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._instances, fieldNumber: 4)
+      }
+      if !_storage._tenants.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._tenants, fieldNumber: 5)
+      }
+      if !_storage._placements.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._placements, fieldNumber: 6)
+      }
+      if !_storage._bindings.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._bindings, fieldNumber: 7)
+      }
+      if !_storage._operations.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._operations, fieldNumber: 8)
+      }
+      if !_storage._intents.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._intents, fieldNumber: 9)
+      }
+      if !_storage._sessions.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._sessions, fieldNumber: 10)
+      }
+      if _storage._lastLeaderTimeMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastLeaderTimeMs, fieldNumber: 11)
+      }
+      if !_storage._events.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._events, fieldNumber: 12)
+      }
+      if _storage._balancerPaused != false {
+        try visitor.visitSingularBoolField(value: _storage._balancerPaused, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: PBState, rhs: PBState) -> Bool {
-    if lhs.appliedIndex != rhs.appliedIndex {return false}
-    if lhs.minProtocolVersion != rhs.minProtocolVersion {return false}
-    if lhs._settings != rhs._settings {return false}
-    if lhs.instances != rhs.instances {return false}
-    if lhs.tenants != rhs.tenants {return false}
-    if lhs.placements != rhs.placements {return false}
-    if lhs.bindings != rhs.bindings {return false}
-    if lhs.operations != rhs.operations {return false}
-    if lhs.intents != rhs.intents {return false}
-    if lhs.sessions != rhs.sessions {return false}
-    if lhs.lastLeaderTimeMs != rhs.lastLeaderTimeMs {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._appliedIndex != rhs_storage._appliedIndex {return false}
+        if _storage._minProtocolVersion != rhs_storage._minProtocolVersion {return false}
+        if _storage._settings != rhs_storage._settings {return false}
+        if _storage._instances != rhs_storage._instances {return false}
+        if _storage._tenants != rhs_storage._tenants {return false}
+        if _storage._placements != rhs_storage._placements {return false}
+        if _storage._bindings != rhs_storage._bindings {return false}
+        if _storage._operations != rhs_storage._operations {return false}
+        if _storage._intents != rhs_storage._intents {return false}
+        if _storage._sessions != rhs_storage._sessions {return false}
+        if _storage._lastLeaderTimeMs != rhs_storage._lastLeaderTimeMs {return false}
+        if _storage._events != rhs_storage._events {return false}
+        if _storage._balancerPaused != rhs_storage._balancerPaused {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
