@@ -351,14 +351,17 @@ public final class AdminServer: Sendable {
         struct Summary: Sendable {
             var instances: [InstanceInfo]
             var tenantCount: Int
+            var balancer: BalancerInfo
         }
+        let balancerEnabled = config.balancerEnabled
         let summarize: @Sendable (ClusterState) -> Summary = { state in
             let active = state.activeTenantCountsByInstance
             return Summary(
                 instances: state.allInstances.map {
                     InstanceInfo($0, state: state, active: active)
                 },
-                tenantCount: state.tenantCount
+                tenantCount: state.tenantCount,
+                balancer: BalancerInfo(enabled: balancerEnabled, paused: state.isBalancerPaused, lastEvent: state.allEvents.last.map(EventInfo.init), eventCount: state.allEvents.count)
             )
         }
         let summary: Summary
@@ -388,7 +391,7 @@ public final class AdminServer: Sendable {
             voters: s.voters, learners: s.learners, tenantCount: summary.tenantCount, droppedMessages: s.droppedMessages,
             snapshotsInstalled: s.snapshotsInstalled,
             source: consistent ? "linearizable" : "local", instances: summary.instances,
-            routerURL: dataPlane?.routerURL, dataPlane: dataPlane
+            routerURL: dataPlane?.routerURL, dataPlane: dataPlane, balancer: summary.balancer
         )
     }
 

@@ -51,6 +51,8 @@ public struct MemberStatus: Codable, Sendable, Hashable {
     public var routerURL: String?
     /// This member's agent and router (components, served tenants, confirmed config, load).
     public var dataPlane: DataPlaneReport?
+    /// The balancer as this member's state has it: paused or not, and its last event.
+    public var balancer: BalancerInfo?
 }
 
 public struct FollowerProgress: Codable, Sendable, Hashable {

@@ -49,6 +49,8 @@ struct ClusterStatus: Codable {
     var members: [Member]
     var instances: [InstanceInfo]
     var tenants: Int?
+    /// Paused or not, and the last decision (the leader's view, else the first member's).
+    var balancer: BalancerInfo?
 }
 
 /// `peer status`: the cluster line, the members table, instances and tenant counts.
@@ -125,7 +127,8 @@ struct StatusCommand: AsyncParsableCommand {
             source: consistent ? "linearizable" : "members",
             readAtMs: Int64(Date().timeIntervalSince1970 * 1000), members: members,
             instances: leaderStatus?.instances ?? ok.first?.instances ?? [],
-            tenants: leaderStatus?.tenantCount ?? ok.first?.tenantCount
+            tenants: leaderStatus?.tenantCount ?? ok.first?.tenantCount,
+            balancer: leaderStatus?.balancer ?? ok.first?.balancer
         )
     }
 
@@ -163,6 +166,12 @@ struct StatusCommand: AsyncParsableCommand {
             out += Table.render(irows)
         }
         out += "tenants: \(s.tenants.map(String.init) ?? "unknown")"
+        if let b = s.balancer, b.enabled || b.eventCount > 0 {
+            out += "\nbalancer: \(b.paused ? "PAUSED" : b.enabled ? "acting" : "not enabled"), \(b.eventCount) event(s)"
+            if let e = b.lastEvent {
+                out += "; last: \(e.kind) \(e.instance.map { "instance \($0)" } ?? "cluster") at \(EventsTable.time(e.atMs)): \(e.reason)"
+            }
+        }
         out += renderDataPlane(s)
         return out
     }

@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 21 with real processes: three peers (NGINX and tenant-app each), the process provider
+/// and the balancer, driven only by load. Seed scenario 1: one tenant made hot under wrk, the
+/// overload found from the routers' statistics, a new instance provisioned and joined, the hot
+/// tenant moved there, the load on its old instance falls. Scenario 2: wrk stops, low usage is
+/// found, the added instance drained and destroyed. The steps are checked in the seed's order
+/// from `peer events`; no request fails; the provider's list ends equal to the membership.
+/// Nested in the serialized data-plane suite (four peers and wrk).
+extension DataPlaneProcessTests {
+@Suite struct BalancerProcessTests {
+    static func events(_ c: ProcessCluster) async throws -> [[String: Any]] {
+        let out = try await c.must(["events", "--config", c.configPath, "--output", "json", "--limit", "100"])
+        // Newest first from the API; oldest first here.
+        return ((try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]]) ?? []).reversed()
+    }
+
+    /// Requests per second that every router sent to `instance`, summed (the routers' window).
+    static func instanceLoad(_ c: ProcessCluster, _ instance: String) async throws -> Double {
+        let status = try await c.statusJSON()
+        var sum = 0.0
+        for m in status["members"] as? [[String: Any]] ?? [] {
+            let load = (m["dataPlane"] as? [String: Any])?["load"] as? [String: Any]
+            for i in load?["instances"] as? [[String: Any]] ?? [] where i["instance"] as? String == instance {
+                sum += i["requestsPerSecond"] as? Double ?? 0
+            }
+        }
+        return sum
+    }
+
+    static func waitEvent(_ c: ProcessCluster, seconds: Double, _ what: String, _ match: ([String: Any]) -> Bool) async throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: [[String: Any]] = []
+        while Date() < deadline {
+            last = try await events(c)
+            if let e = last.first(where: match) { return e }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw ProcessTestError("no \(what) event within \(seconds) s; events: \(last.map { "\($0["kind"] ?? "?"): \($0["reason"] ?? "")" })")
+    }
+
+    @Test func bothSeedScenariosPlayOutAutonomouslyUnderLoadInTheSeedsOrder() async throws {
+        let base = try ProcessCluster.freeRange(21, avoiding: [])
+        let extra = DataPlaneProcessTests.unlimitedCatalog + """
+            providers:
+              - kind: process
+                ports: \(base)-\(base + 20)
+                addTimeoutMs: 120000
+            balancer:
+              instanceRequestsPerSecond: 100
+              overloadWindowMs: 5000
+              underloadWindowMs: 15000
+              cooldownMs: 5000
+              minInstances: 3
+              maxInstances: 4
+
+            """
+        let c = try ProcessCluster(instanceLostAfterMs: 2_000, extraYAML: extra, dataPlane: true)
+        defer { InstanceLifecycleProcessTests.killProvided(records: "\(c.dir)/data/instances/process/proc-test") }
+        try await c.must(["init", "--config", c.configPath])
+        try await c.must(["up", "--config", c.configPath])
+        // Two tenants per instance: the hot one is not alone where it starts (alone, it could
+        // only raise an alert).
+        let tenants = ["hot", "calm-1", "calm-2", "calm-3", "calm-4", "calm-5"]
+        for t in tenants { try await c.must(["tenants", "create", t, "--plan", "unlimited", "--config", c.configPath, "--wait"]) }
+        let placed = try await DataPlaneProcessTests.waitPlaced(c, tenants)
+        let source = try #require(placed["hot"])
+        #expect(placed.values.filter { $0 == source }.count >= 2, "\(placed)")
+
+        // Scenario 1: ~150-200 req/s on hot (capacity 100 per instance, mark 80).
+        let router = c.routerPorts[0]
+        let wrkOut = "\(c.dir)/wrk.out", pace = "\(c.dir)/pace.lua"
+        try "function delay() return 20 end\n".write(toFile: pace, atomically: true, encoding: .utf8)
+        let started = Date()
+        let wrk = try c.spawnProgram("/usr/bin/wrk", [
+            "-t", "2", "-c", "4", "-d", "50s", "--timeout", "5s", "-s", pace, "-H", "X-Tenant-ID: hot", "http://127.0.0.1:\(router)/",
+        ], out: wrkOut)
+        let up = try await Self.waitEvent(c, seconds: 45, "scale-up") { $0["kind"] as? String == "scale-up" }
+        let decidedAfter = Date().timeIntervalSince(started)
+        #expect(up["instance"] as? String == source, "\(up)")
+        let added = try #require(up["newInstance"] as? String)
+        let moves = up["moves"] as? [[String: Any]] ?? []
+        #expect(moves.map { $0["tenant"] as? String } == ["hot"], "\(up)")
+        try await DataPlaneProcessTests.waitRouted(c, tenant: "hot", to: added, routers: c.routerPorts, seconds: 60)
+        let movedAfter = Date().timeIntervalSince(started)
+        // The load on the source falls below its mark while wrk still runs (the routers' 10 s window).
+        var sourceLoad = try await Self.instanceLoad(c, source)
+        let fallDeadline = Date().addingTimeInterval(20)
+        while sourceLoad >= 80 && Date() < fallDeadline {
+            try await Task.sleep(for: .milliseconds(500))
+            sourceLoad = try await Self.instanceLoad(c, source)
+        }
+        let addedLoad = try await Self.instanceLoad(c, added)
+        #expect(sourceLoad < 80 && addedLoad > 80, "instance \(source): \(sourceLoad) req/s, instance \(added): \(addedLoad) req/s")
+        print("balancer scenario 1: scale-up decided \(String(format: "%.1f", decidedAfter)) s after wrk started, hot served by instance \(added) after \(String(format: "%.1f", movedAfter)) s; instance \(source) now \(String(format: "%.0f", sourceLoad)) req/s, \(added) \(String(format: "%.0f", addedLoad)) req/s")
+
+        let wrkCode = try await c.waitProgram(wrk, timeoutSeconds: 70)
+        let report = (try? String(contentsOfFile: wrkOut, encoding: .utf8)) ?? ""
+        #expect(wrkCode == 0 && report.contains("requests in"), "wrk: \(report)")
+        #expect(!report.contains("Non-2xx"), "a request failed during the scale-up:\n\(report)")
+        #expect(DataPlaneProcessTests.wrkSocketErrors(report) == (0, 0, 0, 0), "\(report)")
+
+        // Scenario 2: quiet; the added instance is drained and destroyed.
+        let quiet = Date()
+        let down = try await Self.waitEvent(c, seconds: 90, "scale-down") { $0["kind"] as? String == "scale-down" }
+        #expect(down["instance"] as? String == added, "\(down)")
+        let deadline = Date().addingTimeInterval(90)
+        var state = ""
+        while Date() < deadline {
+            let list = try await c.must(["instances", "list", "--config", c.configPath, "--output", "json", "--consistent"])
+            let instances = try JSONSerialization.jsonObject(with: Data(list.utf8)) as? [[String: Any]] ?? []
+            state = instances.first { $0["id"] as? String == added }?["state"] as? String ?? "?"
+            if state == "removed" && instances.allSatisfy({ $0["intent"] == nil }) { break }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        #expect(state == "removed", "instance \(added) is \(state)")
+        print("balancer scenario 2: instance \(added) removed \(String(format: "%.1f", Date().timeIntervalSince(quiet))) s after the load stopped")
+        let served = try await DataPlaneProcessTests.request(c, router: router, tenant: "hot")
+        #expect(served.status == 200 && !served.servedBy.hasPrefix("\(added)/"), "\(served)")
+
+        // The seed's order, from the events: scale-up of the source for hot, then scale-down of the new instance.
+        let kinds = try await Self.events(c).compactMap { $0["kind"] as? String }.filter { $0 != "alert" }
+        #expect(kinds == ["scale-up", "scale-down"], "\(kinds)")
+        // The provider holds nothing; the membership is the three configured peers.
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: "\(c.dir)/data/instances/process/proc-test")) ?? []
+        #expect(left.isEmpty, "the provider still holds \(left)")
+        let list = try await c.must(["instances", "list", "--config", c.configPath, "--output", "json", "--consistent"])
+        let instances = try JSONSerialization.jsonObject(with: Data(list.utf8)) as? [[String: Any]] ?? []
+        let live = instances.filter { $0["state"] as? String != "removed" }.compactMap { $0["id"] as? String }.sorted()
+        #expect(live == ["1", "2", "3"], "\(instances)")
+        try await c.must(["down", "--config", c.configPath])
+    }
+}
+}
