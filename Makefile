@@ -12,6 +12,9 @@ SOAK_ROUNDS ?= 10
 # The failpoints the demo (and so CI) kills the leader at: two of a drain, one of an add, one of a
 # removal; `make soak` runs all.
 DEMO_FAILPOINTS ?= drain.after-move-started move.before-placement-gone provision.after-create decommission.after-member-removed
+# The balancer's runs in the demo: both seed scenarios without a kill (`none`), then with the
+# leader killed right after the scale-up decision; `make soak` runs every step.
+DEMO_BALANCER_FAILPOINTS ?= none balancer.after-decision
 JOBS ?= $(shell nproc)
 # debug or release: the build configuration of `make build`, the chaos scripts and the binaries
 # the demo runs.
@@ -45,7 +48,9 @@ build:
 ## demo: the main job: the simulator (3 and 5 nodes), then a real 3-peer cluster on loopback
 ## playing the leader-failover scenario (chaos/kill-leader.sh), tenant moves under load
 ## (chaos/move-under-load.sh), and drains, instance adds and removals with the leader killed at
-## DEMO_FAILPOINTS (chaos/instance-lifecycle.sh). CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
+## DEMO_FAILPOINTS (chaos/instance-lifecycle.sh), then both seed scenarios played by the balancer
+## alone under load, with a timeline, at DEMO_BALANCER_FAILPOINTS (chaos/balancer-failover.sh).
+## CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
 demo: deps
 	$(call build-products,release,peer-sim)
 	$(STAGE) demo-sim-3 .build/release/peer-sim --seed 1 --seeds $(DEMO_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
@@ -54,6 +59,7 @@ demo: deps
 	$(STAGE) demo-kill-leader env BUILD=$(CONFIG) bash chaos/kill-leader.sh
 	$(STAGE) demo-move-under-load env BUILD=$(CONFIG) bash chaos/move-under-load.sh
 	$(STAGE) demo-instance-lifecycle env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_FAILPOINTS)" bash chaos/instance-lifecycle.sh
+	$(STAGE) demo-balancer env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_BALANCER_FAILPOINTS)" bash chaos/balancer-failover.sh
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
 test: deps check-imports sim unit check-docs
@@ -81,7 +87,8 @@ unit:
 
 ## soak: the long sweeps, run by hand and reported in docs/benchmarks.md: SOAK_SEEDS and
 ## SOAK_SEEDS_5 simulator seeds, SOAK_ROUNDS rounds of both chaos scenarios, then a drain with
-## the leader killed at every failpoint.
+## the leader killed at every failpoint, then the balancer's scenarios with the leader killed at
+## each of their steps.
 soak: deps
 	$(call build-products,release,peer-sim)
 	$(STAGE) soak-sim-3 .build/release/peer-sim --seed 1 --seeds $(SOAK_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
@@ -89,6 +96,7 @@ soak: deps
 	$(MAKE) --no-print-directory build CONFIG=$(CONFIG)
 	$(STAGE) soak-chaos bash -c 'for i in $$(seq 1 $(SOAK_ROUNDS)); do echo "== soak round $$i of $(SOAK_ROUNDS)"; BUILD=$(CONFIG) bash chaos/kill-leader.sh && BUILD=$(CONFIG) MOVES=10 bash chaos/move-under-load.sh || exit 1; done'
 	$(STAGE) soak-instance-lifecycle env BUILD=$(CONFIG) bash chaos/instance-lifecycle.sh
+	$(STAGE) soak-balancer env BUILD=$(CONFIG) bash chaos/balancer-failover.sh
 
 ## bench: the core's benchmarks (results are recorded in docs/benchmarks.md).
 bench: deps

@@ -13,7 +13,7 @@ import Testing
     }
 
     @Test func aDocumentThatIsNotAMappingIsRefused() {
-        let what = "must be a mapping of cluster settings (cluster, dataDir, tlsDir, runDir, timing, peers, admin, broker, catalog, components, router, limits, providers)"
+        let what = "must be a mapping of cluster settings (cluster, dataDir, tlsDir, runDir, timing, peers, admin, broker, catalog, components, router, limits, providers, balancer, events)"
         expectRefused("- a\n- b\n", keyPath: "", reason: what + ", got a list", line: 1)
         expectRefused("hello\n", keyPath: "", reason: what + ", got 'hello'", line: 1)
     }

@@ -134,5 +134,101 @@ extension DataPlaneProcessTests {
         #expect(live == ["1", "2", "3"], "\(instances)")
         try await c.must(["down", "--config", c.configPath])
     }
+
+    /// Requests round-robin over TENANTS through one router for DURATION seconds (one at a
+    /// time, 2 s timeout each, a 20 ms pause between rounds), each recorded as
+    /// [seconds since start, tenant, status or 0 for a socket error, X-Served-By]; prints the
+    /// list as JSON.
+    static let prober = #"""
+    import http.client, json, sys, time
+    port, duration, tenants = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3].split(",")
+    t0 = time.time()
+    print(json.dumps({"t0": t0}), flush=True)
+    out = []
+    while time.time() - t0 < duration:
+        for t in tenants:
+            at = time.time() - t0
+            served = ""
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/", headers={"X-Tenant-ID": t})
+                r = c.getresponse()
+                status, served = r.status, r.getheader("X-Served-By") or ""
+                c.close()
+            except Exception:
+                status = 0
+            out.append([round(at, 3), t, status, served])
+        time.sleep(0.02)
+    print(json.dumps(out))
+    """#
+
+    @Test func aKilledInstancesTenantsAreServedElsewhereWithinTheWindowPlusFiveSecondsAndOnlyTheyFail() async throws {
+        let lostAfter = 2_000
+        let extra = DataPlaneProcessTests.unlimitedCatalog + """
+            balancer:
+              instanceRequestsPerSecond: 100000
+
+            """
+        let c = try ProcessCluster(instanceLostAfterMs: lostAfter, extraYAML: extra, dataPlane: true)
+        try await c.must(["init", "--config", c.configPath])
+        try await c.must(["up", "--config", c.configPath])
+        let tenants = (1...6).map { "t\($0)" }
+        for t in tenants { try await c.must(["tenants", "create", t, "--plan", "unlimited", "--config", c.configPath, "--wait"]) }
+        let placed = try await DataPlaneProcessTests.waitPlaced(c, tenants)
+        let status = try await c.statusJSON(consistent: true)
+        let leader = try #require(status["leader"] as? Int)
+        // The victim: a follower serving tenants; the probe goes through the third router.
+        let victim = try #require([1, 2, 3].first { $0 != leader && placed.values.contains("\($0)") })
+        let prober = 6 - leader - victim
+        let doomed = Set(placed.filter { $0.value == "\(victim)" }.keys)
+        for t in tenants { try await DataPlaneProcessTests.waitRouted(c, tenant: t, to: placed[t]!, routers: [c.routerPorts[prober - 1]]) }
+
+        let script = c.dir + "/probe.py", out = c.dir + "/probe.out"
+        try Self.prober.write(toFile: script, atomically: true, encoding: .utf8)
+        let probe = try c.spawnProgram("/usr/bin/env", ["python3", script, "\(c.routerPorts[prober - 1])", "20", tenants.joined(separator: ",")], out: out)
+        // Three seconds of a healthy cluster first: the probe's clock starts at its first line.
+        var t0: Double?
+        for _ in 0..<100 where t0 == nil {
+            let first = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").first
+            t0 = first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["t0"] as? Double
+            if t0 == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let start = try #require(t0, "the probe did not start")
+        while Date().timeIntervalSince1970 - start < 3 { try await Task.sleep(for: .milliseconds(50)) }
+        let victimPid = try #require(c.pid(of: victim))
+        #expect(kill(victimPid, SIGKILL) == 0)
+        let killedAt = Date().timeIntervalSince1970 - start
+        let code = try await c.waitProgram(probe, timeoutSeconds: 40)
+        #expect(code == 0, "\((try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? "")")
+        let lines = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n")
+        let records = try #require(lines.count == 2 ? try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as? [[Any]] : nil, "\(lines.suffix(1))")
+        let window = Double(lostAfter) / 1000 + 5
+        var failedOthers: [String] = [], lateFailures: [String] = [], recoveredAfter: [String: Double] = [:], failuresByTenant: [String: Int] = [:]
+        for r in records {
+            guard let at = r[0] as? Double, let tenant = r[1] as? String, let status = r[2] as? Int, let served = r[3] as? String else { continue }
+            if status == 200 {
+                // Served by a live instance after the kill: that tenant is back.
+                if doomed.contains(tenant), at > killedAt, !served.hasPrefix("\(victim)/"), recoveredAfter[tenant] == nil {
+                    recoveredAfter[tenant] = at - killedAt
+                }
+                continue
+            }
+            failuresByTenant[tenant, default: 0] += 1
+            if !doomed.contains(tenant) { failedOthers.append("\(tenant) at \(at) s: \(status)") }
+            if at < killedAt || at > killedAt + window { lateFailures.append("\(tenant) at \(at) s (killed at \(killedAt) s): \(status)") }
+        }
+        #expect(failedOthers.isEmpty, "tenants of live instances failed: \(failedOthers.prefix(10))")
+        #expect(lateFailures.isEmpty, "failures outside the window: \(lateFailures.prefix(10))")
+        for tenant in doomed {
+            let after = try #require(recoveredAfter[tenant], "\(tenant) was never served again")
+            #expect(after <= window, "\(tenant) served again \(after) s after the kill (window \(window) s)")
+        }
+        let events = try await Self.events(c)
+        let failover = try #require(events.first { $0["kind"] as? String == "failover" }, "\(events)")
+        #expect(failover["instance"] as? String == "\(victim)", "\(failover)")
+        let worst = recoveredAfter.values.max() ?? 0
+        print("instance \(victim) killed at \(String(format: "%.1f", killedAt)) s: its \(doomed.count) tenant(s) served elsewhere within \(String(format: "%.2f", worst)) s (window \(window) s); \(records.count) requests, failures by tenant \(failuresByTenant), none to other tenants")
+        try await c.must(["down", "--config", c.configPath])
+    }
 }
 }
