@@ -54,7 +54,7 @@ served_by() { curl -s -o /dev/null -D - --max-time 5 -H "X-Tenant-ID: $2" "http:
 provided() { ls "$records" 2>/dev/null | sort -n | tr '\n' ' '; }
 added_members() { "$PEER" instances list --config "$CONFIG" --consistent --output json | py "' '.join(i['id'] for i in s if int(i['id']) > 3 and i['state'] != 'removed')" | tr ' ' '\n' | sed '/^$/d' | sort -n | tr '\n' ' '; }
 events_json() { "$PEER" events --config "$CONFIG" --output json --limit 100 --timeout 30; }
-leader_id() { "$PEER" status --config "$CONFIG" --consistent --output json --timeout 30 | py 's["leader"]'; }
+leader_id() { "$PEER" status --config "$CONFIG" --consistent --output json | py 's["leader"]'; }
 active_of() { "$PEER" tenants list --config "$CONFIG" --consistent --output json | py "[t.get('activeInstance') for t in s if t['id']=='$1'][0]"; }
 instance_load() {  # requests/s every router sent to instance $1, summed over the routers' windows
   "$PEER" status --config "$CONFIG" --output json | py "round(sum(i['requestsPerSecond'] for m in s['members'] for i in (((m.get('dataPlane') or {}).get('load') or {}).get('instances') or []) if i['instance']=='$1'))"

@@ -131,11 +131,16 @@ extension Balancer {
         // MARK: replace
 
         /// Fewer live instances (and instances being added) than `minInstances`: a new one.
+        /// Not before this leader has counted one observation (its watch has heard the members),
+        /// and the cluster file's members not registered yet count as coming: a cluster that is
+        /// still forming is not short of instances.
         func replace() -> PBRecordEvent? {
+            guard memory.lastObservedMs != nil else { return nil }
             let serving = Balancer.servingInstances(state, liveness).count
             let joining = state.instances(in: .joining).count
             let ids = Set(state.allInstances.map(\.id))
-            let coming = joining + state.allIntents.filter { $0.kind == .provision && !ids.contains($0.instanceID) }.count
+            let unregistered = Set(seedIDs).subtracting(ids).count
+            let coming = joining + unregistered + state.allIntents.filter { $0.kind == .provision && !ids.contains($0.instanceID) }.count
             guard serving + coming < policy.minInstances else { return nil }
             guard policy.provider != nil else {
                 return alert("below-min", instance: "", reason: "\(serving) live instance(s), below minInstances \(policy.minInstances), and no provider to add one")

@@ -307,6 +307,30 @@ struct BalancerTrace {
         #expect(t.w.state.instance("3")?.state == .active)
     }
 
+    @Test func aClusterStillFormingIsNotShortOfInstances() {
+        // The cluster file names three members; none is registered yet (the registrar's first
+        // round), then they come one by one: no replacement at any point.
+        var t = BalancerTrace(instances: [])
+        t.seedIDs = ["1", "2", "3"]
+        t.policy.minInstances = 3
+        t.tick([:])
+        for id in ["1", "2", "3"] {
+            t.w.addActiveInstances([id])
+            t.tick([:])
+        }
+        t.run(seconds: 5, [:])
+        #expect(t.decisions.isEmpty, "\(t.decisions.map(\.reason))")
+        // Before its first counted observation a new leader replaces nothing either.
+        t.liveness = InstanceLiveness(lost: ["3": "silent"])
+        t.memory = BalancerMemory()
+        var o = t.observation([:])
+        o.incomplete = "member 3's router has not reported within 3000 ms"
+        t.tick([:], observation: o)
+        #expect(t.decisions.isEmpty)
+        t.tick([:])
+        #expect(t.kinds() == ["replace"])
+    }
+
     @Test func aNewLeaderContinuesADecisionAndNeverDoublesIt() throws {
         var t = BalancerTrace()
         t.provisioner = false
