@@ -132,6 +132,18 @@ extension DataPlaneProcessTests {
         let instances = try JSONSerialization.jsonObject(with: Data(list.utf8)) as? [[String: Any]] ?? []
         let live = instances.filter { $0["state"] as? String != "removed" }.compactMap { $0["id"] as? String }.sorted()
         #expect(live == ["1", "2", "3"], "\(instances)")
+
+        // The operator's pause: an event, shown by `peer balancer` and `peer status`; a second
+        // pause commits nothing; resume.
+        let paused = try await c.must(["balancer", "pause", "--reason", "maintenance", "--config", c.configPath])
+        #expect(paused.contains("paused") && paused.contains("paused by an operator: maintenance"), "\(paused)")
+        _ = try await c.must(["balancer", "pause", "--config", c.configPath])
+        let shown = try await c.must(["status", "--config", c.configPath])
+        #expect(shown.contains("balancer: PAUSED"), "\(shown)")
+        let resumed = try await c.must(["balancer", "resume", "--config", c.configPath])
+        #expect(resumed.contains("acting"), "\(resumed)")
+        let last = try await Self.events(c).suffix(2).compactMap { $0["kind"] as? String }
+        #expect(last == ["paused", "resumed"], "\(last)")
         try await c.must(["down", "--config", c.configPath])
     }
 
