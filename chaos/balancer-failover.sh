@@ -59,6 +59,10 @@ active_of() { "$PEER" tenants list --config "$CONFIG" --consistent --output json
 instance_load() {  # requests/s every router sent to instance $1, summed over the routers' windows
   "$PEER" status --config "$CONFIG" --output json | py "round(sum(i['requestsPerSecond'] for m in s['members'] for i in (((m.get('dataPlane') or {}).get('load') or {}).get('instances') or []) if i['instance']=='$1'))"
 }
+now_ms() { date +%s%3N; }
+# The hot tenant's upstream p99 (ms) in router $1's statistics window.
+hot_p99() { "$PEER" status --config "$CONFIG" --output json | py "next((t.get('upstreamP99Ms') or 0 for m in s['members'] if m['id']==$1 for t in ((((m.get('dataPlane') or {}).get('load') or {}).get('topTenants')) or []) if t['tenant']=='hot'), '-')"; }
+state_since() { "$PEER" instances list --config "$CONFIG" --consistent --output json | py "[i.get('stateSinceMs') for i in s if i['id']=='$1'][0]"; }
 t0=0
 elapsed() { awk -v now="$(date +%s%N)" -v t0="$t0" 'BEGIN { printf "%6.1f", (now - t0) / 1e9 }'; }
 step() { echo "   $(elapsed) s  $*"; }
@@ -115,6 +119,7 @@ YAML
   fi
   echo "== run [$fp]: leader peer $leader, tenant hot on instance $source, wrk through router $router"
   t0=$(date +%s%N)
+  local t0_ms; t0_ms=$(now_ms)
   armed_leader=
   if [[ " $SCALE_UP_STEPS " == *" $fp "* ]]; then arm "$fp"; fi
 
@@ -128,18 +133,22 @@ YAML
   new=$(echo "$up" | py 's["newInstance"]')
   [[ $(echo "$up" | py 's["instance"]') == "$source" && $(echo "$up" | py '[m["tenant"] for m in s["moves"]]') == "['hot']" ]] || fail "unexpected scale-up: $up"
   step "overload found, decided (event $(echo "$up" | py 's["id"]')): $(echo "$up" | py 's["reason"]')"
+  local up_ms p99_before; up_ms=$(echo "$up" | py 's["atMs"]'); p99_before=$(hot_p99 "$router")
   local start=$SECONDS
   until [[ $("$PEER" instances list --config "$CONFIG" --output json | py "[i['state'] for i in s if i['id']=='$new'] == ['active']") == True ]]; do
     ((SECONDS - start < 90)) || fail "instance $new not active within 90 s"
     sleep 0.2
   done
   step "instance $new created by the provider, joined, caught up: active"
+  local active_ms; active_ms=$(( $(state_since "$new") - up_ms ))
   start=$SECONDS
   until [[ $(served_by "$router" hot) == "$new/"* ]]; do
     ((SECONDS - start < 60)) || fail "hot not served by instance $new within 60 s"
-    sleep 0.2
+    sleep 0.1
   done
+  local served_ms; served_ms=$(( $(now_ms) - up_ms ))
   step "hot served by instance $new through router $router"
+  local p99_during; p99_during=$(hot_p99 "$router")
   local before=$SECONDS load_source=999 load_new=0
   while ((SECONDS - before < 20)); do
     load_source=$(instance_load "$source"); load_new=$(instance_load "$new")
@@ -148,12 +157,16 @@ YAML
   done
   ((load_source < 80)) || fail "instance $source still at $load_source req/s"
   step "load (routers' 10 s window): instance $source $load_source req/s, instance $new $load_new req/s"
+  # After one whole statistics window (10 s) past the move: the p99 of requests after it only.
+  while (( $(now_ms) - up_ms - served_ms < 11000 )); do sleep 0.2; done
+  local p99_after; p99_after=$(hot_p99 "$router")
   wait "$wrk_pid" || fail "wrk failed: $(cat "$work/wrk.out")"
   wrk_pid=
   local requests
   requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
   if grep -q "Non-2xx" "$work/wrk.out" || grep -q "Socket errors" "$work/wrk.out"; then fail "requests failed under wrk: $(cat "$work/wrk.out")"; fi
   step "wrk stopped: $requests requests, 0 non-2xx, 0 socket errors"
+  local quiet_ms; quiet_ms=$(now_ms)
 
   # Scenario 2: low usage.
   if [[ " $SCALE_DOWN_STEPS " == *" $fp "* ]]; then arm "$fp"; fi
@@ -167,6 +180,11 @@ YAML
     sleep 0.5
   done
   step "instance $new drained, out of the membership, destroyed by the provider: removed"
+  local down_ms removed_ms create_ms
+  down_ms=$(( $(echo "$down" | py 's["atMs"]') - quiet_ms ))
+  removed_ms=$(( $(state_since "$new") - quiet_ms ))
+  create_ms=$(grep -h "instance $new: the process provider" "$run_dir"/peer-*.log | sed -n 's/.*create_ms=\([0-9]*\).*/\1/p' | head -1)
+  echo "timing [$fp]: decided_ms=$((up_ms - t0_ms)) create_ms=${create_ms:--} active_ms=$active_ms served_ms=$served_ms p99_before_ms=$p99_before p99_during_ms=$p99_during p99_after_ms=$p99_after down_ms=$down_ms removed_ms=$removed_ms"
 
   # The proof.
   if [[ $fp != none ]]; then
