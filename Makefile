@@ -30,7 +30,7 @@ define build-products
 	@for p in $(2); do echo "swift build -c $(1) --product $$p"; swift build -c $(1) --product $$p || exit 1; done
 endef
 
-.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-router bench-instances image image-load clean
+.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-router bench-instances bench-balancer image image-load clean
 
 ## help: list the targets.
 help:
@@ -128,6 +128,13 @@ bench-router: deps
 bench-instances: deps
 	$(MAKE) --no-print-directory build CONFIG=release
 	BUILD=release bash chaos/instances-bench.sh
+
+## bench-balancer: the balancer's reaction time, median of RUNS (5) runs of both seed scenarios
+## (chaos/balancer-bench.sh): overload -> decision -> new instance active -> hot tenant served
+## there, the hot tenant's p99 before, during and after, and quiet -> scale-down -> removed.
+bench-balancer: deps
+	$(MAKE) --no-print-directory build CONFIG=release
+	BUILD=release bash chaos/balancer-bench.sh
 
 ## image: the root file system of the docker provider's instance image (.ci/build-image):
 ## peer, peer-exec, tenant-app of .build/CONFIG and NGINX, with their libraries, as

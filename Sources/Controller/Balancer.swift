@@ -148,7 +148,7 @@ public enum Balancer {
             round.waits = "paused by the operator (`peer balancer resume`)"
             return round
         }
-        var ctx = Context(state: state, memory: memory, observation: observation, liveness: liveness, placement: placement, policy: policy, seedIDs: seedIDs)
+        let ctx = Context(state: state, memory: memory, observation: observation, liveness: liveness, placement: placement, policy: policy, seedIDs: seedIDs)
         if let event = ctx.failover(coveredTenants: plans.coveredTenants) {
             round.event = event
             return round

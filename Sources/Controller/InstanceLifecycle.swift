@@ -148,7 +148,7 @@ public enum InstanceLifecycle {
                     }
                     continue
                 }
-                guard let instance else {
+                guard instance != nil else {
                     actions.append(.create(instance: x, why: "provision intent \(intent.id)"))
                     continue
                 }
