@@ -16,8 +16,11 @@
 # scale-up and one new instance (not two), 0 failed requests and 0 socket errors under wrk,
 # the provider's instances equal to the membership's added ones (nothing leaked), and every
 # tenant served at the end (those of the dead leader's instance moved by the balancer's failover).
-# Prints a timeline of each run. Runs in fresh temporary directories (KEEP=1 keeps them);
-# stops only the peers it started (by their pid files) and the instances its provider recorded.
+# Prints a timeline of each run. PROVIDER=docker plays it with the docker provider instead of the
+# process one: a Docker Engine of its own (or DOCKER_SOCKET's) and the image built from this
+# build's binaries (chaos/docker-engine.sh). Runs in fresh temporary directories (KEEP=1 keeps
+# them); stops only the peers it started (by their pid files), the instances its provider
+# recorded and the dockerd it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-debug}
@@ -28,7 +31,10 @@ fi
 SCALE_UP_STEPS="balancer.after-decision provision.after-create balancer.after-move-started"
 SCALE_DOWN_STEPS="drain.after-move-started decommission.after-member-removed"
 FAILPOINTS=${FAILPOINTS:-"none $SCALE_UP_STEPS $SCALE_DOWN_STEPS"}
+PROVIDER=${PROVIDER:-process}
+[[ $PROVIDER == process || $PROVIDER == docker ]] || { echo "PROVIDER must be process or docker, got $PROVIDER" >&2; exit 2; }
 work=$(mktemp -d /tmp/peer-balancer-XXXXXX)
+source chaos/docker-engine.sh
 CONFIG=$work/local-3.yaml
 run_dir=$work/.peer/local-3/run
 records=$work/.peer/local-3/data/instances/process/local-3
@@ -44,6 +50,7 @@ cleanup() {
   if [[ -n $wrk_pid ]]; then kill "$wrk_pid" 2>/dev/null || true; fi
   kill_provided
   "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null 2>&1 || true
+  stop_dockerd
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,7 +58,13 @@ trap cleanup EXIT
 running() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
 py() { python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
 served_by() { curl -s -o /dev/null -D - --max-time 5 -H "X-Tenant-ID: $2" "http://127.0.0.1:$((7300 + $1))/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-served-by"{print $2}'; }
-provided() { ls "$records" 2>/dev/null | sort -n | tr '\n' ' '; }
+provided() {
+  if [[ $PROVIDER == docker ]]; then
+    local ids; ids=$(docker_instances local-3); echo "${ids:+$ids }"
+  else
+    ls "$records" 2>/dev/null | sort -n | tr '\n' ' '
+  fi
+}
 added_members() { "$PEER" instances list --config "$CONFIG" --consistent --output json | py "' '.join(i['id'] for i in s if int(i['id']) > 3 and i['state'] != 'removed')" | tr ' ' '\n' | sed '/^$/d' | sort -n | tr '\n' ' '; }
 events_json() { "$PEER" events --config "$CONFIG" --output json --limit 100 --timeout 30; }
 leader_id() { "$PEER" status --config "$CONFIG" --consistent --output json | py 's["leader"]'; }
@@ -91,12 +104,12 @@ run() {
   fp=$1
   rm -rf "$work/.peer"
   cp cluster-config/local-3.yaml "$CONFIG"
+  if [[ $PROVIDER == docker ]]; then
+    printf '\nproviders:\n  - kind: docker\n    socket: %s\n    image: peer:balancer\n    ports: 34500-34999\n    addTimeoutMs: 120000\n' "$socket" >> "$CONFIG"
+  else
+    printf '\nproviders:\n  - kind: process\n    ports: 32900-32999\n    addTimeoutMs: 120000\n' >> "$CONFIG"
+  fi
   cat >> "$CONFIG" <<'YAML'
-
-providers:
-  - kind: process
-    ports: 32900-32999
-    addTimeoutMs: 120000
 balancer:
   instanceRequestsPerSecond: 100
   overloadWindowMs: 5000
@@ -183,7 +196,7 @@ YAML
   local down_ms removed_ms create_ms
   down_ms=$(( $(echo "$down" | py 's["atMs"]') - quiet_ms ))
   removed_ms=$(( $(state_since "$new") - quiet_ms ))
-  create_ms=$(grep -h "instance $new: the process provider" "$run_dir"/peer-*.log | sed -n 's/.*create_ms=\([0-9]*\).*/\1/p' | head -1)
+  create_ms=$(grep -h "instance $new: the $PROVIDER provider" "$run_dir"/peer-*.log | sed -n 's/.*create_ms=\([0-9]*\).*/\1/p' | head -1)
   echo "timing [$fp]: decided_ms=$((up_ms - t0_ms)) create_ms=${create_ms:--} active_ms=$active_ms served_ms=$served_ms p99_before_ms=$p99_before p99_during_ms=$p99_during p99_after_ms=$p99_after down_ms=$down_ms removed_ms=$removed_ms"
 
   # The proof.
@@ -217,9 +230,13 @@ YAML
   "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null
 }
 
+if [[ $PROVIDER == docker ]]; then
+  start_dockerd
+  load_image balancer
+fi
 count=0
 for fp in $FAILPOINTS; do
   run "$fp"
   count=$((count + 1))
 done
-echo "balancer failover: $count run(s), each one scale-up and one scale-down by the balancer alone, nothing doubled, nothing leaked, 0 failed requests"
+echo "balancer failover ($PROVIDER provider): $count run(s), each one scale-up and one scale-down by the balancer alone, nothing doubled, nothing leaked, 0 failed requests"

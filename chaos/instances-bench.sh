@@ -22,7 +22,7 @@ if [[ -z ${PEER:-} ]]; then
 fi
 work=$(mktemp -d /tmp/peer-ibench-XXXXXX)
 CONFIG=$work/local-3.yaml
-dockerd_pid=
+source chaos/docker-engine.sh
 cleanup() {
   "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null 2>&1 || true
   for r in "$work"/.peer/local-3/data/instances/process/local-3/*/record.json "$work"/exec/local-3/*/record.json; do
@@ -30,13 +30,7 @@ cleanup() {
     p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$r")
     if [[ $p -gt 1 ]]; then kill -KILL -- "-$p" 2>/dev/null || true; fi
   done
-  if [[ -n $dockerd_pid ]]; then
-    kill -TERM "$dockerd_pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$dockerd_pid" 2>/dev/null || true
-    # dockerd leaves its network namespace file (and, killed, its mounts) under the exec root.
-    awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  fi
+  stop_dockerd
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,22 +39,6 @@ now_ms() { date +%s%3N; }
 py() { python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
 served_by() { curl -s -o /dev/null -D - --max-time 5 -H "X-Tenant-ID: $1" "http://127.0.0.1:7301/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-served-by"{print $2}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2] + a[NR/2+1]) / 2)}'; }
-
-# Sets `socket` (and `dockerd_pid` when it starts one): not in a subshell, so cleanup sees it.
-start_dockerd() {
-  if [[ -n ${DOCKER_SOCKET:-} ]]; then socket=$DOCKER_SOCKET; return; fi
-  local d=$work/d
-  mkdir -p "$d"
-  dockerd --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none --storage-driver=vfs \
-    --data-root="$d/root" --exec-root="$d/exec" --pidfile="$d/docker.pid" --host="unix://$d/docker.sock" > "$d/dockerd.log" 2>&1 &
-  dockerd_pid=$!
-  for _ in $(seq 1 300); do
-    curl -s --unix-socket "$d/docker.sock" http://localhost/_ping >/dev/null 2>&1 && { socket=$d/docker.sock; return; }
-    sleep 0.1
-  done
-  echo "instances-bench: dockerd did not answer within 30 s: $(tail -5 "$d/dockerd.log")" >&2
-  return 1
-}
 
 provider_yaml() {
   case $1 in
@@ -73,13 +51,9 @@ provider_yaml() {
   esac
 }
 
-socket=
 if [[ " $PROVIDERS " == *" docker "* ]]; then
   start_dockerd
-  bash .ci/build-image "$(dirname "$PEER")" "$work/rootfs.tar" >/dev/null
-  curl -sS --fail --unix-socket "$socket" -X POST -H 'Content-Type: application/x-tar' --data-binary @"$work/rootfs.tar" \
-    "http://localhost/v1.41/images/create?fromSrc=-&repo=peer&tag=bench" >/dev/null
-  rm -f "$work/rootfs.tar"
+  load_image bench
 fi
 
 rows=()

@@ -174,7 +174,7 @@ extension DataPlaneProcessTests {
     print(json.dumps(out))
     """#
 
-    @Test func aKilledInstancesTenantsAreServedElsewhereWithinTheWindowPlusFiveSecondsAndOnlyTheyFail() async throws {
+    @Test func aKilledInstancesTenantsAreServedElsewhereWithinTheWindowPlusFiveSecondsAndOnlyTheyFailAndItComesBackEmpty() async throws {
         let lostAfter = 2_000
         let extra = DataPlaneProcessTests.unlimitedCatalog + """
             balancer:
@@ -238,6 +238,20 @@ extension DataPlaneProcessTests {
         let events = try await Self.events(c)
         let failover = try #require(events.first { $0["kind"] as? String == "failover" }, "\(events)")
         #expect(failover["instance"] as? String == "\(victim)", "\(failover)")
+        // The lost instance comes back: its tenants are gone from it; it serves nothing, and its
+        // router sends them where they are now.
+        try await c.must(["up", "--config", c.configPath])
+        let now = try await DataPlaneProcessTests.placements(c)
+        for tenant in doomed {
+            let at = try #require(now[tenant])
+            #expect(at != "\(victim)", "\(tenant) is still placed on the lost instance")
+            try await DataPlaneProcessTests.waitRouted(c, tenant: tenant, to: at, routers: [c.routerPorts[victim - 1]])
+        }
+        let back = try await c.waitForStatus("peer \(victim) back and reporting") { status in
+            c.members(status).contains { ($0["id"] as? Int) == victim && ($0["dataPlane"] as? [String: Any]) != nil }
+        }
+        let plane = c.members(back).first { ($0["id"] as? Int) == victim }?["dataPlane"] as? [String: Any]
+        #expect((plane?["servingTenants"] as? [String]) == [], "the instance that came back serves \(plane?["servingTenants"] ?? "?")")
         let worst = recoveredAfter.values.max() ?? 0
         print("instance \(victim) killed at \(String(format: "%.1f", killedAt)) s: its \(doomed.count) tenant(s) served elsewhere within \(String(format: "%.2f", worst)) s (window \(window) s); \(records.count) requests, failures by tenant \(failuresByTenant), none to other tenants")
         try await c.must(["down", "--config", c.configPath])
