@@ -49,7 +49,8 @@ build:
 ## playing the leader-failover scenario (chaos/kill-leader.sh), tenant moves under load
 ## (chaos/move-under-load.sh), and drains, instance adds and removals with the leader killed at
 ## DEMO_FAILPOINTS (chaos/instance-lifecycle.sh), then both seed scenarios played by the balancer
-## alone under load, with a timeline, at DEMO_BALANCER_FAILPOINTS (chaos/balancer-failover.sh).
+## alone under load, with a timeline, at DEMO_BALANCER_FAILPOINTS (chaos/balancer-failover.sh), and
+## once more with the docker provider (a Docker Engine the script starts).
 ## CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
 demo: deps
 	$(call build-products,release,peer-sim)
@@ -60,6 +61,7 @@ demo: deps
 	$(STAGE) demo-move-under-load env BUILD=$(CONFIG) bash chaos/move-under-load.sh
 	$(STAGE) demo-instance-lifecycle env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_FAILPOINTS)" bash chaos/instance-lifecycle.sh
 	$(STAGE) demo-balancer env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_BALANCER_FAILPOINTS)" bash chaos/balancer-failover.sh
+	$(STAGE) demo-balancer-docker env BUILD=$(CONFIG) PROVIDER=docker FAILPOINTS=none bash chaos/balancer-failover.sh
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
 test: deps check-imports sim unit check-docs
