@@ -131,6 +131,12 @@ YAML
     source=$router
   fi
   echo "== run [$fp]: leader peer $leader, tenant hot on instance $source, wrk through router $router"
+  # wrk never retries a connection it could not open at its start: begin once the router serves hot.
+  local start=$SECONDS
+  until [[ $(served_by "$router" hot) == "$source/"* ]]; do
+    ((SECONDS - start < 30)) || fail "router $router does not serve hot from instance $source"
+    sleep 0.1
+  done
   t0=$(date +%s%N)
   local t0_ms; t0_ms=$(now_ms)
   armed_leader=
@@ -147,7 +153,7 @@ YAML
   [[ $(echo "$up" | py 's["instance"]') == "$source" && $(echo "$up" | py '[m["tenant"] for m in s["moves"]]') == "['hot']" ]] || fail "unexpected scale-up: $up"
   step "overload found, decided (event $(echo "$up" | py 's["id"]')): $(echo "$up" | py 's["reason"]')"
   local up_ms p99_before; up_ms=$(echo "$up" | py 's["atMs"]'); p99_before=$(hot_p99 "$router")
-  local start=$SECONDS
+  start=$SECONDS
   until [[ $("$PEER" instances list --config "$CONFIG" --output json | py "[i['state'] for i in s if i['id']=='$new'] == ['active']") == True ]]; do
     ((SECONDS - start < 90)) || fail "instance $new not active within 90 s"
     sleep 0.2

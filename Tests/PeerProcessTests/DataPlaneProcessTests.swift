@@ -47,8 +47,9 @@ import Glibc
     }
 
     /// tenant → instance serving it (`peer tenants list`).
-    static func placements(_ c: ProcessCluster) async throws -> [String: String] {
-        let out = try await c.must(["tenants", "list", "--config", c.configPath, "--output", "json"])
+    /// `consistent`: read through the leader (a member that just came back may still be behind).
+    static func placements(_ c: ProcessCluster, consistent: Bool = false) async throws -> [String: String] {
+        let out = try await c.must(["tenants", "list", "--config", c.configPath, "--output", "json"] + (consistent ? ["--consistent"] : []))
         let list = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]] ?? []
         var result: [String: String] = [:]
         for t in list { if let id = t["id"] as? String, let i = t["activeInstance"] as? String { result[id] = i } }

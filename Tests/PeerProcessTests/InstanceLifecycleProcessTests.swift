@@ -22,8 +22,10 @@ extension DataPlaneProcessTests {
         try await c.must(["init", "--config", c.configPath])
         try await c.must(["up", "--config", c.configPath])
         try await c.must(["tenants", "create", "hot", "--plan", "unlimited", "--config", c.configPath, "--wait"])
-        _ = try await DataPlaneProcessTests.waitPlaced(c, ["hot"])
+        let placed = try await DataPlaneProcessTests.waitPlaced(c, ["hot"])
         let router = c.routerPorts[0]
+        // wrk never retries a connection it could not open at its start: begin once the router serves hot.
+        try await DataPlaneProcessTests.waitRouted(c, tenant: "hot", to: try #require(placed["hot"]), routers: [router])
         let wrkOut = "\(c.dir)/wrk.out", pace = "\(c.dir)/pace.lua"
         try "function delay() return 10 end\n".write(toFile: pace, atomically: true, encoding: .utf8)
         let wrk = try c.spawnProgram("/usr/bin/wrk", [
