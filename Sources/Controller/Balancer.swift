@@ -79,10 +79,25 @@ public enum Balancer {
         } else {
             m.underusedSinceMs = nil
         }
+        restartWindows(&m, after: state)
         m.lastMeasures = measures
         m.lastObservedMs = now
         m.ignored = nil
         return m
+    }
+
+    /// After a decision acted on an instance (or on the cluster), its window starts again at that
+    /// decision: the next one judges the load the first left behind, and is a new event (the
+    /// id derives from the window's start, so a proposal repeated within one window is one event).
+    static func restartWindows(_ m: inout BalancerMemory, after state: ClusterState) {
+        let starts = Array(m.overloadedSinceMs.values) + (m.underusedSinceMs.map { [$0] } ?? [])
+        guard let oldest = starts.min() else { return }
+        for event in state.allEvents.reversed() {
+            guard event.atMs > oldest else { break }
+            guard actions.contains(event.kind) else { continue }
+            if let since = m.overloadedSinceMs[event.instanceID], event.atMs > since { m.overloadedSinceMs[event.instanceID] = event.atMs }
+            if let since = m.underusedSinceMs, event.atMs > since { m.underusedSinceMs = event.atMs }
+        }
     }
 
     static func absurdity(_ o: LoadObservation) -> String? {

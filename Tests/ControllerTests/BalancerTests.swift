@@ -395,6 +395,26 @@ struct BalancerTrace {
         #expect(t.memory.overloadedSinceMs["1"] == t.w.nowMs - t.roundMs)
     }
 
+    @Test func anOverloadThatOutlastsARebalanceIsJudgedAgainFromThatDecisionAsANewEvent() throws {
+        var t = BalancerTrace(instances: ["1", "2", "3", "4"])
+        t.policy.cooldownMs = 5_000
+        for tenant in ["a", "b", "c", "d"] { t.tenant(tenant, on: "1") }
+        t.tenant("quiet", on: "2")
+        // 120 req/s on instance 1: the first rebalance moves two of the four.
+        for _ in 0..<20 where t.decisions.isEmpty { t.tick(["a": 31, "b": 30, "c": 30, "d": 29, "quiet": 1]) }
+        #expect(t.kinds() == ["rebalance"])
+        let first = try #require(t.decisions.first)
+        #expect(first.moves.count == 2)
+        // At once the two that stay grow: instance 1 never leaves its overload; it is judged
+        // again from the decision on, and the next decision is a new event (not the first's id
+        // again, which apply would refuse as existing).
+        t.run(seconds: 30, ["a": 31, "b": 30, "c": 50, "d": 49, "quiet": 1])
+        #expect(t.kinds() == ["rebalance", "rebalance"], "\(t.decisions.map(\.reason))")
+        let second = try #require(t.decisions.last)
+        #expect(second.id != first.id && second.instanceID == "1" && second.moves.map(\.tenantID) == ["c"])
+        #expect(second.atMs - first.atMs >= t.policy.overloadWindowMs && second.atMs - first.atMs < t.policy.overloadWindowMs + 3_000, "\(first.atMs) \(second.atMs)")
+    }
+
     @Test func aTenantMovedIsNotMovedAgainWithinItsCooldown() {
         var t = BalancerTrace(instances: ["1", "2", "3"])
         t.tenant("hot", on: "1")
