@@ -279,6 +279,6 @@ let package = Package(
             name: "RouterTests", dependencies: ["Router", "ChildProcesses", "LoopbackHTTP", logging, .product(name: "NIOHTTP1", package: "swift-nio")], resources: [.copy("Golden")], swiftSettings: swiftSettings),
         .testTarget(name: "TenantAppTests", dependencies: ["tenant-app"], swiftSettings: swiftSettings),
         // Real `peer` processes on loopback, driven through the CLI.
-        .testTarget(name: "PeerProcessTests", dependencies: ["peer"], swiftSettings: swiftSettings),
+        .testTarget(name: "PeerProcessTests", dependencies: ["peer", "ChildProcesses"], swiftSettings: swiftSettings),
     ]
 )
