@@ -100,8 +100,8 @@ final class ProcessCluster {
     /// Starts any program with stdout to `out` and stderr to `out.err`, through the project's
     /// one spawner (ChildProcess): the child gets no descriptor of this process but 0-2. (It
     /// got every descriptor the test process had open without O_CLOEXEC, and wrk, whose event
-    /// loop takes descriptors up to 10 + 3 x its connections per thread, could not register
-    /// the socket of its last connection in CI, where more were open: 1 connect error.)
+    /// loops take descriptors below 10 + 3 x its connections (22 with -c 4), could not register
+    /// its last connection's socket in CI, where more were open: 1 connect error.)
     func spawnProgram(_ program: String, _ args: [String], out: String) throws -> pid_t {
         for path in [out, out + ".err"] { _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) }
         var env = ProcessInfo.processInfo.environment
