@@ -64,7 +64,7 @@ extension AdminServer {
         let enabled = config.balancerEnabled
         do {
             return try await node.read(linearizable: consistent) { state in
-                BalancerInfo(enabled: enabled, paused: state.isBalancerPaused, lastEvent: state.allEvents.last.map(EventInfo.init), eventCount: state.allEvents.count)
+                BalancerInfo(state, enabled: enabled)
             }
         } catch {
             throw Self.apiError(error)
@@ -153,6 +153,12 @@ public struct BalancerInfo: Codable, Sendable, Hashable {
     public var paused: Bool
     public var lastEvent: EventInfo?
     public var eventCount: Int
+}
+
+extension BalancerInfo {
+    init(_ state: ClusterState, enabled: Bool) {
+        self.init(enabled: enabled, paused: state.isBalancerPaused, lastEvent: state.allEvents.last.map(EventInfo.init), eventCount: state.allEvents.count)
+    }
 }
 
 /// `POST /v1/balancer/pause`, `POST /v1/balancer/resume`.

@@ -361,7 +361,7 @@ public final class AdminServer: Sendable {
                     InstanceInfo($0, state: state, active: active)
                 },
                 tenantCount: state.tenantCount,
-                balancer: BalancerInfo(enabled: balancerEnabled, paused: state.isBalancerPaused, lastEvent: state.allEvents.last.map(EventInfo.init), eventCount: state.allEvents.count)
+                balancer: BalancerInfo(state, enabled: balancerEnabled)
             )
         }
         let summary: Summary
