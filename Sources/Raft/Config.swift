@@ -84,6 +84,18 @@ public enum PlantedBug: String, Sendable, Hashable, CaseIterable {
     /// Membership: a candidate asks learners too and counts their votes as if they were voters,
     /// so it can win without a quorum of its configuration's voters.
     case countLearnerVotes = "count-learner-votes"
+    /// Leadership transfer: a vote request the leader's transfer caused is granted without the
+    /// up-to-date check (a late `timeoutNow` then elects a target that lacks committed entries).
+    case transferVoteIgnoresLog = "transfer-vote-ignores-log"
+    /// Membership: the leader proposes a change while the previous one is not yet applied, both
+    /// computed from the same configuration, so consecutive configurations differ by two voters.
+    case confChangeWhilePending = "conf-change-while-pending"
+    /// Follower commit: a follower commits up to the leader's commit index bounded by its own
+    /// last index, not by the last entry the append proved matches the leader's log.
+    case commitBeyondAppend = "commit-beyond-append"
+    /// Reads: any heartbeat answer confirms the newest pending read, even an answer to a
+    /// heartbeat sent before the read arrived (a deposed leader's stale ack confirms it).
+    case readConfirmedByAnyHeartbeat = "read-confirmed-by-any-heartbeat"
 }
 
 /// Why a proposal was not accepted. The caller knows for certain the entry was not appended.

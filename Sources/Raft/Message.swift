@@ -114,7 +114,7 @@ extension Message: CustomStringConvertible {
         case .appendResponse:
             s += reject ? " reject idx=\(index) hint=\(rejectHint)/t\(logTerm)" : " ok idx=\(index)"
         case .heartbeat:
-            s += " commit=\(commit)"
+            s += " commit=\(commit)" + (context != 0 ? " ctx=\(context)" : "")
         case .vote, .preVote:
             s += " last=\(index)/t\(logTerm)"
         case .voteResponse, .preVoteResponse:
@@ -123,6 +123,8 @@ extension Message: CustomStringConvertible {
             if let c = snapshot { s += " snap=\(c.metadata.index)/t\(c.metadata.term) off=\(c.offset) len=\(c.data.count) done=\(c.done)" }
         case .snapshotResponse:
             s += " snap=\(index)/t\(logTerm)" + (reject ? " reject want=\(snapshotOffset)" : " ok off=\(snapshotOffset)")
+        case .heartbeatResponse where context != 0:
+            s += " ctx=\(context)"
         case .heartbeatResponse, .timeoutNow:
             break
         case .readIndex, .readIndexResponse:

@@ -13,7 +13,9 @@ extension RaftNode {
         guard role == .leader, !isHandingOver else { throw .notLeader(leader: role == .leader ? noNode : leader) }
         if leadTransferee != noNode { throw .transferInProgress(to: leadTransferee) }
         if log.term(log.committed) != term { throw .confChangeRefused(.noCommitInTerm(term: term)) }
-        if pendingConfIndex > log.applied { throw .confChangeRefused(.changePending(index: pendingConfIndex)) }
+        if pendingConfIndex > log.applied && !config.plantedBugs.contains(.confChangeWhilePending) {
+            throw .confChangeRefused(.changePending(index: pendingConfIndex))
+        }
         let newConf: ConfState
         do {
             newConf = try change.applied(to: conf)
@@ -96,7 +98,7 @@ extension RaftNode {
                 // itself) so the voters learn the commit, and hands over; it steps down when the
                 // successor's term reaches it (thesis §4.2.2: the leader manages the cluster
                 // without itself until it can go).
-                reads = ReadIndexQueue()
+                reads.dropAll()
                 handOver()
             }
         case .candidate, .preCandidate:

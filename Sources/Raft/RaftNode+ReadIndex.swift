@@ -33,15 +33,24 @@ public enum TransferError: Error, Sendable, Hashable {
 }
 
 /// The leader's reads in flight. Requests are confirmed in order: a quorum answering the
-/// heartbeat round of one request confirms every earlier one too.
-/// Invariant: `confirming` is ordered by arrival; every entry's `acks` contains the leader.
+/// heartbeat round of one request confirms every earlier one too. A round is named by a number
+/// the leader draws, not by the request's id: a duplicated or repeated id (a follower's retry,
+/// a duplicated message) must not let an answer to a round sent before a read arrived confirm it.
+/// Invariant: `confirming` is ordered by arrival; every entry's `acks` holds voters only (the
+/// leader too while it is one).
 struct ReadIndexQueue {
     struct Request {
         var context: UInt64
         var index: LogIndex
         var requester: NodeID
         var acks: Set<NodeID>
+        /// The heartbeat round that confirms it (the heartbeats' `context`).
+        var round: UInt64
     }
+
+    /// The next round's number: rounds of one leader in one term are numbered 1, 2, 3...; the
+    /// answers carry the term, so rounds of different terms never mix.
+    var nextRound: UInt64 = 1
 
     var confirming: [Request] = []
     /// Requests that arrived before the leader committed an entry of its term: until then it
@@ -49,6 +58,13 @@ struct ReadIndexQueue {
     var waitingForTermCommit: [(context: UInt64, requester: NodeID)] = []
 
     var count: Int { confirming.count + waitingForTermCommit.count }
+
+    /// Drops every pending read (the driver fails them). Round numbers keep counting: a late
+    /// answer to a dropped round must not confirm a later read.
+    mutating func dropAll() {
+        confirming = []
+        waitingForTermCommit = []
+    }
 }
 
 extension RaftNode {
@@ -70,9 +86,10 @@ extension RaftNode {
         }
     }
 
-    /// A follower's read request reached the leader.
+    /// A follower's read request reached the leader. A leader handing over serves no reads.
     mutating func handleReadIndexRequest(context: UInt64, from peer: NodeID) -> StepResult {
-        acceptRead(context: context, from: peer) ? .accepted : .ignored(.irrelevantForRole)
+        if isHandingOver { return .ignored(.irrelevantForRole) }
+        return acceptRead(context: context, from: peer) ? .accepted : .ignored(.irrelevantForRole)
     }
 
     /// Queues a read on the leader. Returns false when the queue is full.
@@ -95,8 +112,13 @@ extension RaftNode {
             deliverRead(context: context, index: log.committed, to: requester)
             return
         }
-        reads.confirming.append(.init(context: context, index: log.committed, requester: requester, acks: [id]))
-        broadcastHeartbeat(context: context)
+        // The leader counts itself only while it is a voter: a leader that removed itself and is
+        // handing over (ADR 0005) needs a quorum of the voters without it.
+        let acks: Set<NodeID> = conf.voters.contains(id) ? [id] : []
+        let round = reads.nextRound
+        reads.nextRound += 1
+        reads.confirming.append(.init(context: context, index: log.committed, requester: requester, acks: acks, round: round))
+        broadcastHeartbeat(context: round)
     }
 
     /// The leader committed an entry of its term: the reads waiting for that can proceed.
@@ -107,12 +129,13 @@ extension RaftNode {
         for r in waiting { confirmRead(context: r.context, from: r.requester) }
     }
 
-    /// A voter answered the heartbeat round of read `context`.
-    mutating func readConfirmed(context: UInt64, by peer: NodeID) {
+    /// A voter answered heartbeat round `round`.
+    mutating func readConfirmed(round: UInt64, by peer: NodeID) {
         guard conf.voters.contains(peer),
-              let k = reads.confirming.firstIndex(where: { $0.context == context }) else { return }
+              let k = reads.confirming.firstIndex(where: { $0.round == round }) else { return }
         reads.confirming[k].acks.insert(peer)
-        guard reads.confirming[k].acks.count >= quorumSize else { return }
+        // Only the voters of the configuration in force count (it may have changed since).
+        guard reads.confirming[k].acks.count(where: conf.voters.contains) >= quorumSize else { return }
         let done = reads.confirming[...k]
         reads.confirming.removeFirst(k + 1)
         for r in done { deliverRead(context: r.context, index: r.index, to: r.requester) }

@@ -9,7 +9,11 @@ extension RaftNode {
         case .appendResponse:
             return handleAppendResponse(m)
         case .heartbeatResponse:
-            if m.context != 0 { readConfirmed(context: m.context, by: m.from) }
+            if config.plantedBugs.contains(.readConfirmedByAnyHeartbeat), let newest = reads.confirming.last {
+                readConfirmed(round: newest.round, by: m.from)
+            } else if m.context != 0 {
+                readConfirmed(round: m.context, by: m.from)
+            }
             progress[m.from]!.markHeard()
             progress[m.from]!.probeSent = false
             if progress[m.from]!.state == .replicate && progress[m.from]!.inflights.isFull {
@@ -194,6 +198,7 @@ extension RaftNode {
             return handleAppendTruncatingStale(m)
         }
         if let lastNew = log.maybeAppend(index: m.index, logTerm: m.logTerm, committed: m.commit, entries: m.entries) {
+            if config.plantedBugs.contains(.commitBeyondAppend) { log.commit(to: min(m.commit, log.lastIndex)) }
             send(Message(kind: .appendResponse, from: id, to: m.from, term: term, index: lastNew))
             return .accepted
         }

@@ -31,3 +31,10 @@ extension RaftNode {
         }
     }
 }
+
+extension RaftNode {
+    /// Messages queued for the next `Ready`, in order (read-only). The simulator inspects each
+    /// message as the step that queued it returns, so it can check a vote at the moment it is
+    /// cast, against the log the voter held then.
+    public var queuedMessages: ArraySlice<Message> { outbox[...] }
+}

@@ -125,7 +125,9 @@ extension RaftNode {
             || (m.kind == .preVote && m.term > term)
         if bugs.contains(.voteTwicePerTerm) { canVote = true }
         // Paper §5.4.1: only a candidate whose log is at least as up to date as ours.
-        let upToDate = bugs.contains(.voteIgnoresLog) || log.isUpToDate(lastIndex: m.index, lastTerm: m.logTerm)
+        let upToDate = bugs.contains(.voteIgnoresLog)
+            || (bugs.contains(.transferVoteIgnoresLog) && m.context == Message.leadershipTransferContext)
+            || log.isUpToDate(lastIndex: m.index, lastTerm: m.logTerm)
         if canVote && upToDate {
             // Answer with the request's term: a pre-candidate counts only grants for its future term.
             send(Message(kind: responseKind, from: id, to: m.from, term: m.term))

@@ -330,7 +330,7 @@ public struct RaftNode {
         proposalsPending = false
         leadTransferee = noNode
         // Unconfirmed reads are dropped: the driver fails them when it sees the role change.
-        reads = ReadIndexQueue()
+        reads.dropAll()
         let last = log.lastIndex
         var fresh: [NodeID: Progress] = [:]
         for peer in conf.all {

@@ -4,7 +4,9 @@ import Raft
 /// incrementally, after every event:
 /// - election safety: at most one leader per term;
 /// - log matching: an (index, term) pair names one entry, with one predecessor term;
-/// - leader completeness: a leader's log holds every entry known committed;
+/// - leader completeness: a leader's log holds every entry committed in an earlier term (a
+///   leader of an older term, elected late by votes that were delayed or held by a pause, may
+///   lack entries a newer term committed: it can commit nothing);
 /// - state machine safety: every node applies a prefix of one sequence;
 /// - committed entries never change, on any node, across crashes;
 /// - commit index never decreases (in memory per incarnation; on disk across crashes);
@@ -29,6 +31,9 @@ struct Checker {
     private var leaderOfTerm: [Term: NodeID] = [:]
     /// `committedTerms[i - 1]` is the term of committed entry `i`.
     private(set) var committedTerms: [Term] = []
+    /// `commitTerms[i - 1]` is the term in which entry `i` was first known committed: the term
+    /// of the leader that committed it (a leader learns a commit before anyone it tells).
+    private var commitTerms: [Term] = []
     /// The one sequence every state machine applies a prefix of.
     private var appliedSequence: [Entry] = []
     /// `digests[i - 1]` is the application state (`SimApp.digest`) after applying entry `i`.
@@ -46,13 +51,39 @@ struct Checker {
     private var leaderCommitChecked: [(term: Term, commit: LogIndex)]
     /// Membership changes applied (each counted once, when first applied anywhere).
     private(set) var confChangesApplied = 0
+    /// The configuration the applied sequence has reached (the founders', then each change's).
+    private var appliedConf: ConfState
+
+    struct ReadArrival {
+        var leader: NodeID
+        var term: Term
+        /// Order of arrival at leaders, over the whole run.
+        var seq: UInt64
+    }
+
+    /// Each read's arrival at the leader that confirms it.
+    var readArrival: [UInt64: ReadArrival] = [:]
+    var readArrivals: UInt64 = 0
+    /// Per leader and term, per voter: the latest read arrival a heartbeat answer confirmed.
+    var readConfirmations: [NodeKey: [NodeID: UInt64]] = [:]
+
+    struct RoundKey: Hashable {
+        var leader: NodeID
+        var term: Term
+        var round: UInt64
+    }
+
+    /// Each heartbeat round a leader sent (its `context`): how many reads had arrived at
+    /// leaders when it went out.
+    var roundsSent: [RoundKey: UInt64] = [:]
 
     struct NodeKey: Hashable {
         var node: NodeID
         var term: Term
     }
 
-    init(nodeCount: Int) {
+    init(nodeCount: Int, founders: ConfState) {
+        appliedConf = founders
         lastCommit = Array(repeating: 0, count: nodeCount)
         verifiedCommit = Array(repeating: 0, count: nodeCount)
         nextApply = Array(repeating: 1, count: nodeCount)
@@ -111,6 +142,12 @@ struct Checker {
     private mutating func checkCommitQuorum(_ i: Int, raft: RaftNode, confBefore: ConfState?) -> Violation? {
         let commit = raft.commitIndex
         guard leaderCommitChecked[i].term == raft.term, commit > leaderCommitChecked[i].commit else { return nil }
+        // Paper §5.4.2 (Figure 8): a leader commits by counting replicas only an entry of its
+        // own term; earlier entries commit with it.
+        if raft.term(at: commit) != raft.term {
+            return Violation(invariant: "commit-own-term",
+                             detail: "leader \(raft.id) of term \(raft.term) commits \(commit), an entry of \(raft.term(at: commit).map { "term \($0)" } ?? "no term it holds")")
+        }
         let acks = appendAcks[NodeKey(node: raft.id, term: raft.term)] ?? [:]
         func holding(_ voters: Set<NodeID>) -> Set<NodeID> {
             voters.filter { $0 == raft.id ? raft.lastIndex >= commit : (acks[$0] ?? 0) >= commit }
@@ -133,7 +170,7 @@ struct Checker {
         guard leaderCheckedTerm[i] != raft.term else { return nil }
         leaderCheckedTerm[i] = raft.term
         if let v = absorbCommits(i, raft: raft) { return v }
-        for (k, t) in committedTerms.enumerated() {
+        for (k, t) in committedTerms.enumerated() where commitTerms[k] < raft.term {
             let index = LogIndex(k + 1)
             if index + 1 < raft.firstIndex { continue }  // Compacted: the snapshot holds its state.
             if raft.term(at: index) != t {
@@ -163,6 +200,7 @@ struct Checker {
                 }
             } else {
                 committedTerms.append(t)
+                commitTerms.append(raft.term)
             }
         }
         verifiedCommit[i] = commit
@@ -254,7 +292,17 @@ struct Checker {
             precondition(k == appliedSequence.count, "applied sequence gap")
             digests.append(SimApp.mix(digests.last ?? SimApp.initialDigest, e))
             appliedSequence.append(e)
-            if e.kind == .confChange, (try? ConfChangeEntry.decode(e.data)) != nil { confChangesApplied += 1 }
+            if e.kind == .confChange, let change = try? ConfChangeEntry.decode(e.data) {
+                confChangesApplied += 1
+                // One server at a time (ADR 0005): consecutive configurations differ by at most
+                // one voter, so any two quorums of them intersect.
+                let moved = change.conf.voters.symmetricDifference(appliedConf.voters)
+                if moved.count > 1 {
+                    return Violation(invariant: "one-voter-per-change",
+                                     detail: "entry \(e.index) (\(change.change)) moves voters \(appliedConf.voters.sorted()) to \(change.conf.voters.sorted()): \(moved.count) voters differ")
+                }
+                appliedConf = change.conf
+            }
         }
         return nil
     }

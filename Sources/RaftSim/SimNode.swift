@@ -1,5 +1,20 @@
 import Raft
 
+/// Where in a Ready's handling (persist, send, apply, advance) a crash strikes.
+enum CrashPoint: CaseIterable {
+    case none
+    /// In the middle of the write: a prefix of it survives (a torn write).
+    case midPersist
+    /// After the write, before any message after it goes out.
+    case afterPersist
+    /// Between two sends.
+    case midSend
+    /// After the sends, before the application applies the committed entries.
+    case afterSend
+    /// After applying, before `advance`.
+    case afterApply
+}
+
 /// One simulated peer: a `RaftNode` while it is up, and its disk, which survives crashes.
 struct SimNode {
     let id: NodeID
@@ -8,8 +23,8 @@ struct SimNode {
     let disk: MemoryStorage
     var raft: RaftNode?
     var incarnation = 0
-    /// 0, or the step of the next Ready handling at which this node crashes (1...3).
-    var crashAtNextReady = 0
+    /// Where the node crashes in its next Ready handling, if anywhere.
+    var crashAtNextReady = CrashPoint.none
     /// The last hard state written with fsync. A write without fsync (`mustSync == false`, only
     /// the commit index moved) may be lost in a crash.
     var syncedHardState = HardState.empty
@@ -17,6 +32,19 @@ struct SimNode {
     /// The application: a digest of every entry applied, in order, up to `appliedIndex`
     /// (volatile: rebuilt at start from the disk's snapshot, then by re-applying the log).
     var app = SimApp()
+    /// This node's clock rate in per mille of real time, and the fraction of a tick it has
+    /// accumulated: each real tick adds `clockRate`, and every 1000 is one tick of the node.
+    var clockRate = 1000
+    var clockCarry = 0
+    /// Non-zero while the process is paused: the real tick at which it resumes.
+    var pausedUntil: UInt64 = 0
+    /// Until this real tick the driver is slow: it handles at most one Ready of this node per
+    /// event, so the application falls behind the commit index.
+    var slowUntil: UInt64 = 0
+    /// While down: the real tick at which its supervisor starts it again.
+    var restartAt: UInt64 = 0
+
+    var isPaused: Bool { pausedUntil != 0 }
 
     init(id: NodeID, config: RaftConfig, disk: MemoryStorage) {
         self.id = id
@@ -26,6 +54,7 @@ struct SimNode {
 
     mutating func start(seed: UInt64) {
         incarnation += 1
+        restartAt = 0
         app = SimApp(restoring: disk.latestSnapshot)
         do {
             raft = try RaftNode(config: config, storage: disk, seed: seed)
@@ -45,10 +74,44 @@ struct SimNode {
         }
     }
 
+    /// The process dies in the middle of writing `rd`, before the write was synced: the first
+    /// `kept` of its writes reached the disk, in the contract's order (staged chunks, the
+    /// snapshot install, each entry, the hard state), the rest did not. The disk writes in
+    /// order, so earlier writes are durable once any part of this one is.
+    mutating func crashTearing(_ rd: Ready, kept: Int) {
+        var left = kept
+        for c in rd.snapshotChunks where left > 0 {
+            disk.stageSnapshotChunk(c)
+            left -= 1
+        }
+        if let s = rd.snapshot, left > 0 {
+            disk.installStagedSnapshot(s)
+            left -= 1
+        }
+        if left > 0 && !rd.entries.isEmpty {
+            disk.append(Array(rd.entries.prefix(left)))
+            left -= min(left, rd.entries.count)
+        }
+        if let hs = rd.hardState, left > 0 { disk.setHardState(hs) }
+        if kept > 0 {
+            syncedHardState = disk.hardState
+            unsyncedWrite = false
+        }
+        crash(loseUnsynced: true)
+    }
+
+    /// How many separate writes `crashTearing` may keep of `rd`.
+    static func writeCount(_ rd: Ready) -> Int {
+        rd.snapshotChunks.count + (rd.snapshot == nil ? 0 : 1) + rd.entries.count + (rd.hardState == nil ? 0 : 1)
+    }
+
     /// The process dies: volatile state is gone; an unsynced hard-state write may be lost too.
     mutating func crash(loseUnsynced: Bool) {
         raft = nil
-        crashAtNextReady = 0
+        crashAtNextReady = .none
+        pausedUntil = 0
+        slowUntil = 0
+        clockCarry = 0
         if unsyncedWrite && loseUnsynced {
             disk.setHardState(syncedHardState)
         }
@@ -115,21 +178,26 @@ struct SimApp {
     var snapshotData: [UInt8] { SimApp.encode(index: appliedIndex, digest: digest) }
 }
 
-/// The simulated network: messages waiting for their delivery tick, messages already due, and
-/// blocked links. Delays are at most `delayTicksMax`, so a ring of buckets indexed by delivery
-/// tick holds every future message; due messages are taken in random order (reordering).
+/// The simulated network: messages waiting for their delivery tick, messages already due,
+/// messages held for a paused node, and blocked links. A ring of buckets indexed by delivery
+/// tick holds every future message (delays are below the ring's length); due messages are
+/// taken in random order (reordering).
 struct SimNetwork {
-    let delayTicksMax: UInt64
     private var future: [[Message]]
     private var due: [Message] = []
     /// Every bucket for a tick `<= flushedThrough` has been moved into `due`.
     private var flushedThrough: UInt64 = 0
     private var blocked: Set<UInt64> = []
+    /// Nodes that are paused: messages due to them wait in `held` until they resume.
+    private var paused: Set<NodeID> = []
+    private var held: [Message] = []
 
+    /// `delayTicksMax`: the longest delay `enqueue` will be asked for.
     init(delayTicksMax: Int) {
-        self.delayTicksMax = UInt64(delayTicksMax)
         future = Array(repeating: [], count: delayTicksMax + 1)
     }
+
+    var delayTicksMax: UInt64 { UInt64(future.count - 1) }
 
     private static func link(_ from: NodeID, _ to: NodeID) -> UInt64 { from << 32 | to }
 
@@ -149,9 +217,24 @@ struct SimNetwork {
 
     mutating func healAll() { blocked.removeAll() }
 
-    mutating func enqueue(_ m: Message, now: UInt64, rng: inout SplitMix64) {
+    /// Messages due to `node` wait until `resume(node)` (a paused process reads no socket).
+    mutating func pause(_ node: NodeID) { paused.insert(node) }
+
+    /// The node reads its sockets again: what arrived meanwhile is due now, in random order
+    /// with the rest.
+    mutating func resume(_ node: NodeID) {
+        guard paused.remove(node) != nil else { return }
+        var kept: [Message] = []
+        for m in held {
+            if m.to == node { due.append(m) } else { kept.append(m) }
+        }
+        held = kept
+    }
+
+    /// Sends `m` to arrive `delay` ticks from `now` (`delay <= delayTicksMax`).
+    mutating func enqueue(_ m: Message, now: UInt64, delay: UInt64) {
+        precondition(delay <= delayTicksMax, "delay \(delay) beyond the network's \(delayTicksMax) ticks")
         flush(through: now)
-        let delay = delayTicksMax == 0 ? 0 : rng.next() % (delayTicksMax + 1)
         if delay == 0 {
             due.append(m)
         } else {
@@ -160,7 +243,8 @@ struct SimNetwork {
     }
 
     /// Removes and returns a random message that is due, if any (random choice = reordering).
-    /// Messages on a link cut after they were sent are lost on delivery.
+    /// Messages on a link cut after they were sent are lost on delivery; messages to a paused
+    /// node are held for it.
     mutating func takeDue(now: UInt64, rng: inout SplitMix64) -> Message? {
         flush(through: now)
         while !due.isEmpty {
@@ -168,6 +252,10 @@ struct SimNetwork {
             due.swapAt(k, due.count - 1)
             let m = due.removeLast()
             if isBlocked(from: m.from, to: m.to) { continue }
+            if paused.contains(m.to) {
+                held.append(m)
+                continue
+            }
             return m
         }
         return nil

@@ -17,6 +17,18 @@ public struct SimOptions: Sendable {
     public var duplicatePerMille = 30
     /// Messages are delivered 0...deliveryDelayTicksMax ticks after sending, in random order.
     public var deliveryDelayTicksMax = 3
+    /// Of every thousand messages, how many are delayed beyond an election timeout: 1 to 3
+    /// election timeouts (a congested or rerouted link).
+    public var longDelayPerMille = 15
+    /// During a reordering burst every message is delayed 0...burstDelayTicksMax ticks.
+    public var burstDelayTicksMax = 8
+    /// Each node's clock runs at 1000 +- this many per mille of real time (drawn per node and
+    /// seed): a fast node ticks more often than a slow one.
+    public var clockDriftPerMilleMax = 200
+    /// A paused process (SIGSTOP, a VM stall) stays paused up to this many election timeouts.
+    public var pauseElectionTimeoutsMax = 4
+    /// Election timeout of every simulated node, in ticks of its own clock.
+    public var electionTimeoutTicks = 10
     /// How many recent events a violation report shows.
     public var traceEventsMax = 40
 
@@ -55,6 +67,22 @@ public struct SimCounters: Sendable, Hashable {
     public var snapshots = 0
     /// Membership changes applied.
     public var confChanges = 0
+    /// Crashes in the middle of a Ready's write: a prefix of it survives (a torn write).
+    public var tornWrites = 0
+    /// Crashes between two of a Ready's sends.
+    public var crashesMidSend = 0
+    /// Process pauses (a node neither ticks, hears nor speaks, then resumes with old beliefs).
+    public var pauses = 0
+    /// Messages delayed beyond an election timeout.
+    public var longDelays = 0
+    /// Reordering bursts.
+    public var bursts = 0
+    /// Deepest lag of a node's application behind its commit index, in entries.
+    public var applyLagMax: LogIndex = 0
+    /// Real ticks at which a running node believed it led: how much of the run could commit.
+    public var leaderTicks = 0
+    /// Sum over real ticks of the voters (of the newest configuration) that were down or paused.
+    public var downVoterTicks = 0
 
     public init() {}
 
@@ -64,6 +92,8 @@ public struct SimCounters: Sendable, Hashable {
         acked += o.acked; delivered += o.delivered; dropped += o.dropped; duplicated += o.duplicated
         crashes += o.crashes; crashesBeforePersist += o.crashesBeforePersist; restarts += o.restarts; partitions += o.partitions; malformed += o.malformed
         transfers += o.transfers; reads += o.reads; snapshots += o.snapshots; confChanges += o.confChanges
+        tornWrites += o.tornWrites; crashesMidSend += o.crashesMidSend; pauses += o.pauses
+        longDelays += o.longDelays; bursts += o.bursts; leaderTicks += o.leaderTicks; downVoterTicks += o.downVoterTicks; applyLagMax = max(applyLagMax, o.applyLagMax)
     }
 
     /// `key=value` pairs for the summary line, in a fixed order.
@@ -71,7 +101,8 @@ public struct SimCounters: Sendable, Hashable {
         "events=\(events) ticks=\(ticks) elections=\(elections) commits=\(commits) "
             + "proposals=\(proposals) refused=\(proposalsRefused) acked=\(acked) delivered=\(delivered) "
             + "dropped=\(dropped) duplicated=\(duplicated) crashes=\(crashes) crashes-before-persist=\(crashesBeforePersist) restarts=\(restarts) "
-            + "partitions=\(partitions) malformed=\(malformed) transfers=\(transfers) reads=\(reads) snapshots=\(snapshots) confchanges=\(confChanges)"
+            + "partitions=\(partitions) malformed=\(malformed) transfers=\(transfers) reads=\(reads) snapshots=\(snapshots) confchanges=\(confChanges) "
+            + "torn-writes=\(tornWrites) crashes-mid-send=\(crashesMidSend) pauses=\(pauses) long-delays=\(longDelays) bursts=\(bursts) apply-lag-max=\(applyLagMax) leader-ticks=\(leaderTicks) down-voter-ticks=\(downVoterTicks)"
     }
 }
 

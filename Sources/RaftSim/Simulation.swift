@@ -35,16 +35,20 @@ public final class Simulation {
     /// Each node's configuration when the invariants were last checked: a commit decided
     /// before a configuration change applied in the same event used the earlier one.
     var confAtLastCheck: [ConfState?] = []
+    /// Until this real tick, a reordering burst: every message is delayed up to
+    /// `burstDelayTicksMax` ticks.
+    var burstUntil: UInt64 = 0
 
     public init(seed: UInt64, options: SimOptions) {
         self.seed = seed
         self.options = options
         rng = SplitMix64(seed: seed)
-        network = SimNetwork(delayTicksMax: options.deliveryDelayTicksMax)
+        network = SimNetwork(delayTicksMax: max(options.deliveryDelayTicksMax, options.burstDelayTicksMax,
+                                                3 * options.electionTimeoutTicks))
         let founders = (1...options.nodes).map { NodeID($0) }
         let ids = (1...(options.nodes + options.spareNodes)).map { NodeID($0) }
-        checker = Checker(nodeCount: ids.count)
         let conf = ConfState(voters: Set(founders))
+        checker = Checker(nodeCount: ids.count, founders: conf)
         clusterConf = conf
         spares = Array(ids.dropFirst(options.nodes))
         // Vary the flow-control limits per seed so batching and window pauses are exercised.
@@ -53,9 +57,11 @@ public final class Simulation {
         // Snapshots (16-215 bytes here) go in one to fourteen chunks.
         let chunkBytes = [16, 64, 1024][Int(rng.next() % 3)]
         let chunksInflightMax = [1, 2, 4][Int(rng.next() % 3)]
+        // Small apply batches make a node's application trail its commit index across Readies.
+        let applyBytesMax = [64, 512, 64 << 20][Int(rng.next() % 3)]
         for id in ids {
             var config = RaftConfig(id: id)
-            config.electionTimeoutTicks = 10
+            config.electionTimeoutTicks = options.electionTimeoutTicks
             config.heartbeatTimeoutTicks = 2
             config.appendBytesMax = appendBytesMax
             config.inflightMessagesMax = inflightMax
@@ -63,11 +69,15 @@ public final class Simulation {
             config.snapshotChunkBytes = chunkBytes
             config.snapshotChunksInflightMax = chunksInflightMax
             config.learnerCatchUpEntriesMax = 32
+            config.applyBytesMaxPerReady = applyBytesMax
             config.plantedBugs = options.plantedBugs
             // A spare starts with an empty store that knows no configuration: it learns it from
             // the leader (the first change it applies, or a snapshot).
             let disk = MemoryStorage(conf: founders.contains(id) ? conf : ConfState(voters: []))
-            nodes.append(SimNode(id: id, config: config, disk: disk))
+            var node = SimNode(id: id, config: config, disk: disk)
+            let drift = options.clockDriftPerMilleMax
+            node.clockRate = 1000 - drift + Int(rng.next() % UInt64(2 * drift + 1))
+            nodes.append(node)
         }
         confAtLastCheck = Array(repeating: nil, count: nodes.count)
         for i in founders.indices { start(i) }
@@ -94,41 +104,76 @@ public final class Simulation {
         counters.events += 1
         let roll = Int(rng.next() % 1000)
         switch roll {
-        case 0..<520: deliverOne()
-        case 520..<745: tick()
-        case 745..<760: compact()
-        case 760..<870: propose()
-        case 870..<895: read()
-        case 895..<900: transfer()
-        case 900..<908: crash(Int(rng.next() % UInt64(nodes.count)))
-        case 992..<1000: changeMembership()
-        case 908..<915: crashLeader()
-        case 915..<925: crashDuringNextReady()
-        case 925..<960: restartOne()
-        case 960..<972: partition()
-        case 972..<990: heal()
-        case 990..<992: powerLoss()
+        case 0..<510: deliverSome()
+        case 510..<730: tick()
+        case 730..<745: compact()
+        case 745..<855: propose()
+        case 855..<880: read()
+        case 880..<885: transfer()
+        case 885..<893: crash(Int(rng.next() % UInt64(nodes.count)))
+        case 893..<900: crashLeader()
+        case 900..<910: crashDuringNextReady()
+        case 910..<945: restartOne()
+        case 945..<957: partition()
+        case 957..<975: heal()
+        case 975..<977: powerLoss()
+        case 977..<985: changeMembership()
+        case 985..<991: pause()
+        case 991..<994: burst()
+        case 994..<1000: slowDown()
         default: tick()
         }
         processReadies()
         if violation == nil { checkAfterEvent() }
     }
 
+    /// One tick of real time. Each live, running node's clock advances at its own rate: a fast
+    /// clock may tick twice, a slow one not at all. Paused nodes whose time came resume first.
     func tick() {
         now += 1
         counters.ticks += 1
         record(.tick)
-        for i in nodes.indices where nodes[i].raft != nil {
-            nodes[i].raft!.tick()
+        if runningLeader != nil { counters.leaderTicks += 1 }
+        counters.downVoterTicks += clusterConf.voters.filter { nodes[Int($0 - 1)].raft == nil || nodes[Int($0 - 1)].isPaused }.count
+        for i in nodes.indices where nodes[i].raft == nil && nodes[i].restartAt != 0 && nodes[i].restartAt <= now {
+            start(i)
+        }
+        for i in nodes.indices where nodes[i].isPaused && nodes[i].pausedUntil <= now {
+            resume(i)
+        }
+        for i in nodes.indices where nodes[i].raft != nil && !nodes[i].isPaused {
+            nodes[i].clockCarry += nodes[i].clockRate
+            while nodes[i].clockCarry >= 1000 {
+                nodes[i].clockCarry -= 1000
+                nodes[i].raft!.tick()
+            }
         }
     }
 
-    func deliverOne() {
-        guard let m = network.takeDue(now: now, rng: &rng) else {
-            tick()
-            return
+    /// Nodes a client can reach, an operator can act on: up and not paused.
+    var running: [Int] { nodes.indices.filter { nodes[$0].raft != nil && !nodes[$0].isPaused } }
+
+    /// The running node that believes it leads, if any.
+    var runningLeader: Int? { nodes.indices.first { nodes[$0].raft?.role == .leader && !nodes[$0].isPaused } }
+
+    /// Delivers due messages: one per two followers a leader has, so a five-node cluster (twice
+    /// the messages per round) gets through a round in as many events as a three-node one.
+    /// Each delivery is handled and checked before the next.
+    func deliverSome() {
+        let count = max(1, (options.nodes - 1) / 2)
+        for k in 0..<count {
+            guard let m = network.takeDue(now: now, rng: &rng) else {
+                if k == 0 { tick() }
+                return
+            }
+            deliver(m)
+            if k + 1 < count {
+                processReadies()
+                if violation != nil { return }
+                checkAfterEvent()
+                if violation != nil { return }
+            }
         }
-        deliver(m)
     }
 
     func deliver(_ m: Message) {
@@ -139,12 +184,17 @@ public final class Simulation {
         }
         counters.delivered += 1
         checker.delivered(m)
+        let before = StepObservation(nodes[i].raft!)
+        if m.kind == .readIndex, nodes[i].raft!.role == .leader, nodes[i].raft!.term == m.term {
+            checker.readArrived(context: m.context, at: m.to, term: m.term)
+        }
         let result = nodes[i].raft!.step(m)
         record(.deliver(m, result))
+        if let v = checker.stepped(m, node: nodes[i].raft!, before: before) { fail(v) }
     }
 
     func propose() {
-        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        let alive = running
         guard !alive.isEmpty else { return }
         // Mostly to a node that believes it leads; sometimes to anyone (exercises refusals).
         let leaders = alive.filter { nodes[$0].raft!.role == .leader }
@@ -156,6 +206,8 @@ public final class Simulation {
             batch.append(clients.newPayload(paddingBytes: Int(rng.next() % 40)))
         }
         counters.proposals += count
+        let queued = nodes[i].raft!.queuedMessages.count
+        defer { checker.observeRounds(nodes[i].raft!, since: queued) }
         do {
             let range = try nodes[i].raft!.propose(batch: batch)
             let term = nodes[i].raft!.term
@@ -170,13 +222,17 @@ public final class Simulation {
     }
 
     func read() {
-        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        let alive = running
         guard !alive.isEmpty else { return }
         let i = alive[Int(rng.next() % UInt64(alive.count))]
         let id = nextReadID
         nextReadID += 1
         do {
+            let raft = nodes[i].raft!
+            let queued = raft.queuedMessages.count
+            if raft.role == .leader { checker.readArrived(context: id, at: raft.id, term: raft.term) }
             try nodes[i].raft!.readIndex(context: id)
+            checker.observeRounds(nodes[i].raft!, since: queued)
             readFloors[id] = clients.maxAckedIndex
             note("read \(id) at \(nodes[i].id) (floor \(clients.maxAckedIndex))")
         } catch {
@@ -185,7 +241,7 @@ public final class Simulation {
     }
 
     func transfer() {
-        guard let i = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) else { return }
+        guard let i = runningLeader else { return }
         let others = nodes[i].raft!.conf.all.sorted().filter { $0 != nodes[i].id }
         guard !others.isEmpty else { return }
         let target = others[Int(rng.next() % UInt64(others.count))]
@@ -202,7 +258,7 @@ public final class Simulation {
     /// remove a voter (the leader too) or a learner, keeping 1 to 5 voters. Refusals (a change
     /// pending, a learner not caught up, no commit in the term yet) are part of the test.
     func changeMembership() {
-        guard let l = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) else { return }
+        guard let l = runningLeader else { return }
         let conf = nodes[l].raft!.conf
         // Pick a kind of change first (weighted so that voters come and go at similar rates),
         // then a node for it.
@@ -224,6 +280,8 @@ public final class Simulation {
             k += 1
         }
         let change = kinds[k].pick()
+        let queued = nodes[l].raft!.queuedMessages.count
+        defer { checker.observeRounds(nodes[l].raft!, since: queued) }
         do {
             let ticket = try nodes[l].raft!.proposeConfChange(change)
             note("conf change \(change) at \(nodes[l].id) -> \(ticket.index) t\(ticket.term)")
@@ -239,7 +297,7 @@ public final class Simulation {
     /// The application of a random live node snapshots its state and compacts the log up to
     /// what it applied: followers that lag behind it then need a snapshot from it.
     func compact() {
-        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        let alive = running
         guard !alive.isEmpty else { return }
         let i = alive[Int(rng.next() % UInt64(alive.count))]
         let app = nodes[i].app
@@ -270,8 +328,47 @@ public final class Simulation {
         let alive = nodes.indices.filter { nodes[$0].raft != nil }
         guard !alive.isEmpty else { return }
         let i = alive[Int(rng.next() % UInt64(alive.count))]
-        guard mayCrash(nodes[i].id) else { return }
-        nodes[i].crashAtNextReady = 1 + Int(rng.next() % 3)
+        // The only voter may crash mid-Ready too: it commits by its own write alone.
+        guard mayCrash(nodes[i].id) || clusterConf.voters.count == 1 else { return }
+        let points = CrashPoint.allCases.dropFirst()
+        nodes[i].crashAtNextReady = points[points.startIndex + Int(rng.next() % UInt64(points.count))]
+    }
+
+    /// A process stops (SIGSTOP, a VM stall) for up to several election timeouts: it neither
+    /// ticks, reads nor sends, and resumes with the beliefs it had (a leader still believes it
+    /// leads). Half the pauses strike the leader.
+    func pause() {
+        let alive = running
+        guard !alive.isEmpty else { return }
+        let i = rng.next() % 2 == 0 ? (runningLeader ?? alive[0]) : alive[Int(rng.next() % UInt64(alive.count))]
+        let span = UInt64(options.pauseElectionTimeoutsMax * options.electionTimeoutTicks)
+        nodes[i].pausedUntil = now + 1 + rng.next() % span
+        network.pause(nodes[i].id)
+        counters.pauses += 1
+        note("pause \(nodes[i].id) until t\(nodes[i].pausedUntil)")
+    }
+
+    func resume(_ i: Int) {
+        nodes[i].pausedUntil = 0
+        network.resume(nodes[i].id)
+        note("resume \(nodes[i].id)")
+    }
+
+    /// For a while, every message is delayed up to `burstDelayTicksMax` ticks: heavy reordering.
+    func burst() {
+        burstUntil = now + 5 + rng.next() % 16
+        counters.bursts += 1
+        note("reordering burst until t\(burstUntil)")
+    }
+
+    /// A node's driver slows down (a slow disk, a busy CPU): one Ready per event, so its
+    /// application trails its commit index.
+    func slowDown() {
+        let alive = running
+        guard !alive.isEmpty else { return }
+        let i = alive[Int(rng.next() % UInt64(alive.count))]
+        nodes[i].slowUntil = now + 5 + rng.next() % 36
+        note("slow driver at \(nodes[i].id) until t\(nodes[i].slowUntil)")
     }
 
     /// Leaders are where Raft's hardest cases start (Figure 8): take them down often.
@@ -282,9 +379,18 @@ public final class Simulation {
     }
 
     func kill(_ i: Int, why: String) {
+        if nodes[i].isPaused { network.resume(nodes[i].id) }  // Held messages now reach a dead node.
         counters.crashes += 1
         nodes[i].crash(loseUnsynced: rng.next() % 2 == 0)
+        scheduleRestart(i)
         note("\(why) \(nodes[i].id)")
+    }
+
+    /// A crashed process is started again by its supervisor within one to three election
+    /// timeouts (sooner if `restartOne` picks it): every node's downtime has the same bound,
+    /// however many others are down.
+    func scheduleRestart(_ i: Int) {
+        nodes[i].restartAt = now + 1 + rng.next() % UInt64(3 * options.electionTimeoutTicks)
     }
 
     func powerLoss() {
@@ -317,11 +423,17 @@ public final class Simulation {
             network.block(from: a, to: b)
             note("partition one-way \(a)-x->\(b)")
         } else {
-            // Symmetric: split into two random sides.
+            // Symmetric: cut off a random minority of the voters (one to as many as the cluster
+            // tolerates losing), each non-voter joining either side at random.
+            var voters = clusterConf.voters.sorted()
+            let cut = 1 + Int(rng.next() % UInt64(max(1, (voters.count - 1) / 2)))
             var side: [NodeID] = []
-            for id in ids where rng.next() % 2 == 0 { side.append(id) }
+            for _ in 0..<min(cut, voters.count) {
+                side.append(voters.remove(at: Int(rng.next() % UInt64(voters.count))))
+            }
+            for id in ids where !clusterConf.voters.contains(id) && rng.next() % 2 == 0 { side.append(id) }
             network.isolate(side, from: ids)
-            note("partition \(side) | \(ids.filter { !side.contains($0) })")
+            note("partition \(side.sorted()) | \(ids.filter { !side.contains($0) })")
         }
     }
 
@@ -335,11 +447,16 @@ public final class Simulation {
     func processReadies() {
         var progress = true
         var rounds = 0
+        // A slow driver handles one Ready of its node per event.
+        var handledSlow: Set<Int> = []
         while progress && violation == nil {
             progress = false
             rounds += 1
             precondition(rounds < 10_000, "ready loop does not converge")
-            for i in nodes.indices where nodes[i].raft?.hasReady == true {
+            for i in nodes.indices where nodes[i].raft?.hasReady == true && !nodes[i].isPaused {
+                let slow = lossy && nodes[i].slowUntil > now
+                if slow && handledSlow.contains(i) { continue }
+                if slow { handledSlow.insert(i) }
                 handleReady(i)
                 progress = true
                 if violation != nil { return }
@@ -353,18 +470,28 @@ public final class Simulation {
         let bugSendFirst = options.plantedBugs.contains(.sendBeforePersist)
         if let ss = rd.softState { observeSoftState(i, ss, term: nodes[i].raft!.term) }
         if violation != nil { return }
-        let crashAt = lossy ? nodes[i].crashAtNextReady : 0
-        nodes[i].crashAtNextReady = 0
+        let crashAt = lossy ? nodes[i].crashAtNextReady : .none
+        nodes[i].crashAtNextReady = .none
+        if let v = checker.answered(rd, node: nodes[i].raft!) { return fail(v) }
 
         // A leader's appends may go out before its own persist (thesis §10.2.1); the planted
         // bug sends everything first, votes and acknowledgements included.
         let early = bugSendFirst ? rd.messages.count : rd.sendableBeforePersist
-        if early > 0 { send(rd.messages[..<early]) }
-        if crashAt == 1 && early > 0 {
-            counters.crashesBeforePersist += 1
-            return kill(i, why: "crash mid-ready (after sending \(early), before persisting)")
+        if early > 0 {
+            if let v = checkDurable(rd.messages[..<early], i) { return fail(v) }
+            send(rd.messages[..<early])
         }
         if let v = checker.willPersist(i, rd, node: nodes[i].raft!, disk: nodes[i].disk) { return fail(v) }
+        if crashAt == .midPersist {
+            let kept = Int(rng.next() % UInt64(SimNode.writeCount(rd) + 1))
+            counters.crashes += 1
+            counters.tornWrites += 1
+            if early > 0 { counters.crashesBeforePersist += 1 }
+            nodes[i].crashTearing(rd, kept: kept)
+            scheduleRestart(i)
+            note("crash mid-ready \(nodes[i].id): torn write kept \(kept) of \(SimNode.writeCount(rd)) writes (after sending \(early))")
+            return
+        }
         nodes[i].persist(rd)
         if let meta = rd.snapshot {
             // The application restores its state from the installed snapshot.
@@ -373,9 +500,17 @@ public final class Simulation {
             if let v = checker.installed(i, meta, data: nodes[i].disk.latestSnapshot.data, node: nodes[i].id) { return fail(v) }
             nodes[i].app = SimApp(restoring: nodes[i].disk.latestSnapshot)
         }
-        if crashAt == 1 { return kill(i, why: "crash mid-ready (after persist)") }
-        if early < rd.messages.count { send(rd.messages[early...]) }
-        if crashAt == 2 { return kill(i, why: "crash mid-ready (after send)") }
+        if crashAt == .afterPersist { return kill(i, why: "crash mid-ready (after persist)") }
+        let late = rd.messages[early...]
+        if let v = checkDurable(late, i) { return fail(v) }
+        if crashAt == .midSend {
+            let sent = Int(rng.next() % UInt64(late.count + 1))
+            send(late.prefix(sent))
+            counters.crashesMidSend += 1
+            return kill(i, why: "crash mid-ready (after \(sent) of \(late.count) sends)")
+        }
+        send(late)
+        if crashAt == .afterSend { return kill(i, why: "crash mid-ready (after send)") }
         for r in rd.confChanges where r.index > clusterConfIndex && r.error == nil {
             clusterConfIndex = r.index
             clusterConf = r.conf
@@ -396,8 +531,16 @@ public final class Simulation {
                                       detail: "read \(rs.context) at node \(nodes[i].id) returned index \(rs.index), but a write at \(floor) was acknowledged before the read began"))
             }
         }
-        if crashAt == 3 { return kill(i, why: "crash mid-ready (after apply)") }
+        if crashAt == .afterApply { return kill(i, why: "crash mid-ready (after apply)") }
         nodes[i].raft!.advance(rd)
+        checker.observeRounds(nodes[i].raft!, since: 0)  // ready() emptied the queue
+    }
+
+    func checkDurable(_ messages: ArraySlice<Message>, _ i: Int) -> Violation? {
+        for m in messages {
+            if let v = checker.sending(m, disk: nodes[i].disk) { return v }
+        }
+        return nil
     }
 
     func send(_ messages: ArraySlice<Message>) {
@@ -410,12 +553,25 @@ public final class Simulation {
                 counters.dropped += 1
                 continue
             }
-            network.enqueue(m, now: now, rng: &rng)
+            network.enqueue(m, now: now, delay: deliveryDelay())
             if lossy && Int(rng.next() % 1000) < options.duplicatePerMille {
                 counters.duplicated += 1
-                network.enqueue(m, now: now, rng: &rng)
+                network.enqueue(m, now: now, delay: deliveryDelay())
             }
         }
+    }
+
+    /// Ticks until a message sent now arrives: usually 0...deliveryDelayTicksMax, up to
+    /// burstDelayTicksMax in a reordering burst, and now and then beyond an election timeout.
+    func deliveryDelay() -> UInt64 {
+        guard lossy else { return rng.next() % UInt64(options.deliveryDelayTicksMax + 1) }
+        if Int(rng.next() % 1000) < options.longDelayPerMille {
+            counters.longDelays += 1
+            let timeout = UInt64(options.electionTimeoutTicks)
+            return timeout + 1 + rng.next() % (2 * timeout)
+        }
+        let most = now < burstUntil ? options.burstDelayTicksMax : options.deliveryDelayTicksMax
+        return rng.next() % UInt64(most + 1)
     }
 
     func observeSoftState(_ i: Int, _ ss: SoftState, term: Term) {
@@ -433,6 +589,7 @@ public final class Simulation {
     func checkAfterEvent() {
         for i in nodes.indices {
             guard let raft = nodes[i].raft else { continue }
+            counters.applyLagMax = max(counters.applyLagMax, raft.commitIndex - nodes[i].app.appliedIndex)
             if let v = checker.observe(i, raft: raft, confBefore: confAtLastCheck[i]) { return fail(v) }
             confAtLastCheck[i] = raft.conf
         }
@@ -451,6 +608,11 @@ public final class Simulation {
         note("liveness: heal, restart all, no loss")
         network.healAll()
         lossy = false
+        burstUntil = 0
+        for i in nodes.indices {
+            if nodes[i].isPaused { resume(i) }
+            nodes[i].slowUntil = 0
+        }
         for i in nodes.indices where nodes[i].raft == nil && nodes[i].incarnation > 0 { start(i) }
         processReadies()
         var probe: [UInt8]?
@@ -464,7 +626,7 @@ public final class Simulation {
                 processReadies()
                 if violation != nil { return }
             }
-            if probe == nil, let l = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) {
+            if probe == nil, let l = runningLeader {
                 let payload = clients.newPayload(paddingBytes: 0)
                 do {
                     let ticket = try nodes[l].raft!.propose(payload)

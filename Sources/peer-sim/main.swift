@@ -21,6 +21,8 @@ struct PeerSim: ParsableCommand {
     @Option(name: .customLong("plant-bug"), help: "Plant a classic Raft bug to prove the simulator catches it: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", ")).")
     var plantBug: [String] = []
     @Flag(help: "Print every seed's result line, not only failures.") var verbose = false
+    @Flag(help: "Teeth: for each planted bug (every one, or those named by --plant-bug) run seeds from --seed until one finds it, at most --seeds; print the seed and invariant that caught each. Exit status 1 when any bug is not found.")
+    var teeth = false
     @Option(help: "Events of the trace printed with a violation.") var trace: Int = 40
 
     func validate() throws {
@@ -39,6 +41,7 @@ struct PeerSim: ParsableCommand {
         options.nodes = nodes
         options.steps = steps
         options.traceEventsMax = trace
+        if teeth { return try runTeeth(options: options) }
         options.plantedBugs = Set(plantBug.compactMap(PlantedBug.init(rawValue:)))
         let results = runAll(options: options)
         var total = SimCounters()
@@ -53,13 +56,48 @@ struct PeerSim: ParsableCommand {
                 print("seed \(r.seed): ok \(r.counters.summary)")
             }
         }
-        print("seeds=\(seeds) violations=\(violations) nodes=\(nodes) steps=\(steps) \(total.summary)")
+        print("seeds=\(seeds) violations=\(violations) nodes=\(nodes) steps=\(steps) commits-per-seed=\(total.commits / seeds) \(total.summary)")
         if violations > 0 { throw ExitCode(1) }
     }
 
+    /// Each planted bug alone, seed after seed (in parallel batches of --jobs; the first failing
+    /// seed is the lowest, whatever --jobs is), until a seed finds it.
+    func runTeeth(options base: SimOptions) throws {
+        let bugs = plantBug.isEmpty ? PlantedBug.allCases : plantBug.compactMap(PlantedBug.init(rawValue:))
+        var found: [(PlantedBug, UInt64?, String)] = []
+        for bug in bugs {
+            var options = base
+            options.plantedBugs = [bug]
+            var hit: SimResult?
+            var next = seed
+            let last = seed &+ UInt64(seeds - 1)
+            while hit == nil && next <= last {
+                let count = Int(min(UInt64(jobs), last - next + 1))
+                hit = run(options: options, first: next, count: count).first { $0.violation != nil }
+                next &+= UInt64(count)
+            }
+            let line: String
+            if let h = hit, let v = h.violation {
+                line = "bug=\(bug.rawValue) found-at-seed=\(h.seed) seeds=\(h.seed - seed + 1) invariant=\(v.invariant)"
+                found.append((bug, h.seed - seed + 1, v.invariant))
+            } else {
+                line = "bug=\(bug.rawValue) NOT FOUND in \(seeds) seeds"
+                found.append((bug, nil, ""))
+            }
+            print(line)
+            if verbose, let h = hit, let v = h.violation { print("    \(v)") }
+        }
+        let missed = found.filter { $0.1 == nil }.count
+        let tally = found.map { "\($0.0.rawValue)=\($0.1.map(String.init) ?? "missed")" }.joined(separator: " ")
+        print("teeth nodes=\(nodes) steps=\(steps) bugs=\(bugs.count) found=\(bugs.count - missed) seeds-to-find: \(tally)")
+        if missed > 0 { throw ExitCode(1) }
+    }
+
     func runAll(options: SimOptions) -> [SimResult] {
-        let first = seed
-        let count = seeds
+        run(options: options, first: seed, count: seeds)
+    }
+
+    func run(options: SimOptions, first: UInt64, count: Int) -> [SimResult] {
         let slots = Mutex<[SimResult?]>(Array(repeating: nil, count: count))
         let next = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: jobs) { _ in
