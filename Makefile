@@ -76,11 +76,14 @@ check-docs:
 	$(call build-products,debug,peer peer-sim peer-bench peer-transport-bench peer-cluster-bench peer-broker-bench tenant-app)
 	$(STAGE) check-docs python3 .ci/check-docs
 
-## sim: the simulator's seeds in CI's number (SIM_SEEDS, SIM_SEEDS_5).
+## sim: the simulator's seeds in CI's number (SIM_SEEDS, SIM_SEEDS_5), then its teeth: every
+## planted bug must be found within SIM_SEEDS_5 seeds at 3 and at 5 nodes.
 sim:
 	$(call build-products,release,peer-sim)
 	$(STAGE) sim-3 .build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
 	$(STAGE) sim-5 .build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) sim-teeth-3 .build/release/peer-sim --teeth --seed 1 --seeds $(SIM_SEEDS_5) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) sim-teeth-5 .build/release/peer-sim --teeth --seed 1 --seeds $(SIM_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
 
 ## unit: every unit and integration test (swift test).
 unit:

@@ -1,5 +1,8 @@
 import Raft
 
+// The checks take the node `inout` only to read it in place: a copy of a `RaftNode` retains
+// every buffer it holds, and the simulator checks after every message.
+
 /// What a node looked like just before a message was stepped into it.
 struct StepObservation {
     var commit: LogIndex
@@ -8,7 +11,7 @@ struct StepObservation {
     var lastIndex: LogIndex
     var lastTerm: Term
 
-    init(_ raft: RaftNode) {
+    init(_ raft: inout RaftNode) {
         commit = raft.commitIndex
         role = raft.role
         queued = raft.queuedMessages.count
@@ -39,8 +42,8 @@ extension Checker {
     }
 
     /// After `m` was stepped into `raft`, which looked like `before` just before.
-    mutating func stepped(_ m: Message, node raft: RaftNode, before: StepObservation) -> Violation? {
-        observeRounds(raft, since: before.queued)
+    mutating func stepped(_ m: Message, node raft: inout RaftNode, before: StepObservation) -> Violation? {
+        observeRounds(&raft, since: before.queued)
         switch m.kind {
         case .vote, .preVote:
             for r in raft.queuedMessages.dropFirst(before.queued)
@@ -76,7 +79,7 @@ extension Checker {
     /// round covers the reads that had arrived by then (the simulator names rounds by what it
     /// saw go out, not by what the core says they are for). Called after every call into a
     /// node that can queue a round: step, propose, readIndex, advance.
-    mutating func observeRounds(_ raft: RaftNode, since queued: Int) {
+    mutating func observeRounds(_ raft: inout RaftNode, since queued: Int) {
         guard raft.role == .leader else { return }
         for h in raft.queuedMessages.dropFirst(queued) where h.kind == .heartbeat && h.context != 0 {
             let key = RoundKey(leader: raft.id, term: h.term, round: h.context)
@@ -109,7 +112,7 @@ extension Checker {
 
     /// A Ready about to be handled: every read the node answers as leader (to itself, or to the
     /// follower that forwarded it) must have been confirmed by a quorum of its voters.
-    func answered(_ rd: Ready, node raft: RaftNode) -> Violation? {
+    func answered(_ rd: Ready, node raft: inout RaftNode) -> Violation? {
         var answers: [UInt64] = rd.messages.compactMap { $0.kind == .readIndexResponse ? $0.context : nil }
         for rs in rd.readStates where readArrival[rs.context]?.leader == raft.id { answers.append(rs.context) }
         for context in answers {

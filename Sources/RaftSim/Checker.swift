@@ -113,7 +113,7 @@ struct Checker {
     }
 
     /// After every event, for every live node.
-    mutating func observe(_ i: Int, raft: RaftNode, confBefore: ConfState?) -> Violation? {
+    mutating func observe(_ i: Int, raft: inout RaftNode, confBefore: ConfState?) -> Violation? {
         if raft.role == .leader, let v = checkLeader(i, raft: raft) { return v }
         if raft.role == .leader, let v = checkCommitQuorum(i, raft: raft, confBefore: confBefore) { return v }
         if raft.commitIndex < lastCommit[i] {
@@ -123,7 +123,7 @@ struct Checker {
         return absorbCommits(i, raft: raft)
     }
 
-    mutating func becameLeader(_ i: Int, raft: RaftNode) -> Violation? {
+    mutating func becameLeader(_ i: Int, raft: inout RaftNode) -> Violation? {
         let voters = raft.conf.voters
         let granted = (votesGranted[NodeKey(node: raft.id, term: raft.term)] ?? []).union([raft.id])
         let counted = granted.intersection(voters)
@@ -209,7 +209,7 @@ struct Checker {
 
     /// Before a node persists a Ready: the write must not replace committed entries, must agree
     /// with every other copy of the same (index, term), and must not move the vote within a term.
-    mutating func willPersist(_ i: Int, _ rd: Ready, node raft: RaftNode, disk: MemoryStorage) -> Violation? {
+    mutating func willPersist(_ i: Int, _ rd: Ready, node raft: inout RaftNode, disk: MemoryStorage) -> Violation? {
         if let snap = rd.snapshot {
             // Installing discards the log: legal only if no committed entry after the snapshot
             // is among what it discards (the node could be part of the quorum that holds it).
@@ -273,7 +273,7 @@ struct Checker {
     }
 
     /// When a node applies an entry.
-    mutating func applied(_ i: Int, _ e: Entry, raft: RaftNode) -> Violation? {
+    mutating func applied(_ i: Int, _ e: Entry, raft: inout RaftNode) -> Violation? {
         if e.index != nextApply[i] {
             return Violation(invariant: "apply-order", detail: "node \(raft.id) applies \(e.index), expected \(nextApply[i])")
         }

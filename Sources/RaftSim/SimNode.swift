@@ -22,6 +22,8 @@ struct SimNode {
     /// What is durable. The running node reads it; only `persist` writes it.
     let disk: MemoryStorage
     var raft: RaftNode?
+    /// `raft != nil`, kept as a flag: testing the optional copies the whole node.
+    private(set) var isUp = false
     var incarnation = 0
     /// Where the node crashes in its next Ready handling, if anywhere.
     var crashAtNextReady = CrashPoint.none
@@ -45,6 +47,11 @@ struct SimNode {
     var restartAt: UInt64 = 0
 
     var isPaused: Bool { pausedUntil != 0 }
+    var isLeader: Bool { isUp && raft!.role == .leader }
+    /// A mutating getter reads the node in place: a copy of a `RaftNode` retains every buffer.
+    var hasReady: Bool {
+        mutating get { raft!.hasReady }
+    }
 
     init(id: NodeID, config: RaftConfig, disk: MemoryStorage) {
         self.id = id
@@ -55,6 +62,7 @@ struct SimNode {
     mutating func start(seed: UInt64) {
         incarnation += 1
         restartAt = 0
+        isUp = true
         app = SimApp(restoring: disk.latestSnapshot)
         do {
             raft = try RaftNode(config: config, storage: disk, seed: seed)
@@ -108,6 +116,7 @@ struct SimNode {
     /// The process dies: volatile state is gone; an unsynced hard-state write may be lost too.
     mutating func crash(loseUnsynced: Bool) {
         raft = nil
+        isUp = false
         crashAtNextReady = .none
         pausedUntil = 0
         slowUntil = 0

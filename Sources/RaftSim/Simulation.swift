@@ -134,14 +134,14 @@ public final class Simulation {
         counters.ticks += 1
         record(.tick)
         if runningLeader != nil { counters.leaderTicks += 1 }
-        counters.downVoterTicks += clusterConf.voters.filter { nodes[Int($0 - 1)].raft == nil || nodes[Int($0 - 1)].isPaused }.count
-        for i in nodes.indices where nodes[i].raft == nil && nodes[i].restartAt != 0 && nodes[i].restartAt <= now {
+        counters.downVoterTicks += clusterConf.voters.filter { !nodes[Int($0 - 1)].isUp || nodes[Int($0 - 1)].isPaused }.count
+        for i in nodes.indices where !nodes[i].isUp && nodes[i].restartAt != 0 && nodes[i].restartAt <= now {
             start(i)
         }
         for i in nodes.indices where nodes[i].isPaused && nodes[i].pausedUntil <= now {
             resume(i)
         }
-        for i in nodes.indices where nodes[i].raft != nil && !nodes[i].isPaused {
+        for i in nodes.indices where nodes[i].isUp && !nodes[i].isPaused {
             nodes[i].clockCarry += nodes[i].clockRate
             while nodes[i].clockCarry >= 1000 {
                 nodes[i].clockCarry -= 1000
@@ -151,10 +151,10 @@ public final class Simulation {
     }
 
     /// Nodes a client can reach, an operator can act on: up and not paused.
-    var running: [Int] { nodes.indices.filter { nodes[$0].raft != nil && !nodes[$0].isPaused } }
+    var running: [Int] { nodes.indices.filter { nodes[$0].isUp && !nodes[$0].isPaused } }
 
     /// The running node that believes it leads, if any.
-    var runningLeader: Int? { nodes.indices.first { nodes[$0].raft?.role == .leader && !nodes[$0].isPaused } }
+    var runningLeader: Int? { nodes.indices.first { nodes[$0].isLeader && !nodes[$0].isPaused } }
 
     /// Delivers due messages: one per two followers a leader has, so a five-node cluster (twice
     /// the messages per round) gets through a round in as many events as a three-node one.
@@ -178,19 +178,19 @@ public final class Simulation {
 
     func deliver(_ m: Message) {
         let i = Int(m.to - 1)
-        guard nodes[i].raft != nil else {
+        guard nodes[i].isUp else {
             record(.lost(m))
             return
         }
         counters.delivered += 1
         checker.delivered(m)
-        let before = StepObservation(nodes[i].raft!)
+        let before = StepObservation(&nodes[i].raft!)
         if m.kind == .readIndex, nodes[i].raft!.role == .leader, nodes[i].raft!.term == m.term {
             checker.readArrived(context: m.context, at: m.to, term: m.term)
         }
         let result = nodes[i].raft!.step(m)
         record(.deliver(m, result))
-        if let v = checker.stepped(m, node: nodes[i].raft!, before: before) { fail(v) }
+        if let v = checker.stepped(m, node: &nodes[i].raft!, before: before) { fail(v) }
     }
 
     func propose() {
@@ -207,7 +207,7 @@ public final class Simulation {
         }
         counters.proposals += count
         let queued = nodes[i].raft!.queuedMessages.count
-        defer { checker.observeRounds(nodes[i].raft!, since: queued) }
+        defer { checker.observeRounds(&nodes[i].raft!, since: queued) }
         do {
             let range = try nodes[i].raft!.propose(batch: batch)
             let term = nodes[i].raft!.term
@@ -232,7 +232,7 @@ public final class Simulation {
             let queued = raft.queuedMessages.count
             if raft.role == .leader { checker.readArrived(context: id, at: raft.id, term: raft.term) }
             try nodes[i].raft!.readIndex(context: id)
-            checker.observeRounds(nodes[i].raft!, since: queued)
+            checker.observeRounds(&nodes[i].raft!, since: queued)
             readFloors[id] = clients.maxAckedIndex
             note("read \(id) at \(nodes[i].id) (floor \(clients.maxAckedIndex))")
         } catch {
@@ -281,7 +281,7 @@ public final class Simulation {
         }
         let change = kinds[k].pick()
         let queued = nodes[l].raft!.queuedMessages.count
-        defer { checker.observeRounds(nodes[l].raft!, since: queued) }
+        defer { checker.observeRounds(&nodes[l].raft!, since: queued) }
         do {
             let ticket = try nodes[l].raft!.proposeConfChange(change)
             note("conf change \(change) at \(nodes[l].id) -> \(ticket.index) t\(ticket.term)")
@@ -309,7 +309,7 @@ public final class Simulation {
     }
 
     func crash(_ i: Int) {
-        guard nodes[i].raft != nil, mayCrash(nodes[i].id) else { return }
+        guard nodes[i].isUp, mayCrash(nodes[i].id) else { return }
         kill(i, why: "crash")
     }
 
@@ -317,7 +317,7 @@ public final class Simulation {
     /// everyone down at once); learners and removed nodes may always crash.
     func mayCrash(_ id: NodeID) -> Bool {
         guard clusterConf.voters.contains(id) else { return true }
-        let deadVoters = clusterConf.voters.filter { nodes[Int($0 - 1)].raft == nil }.count
+        let deadVoters = clusterConf.voters.filter { !nodes[Int($0 - 1)].isUp }.count
         return deadVoters + 1 <= (clusterConf.voters.count - 1) / 2
     }
 
@@ -325,7 +325,7 @@ public final class Simulation {
     /// after applying; where something went out before the persist (a leader's appends, or
     /// everything with the send-before-persist bug), the first point is before the persist.
     func crashDuringNextReady() {
-        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        let alive = nodes.indices.filter { nodes[$0].isUp }
         guard !alive.isEmpty else { return }
         let i = alive[Int(rng.next() % UInt64(alive.count))]
         // The only voter may crash mid-Ready too: it commits by its own write alone.
@@ -373,7 +373,7 @@ public final class Simulation {
 
     /// Leaders are where Raft's hardest cases start (Figure 8): take them down often.
     func crashLeader() {
-        if let i = nodes.indices.first(where: { nodes[$0].raft?.role == .leader }) {
+        if let i = nodes.indices.first(where: { nodes[$0].isLeader }) {
             crash(i)
         }
     }
@@ -395,12 +395,12 @@ public final class Simulation {
 
     func powerLoss() {
         note("power loss: every node crashes")
-        for i in nodes.indices where nodes[i].raft != nil { kill(i, why: "power loss") }
+        for i in nodes.indices where nodes[i].isUp { kill(i, why: "power loss") }
     }
 
     func restartOne() {
         // Spares that never joined are not dead, only unborn.
-        let dead = nodes.indices.filter { nodes[$0].raft == nil && nodes[$0].incarnation > 0 }
+        let dead = nodes.indices.filter { !nodes[$0].isUp && nodes[$0].incarnation > 0 }
         guard !dead.isEmpty else { return }
         start(dead[Int(rng.next() % UInt64(dead.count))])
     }
@@ -453,7 +453,7 @@ public final class Simulation {
             progress = false
             rounds += 1
             precondition(rounds < 10_000, "ready loop does not converge")
-            for i in nodes.indices where nodes[i].raft?.hasReady == true && !nodes[i].isPaused {
+            for i in nodes.indices where nodes[i].isUp && !nodes[i].isPaused && nodes[i].hasReady {
                 let slow = lossy && nodes[i].slowUntil > now
                 if slow && handledSlow.contains(i) { continue }
                 if slow { handledSlow.insert(i) }
@@ -472,7 +472,7 @@ public final class Simulation {
         if violation != nil { return }
         let crashAt = lossy ? nodes[i].crashAtNextReady : .none
         nodes[i].crashAtNextReady = .none
-        if let v = checker.answered(rd, node: nodes[i].raft!) { return fail(v) }
+        if let v = checker.answered(rd, node: &nodes[i].raft!) { return fail(v) }
 
         // A leader's appends may go out before its own persist (thesis §10.2.1); the planted
         // bug sends everything first, votes and acknowledgements included.
@@ -481,7 +481,7 @@ public final class Simulation {
             if let v = checkDurable(rd.messages[..<early], i) { return fail(v) }
             send(rd.messages[..<early])
         }
-        if let v = checker.willPersist(i, rd, node: nodes[i].raft!, disk: nodes[i].disk) { return fail(v) }
+        if let v = checker.willPersist(i, rd, node: &nodes[i].raft!, disk: nodes[i].disk) { return fail(v) }
         if crashAt == .midPersist {
             let kept = Int(rng.next() % UInt64(SimNode.writeCount(rd) + 1))
             counters.crashes += 1
@@ -517,7 +517,7 @@ public final class Simulation {
             note("configuration \(r.index): voters \(r.conf.voters.sorted()) learners \(r.conf.learners.sorted())")
         }
         for e in rd.committedEntries {
-            if let v = checker.applied(i, e, raft: nodes[i].raft!) { return fail(v) }
+            if let v = checker.applied(i, e, raft: &nodes[i].raft!) { return fail(v) }
             nodes[i].app.apply(e)
             if let ack = clients.appliedAt(node: nodes[i].id, entry: e) {
                 note("ack \(ack) at \(nodes[i].id) idx=\(e.index)")
@@ -533,7 +533,7 @@ public final class Simulation {
         }
         if crashAt == .afterApply { return kill(i, why: "crash mid-ready (after apply)") }
         nodes[i].raft!.advance(rd)
-        checker.observeRounds(nodes[i].raft!, since: 0)  // ready() emptied the queue
+        checker.observeRounds(&nodes[i].raft!, since: 0)  // ready() emptied the queue
     }
 
     func checkDurable(_ messages: ArraySlice<Message>, _ i: Int) -> Violation? {
@@ -582,16 +582,15 @@ public final class Simulation {
                 pendingTransfer = noNode
             }
             note("leader \(nodes[i].id) term \(term)")
-            if let v = checker.becameLeader(i, raft: nodes[i].raft!) { fail(v) }
+            if let v = checker.becameLeader(i, raft: &nodes[i].raft!) { fail(v) }
         }
     }
 
     func checkAfterEvent() {
-        for i in nodes.indices {
-            guard let raft = nodes[i].raft else { continue }
-            counters.applyLagMax = max(counters.applyLagMax, raft.commitIndex - nodes[i].app.appliedIndex)
-            if let v = checker.observe(i, raft: raft, confBefore: confAtLastCheck[i]) { return fail(v) }
-            confAtLastCheck[i] = raft.conf
+        for i in nodes.indices where nodes[i].isUp {
+            counters.applyLagMax = max(counters.applyLagMax, nodes[i].raft!.commitIndex - nodes[i].app.appliedIndex)
+            if let v = checker.observe(i, raft: &nodes[i].raft!, confBefore: confAtLastCheck[i]) { return fail(v) }
+            confAtLastCheck[i] = nodes[i].raft!.conf
         }
     }
 
@@ -613,7 +612,7 @@ public final class Simulation {
             if nodes[i].isPaused { resume(i) }
             nodes[i].slowUntil = 0
         }
-        for i in nodes.indices where nodes[i].raft == nil && nodes[i].incarnation > 0 { start(i) }
+        for i in nodes.indices where !nodes[i].isUp && nodes[i].incarnation > 0 { start(i) }
         processReadies()
         var probe: [UInt8]?
         var ticks = 0
