@@ -34,14 +34,18 @@ extension RaftNode {
         return ProposalTicket(index: index, term: term)
     }
 
-    /// A learner may become a voter once it is caught up: its log within
+    /// A learner may become a voter once it is caught up: it holds the entry of the latest
+    /// configuration change (or everything up to this leader's election), its log is within
     /// `learnerCatchUpEntriesMax` entries of ours, and it answered within an election timeout.
-    /// A voter that lags would otherwise stall commits (it may be needed for a quorum at once).
+    /// A voter that lags would otherwise stall commits (it may be needed for a quorum at once);
+    /// one that holds nothing yet (the simulator found this) could leave a two-voter cluster
+    /// needing a node that does not know it is a member.
     func promotionRefusal(_ n: NodeID) -> ConfChangeRefusal? {
         guard let pr = progress[n] else { return .unknownNode(n) }
         let last = log.lastIndex
         let behind = last - min(pr.match, last)
-        if behind > LogIndex(config.learnerCatchUpEntriesMax) || pr.ticksSinceHeard >= config.electionTimeoutTicks {
+        if pr.match < pendingConfIndex || behind > LogIndex(config.learnerCatchUpEntriesMax)
+            || pr.ticksSinceHeard >= config.electionTimeoutTicks {
             return .learnerNotCaughtUp(n, match: pr.match, lastIndex: last, ticksSinceHeard: pr.ticksSinceHeard)
         }
         return nil

@@ -29,8 +29,14 @@ extension RaftNode {
         if m.from == id || m.from == noNode { return .ignored(.unknownSender) }
         // A node learns its leader whatever its configuration says (a new node starts knowing no
         // configuration; thesis §4.1), but it does not let a non-member make it vote or raise its
-        // term: a removed server must not disrupt the cluster (thesis §4.2.3).
-        if (m.kind == .vote || m.kind == .preVote) && !conf.contains(m.from) { return .ignored(.unknownSender) }
+        // term: a removed server must not disrupt the cluster (thesis §4.2.3). A node that knows
+        // no configuration yet cannot tell members from others, and answers: a vote is safe to
+        // grant to anyone (the candidate counts only its voters), and a new voter that has not
+        // applied its configuration yet (it restarted before its commit index reached it) must
+        // not deadlock the voters that need its vote.
+        if (m.kind == .vote || m.kind == .preVote) && !conf.contains(m.from) && !conf.isUnknown {
+            return .ignored(.unknownSender)
+        }
         if let why = Self.malformation(of: m) { return .ignored(.malformed(why)) }
 
         if m.term > term {

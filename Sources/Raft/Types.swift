@@ -95,6 +95,8 @@ public struct ConfState: Sendable, Hashable {
 
     public func contains(_ id: NodeID) -> Bool { voters.contains(id) || learners.contains(id) }
     public var all: Set<NodeID> { voters.union(learners) }
+    /// No voter and no learner: a new node that has not applied a configuration yet.
+    public var isUnknown: Bool { voters.isEmpty && learners.isEmpty }
 }
 
 /// Describes a snapshot: the state machine after applying every entry up to `index`.

@@ -71,6 +71,39 @@ import Testing
         }
     }
 
+    /// Found by the simulator (seed 6062 of 20,000): a learner that held nothing was promoted
+    /// (31 entries behind, within the catch-up bound), the two voters lost power, and the old
+    /// voter needed the vote of a node that knew no configuration and ignored it: no leader ever.
+    @Test func aLearnerThatLacksTheLatestConfigurationChangeIsNotPromoted() throws {
+        var c = TestCluster(ids: [1, 2, 3])
+        c.elect(1)
+        c.addNode(4)
+        c.isolate(4)
+        try c.nodes[1]!.proposeConfChange(.addLearner(4))
+        c.deliverAll()
+        settle(&c)
+        #expect(c.nodes[1]!.conf.learners == [4])
+        #expect {
+            try c.nodes[1]!.proposeConfChange(.promote(4))
+        } throws: { error in
+            guard case .confChangeRefused(.learnerNotCaughtUp(4, _, _, _)) = error as? ProposalError else { return false }
+            return true
+        }
+        c.heal()
+        settle(&c)
+        try c.nodes[1]!.proposeConfChange(.promote(4))
+    }
+
+    /// A node that knows no configuration yet answers vote requests (it cannot tell members
+    /// from others); a node that knows one ignores non-members (thesis §4.2.3).
+    @Test func aNodeThatKnowsNoConfigurationAnswersVotes() throws {
+        var fresh = Solo(id: 4, peers: [])
+        let answer = fresh.answer(Message(kind: .vote, from: 3, to: 4, term: 2, logTerm: 2, index: 32))
+        #expect(answer.contains { $0.kind == .voteResponse && !$0.reject && $0.to == 3 })
+        var member = Solo(id: 1, peers: [1, 2])
+        #expect(member.step(Message(kind: .vote, from: 3, to: 1, term: 2, logTerm: 2, index: 32)) == .ignored(.unknownSender))
+    }
+
     @Test func learnersNeverCountTowardACommitQuorum() throws {
         var c = TestCluster(ids: [1, 2], learners: [3, 4])
         c.elect(1)
