@@ -1,29 +1,48 @@
+import Foundation
 import Raft
 import RaftSim
 import Testing
 
+/// Runs seeds on a thread of their own, one after another. A seed takes a fraction of a second
+/// in a debug build, and these tests run a few hundred: on Swift's cooperative pool (one thread
+/// per core) they would hold every thread for most of a minute and starve the other suites'
+/// I/O and timers (a CI run saw two provider tests miss their 30 s deadlines that way).
+func simulate(_ seeds: ClosedRange<UInt64>, _ options: SimOptions, until stop: @escaping @Sendable (SimResult) -> Bool = { _ in false }) async -> [SimResult] {
+    await withCheckedContinuation { (done: CheckedContinuation<[SimResult], Never>) in
+        let thread = Thread {
+            var results: [SimResult] = []
+            for seed in seeds {
+                let r = Simulation(seed: seed, options: options).run()
+                results.append(r)
+                if stop(r) { break }
+            }
+            done.resume(returning: results)
+        }
+        thread.start()
+    }
+}
+
 /// The simulator is the main correctness test of the core; these tests prove the simulator
 /// itself: it is deterministic, it passes on the real core, and it catches planted bugs.
-@Suite struct SimulatorTests {
-    @Test func sameSeedGivesTheSameRun() {
+/// Serialized: one simulation thread at a time leaves a core to the other suites.
+@Suite(.serialized) struct SimulatorTests {
+    @Test func sameSeedGivesTheSameRun() async {
         var options = SimOptions()
         options.steps = 1500
-        let a = Simulation(seed: 42, options: options).run()
-        let b = Simulation(seed: 42, options: options).run()
+        let twice = await simulate(42...42, options) + simulate(42...43, options)
+        let (a, b, c) = (twice[0], twice[1], twice[2])
         #expect(a.counters == b.counters)
         #expect(a.violation == b.violation)
-        let c = Simulation(seed: 43, options: options).run()
         #expect(a.counters != c.counters, "different seeds explore different runs")
     }
 
     @Test(arguments: [3, 5])
-    func realCoreHasNoViolations(nodes: Int) {
+    func realCoreHasNoViolations(nodes: Int) async {
         var options = SimOptions()
         options.nodes = nodes
         var total = SimCounters()
-        for seed in UInt64(1)...10 {
-            let r = Simulation(seed: seed, options: options).run()
-            #expect(r.violation == nil, "seed \(seed): \(r.violation!)\n\(r.trace.joined(separator: "\n"))")
+        for r in await simulate(1...10, options) {
+            #expect(r.violation == nil, "seed \(r.seed): \(r.violation!)\n\(r.trace.joined(separator: "\n"))")
             #expect(r.counters.acked > 0 && r.counters.crashes > 0 && r.counters.partitions > 0)
             total.add(r.counters)
         }
@@ -36,13 +55,13 @@ import Testing
 
     /// Five-node runs work as hard as three-node ones: the fault mix is the same, so a mix that
     /// starves the larger cluster (most proposals refused for want of a quorum) shows here.
-    @Test func fiveNodeRunsCommitAtLeastFourFifthsOfThreeNodeRuns() {
-        func commits(_ nodes: Int) -> Int {
+    @Test func fiveNodeRunsCommitAtLeastFourFifthsOfThreeNodeRuns() async {
+        func commits(_ nodes: Int) async -> Int {
             var options = SimOptions()
             options.nodes = nodes
-            return (UInt64(1)...20).reduce(0) { $0 + Simulation(seed: $1, options: options).run().counters.commits }
+            return await simulate(1...20, options).reduce(0) { $0 + $1.counters.commits }
         }
-        let three = commits(3), five = commits(5)
+        let three = await commits(3), five = await commits(5)
         #expect(five * 5 >= three * 4, "20 seeds: 5 nodes committed \(five), 3 nodes \(three)")
     }
 
@@ -63,18 +82,13 @@ import Testing
         (.commitBeyondAppend, "follower-commit-bounded", 40),
         (.readConfirmedByAnyHeartbeat, "read-quorum-confirmed", 10),
     ] as [(PlantedBug, String?, Int)])
-    func simulatorFindsPlantedBug(bug: PlantedBug, invariant: String?, seedsMax: Int) {
+    func simulatorFindsPlantedBug(bug: PlantedBug, invariant: String?, seedsMax: Int) async {
         for nodes in [3, 5] {
             var options = SimOptions()
             options.nodes = nodes
             options.plantedBugs = [bug]
-            var found: (UInt64, Violation)?
-            for seed in UInt64(1)...UInt64(seedsMax) {
-                if let v = Simulation(seed: seed, options: options).run().violation {
-                    found = (seed, v)
-                    break
-                }
-            }
+            let runs = await simulate(1...UInt64(seedsMax), options) { $0.violation != nil }
+            let found = runs.last.flatMap { r in r.violation.map { (r.seed, $0) } }
             #expect(found != nil, "planted bug \(bug.rawValue) not found in \(seedsMax) seeds of \(nodes) nodes")
             if let invariant, let (seed, v) = found {
                 #expect(v.invariant == invariant, "\(bug.rawValue), \(nodes) nodes, seed \(seed): \(v)")
