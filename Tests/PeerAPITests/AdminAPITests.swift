@@ -210,15 +210,23 @@ struct AdminAPITests {
         return states
     }
 
-    @Test func tenSequentialRequestsUseOneConnection() async throws {
+    /// Without keep-alive, ten requests would open ten connections and leave nine or ten in
+    /// TIME_WAIT. With it, none is closed and the requests share the connections: usually one.
+    /// Not exactly one: AsyncHTTPClient hands a connection back to its pool on its event loop
+    /// after the answer's last byte, and a request issued before that lands opens a second
+    /// one (a CI run under load saw 2). Fewer connections than requests, none closed, is the
+    /// property; the count of each is in the message.
+    @Test func sequentialRequestsShareKeptAliveConnections() async throws {
         let f = try await APIFixture()
         let client = try f.client()
-        for _ in 0..<10 {
+        let requests = 10
+        for _ in 0..<requests {
             let (status, _) = try await f.call(client, .GET, "/v1/status")
             #expect(status == 200)
         }
         let sockets = try Self.clientSockets(toPort: f.port)
-        #expect(sockets["01"] == 1, "one established connection from the client expected: \(sockets)")
+        let established = sockets["01", default: 0]
+        #expect(established >= 1 && established < requests / 2, "\(requests) requests should share a few kept-alive connections: \(sockets)")
         #expect(sockets["06", default: 0] == 0, "no connection closed after a request: \(sockets)")
         await f.close()
     }
