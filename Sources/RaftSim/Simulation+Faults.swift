@@ -4,6 +4,11 @@ import Raft
 // partitions, reordering bursts and slow drivers (docs/simulator.md, "The fault model").
 
 extension Simulation {
+    /// A random node crashes (if a quorum stays up without it).
+    func crashAny() {
+        crash(Int(rng.next() % UInt64(nodes.count)))
+    }
+
     func crash(_ i: Int) {
         guard nodes[i].isUp, mayCrash(nodes[i].id) else { return }
         kill(i, why: "crash")

@@ -40,6 +40,7 @@ public final class Simulation {
     var burstUntil: UInt64 = 0
 
     public init(seed: UInt64, options: SimOptions) {
+        precondition(Self.mix.reduce(0) { $0 + $1.perMille } == 1000, "the event mix must sum to 1000 per mille")
         self.seed = seed
         self.options = options
         rng = SplitMix64(seed: seed)
@@ -100,28 +101,25 @@ public final class Simulation {
 
     // MARK: - Events
 
+    /// The event mix, in per mille of events (docs/simulator.md, "The fault model"). The
+    /// weights sum to 1000; an event's share is its weight, in this order of the roll.
+    static let mix: [(perMille: Int, event: @Sendable (Simulation) -> Void)] = [
+        (510, { $0.deliverSome() }), (220, { $0.tick() }), (15, { $0.compact() }), (110, { $0.propose() }),
+        (25, { $0.read() }), (5, { $0.transfer() }), (8, { $0.crashAny() }), (7, { $0.crashLeader() }),
+        (10, { $0.crashDuringNextReady() }), (35, { $0.restartOne() }), (12, { $0.partition() }), (18, { $0.heal() }),
+        (2, { $0.powerLoss() }), (8, { $0.changeMembership() }), (6, { $0.pause() }), (3, { $0.burst() }),
+        (6, { $0.slowDown() }),
+    ]
+
     func step() {
         counters.events += 1
-        let roll = Int(rng.next() % 1000)
-        switch roll {
-        case 0..<510: deliverSome()
-        case 510..<730: tick()
-        case 730..<745: compact()
-        case 745..<855: propose()
-        case 855..<880: read()
-        case 880..<885: transfer()
-        case 885..<893: crash(Int(rng.next() % UInt64(nodes.count)))
-        case 893..<900: crashLeader()
-        case 900..<910: crashDuringNextReady()
-        case 910..<945: restartOne()
-        case 945..<957: partition()
-        case 957..<975: heal()
-        case 975..<977: powerLoss()
-        case 977..<985: changeMembership()
-        case 985..<991: pause()
-        case 991..<994: burst()
-        case 994..<1000: slowDown()
-        default: tick()
+        var roll = Int(rng.next() % 1000)
+        for (perMille, event) in Self.mix {
+            if roll < perMille {
+                event(self)
+                break
+            }
+            roll -= perMille
         }
         processReadies()
         if violation == nil { checkAfterEvent() }
@@ -134,7 +132,7 @@ public final class Simulation {
         counters.ticks += 1
         record(.tick)
         if runningLeader != nil { counters.leaderTicks += 1 }
-        counters.downVoterTicks += clusterConf.voters.filter { !nodes[Int($0 - 1)].isUp || nodes[Int($0 - 1)].isPaused }.count
+        counters.downVoterTicks += clusterConf.voters.count { !nodes[Int($0 - 1)].isUp || nodes[Int($0 - 1)].isPaused }
         for i in nodes.indices where !nodes[i].isUp && nodes[i].restartAt != 0 && nodes[i].restartAt <= now {
             start(i)
         }
