@@ -195,7 +195,12 @@ let package = Package(
 
         // Deterministic whole-cluster simulator over the pure core (no I/O, seeded PRNG).
         .target(name: "RaftSim", dependencies: ["Raft"], swiftSettings: swiftSettings),
-        .executableTarget(name: "peer-sim", dependencies: ["RaftSim", argumentParser], swiftSettings: swiftSettings),
+        // The cluster world (issue 22 part 4): simulated Raft + ClusterModel apply + the leader's
+        // real loops over simulated ports (node, clock, provider, routers), on one thread.
+        .target(
+            name: "ClusterSim", dependencies: ["RaftSim", "Raft", "ClusterModel", "Controller", "Leader", "PeerNode", "Providers", logging],
+            swiftSettings: swiftSettings),
+        .executableTarget(name: "peer-sim", dependencies: ["RaftSim", "ClusterSim", "Controller", argumentParser], swiftSettings: swiftSettings),
 
         // MARK: Tools (Sources/Tools): benchmarks, the fuzzer, the crash-test child. Never shipped.
 
@@ -238,7 +243,7 @@ let package = Package(
         // MARK: Tests (Tests/<Module>Tests).
 
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
-        .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "Raft"], swiftSettings: swiftSettings),
+        .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "ClusterSim", "Controller", "Raft"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ClusterModelTests",
             dependencies: ["ClusterModel", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Crypto", package: "swift-crypto")],

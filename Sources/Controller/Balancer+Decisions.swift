@@ -39,6 +39,7 @@ extension Balancer {
         /// Tenants an acting event moved within `tenantCooldownMs`.
         var coolingTenants: Set<String> {
             var cooling: Set<String> = []
+            if policy.plantedBugs.contains(.balancerWithoutCooldown) { return cooling }
             for event in state.allEvents.reversed() {
                 guard now - event.atMs < policy.tenantCooldownMs else { break }
                 guard Balancer.actions.contains(event.kind) else { continue }

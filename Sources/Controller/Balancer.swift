@@ -176,7 +176,8 @@ public enum Balancer {
             round.event = event
             return round
         }
-        if let last = state.allEvents.last(where: { actions.contains($0.kind) }), now - last.atMs < policy.cooldownMs {
+        if !policy.plantedBugs.contains(.balancerWithoutCooldown), let last = state.allEvents.last(where: { actions.contains($0.kind) }),
+           now - last.atMs < policy.cooldownMs {
             // Only worth saying when there is something to do.
             if !memory.overloadedSinceMs.isEmpty || memory.underusedSinceMs != nil {
                 round.waits = "cooling down until \(policy.cooldownMs - (now - last.atMs)) ms from now after \(last.id)"

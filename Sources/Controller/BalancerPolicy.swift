@@ -48,6 +48,8 @@ public struct BalancerPolicy: Sendable, Hashable {
     /// Below this many requests per second an instance's error share and latency are not judged
     /// (two failed requests of three say nothing).
     public var judgedRequestsPerSecondMin: Double
+    /// Planted by the cluster simulator only.
+    public var plantedBugs: Set<ControllerBug> = []
 
     public init(
         instanceRequestsPerSecond: Double, instanceCpuPermille: Double? = nil, p99HighMs: Double? = nil, errorShareHigh: Double? = nil,

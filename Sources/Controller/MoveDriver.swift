@@ -32,7 +32,7 @@ enum MoveDriver {
             if let why = liveness.lost[target] {
                 return .act(.setPlacementPhase(OperationDriver.phase(preparing, .gone)), "target \(target) lost (\(why)): withdraw")
             }
-            if readiness.isReady(preparing) {
+            if readiness.isReady(preparing) || policy.plantedBugs.contains(.moveActivatesBeforeReady) {
                 return .act(.setPlacementPhase(OperationDriver.phase(preparing, .active)), "target \(target) serves \(tenant.id): activate, source drains")
             }
             if timedOut {

@@ -18,6 +18,8 @@ public struct PlacementPolicy: Sendable, Hashable {
     /// A move whose target has not served the tenant this long after it started is withdrawn
     /// and fails (`router.moveTimeoutMs`); the tenant stays on its source.
     public var moveTimeoutMs: Int64 = 60_000
+    /// Planted by the cluster simulator only.
+    public var plantedBugs: Set<ControllerBug> = []
 
     public init(instanceCapacityUnits: UInt64, weightUnitsByPlan: [String: UInt64], unknownPlanWeightUnits: UInt64 = 1, provisionTimeoutMs: Int64) {
         precondition(instanceCapacityUnits > 0, "an instance must offer some capacity")

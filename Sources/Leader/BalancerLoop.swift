@@ -1,7 +1,6 @@
 import ClusterModel
 import Controller
 import Failpoints
-import Foundation
 import Logging
 import PeerNode
 import Raft
@@ -29,11 +28,14 @@ public final class BalancerLoop: Sendable {
     }
 
     let settings: Settings
-    let node: PeerNode
+    let node: any LeaderNode
+    let clock: any LeaderClock
     let policy: BalancerPolicy
     let placement: PlacementPolicy
     let watch: DataPlaneWatch
     let waker: Waker
+    /// Only for the planted bug `provision-before-record` (the simulator's): the provisioner.
+    let instances: InstanceLifecycleLoop?
     let logger: Logger
     let soft = Mutex(Soft())
 
@@ -46,13 +48,16 @@ public final class BalancerLoop: Sendable {
     }
 
     /// - Parameter waker: the operation driver's, woken after a move starts.
-    public init(settings: Settings, node: PeerNode, policy: BalancerPolicy, placement: PlacementPolicy, watch: DataPlaneWatch, waker: Waker, logger: Logger) {
+    public init(settings: Settings, node: any LeaderNode, policy: BalancerPolicy, placement: PlacementPolicy, watch: DataPlaneWatch, waker: Waker,
+                clock: any LeaderClock = SystemClock(), instances: InstanceLifecycleLoop? = nil, logger: Logger) {
         self.settings = settings
         self.node = node
+        self.clock = clock
         self.policy = policy
         self.placement = placement
         self.watch = watch
         self.waker = waker
+        self.instances = instances
         self.logger = logger
     }
 
@@ -65,13 +70,13 @@ public final class BalancerLoop: Sendable {
             } else {
                 soft.withLock { $0 = Soft() }
             }
-            try? await Task.sleep(for: .milliseconds(settings.intervalMillis))
+            await clock.sleep(millis: settings.intervalMillis)
         }
     }
 
     /// One round: observe, decide, commit.
     func round(term: Term) async {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = clock.nowMs()
         let (memory, confirmed) = soft.withLock { s -> (BalancerMemory, Bool) in
             if s.term != term { s = Soft(term: term) }
             return (s.memory, s.confirmedTerm == term)
@@ -104,6 +109,10 @@ public final class BalancerLoop: Sendable {
         if let why = logIgnored { logger.info("balancer: load not counted: \(why)") }
         if let why = logWaits { logger.info("balancer waits: \(why)") }
         if let record = round.event {
+            if policy.plantedBugs.contains(.provisionBeforeRecord), let instances, !record.event.newInstanceID.isEmpty,
+               let state = try? await node.read(linearizable: false, { $0 }) {
+                await instances.create(record.event.newInstanceID, why: "planted bug: provisioned before the decision is committed", state: state, holder: nil, now: now)
+            }
             await commit(record, now: now)
         }
         if !round.moves.isEmpty {

@@ -1,5 +1,4 @@
 import Controller
-import Foundation
 import Logging
 import PeerNode
 import Raft
@@ -95,7 +94,7 @@ public final class DataPlaneWatch: Sendable {
     /// The failure detector's one threshold (`timing.instanceLostAfterMs`).
     let instanceLostAfterMs: Int64
     /// The leader's clock, Unix ms (tests give their own).
-    let clock: @Sendable () -> Int64
+    let clock: any LeaderClock
     let logger: Logger
     let state = Mutex(State())
     /// Confirmations kept: the driver asks only about recent flips; older ones are implied by
@@ -105,7 +104,7 @@ public final class DataPlaneWatch: Sendable {
     public init(
         members: @escaping @Sendable () -> [NodeID: Member], poll: @escaping Poll, intervalMillis: Int = 200, timeoutMillis: Int = 1_000,
         instanceLostAfterMs: Int64 = 5_000, logger: Logger,
-        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+        clock: any LeaderClock = SystemClock()
     ) {
         self.clock = clock
         self.members = members
@@ -119,7 +118,7 @@ public final class DataPlaneWatch: Sendable {
     }
 
     /// Polls while `node` leads, until the task is cancelled.
-    public func run(node: PeerNode) async {
+    public func run(node: any LeaderNode) async {
         while !Task.isCancelled {
             let hint = node.leaderHint
             if hint.role == .leader {
@@ -127,14 +126,14 @@ public final class DataPlaneWatch: Sendable {
             } else {
                 state.withLock { $0 = State() }
             }
-            try? await Task.sleep(for: .milliseconds(intervalMillis))
+            await clock.sleep(millis: intervalMillis)
         }
     }
 
     func poll(term: Term) async {
         let pollMember = self.pollMember
         let timeout = timeoutMillis
-        let started = clock()
+        let started = clock.nowMs()
         state.withLock { s in
             if s.term != term { s = State(term: term, termStartMs: started) }
         }
@@ -146,7 +145,7 @@ public final class DataPlaneWatch: Sendable {
         let (answers, heard) = await withTaskGroup(of: (NodeID, PollAnswer?, Int64).self) { group in
             for id in members.keys {
                 // Stamped when its answer arrives, not when the round's slowest one does.
-                group.addTask { let answer = await pollMember(id, timeout); return (id, answer, clock()) }
+                group.addTask { let answer = await pollMember(id, timeout); return (id, answer, clock.nowMs()) }
             }
             var reports: [NodeID: MemberReport] = [:]
             var heard: [NodeID: Int64] = [:]
@@ -157,7 +156,7 @@ public final class DataPlaneWatch: Sendable {
             }
             return (reports, heard)
         }
-        let now = clock()
+        let now = clock.nowMs()
         let routedLive = members.filter { $0.value.routed && answers[$0.key] != nil }.map(\.key)
         let minConfirmed: UInt64? = routedLive.isEmpty ? nil : routedLive.map { answers[$0]?.routerConfirmedIndex ?? 0 }.min()
         state.withLock { s in
@@ -205,7 +204,7 @@ public final class DataPlaneWatch: Sendable {
 
     /// The members that answered a poll of `term` within the last `instanceLostAfterMs`.
     public func answering(term: Term) -> Set<NodeID> {
-        let now = clock()
+        let now = clock.nowMs()
         return state.withLock { s in
             guard s.term == term else { return [] }
             return Set(s.lastHeardMs.filter { now - $0.value < instanceLostAfterMs }.keys)

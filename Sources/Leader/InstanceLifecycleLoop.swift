@@ -1,7 +1,6 @@
 import ClusterModel
 import Controller
 import Failpoints
-import Foundation
 import Logging
 import PeerNode
 import Providers
@@ -54,7 +53,8 @@ public final class InstanceLifecycleLoop: Sendable {
     }
 
     let settings: Settings
-    let node: PeerNode
+    let node: any LeaderNode
+    let clock: any LeaderClock
     /// In the cluster file's order: the first is the default.
     let providers: [NamedProvider]
     let bootstrap: Bootstrap
@@ -73,10 +73,11 @@ public final class InstanceLifecycleLoop: Sendable {
         var listedAtMs: Int64 = 0
     }
 
-    public init(settings: Settings, node: PeerNode, providers: [NamedProvider], bootstrap: @escaping Bootstrap,
-                answering: @escaping @Sendable (_ term: Term) -> Set<NodeID>, logger: Logger) {
+    public init(settings: Settings, node: any LeaderNode, providers: [NamedProvider], bootstrap: @escaping Bootstrap,
+                answering: @escaping @Sendable (_ term: Term) -> Set<NodeID>, clock: any LeaderClock = SystemClock(), logger: Logger) {
         self.settings = settings
         self.node = node
+        self.clock = clock
         self.providers = providers
         self.bootstrap = bootstrap
         self.answering = answering
@@ -87,7 +88,7 @@ public final class InstanceLifecycleLoop: Sendable {
     public func run() async {
         while !Task.isCancelled {
             if node.leaderHint.role == .leader { await round() }
-            try? await Task.sleep(for: .milliseconds(settings.intervalMillis))
+            await clock.sleep(millis: settings.intervalMillis)
         }
     }
 
@@ -108,7 +109,7 @@ public final class InstanceLifecycleLoop: Sendable {
             return
         }
         soft.withLock { $0.confirmedTerm = term }
-        let now = Self.nowMs()
+        let now = clock.nowMs()
         // Every provider's list, merged (ids are the cluster's, so they never clash); if one
         // cannot be listed, nothing is decided from lists this round.
         var provided: [String: InstanceLifecycle.Provided]? = [:]
@@ -199,7 +200,7 @@ public final class InstanceLifecycleLoop: Sendable {
         if let retry = soft.withLock({ $0.createRetry[x] }), retry.nextMs > now { return }
         guard let id = NodeID(x) else { return }
         let provided: ProvidedInstance
-        let began = ContinuousClock.now
+        let began = clock.nowMs()
         do {
             let files = try bootstrap(id, state)
             provided = try await provider.create(ProvisionRequest(clusterID: settings.clusterID, instanceID: x, bootstrap: files))
@@ -216,7 +217,7 @@ public final class InstanceLifecycleLoop: Sendable {
         soft.withLock { _ = $0.createRetry.removeValue(forKey: x) }
         logger.notice("instance \(x): the \(provider.kind) provider \(named.name) runs it (\(provided.handle))", metadata: [
             "why": "\(why)", "peer": "\(provided.addresses.peer)", "api": "\(provided.addresses.api)",
-            "create_ms": "\(Self.millis(ContinuousClock.now - began))",
+            "create_ms": "\(clock.nowMs() - began)",
         ])
         guard state.instance(x) == nil else { return }  // a restart of a known instance
         Failpoint.provisionAfterCreate.hit()
@@ -241,7 +242,7 @@ public final class InstanceLifecycleLoop: Sendable {
             s.sequence += 1
             return s.sequence
         }
-        let command = Command(clientId: "instances-\(settings.selfID)-\(term)", sequence: sequence, leaderTimeMs: Self.nowMs(), body)
+        let command = Command(clientId: "instances-\(settings.selfID)-\(term)", sequence: sequence, leaderTimeMs: clock.nowMs(), body)
         do {
             let result = try await node.propose(command.entryBytes())
             switch result {
@@ -281,10 +282,10 @@ public final class InstanceLifecycleLoop: Sendable {
     func destroy(_ x: String, why: String, state: ClusterState, holder: String?) async {
         guard let named = provider(for: x, state: state, holder: holder) else { return }
         let provider = named.provider
-        let began = ContinuousClock.now
+        let began = clock.nowMs()
         do {
             try await provider.destroy(clusterID: settings.clusterID, instanceID: x)
-            logger.notice("instance \(x): destroyed by the \(provider.kind) provider \(named.name): \(why)", metadata: ["destroy_ms": "\(Self.millis(ContinuousClock.now - began))"])
+            logger.notice("instance \(x): destroyed by the \(provider.kind) provider \(named.name): \(why)", metadata: ["destroy_ms": "\(clock.nowMs() - began)"])
             Failpoint.decommissionAfterDestroy.hit()
         } catch {
             logger.error("instance \(x): destroy failed (\(why)): \(error)")
@@ -300,8 +301,4 @@ public final class InstanceLifecycleLoop: Sendable {
         }
     }
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
-    /// A duration in whole milliseconds, for the log.
-    static func millis(_ d: Duration) -> Int64 { d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -1,6 +1,5 @@
 import Controller
 import Logging
-import PeerNode
 
 /// The leader's duties in one home (ARCHITECTURE §11, ADR 0010): the loops that feed the pure
 /// `Controller` the replicated state, the data plane's reports and the clock, and carry out
@@ -13,7 +12,7 @@ import PeerNode
 /// provider, learners promoted up to the voter target) and the balancer (tenants moved and
 /// instances added or removed as the load asks, docs/balancer.md).
 public final class Leader: Sendable {
-    let node: PeerNode
+    let node: any LeaderNode
     let registrar: Registrar
     let driver: OperationDriverLoop
     let watch: DataPlaneWatch
@@ -26,7 +25,7 @@ public final class Leader: Sendable {
 
     /// - Parameters:
     ///   - waker: what the API wakes when it starts an operation (`wake()`).
-    public init(node: PeerNode, registrar: Registrar, policy: PlacementPolicy, watch: DataPlaneWatch, waker: Waker = Waker(),
+    public init(node: any LeaderNode, registrar: Registrar, policy: PlacementPolicy, watch: DataPlaneWatch, waker: Waker = Waker(),
                 instances: InstanceLifecycleLoop? = nil, balancer: BalancerLoop? = nil, driverIdleMillis: Int = 50, driverIntervalMillis: Int = 0, logger: Logger) {
         self.node = node
         self.instances = instances
@@ -35,7 +34,7 @@ public final class Leader: Sendable {
         self.watch = watch
         self.waker = waker
         driver = OperationDriverLoop(
-            node: node, policy: policy, waker: waker, idleMillis: driverIdleMillis, intervalMillis: driverIntervalMillis, logger: logger,
+            node: node, policy: policy, waker: waker, clock: waker.clock, idleMillis: driverIdleMillis, intervalMillis: driverIntervalMillis, logger: logger,
             readiness: { watch.readiness() }, routers: { watch.routerAcks() }, liveness: { watch.liveness(nowMs: $0, term: $1) })
     }
 

@@ -1,7 +1,6 @@
 import ClusterModel
 import Controller
 import Failpoints
-import Foundation
 import Logging
 import PeerNode
 
@@ -16,7 +15,8 @@ import PeerNode
 /// It keeps no state of its own: everything it knows is read from the replicated state each
 /// round, so a new leader's loop picks up exactly where the old one stopped.
 public struct OperationDriverLoop: Sendable {
-    let node: PeerNode
+    let node: any LeaderNode
+    let clock: any LeaderClock
     let policy: PlacementPolicy
     let readiness: @Sendable () -> PlacementReadiness
     let routers: @Sendable () -> RouterAcks
@@ -29,11 +29,12 @@ public struct OperationDriverLoop: Sendable {
     /// - Parameters:
     ///   - idleMillis: how often it looks for work when nothing woke it.
     ///   - intervalMillis: its pause after a round that committed steps (`broker.driverIntervalMs`).
-    public init(node: PeerNode, policy: PlacementPolicy, waker: Waker, idleMillis: Int = 50, intervalMillis: Int = 0, logger: Logger,
+    public init(node: any LeaderNode, policy: PlacementPolicy, waker: Waker, clock: any LeaderClock = SystemClock(), idleMillis: Int = 50, intervalMillis: Int = 0, logger: Logger,
                 readiness: @escaping @Sendable () -> PlacementReadiness = { .immediate },
                 routers: @escaping @Sendable () -> RouterAcks = { .none },
                 liveness: @escaping @Sendable (_ nowMs: Int64, _ term: UInt64) -> InstanceLiveness = { _, _ in .allLive }) {
         self.node = node
+        self.clock = clock
         self.policy = policy
         self.readiness = readiness
         self.routers = routers
@@ -53,7 +54,7 @@ public struct OperationDriverLoop: Sendable {
             if !progressed {
                 await waker.wait(timeoutMillis: idleMillis)
             } else if intervalMillis > 0 {
-                try? await Task.sleep(for: .milliseconds(intervalMillis))
+                await clock.sleep(millis: intervalMillis)
             }
         }
     }
@@ -70,7 +71,7 @@ public struct OperationDriverLoop: Sendable {
         let policy = self.policy
         let readiness = self.readiness()
         let routers = self.routers()
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = clock.nowMs()
         let term = node.leaderHint.term
         let liveness = self.liveness(now, term)
         let decided: Decided

@@ -1,5 +1,4 @@
 import ClusterModel
-import Foundation
 import Logging
 import PeerNode
 import Raft
@@ -26,7 +25,8 @@ public struct Registrar: Sendable {
         }
     }
 
-    let node: PeerNode
+    let node: any LeaderNode
+    let clock: any LeaderClock
     let selfID: NodeID
     let members: [Member]
     /// This build's version and the highest cluster-model protocol version it applies, recorded
@@ -36,8 +36,12 @@ public struct Registrar: Sendable {
     let intervalMillis: Int
     let logger: Logger
 
-    public init(node: PeerNode, selfID: NodeID, members: [Member], version: String, protocolVersion: UInt32, intervalMillis: Int = 500, logger: Logger) {
+    public init(
+        node: any LeaderNode, selfID: NodeID, members: [Member], version: String, protocolVersion: UInt32, intervalMillis: Int = 500,
+        clock: any LeaderClock = SystemClock(), logger: Logger
+    ) {
         self.node = node
+        self.clock = clock
         self.selfID = selfID
         self.members = members
         self.version = version
@@ -86,7 +90,7 @@ public struct Registrar: Sendable {
                     await propose(Command(clientId: client, sequence: sequence, leaderTimeMs: nowMs(), .setInstanceState(active)))
                 }
             }
-            try? await Task.sleep(for: .milliseconds(intervalMillis))
+            await clock.sleep(millis: intervalMillis)
         }
     }
 
@@ -99,5 +103,5 @@ public struct Registrar: Sendable {
         }
     }
 
-    func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    func nowMs() -> Int64 { clock.nowMs() }
 }

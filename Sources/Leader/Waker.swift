@@ -9,8 +9,11 @@ public final class Waker: Sendable {
     }
 
     private let state = Mutex(State())
+    let clock: any LeaderClock
 
-    public init() {}
+    public init(clock: any LeaderClock = SystemClock()) {
+        self.clock = clock
+    }
 
     public func wake() {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
@@ -24,24 +27,44 @@ public final class Waker: Sendable {
         waiter?.resume()
     }
 
-    /// Returns after `wake()` or `timeoutMillis`, whichever comes first. One waiter at a time.
+    /// Returns after `wake()` or `timeoutMillis` on the clock, whichever comes first. One
+    /// waiter at a time.
     public func wait(timeoutMillis: Int) async {
-        let timer = Task {
-            guard (try? await Task.sleep(for: .milliseconds(timeoutMillis))) != nil else { return }
-            self.wake()
+        let pending = state.withLock { s -> Bool in
+            defer { s.pending = false }
+            return s.pending
         }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                precondition(s.waiter == nil, "Waker supports one waiter at a time")
-                if s.pending {
-                    s.pending = false
-                    return true
+        if pending { return }
+        let clock = self.clock
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await clock.sleep(millis: timeoutMillis) }
+            group.addTask { await self.woken() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Returns after `wake()`, or when the task is cancelled (the timeout came first).
+    private func woken() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    // Cancelled before the waiter is in place: the handler found nothing to resume.
+                    if s.pending || Task.isCancelled {
+                        s.pending = false
+                        return true
+                    }
+                    precondition(s.waiter == nil, "Waker supports one waiter at a time")
+                    s.waiter = c
+                    return false
                 }
-                s.waiter = c
-                return false
+                if now { c.resume() }
             }
-            if now { c.resume() }
+        } onCancel: {
+            state.withLock { s -> CheckedContinuation<Void, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }?.resume()
         }
-        timer.cancel()
     }
 }

@@ -27,6 +27,17 @@ public enum ProposeError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// What the Raft core's refusal of a proposal means to its proposer: nothing was appended.
+    public init(_ error: ProposalError) {
+        switch error {
+        case .notLeader(let leader): self = .notLeader(leader: leader)
+        case .halted(let why): self = .halted(reason: why)
+        case .transferInProgress(let to): self = .notApplied(reason: "leadership is being transferred to peer \(to)")
+        case .uncommittedLogFull(let u, let p, let l): self = .notApplied(reason: "uncommitted log full (\(u) + \(p) bytes > \(l))")
+        case .confChangeRefused(let why): self = .notApplied(reason: "configuration change refused: \(why)")
+        }
+    }
+
     /// True if the command certainly did not apply.
     public var certainlyNotApplied: Bool {
         switch self {

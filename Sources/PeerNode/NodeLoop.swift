@@ -338,7 +338,7 @@ final class NodeLoop {
                 index += 1
             }
         } catch {
-            let e = Self.proposeError(error)
+            let e = ProposeError(error)
             for p in batch { p.cont.resume(returning: .failure(e)) }
         }
     }
@@ -350,17 +350,7 @@ final class NodeLoop {
             let deadline = now + UInt64(options.proposalTimeoutMillis) * 1_000_000
             proposals[ticket.index] = PendingProposal(term: ticket.term, deadline: deadline, cont: cont, afterApply: nil)
         } catch {
-            cont.resume(returning: .failure(Self.proposeError(error)))
-        }
-    }
-
-    static func proposeError(_ error: ProposalError) -> ProposeError {
-        switch error {
-        case .notLeader(let leader): return .notLeader(leader: leader)
-        case .halted(let why): return .halted(reason: why)
-        case .transferInProgress(let to): return .notApplied(reason: "leadership is being transferred to peer \(to)")
-        case .uncommittedLogFull(let u, let p, let l): return .notApplied(reason: "uncommitted log full (\(u) + \(p) bytes > \(l))")
-        case .confChangeRefused(let why): return .notApplied(reason: "configuration change refused: \(why)")
+            cont.resume(returning: .failure(ProposeError(error)))
         }
     }
 

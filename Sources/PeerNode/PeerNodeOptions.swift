@@ -73,6 +73,32 @@ public struct NodeStatus: Sendable, Hashable {
     public var snapshotsInstalled: Int
     public var tenantCount: Int
     public var instanceCount: Int
+
+    public init(
+        id: NodeID, role: Role, term: Term, leader: NodeID, commitIndex: LogIndex, appliedIndex: LogIndex, firstIndex: LogIndex,
+        lastIndex: LogIndex, snapshotIndex: LogIndex, voters: [NodeID], learners: [NodeID], stateDigest: String, progress: [PeerProgressView],
+        lastContactMillis: [NodeID: Int], haltReason: String?, droppedMessages: Int, snapshotsInstalled: Int, tenantCount: Int, instanceCount: Int
+    ) {
+        self.id = id
+        self.role = role
+        self.term = term
+        self.leader = leader
+        self.commitIndex = commitIndex
+        self.appliedIndex = appliedIndex
+        self.firstIndex = firstIndex
+        self.lastIndex = lastIndex
+        self.snapshotIndex = snapshotIndex
+        self.voters = voters
+        self.learners = learners
+        self.stateDigest = stateDigest
+        self.progress = progress
+        self.lastContactMillis = lastContactMillis
+        self.haltReason = haltReason
+        self.droppedMessages = droppedMessages
+        self.snapshotsInstalled = snapshotsInstalled
+        self.tenantCount = tenantCount
+        self.instanceCount = instanceCount
+    }
 }
 
 /// One turn of the node loop that took at least `PeerNodeOptions.slowTurnMillis`, by phase: what

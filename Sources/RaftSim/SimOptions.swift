@@ -41,6 +41,11 @@ public struct Violation: Sendable, Hashable, CustomStringConvertible {
     public var detail: String
 
     public var description: String { "\(invariant): \(detail)" }
+
+    public init(invariant: String, detail: String) {
+        self.invariant = invariant
+        self.detail = detail
+    }
 }
 
 /// Counters a run reports so a summary shows what it covered.

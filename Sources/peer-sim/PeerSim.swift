@@ -1,4 +1,6 @@
 import ArgumentParser
+import ClusterSim
+import Controller
 import Raft
 import RaftSim
 import Synchronization
@@ -9,16 +11,19 @@ import Dispatch
 struct PeerSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "peer-sim",
-        abstract: "Deterministic Raft cluster simulator: faults, crashes, partitions; safety then liveness.",
+        abstract: "Deterministic simulator: Raft alone (--world raft), or the whole cluster with the leader's loops (--world cluster).",
         discussion: "The same seed gives the same run, byte for byte. Exit status 1 when any seed violates an invariant."
     )
 
+    @Option(help: "raft: the Raft core under every fault; cluster: Raft + ClusterModel + the leader's loops over simulated ports.")
+    var world: String = "raft"
+    @Option(help: "Cluster world: simulated seconds of the fault phase of each seed.") var seconds: Int = 240
     @Option(help: "First seed.") var seed: UInt64 = 1
     @Option(help: "Number of consecutive seeds to run, starting at --seed.") var seeds: Int = 1
     @Option(help: "Nodes in the cluster (3 or 5).") var nodes: Int = 3
     @Option(help: "Events in the safety phase of each seed.") var steps: Int = 2000
     @Option(help: "Worker threads (results are printed in seed order regardless).") var jobs: Int = 1
-    @Option(name: .customLong("plant-bug"), help: "Plant a classic Raft bug to prove the simulator catches it: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(name: .customLong("plant-bug"), help: "Plant a bug to prove the simulator catches it. Raft world: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", ")). Cluster world: \(ControllerBug.allCases.map(\.rawValue).joined(separator: ", ")).")
     var plantBug: [String] = []
     @Flag(help: "Print every seed's result line, not only failures.") var verbose = false
     @Flag(help: "Teeth: for each planted bug (every one, or those named by --plant-bug) run seeds from --seed until one finds it, at most --seeds; print the seed and invariant that caught each. Exit status 1 when any bug is not found.")
@@ -31,12 +36,18 @@ struct PeerSim: ParsableCommand {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be 1...64, got \(jobs)") }
         guard (1...1_000_000).contains(trace) else { throw ValidationError("--trace must be 1...1000000, got \(trace)") }
-        for name in plantBug where PlantedBug(rawValue: name) == nil {
-            throw ValidationError("unknown --plant-bug '\(name)'; known: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", "))")
+        guard world == "raft" || world == "cluster" else { throw ValidationError("--world must be raft or cluster, got \(world)") }
+        guard (10...86_400).contains(seconds) else { throw ValidationError("--seconds must be 10...86400, got \(seconds)") }
+        for name in plantBug where world == "raft" && PlantedBug(rawValue: name) == nil {
+            throw ValidationError("unknown --plant-bug '\(name)' for --world raft; known: \(PlantedBug.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        for name in plantBug where world == "cluster" && ControllerBug(rawValue: name) == nil {
+            throw ValidationError("unknown --plant-bug '\(name)' for --world cluster; known: \(ControllerBug.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 
     func run() throws {
+        if world == "cluster" { return try runCluster() }
         var options = SimOptions()
         options.nodes = nodes
         options.steps = steps
