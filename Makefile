@@ -8,6 +8,12 @@ DEMO_SEEDS_5 ?= 100
 SIM_STEPS ?= 2000
 SOAK_SEEDS ?= 20000
 SOAK_SEEDS_5 ?= 5000
+# The cluster world (`peer-sim --world cluster`): seeds of 240 simulated seconds each.
+CLUSTER_SEEDS ?= 100
+CLUSTER_SEEDS_5 ?= 50
+DEMO_CLUSTER_SEEDS ?= 20
+SOAK_CLUSTER_SEEDS ?= 2000
+SOAK_CLUSTER_SEEDS_5 ?= 1000
 SOAK_ROUNDS ?= 10
 # The failpoints the demo (and so CI) kills the leader at: two of a drain, one of an add, one of a
 # removal; `make soak` runs all.
@@ -45,7 +51,8 @@ deps:
 build:
 	$(call build-products,$(CONFIG),$(CLUSTER_PRODUCTS))
 
-## demo: the main job: the simulator (3 and 5 nodes), then a real 3-peer cluster on loopback
+## demo: the main job: the simulator (Raft at 3 and 5 nodes, then the cluster world with the
+## leader's loops), then a real 3-peer cluster on loopback
 ## playing the leader-failover scenario (chaos/kill-leader.sh), tenant moves under load
 ## (chaos/move-under-load.sh), and drains, instance adds and removals with the leader killed at
 ## DEMO_FAILPOINTS (chaos/instance-lifecycle.sh), then both seed scenarios played by the balancer
@@ -56,6 +63,7 @@ demo: deps
 	$(call build-products,release,peer-sim)
 	$(STAGE) demo-sim-3 .build/release/peer-sim --seed 1 --seeds $(DEMO_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
 	$(STAGE) demo-sim-5 .build/release/peer-sim --seed 1 --seeds $(DEMO_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) demo-sim-cluster .build/release/peer-sim --world cluster --seed 1 --seeds $(DEMO_CLUSTER_SEEDS) --nodes 3 --jobs $(JOBS)
 	$(STAGE) demo-build $(MAKE) --no-print-directory build CONFIG=$(CONFIG)
 	$(STAGE) demo-kill-leader env BUILD=$(CONFIG) bash chaos/kill-leader.sh
 	$(STAGE) demo-move-under-load env BUILD=$(CONFIG) bash chaos/move-under-load.sh
@@ -77,13 +85,19 @@ check-docs:
 	$(STAGE) check-docs python3 .ci/check-docs
 
 ## sim: the simulator's seeds in CI's number (SIM_SEEDS, SIM_SEEDS_5), then its teeth: every
-## planted bug must be found within SIM_SEEDS_5 seeds at 3 and at 5 nodes.
+## planted bug must be found within SIM_SEEDS_5 seeds at 3 and at 5 nodes; then the cluster
+## world's seeds (CLUSTER_SEEDS, CLUSTER_SEEDS_5) and its teeth (every planted controller bug
+## within CLUSTER_SEEDS_5 seeds).
 sim:
 	$(call build-products,release,peer-sim)
 	$(STAGE) sim-3 .build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
 	$(STAGE) sim-5 .build/release/peer-sim --seed 1 --seeds $(SIM_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
 	$(STAGE) sim-teeth-3 .build/release/peer-sim --teeth --seed 1 --seeds $(SIM_SEEDS_5) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
 	$(STAGE) sim-teeth-5 .build/release/peer-sim --teeth --seed 1 --seeds $(SIM_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) sim-cluster-3 .build/release/peer-sim --world cluster --seed 1 --seeds $(CLUSTER_SEEDS) --nodes 3 --jobs $(JOBS)
+	$(STAGE) sim-cluster-5 .build/release/peer-sim --world cluster --seed 1 --seeds $(CLUSTER_SEEDS_5) --nodes 5 --jobs $(JOBS)
+	$(STAGE) sim-cluster-teeth-3 .build/release/peer-sim --world cluster --teeth --seed 1 --seeds $(CLUSTER_SEEDS_5) --nodes 3 --jobs $(JOBS)
+	$(STAGE) sim-cluster-teeth-5 .build/release/peer-sim --world cluster --teeth --seed 1 --seeds $(CLUSTER_SEEDS_5) --nodes 5 --jobs $(JOBS)
 
 ## unit: every unit and integration test (swift test).
 unit:
@@ -91,13 +105,15 @@ unit:
 	$(STAGE) swift-test swift test
 
 ## soak: the long sweeps, run by hand and reported in docs/benchmarks.md: SOAK_SEEDS and
-## SOAK_SEEDS_5 simulator seeds, SOAK_ROUNDS rounds of both chaos scenarios, then a drain with
+## SOAK_SEEDS_5 simulator seeds, SOAK_CLUSTER_SEEDS and SOAK_CLUSTER_SEEDS_5 cluster-world seeds, SOAK_ROUNDS rounds of both chaos scenarios, then a drain with
 ## the leader killed at every failpoint, then the balancer's scenarios with the leader killed at
 ## each of their steps.
 soak: deps
 	$(call build-products,release,peer-sim)
 	$(STAGE) soak-sim-3 .build/release/peer-sim --seed 1 --seeds $(SOAK_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
 	$(STAGE) soak-sim-5 .build/release/peer-sim --seed 1 --seeds $(SOAK_SEEDS_5) --nodes 5 --steps $(SIM_STEPS) --jobs $(JOBS)
+	$(STAGE) soak-sim-cluster-3 .build/release/peer-sim --world cluster --seed 1 --seeds $(SOAK_CLUSTER_SEEDS) --nodes 3 --jobs $(JOBS)
+	$(STAGE) soak-sim-cluster-5 .build/release/peer-sim --world cluster --seed 1 --seeds $(SOAK_CLUSTER_SEEDS_5) --nodes 5 --jobs $(JOBS)
 	$(MAKE) --no-print-directory build CONFIG=$(CONFIG)
 	$(STAGE) soak-chaos bash -c 'for i in $$(seq 1 $(SOAK_ROUNDS)); do echo "== soak round $$i of $(SOAK_ROUNDS)"; BUILD=$(CONFIG) bash chaos/kill-leader.sh && BUILD=$(CONFIG) MOVES=10 bash chaos/move-under-load.sh || exit 1; done'
 	$(STAGE) soak-instance-lifecycle env BUILD=$(CONFIG) bash chaos/instance-lifecycle.sh

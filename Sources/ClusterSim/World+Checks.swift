@@ -34,8 +34,11 @@ extension ClusterWorld {
             if let before = log.finished[c.id] {
                 fail("operation-finished-twice", "operation \(c.id) finished \(before) and then again \(c.state) at index \(e.index)")
             }
-        case .setPlacementPhase(let c) where applied && c.phase == .active:
-            checkActivation(tenant: c.tenantID, instance: c.instanceID, index: e.index)
+        case .setPlacementPhase(let c) where applied:
+            note("\(e.index) \(c.tenantID)@\(c.instanceID) \(c.phase)")
+            if c.phase == .active { checkActivation(tenant: c.tenantID, instance: c.instanceID, index: e.index) }
+        case .placeTenant(let c) where applied:
+            note("\(e.index) \(c.tenantID)@\(c.instanceID) placed\(c.active ? " active" : "")")
         case .recordEvent(let r) where applied:
             if let event = state.allEvents.last(where: { $0.id == r.event.id }) { checkDecision(event) }
         default:

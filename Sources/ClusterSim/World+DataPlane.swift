@@ -77,7 +77,7 @@ extension ClusterWorld {
             tenants[t] = share
         }
         return DataPlaneWatch.MemberReport(
-            servingTenants: serving, routerConfirmedIndex: n.routerIndex == 0 ? nil : n.routerIndex,
+            servingTenants: serving, routerConfirmedIndex: n.routerIndex == 0 ? nil : n.routerIndex, servingAsOfIndex: n.dataPlaneIndex,
             load: DataPlaneWatch.RouterLoad(instances: instances, tenants: tenants))
     }
 }

@@ -44,14 +44,20 @@ public enum PlacementReadiness: Sendable, Hashable {
     case reported(Set<PlacementKey>)
     /// Instances in `supervised` run an agent: their placements are ready once reported in
     /// `ready`. Placements on other instances (no components configured) are ready at once.
-    case supervised(ready: Set<PlacementKey>, supervised: Set<String>)
+    /// `servingAsOf`: the routing index each instance's report reflects; a placement counts as
+    /// served only by a report as of its own index or later, so a report taken before the
+    /// placement (of an earlier placement of the same tenant there, since dropped) never
+    /// activates it (found by the cluster simulator). An instance absent from it is not checked.
+    case supervised(ready: Set<PlacementKey>, supervised: Set<String>, servingAsOf: [String: UInt64] = [:])
 
     public func isReady(_ placement: Placement) -> Bool {
         let key = PlacementKey(tenant: placement.tenantID, instance: placement.instanceID)
         switch self {
         case .immediate: return true
         case .reported(let ready): return ready.contains(key)
-        case .supervised(let ready, let supervised): return !supervised.contains(placement.instanceID) || ready.contains(key)
+        case .supervised(let ready, let supervised, let asOf):
+            guard supervised.contains(placement.instanceID) else { return true }
+            return ready.contains(key) && (asOf[placement.instanceID] ?? placement.phaseSinceIndex) >= placement.phaseSinceIndex
         }
     }
 
@@ -61,7 +67,7 @@ public enum PlacementReadiness: Sendable, Hashable {
         switch self {
         case .immediate: return false
         case .reported: return true
-        case .supervised(_, let supervised): return supervised.contains(instanceId)
+        case .supervised(_, let supervised, _): return supervised.contains(instanceId)
         }
     }
 }

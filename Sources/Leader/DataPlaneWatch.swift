@@ -31,6 +31,9 @@ public final class DataPlaneWatch: Sendable {
         public var servingTenants: [String]
         /// The highest applied index whose routing its NGINX is confirmed to run; nil if none yet.
         public var routerConfirmedIndex: UInt64?
+        /// The routing index whose placements `servingTenants` reflects (its agent acted on it);
+        /// nil from a peer that does not say.
+        public var servingAsOfIndex: UInt64?
 
         /// What its router saw over its statistics window (nil: it runs no router, or its
         /// statistics are not running).
@@ -39,8 +42,12 @@ public final class DataPlaneWatch: Sendable {
         /// sample yet).
         public var componentsCpuPermille: Double?
 
-        public init(servingTenants: [String], routerConfirmedIndex: UInt64?, load: RouterLoad? = nil, componentsCpuPermille: Double? = nil) {
+        public init(
+            servingTenants: [String], routerConfirmedIndex: UInt64?, servingAsOfIndex: UInt64? = nil, load: RouterLoad? = nil,
+            componentsCpuPermille: Double? = nil
+        ) {
             self.servingTenants = servingTenants
+            self.servingAsOfIndex = servingAsOfIndex
             self.routerConfirmedIndex = routerConfirmedIndex
             self.load = load
             self.componentsCpuPermille = componentsCpuPermille
@@ -143,7 +150,7 @@ public final class DataPlaneWatch: Sendable {
             for id in members.keys where s.firstPolledMs[id] == nil { s.firstPolledMs[id] = started }
         }
         let (answers, heard) = await withTaskGroup(of: (NodeID, PollAnswer?, Int64).self) { group in
-            for id in members.keys {
+            for id in members.keys.sorted() {
                 // Stamped when its answer arrives, not when the round's slowest one does.
                 group.addTask { let answer = await pollMember(id, timeout); return (id, answer, clock.nowMs()) }
             }
@@ -177,10 +184,12 @@ public final class DataPlaneWatch: Sendable {
         guard !supervised.isEmpty else { return .immediate }
         let reports = state.withLock { $0.reports }
         var ready: Set<PlacementKey> = []
+        var asOf: [String: UInt64] = [:]
         for (id, report) in reports {
             for tenant in report.servingTenants { ready.insert(PlacementKey(tenant: tenant, instance: "\(id)")) }
+            if let index = report.servingAsOfIndex { asOf["\(id)"] = index }
         }
-        return .supervised(ready: ready, supervised: supervised)
+        return .supervised(ready: ready, supervised: supervised, servingAsOf: asOf)
     }
 
     /// The failure detector: the members this leader has heard nothing from (neither a report

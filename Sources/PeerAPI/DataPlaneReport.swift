@@ -17,12 +17,16 @@ public struct DataPlaneReport: Codable, Sendable, Hashable {
     public var supervised: Bool
     /// Tenants every needed component of this instance serves (health probe with X-Tenant-ID).
     public var servingTenants: [String]
+    /// The routing index whose placements `servingTenants` reflects (the agent acted on it);
+    /// nil before the first. The leader activates a placement only on a report as of its index.
+    public var servingAsOfIndex: UInt64?
     public var components: [ComponentReport]
     /// Request statistics from the router's access log (the seed's "NGINX statistics").
     public var load: LoadReport?
 
     public init(routerURL: String?, routerConfirmedIndex: UInt64?, routerError: String?, supervised: Bool,
-                servingTenants: [String], components: [ComponentReport], load: LoadReport?) {
+                servingTenants: [String], servingAsOfIndex: UInt64? = nil, components: [ComponentReport], load: LoadReport?) {
+        self.servingAsOfIndex = servingAsOfIndex
         self.routerURL = routerURL
         self.routerConfirmedIndex = routerConfirmedIndex
         self.routerError = routerError

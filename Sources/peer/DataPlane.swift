@@ -379,6 +379,7 @@ final class DataPlane: Sendable {
             routerURL: me.routerAddress.map { "http://\($0.isUnspecified ? "127.0.0.1" : $0.urlHost):\($0.port)" },
             routerConfirmedIndex: router == nil || s.liveRoutingIndex == 0 ? nil : s.confirmedAppliedIndex,
             routerError: s.routerError, supervised: agent != nil, servingTenants: servingTenants,
+            servingAsOfIndex: s.handledRoutingIndex == 0 ? nil : s.handledRoutingIndex,
             components: statuses.map {
                 ComponentReport(name: $0.name, pid: $0.pid, state: Self.stateName($0.state), restarts: $0.restarts, lastExit: $0.lastExit,
                                 cpuPermille: $0.cpuPermille, rssBytes: $0.rssBytes, tenants: $0.tenants)

@@ -307,7 +307,7 @@ extension DataPlaneWatch.MemberReport {
     init(_ report: DataPlaneReport) {
         let cpu = report.components.compactMap(\.cpuPermille)
         self.init(
-            servingTenants: report.servingTenants, routerConfirmedIndex: report.routerConfirmedIndex,
+            servingTenants: report.servingTenants, routerConfirmedIndex: report.routerConfirmedIndex, servingAsOfIndex: report.servingAsOfIndex,
             load: report.load.map { load in
                 DataPlaneWatch.RouterLoad(
                     instances: Dictionary((load.instances ?? []).map {

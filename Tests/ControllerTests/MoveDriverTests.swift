@@ -58,6 +58,24 @@ import Testing
         #expect(w.steps(readiness: ready, routers: confirmed).isEmpty)
     }
 
+    /// Found by the cluster simulator: a tenant moved off an instance and straight back is
+    /// still listed as served by that instance's last report, taken before the new placement
+    /// existed (its components were being stopped). Only a report as of the placement's index
+    /// or later activates it.
+    @Test func aReportTakenBeforeThePlacementExistedDoesNotActivateIt() throws {
+        var w = world()
+        let source = try #require(w.activeInstance("acme"))
+        let target = source == "1" ? "2" : "1"
+        #expect(w.move("acme", to: target, operation: "m1") == .applied)
+        let preparing = try #require(w.state.placements(ofTenant: "acme").first { $0.instanceID == target })
+        let served = Set([key("acme", target)])
+        let stale = PlacementReadiness.supervised(ready: served, supervised: ["1", "2"], servingAsOf: [target: preparing.phaseSinceIndex - 1])
+        #expect(w.steps(readiness: stale).isEmpty, "a report older than the placement says nothing about it")
+        let fresh = PlacementReadiness.supervised(ready: served, supervised: ["1", "2"], servingAsOf: [target: preparing.phaseSinceIndex])
+        #expect(w.round(readiness: fresh) == [.applied])
+        #expect(w.activeInstance("acme") == target)
+    }
+
     @Test func aTargetThatNeverServesTheTenantIsWithdrawnAtTheTimeoutAndTheMoveFailsWithWhy() throws {
         var w = world()
         let source = try #require(w.activeInstance("acme"))
