@@ -85,14 +85,12 @@ public final class ClusterWorld: @unchecked Sendable {
         note("settle: faults off, network healed, load at its base")
         for id in order where nodes[id]!.startAtMs == 0 && !nodes[id]!.isUp && !nodes[id]!.destroyed { nodes[id]!.startAtMs = nowMs + 100 }
         let end = nowMs + Int64(options.settleSecondsMax) * 1000
-        var why = ""
         while violation == nil {
             step()
             guard nowMs % 1000 == 0 else { continue }
             guard let open = unsettled() else { break }
-            why = open
             if nowMs >= end {
-                fail("settle", "not settled \(options.settleSecondsMax) s after the faults stopped: \(why)")
+                fail(open.invariant, "not settled \(options.settleSecondsMax) s after the faults stopped: \(open.why)")
                 return
             }
         }
@@ -115,6 +113,7 @@ public final class ClusterWorld: @unchecked Sendable {
         }
         runUntilQuiet()
         if violation != nil { return }
+        if nowMs % 10_000 == 0 { checkDigests() }
         platformStep()
         load.step(world: self)
         if faults { faultStep() }

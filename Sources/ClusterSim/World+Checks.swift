@@ -143,33 +143,47 @@ extension ClusterWorld {
 
     // MARK: - Settling
 
-    /// Nil once the cluster has settled; else what is still open.
-    func unsettled() -> String? {
-        guard let l = leaderID() else { return "no leader" }
+    /// Nil once the cluster has settled; else the invariant that is still broken and how.
+    /// An operation never finished is lost; provider instances the state does not hold (or the
+    /// reverse) break `provider-matches-committed`; anything else is a plain `settle`.
+    func unsettled() -> (invariant: String, why: String)? {
+        guard let l = leaderID() else { return ("settle", "no leader") }
         let leader = nodes[l]!
         let commit = leader.raft!.commitIndex
         if let lag = order.first(where: { id in nodes[id]!.isUp && nodes[id]!.raft!.appliedIndex != commit && leader.raft!.conf.all.contains(id) }) {
-            return "node \(lag) has applied \(nodes[lag]!.raft!.appliedIndex) of \(commit)"
+            return ("settle", "node \(lag) has applied \(nodes[lag]!.raft!.appliedIndex) of \(commit)")
         }
         let state = leader.state
-        if !platform.waiting.isEmpty { return "platform requests not in the log: \(platform.waiting.map(\.id))" }
-        if !log.open.isEmpty { return "operations not finished: \(log.open.sorted().prefix(5))" }
-        if !state.allIntents.isEmpty { return "intents open: \(state.allIntents.map(\.id))" }
-        if state.hasDrainingInstances { return "instances draining" }
+        if !platform.waiting.isEmpty { return ("settle", "platform requests not in the log: \(platform.waiting.map(\.id))") }
+        if !log.open.isEmpty {
+            let open = log.open.sorted().prefix(5).map { id in "\(id) (\(state.operation(id).map { "\($0.kind)" } ?? "gone from the state"))" }
+            return ("operation-lost", "operations accepted by the log and never finished: \(open)")
+        }
+        if !state.allIntents.isEmpty { return ("settle", "intents open: \(state.allIntents.map(\.id))") }
+        if state.hasDrainingInstances { return ("settle", "instances draining") }
         let committed = Set(state.allInstances.filter { !$0.provider.isEmpty && $0.state != .removed }.map(\.id))
         if committed != provider.running {
-            return "the provider runs \(provider.running.sorted()), the state has \(committed.sorted())"
+            return ("provider-matches-committed", "the provider runs \(provider.running.sorted()), the state has \(committed.sorted())")
         }
-        if let down = order.first(where: { !nodes[$0]!.isUp && !nodes[$0]!.destroyed }) { return "node \(down) is down" }
+        if let down = order.first(where: { !nodes[$0]!.isUp && !nodes[$0]!.destroyed }) { return ("settle", "node \(down) is down") }
         return nil
     }
 
-    /// After settling: every replica's state is the same, byte for byte.
-    func finalChecks() {
-        var digests: [String: [NodeID]] = [:]
-        for id in order where nodes[id]!.isUp { digests[nodes[id]!.state.stateDigestHex, default: []].append(id) }
-        if digests.count > 1 {
-            fail("digests-agree", "replicas at the same index differ: \(digests.map { "\($0.value) \($0.key.prefix(12))" }.sorted())")
+    /// Replicas that have applied the same index hold the same state (checked every 10
+    /// simulated seconds, and after settling).
+    func checkDigests() {
+        var byIndex: [LogIndex: [(NodeID, String)]] = [:]
+        for id in order {
+            guard let raft = nodes[id]!.raft else { continue }
+            byIndex[raft.appliedIndex, default: []].append((id, nodes[id]!.state.stateDigestHex))
         }
+        for (index, replicas) in byIndex.sorted(by: { $0.key < $1.key }) where Set(replicas.map(\.1)).count > 1 {
+            return fail("digests-agree", "replicas at index \(index) differ: \(replicas.map { "\($0.0)=\($0.1.prefix(12))" })")
+        }
+    }
+
+    /// After settling: every replica has applied everything, so every state is the same.
+    func finalChecks() {
+        checkDigests()
     }
 }
