@@ -36,7 +36,7 @@ final class SimPort: LeaderNode, @unchecked Sendable {
 
     func changeMembership(_ change: ConfChange) async throws(ProposeError) {
         let result = await withUnsafeContinuation { (c: UnsafeContinuation<Result<ApplyResult, ProposeError>, Never>) in
-            world.changeMembership(process, change) { c.resume(returning: $0) }
+            world.propose(process, [], change: change) { c.resume(returning: $0) }
         }
         _ = try result.get()
     }

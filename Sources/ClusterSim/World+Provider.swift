@@ -52,18 +52,25 @@ extension ClusterWorld {
             state: provider.running.contains(x) ? .running : .stopped, handle: "sim \(x)")
     }
 
-    func providerCreate(_ p: SimProcess, _ x: String) async throws(ProviderError) -> ProvidedInstance {
+    /// A create or destroy up to its effect: the call's latency, its fault, and a hang or a
+    /// failure before acting (thrown); returns the fault still to come (`failAfter`) or none.
+    func providerCall(_ p: SimProcess, _ op: String, _ x: String, hangMaxMs: Int64) async throws(ProviderError) -> ProviderFault {
         await sleep(p, millis: Int(random(5...200)))
         let fault = providerFault()
         if fault == .hang {
             counters.providerHangs += 1
-            await sleep(p, millis: Int(random(10_000...40_000)))
+            await sleep(p, millis: Int(random(10_000...hangMaxMs)))
         }
-        guard p.alive else { throw providerError("create", x, "the caller died") }
+        guard p.alive else { throw providerError(op, x, "the caller died") }
         if fault == .failBefore {
             counters.providerFailures += 1
-            throw providerError("create", x, "simulated failure before acting")
+            throw providerError(op, x, "simulated failure before acting")
         }
+        return fault
+    }
+
+    func providerCreate(_ p: SimProcess, _ x: String) async throws(ProviderError) -> ProvidedInstance {
+        let fault = try await providerCall(p, "create", x, hangMaxMs: 40_000)
         createEffect(x, by: p.node)
         if fault == .failAfter {
             counters.providerDuplicates += 1
@@ -95,17 +102,7 @@ extension ClusterWorld {
     }
 
     func providerDestroy(_ p: SimProcess, _ x: String) async throws(ProviderError) {
-        await sleep(p, millis: Int(random(5...200)))
-        let fault = providerFault()
-        if fault == .hang {
-            counters.providerHangs += 1
-            await sleep(p, millis: Int(random(10_000...30_000)))
-        }
-        guard p.alive else { throw providerError("destroy", x, "the caller died") }
-        if fault == .failBefore {
-            counters.providerFailures += 1
-            throw providerError("destroy", x, "simulated failure before acting")
-        }
+        let fault = try await providerCall(p, "destroy", x, hangMaxMs: 30_000)
         if provider.running.remove(x) != nil {
             provider.destroyed.insert(x)
             counters.instancesDestroyed += 1

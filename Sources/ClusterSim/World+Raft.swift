@@ -225,20 +225,12 @@ extension ClusterWorld {
         return (raft.leader, raft.role, raft.term)
     }
 
-    func propose(_ p: SimProcess, _ bytes: [UInt8], _ resume: @escaping (Result<ApplyResult, ProposeError>) -> Void) {
+    /// A proposal (a command, or with `change` a membership change) at the process's node; its
+    /// result comes when its entry applies there, or an error when it cannot.
+    func propose(_ p: SimProcess, _ bytes: [UInt8], change: ConfChange? = nil, _ resume: @escaping (Result<ApplyResult, ProposeError>) -> Void) {
         guard p.alive, let n = nodes[p.node], n.isUp else { return resume(.failure(.stopped)) }
-        do {
-            let ticket = try n.raft!.propose(bytes)
-            n.proposals[ticket.index] = PendingProposal(term: ticket.term, deadlineMs: nowMs + 10_000, resume: resume)
-        } catch {
-            resume(.failure(ProposeError(error)))
-        }
-    }
-
-    func changeMembership(_ p: SimProcess, _ change: ConfChange, _ resume: @escaping (Result<ApplyResult, ProposeError>) -> Void) {
-        guard p.alive, let n = nodes[p.node], n.isUp else { return resume(.failure(.stopped)) }
-        do {
-            let ticket = try n.raft!.proposeConfChange(change)
+        do throws(ProposalError) {
+            let ticket = if let change { try n.raft!.proposeConfChange(change) } else { try n.raft!.propose(bytes) }
             n.proposals[ticket.index] = PendingProposal(term: ticket.term, deadlineMs: nowMs + 10_000, resume: resume)
         } catch {
             resume(.failure(ProposeError(error)))

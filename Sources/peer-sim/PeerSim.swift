@@ -3,8 +3,6 @@ import ClusterSim
 import Controller
 import Raft
 import RaftSim
-import Synchronization
-import Dispatch
 
 /// `peer-sim`: runs seeded whole-cluster Raft simulations and checks the safety properties.
 @main
@@ -52,73 +50,22 @@ struct PeerSim: ParsableCommand {
         options.nodes = nodes
         options.steps = steps
         options.traceEventsMax = trace
-        if teeth { return try runTeeth(options: options) }
-        options.plantedBugs = Set(plantBug.compactMap(PlantedBug.init(rawValue:)))
-        let results = runAll(options: options)
-        var total = SimCounters()
-        var violations = 0
-        for r in results {
-            total.add(r.counters)
-            if let v = r.violation {
-                violations += 1
-                print("seed \(r.seed): VIOLATION \(v)")
-                for line in r.trace { print("    \(line)") }
-            } else if verbose {
-                print("seed \(r.seed): ok \(r.counters.summary)")
-            }
+        if teeth {
+            let bugs = plantBug.isEmpty ? PlantedBug.allCases : plantBug.compactMap(PlantedBug.init(rawValue:))
+            return try runTeeth(bugs.map { bug in
+                var planted = options
+                planted.plantedBugs = [bug]
+                let frozen = planted
+                return (bug.rawValue, { Simulation(seed: $0, options: frozen).run() })
+            }, header: "teeth nodes=\(nodes) steps=\(steps)")
         }
+        options.plantedBugs = Set(plantBug.compactMap(PlantedBug.init(rawValue:)))
+        let frozen = options
+        let results = runSeeds(first: seed, count: seeds) { Simulation(seed: $0, options: frozen).run() }
+        var total = SimCounters()
+        for r in results { total.add(r.counters) }
+        let violations = printResults(results)
         print("seeds=\(seeds) violations=\(violations) nodes=\(nodes) steps=\(steps) commits-per-seed=\(total.commits / seeds) \(total.summary)")
         if violations > 0 { throw ExitCode(1) }
-    }
-
-    /// Each planted bug alone, seed after seed (in parallel batches of --jobs; the first failing
-    /// seed is the lowest, whatever --jobs is), until a seed finds it.
-    func runTeeth(options base: SimOptions) throws {
-        let bugs = plantBug.isEmpty ? PlantedBug.allCases : plantBug.compactMap(PlantedBug.init(rawValue:))
-        var found: [(PlantedBug, UInt64?, String)] = []
-        for bug in bugs {
-            var options = base
-            options.plantedBugs = [bug]
-            var hit: SimResult?
-            var next = seed
-            let last = seed &+ UInt64(seeds - 1)
-            while hit == nil && next <= last {
-                let count = Int(min(UInt64(jobs), last - next + 1))
-                hit = run(options: options, first: next, count: count).first { $0.violation != nil }
-                next &+= UInt64(count)
-            }
-            let line: String
-            if let h = hit, let v = h.violation {
-                line = "bug=\(bug.rawValue) found-at-seed=\(h.seed) seeds=\(h.seed - seed + 1) invariant=\(v.invariant)"
-                found.append((bug, h.seed - seed + 1, v.invariant))
-            } else {
-                line = "bug=\(bug.rawValue) NOT FOUND in \(seeds) seeds"
-                found.append((bug, nil, ""))
-            }
-            print(line)
-            if verbose, let h = hit, let v = h.violation { print("    \(v)") }
-        }
-        let missed = found.filter { $0.1 == nil }.count
-        let tally = found.map { "\($0.0.rawValue)=\($0.1.map(String.init) ?? "missed")" }.joined(separator: " ")
-        print("teeth nodes=\(nodes) steps=\(steps) bugs=\(bugs.count) found=\(bugs.count - missed) seeds-to-find: \(tally)")
-        if missed > 0 { throw ExitCode(1) }
-    }
-
-    func runAll(options: SimOptions) -> [SimResult] {
-        run(options: options, first: seed, count: seeds)
-    }
-
-    func run(options: SimOptions, first: UInt64, count: Int) -> [SimResult] {
-        let slots = Mutex<[SimResult?]>(Array(repeating: nil, count: count))
-        let next = Atomic<Int>(0)
-        DispatchQueue.concurrentPerform(iterations: jobs) { _ in
-            while true {
-                let k = next.add(1, ordering: .relaxed).oldValue
-                if k >= count { return }
-                let result = Simulation(seed: first &+ UInt64(k), options: options).run()
-                slots.withLock { $0[k] = result }
-            }
-        }
-        return slots.withLock { $0.map { $0! } }
     }
 }

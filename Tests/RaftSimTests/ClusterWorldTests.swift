@@ -1,6 +1,5 @@
 import ClusterSim
 import Controller
-import Foundation
 import RaftSim
 import Testing
 
@@ -8,18 +7,7 @@ import Testing
 /// a world runs its own executor on the calling thread, and must not hold a thread of the
 /// cooperative pool for seconds.
 func simulateCluster(_ seeds: ClosedRange<UInt64>, _ options: ClusterOptions, until stop: @escaping @Sendable (ClusterResult) -> Bool = { _ in false }) async -> [ClusterResult] {
-    await withCheckedContinuation { (done: CheckedContinuation<[ClusterResult], Never>) in
-        let thread = Thread {
-            var results: [ClusterResult] = []
-            for seed in seeds {
-                let r = ClusterWorld(seed: seed, options: options).run()
-                results.append(r)
-                if stop(r) { break }
-            }
-            done.resume(returning: results)
-        }
-        thread.start()
-    }
+    await onOwnThread(seeds, { ClusterWorld(seed: $0, options: options).run() }, until: stop)
 }
 
 /// The cluster world (issue 22 part 4): the leader's real loops over simulated ports. These

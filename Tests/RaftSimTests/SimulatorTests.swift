@@ -8,11 +8,18 @@ import Testing
 /// per core) they would hold every thread for most of a minute and starve the other suites'
 /// I/O and timers (a CI run saw two provider tests miss their 30 s deadlines that way).
 func simulate(_ seeds: ClosedRange<UInt64>, _ options: SimOptions, until stop: @escaping @Sendable (SimResult) -> Bool = { _ in false }) async -> [SimResult] {
-    await withCheckedContinuation { (done: CheckedContinuation<[SimResult], Never>) in
+    await onOwnThread(seeds, { Simulation(seed: $0, options: options).run() }, until: stop)
+}
+
+/// Runs `run` for each seed in order on a new thread, until `stop` says enough.
+func onOwnThread<R: Sendable>(
+    _ seeds: ClosedRange<UInt64>, _ run: @escaping @Sendable (UInt64) -> R, until stop: @escaping @Sendable (R) -> Bool
+) async -> [R] {
+    await withCheckedContinuation { (done: CheckedContinuation<[R], Never>) in
         let thread = Thread {
-            var results: [SimResult] = []
+            var results: [R] = []
             for seed in seeds {
-                let r = Simulation(seed: seed, options: options).run()
+                let r = run(seed)
                 results.append(r)
                 if stop(r) { break }
             }
