@@ -30,14 +30,20 @@ public struct ClusterCounters: Sendable, Hashable {
     /// Crashes of the leader between two jobs of its loops (the leader dies mid-round).
     public var leaderCrashes = 0
     public var partitions = 0
+    /// Leadership transfers started (a rolling upgrade's step).
+    public var transfers = 0
     public var operationsStarted = 0
     public var operationsFinished = 0
     public var operationsFailed = 0
     public var movesFinished = 0
+    /// Instances drained to the end (the operator's drains and the balancer's scale-downs).
+    public var drained = 0
     public var scaleUps = 0
     public var scaleDowns = 0
     public var rebalances = 0
     public var failovers = 0
+    /// Instances added back up to `minInstances` (after a drain or a loss).
+    public var replaces = 0
     public var instancesCreated = 0
     public var instancesDestroyed = 0
     public var providerFailures = 0
@@ -54,14 +60,17 @@ public struct ClusterCounters: Sendable, Hashable {
         crashes += o.crashes
         leaderCrashes += o.leaderCrashes
         partitions += o.partitions
+        transfers += o.transfers
         operationsStarted += o.operationsStarted
         operationsFinished += o.operationsFinished
         operationsFailed += o.operationsFailed
         movesFinished += o.movesFinished
+        drained += o.drained
         scaleUps += o.scaleUps
         scaleDowns += o.scaleDowns
         rebalances += o.rebalances
         failovers += o.failovers
+        replaces += o.replaces
         instancesCreated += o.instancesCreated
         instancesDestroyed += o.instancesDestroyed
         providerFailures += o.providerFailures
@@ -71,8 +80,8 @@ public struct ClusterCounters: Sendable, Hashable {
 
     public var summary: String {
         "simulated-s=\(simulatedMs / 1000) jobs=\(jobs) commits=\(commits) leader-changes=\(leaderChanges) crashes=\(crashes) "
-            + "leader-crashes=\(leaderCrashes) partitions=\(partitions) operations=\(operationsStarted)/\(operationsFinished)/failed:\(operationsFailed) "
-            + "moves=\(movesFinished) scale-ups=\(scaleUps) scale-downs=\(scaleDowns) rebalances=\(rebalances) failovers=\(failovers) "
+            + "leader-crashes=\(leaderCrashes) partitions=\(partitions) transfers=\(transfers) operations=\(operationsStarted)/\(operationsFinished)/failed:\(operationsFailed) "
+            + "moves=\(movesFinished) drained=\(drained) scale-ups=\(scaleUps) scale-downs=\(scaleDowns) rebalances=\(rebalances) failovers=\(failovers) replaces=\(replaces) "
             + "created=\(instancesCreated) destroyed=\(instancesDestroyed) provider-failures=\(providerFailures) "
             + "provider-hangs=\(providerHangs) provider-duplicates=\(providerDuplicates)"
     }

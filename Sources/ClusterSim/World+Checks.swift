@@ -39,6 +39,9 @@ extension ClusterWorld {
             if c.phase == .active { checkActivation(tenant: c.tenantID, instance: c.instanceID, index: e.index) }
         case .placeTenant(let c) where applied:
             note("\(e.index) \(c.tenantID)@\(c.instanceID) placed\(c.active ? " active" : "")")
+        case .setInstanceState(let c) where applied && (c.state == .draining || c.state == .drained || c.state == .active):
+            if c.state == .drained { counters.drained += 1 }
+            note("\(e.index) instance \(c.id) \(c.state)")
         case .recordEvent(let r) where applied:
             if let event = state.allEvents.last(where: { $0.id == r.event.id }) { checkDecision(event) }
         default:
@@ -94,6 +97,7 @@ extension ClusterWorld {
         case .scaleDown: counters.scaleDowns += 1
         case .rebalance: counters.rebalances += 1
         case .failover: counters.failovers += 1
+        case .replace: counters.replaces += 1
         default: return
         }
         note("decision \(e.id) \(e.kind) moves \(e.moves.map(\.tenantID))")
@@ -119,6 +123,17 @@ extension ClusterWorld {
         let down = order.filter { founders.contains($0) && (!nodes[$0]!.isUp || network.isolated.contains($0)) }.count
         let budget = (options.nodes - 1) / 2
         if leaderCrashInJobs == nil, chance(perMille: 35) { leaderCrashInJobs = Int(random(0...60)) }
+        if chance(perMille: 15), let l = leaderID() {
+            // A leadership transfer (a rolling upgrade's step) to a random other voter.
+            let voters = nodes[l]!.raft!.conf.voters.sorted().filter { $0 != l }
+            if !voters.isEmpty {
+                let to = voters[Int(rng.next() % UInt64(voters.count))]
+                if (try? nodes[l]!.raft!.transferLeadership(to: to)) != nil {
+                    counters.transfers += 1
+                    note("transfer leadership \(l) -> \(to)")
+                }
+            }
+        }
         if down < budget, chance(perMille: 25) {
             let up = order.filter { nodes[$0]!.isUp && !network.isolated.contains($0) }
             if !up.isEmpty { crash(up[Int(rng.next() % UInt64(up.count))], why: "crash") }

@@ -1,9 +1,9 @@
 import ClusterModel
 import Raft
 
-/// The platform's broker calls and the operator's moves: each an operation with its own client
-/// session, proposed to whichever node leads and retried (same bytes, so the session makes a
-/// retry a duplicate) until the log holds it.
+/// The platform's broker calls and the operator's moves, drains and activations: each with its
+/// own client session, proposed to whichever node leads and retried (same bytes, so the session
+/// makes a retry a duplicate) until the log holds it.
 struct Platform {
     struct Request {
         var id: String
@@ -39,7 +39,20 @@ extension ClusterWorld {
         platform.nextOperation += 1
         let roll = rng.next() % 100
         let body: Command.OneOf_Body
-        if state.tenantCount < 6 || (roll < 40 && state.tenantCount < 20) {
+        let drained = state.instances(in: .drained).map(\.id)
+        if roll < 4, active.count >= 3, !state.hasDrainingInstances {
+            // `peer instances drain X`: its tenants move away, then it is drained.
+            var c = PBSetInstanceState()
+            c.id = active[Int(rng.next() % UInt64(active.count))]
+            c.state = .draining
+            body = .setInstanceState(c)
+        } else if roll < 8, let x = drained.first {
+            // `peer instances activate X`: it takes tenants again.
+            var c = PBSetInstanceState()
+            c.id = x
+            c.state = .active
+            body = .setInstanceState(c)
+        } else if state.tenantCount < 6 || (roll < 40 && state.tenantCount < 20) {
             let tenant = "t\(platform.nextTenant)"
             platform.nextTenant += 1
             let plan = rng.next() % 3 == 0 ? "dreamface-development" : "dreamface-deployment"
