@@ -144,7 +144,7 @@ public final class ClusterWorld: @unchecked Sendable {
                     }
                 }
             }
-            for id in order where nodes[id]!.isUp && nodes[id]!.raft!.hasReady {
+            for id in order where nodes[id]!.hasReady {
                 handleReady(nodes[id]!)
                 progressed = true
                 if violation != nil { return }
@@ -157,8 +157,9 @@ public final class ClusterWorld: @unchecked Sendable {
     func leaderID() -> NodeID? {
         var best: (NodeID, Term)?
         for id in order {
-            guard let r = nodes[id]!.raft, r.role == .leader else { continue }
-            if best == nil || r.term > best!.1 { best = (id, r.term) }
+            let n = nodes[id]!
+            guard n.isUp, let term = n.withRaft({ $0.role == .leader ? $0.term : nil }) else { continue }
+            if best == nil || term > best!.1 { best = (id, term) }
         }
         return best?.0
     }

@@ -189,8 +189,9 @@ extension ClusterWorld {
     func checkDigests() {
         var byIndex: [LogIndex: [(NodeID, String)]] = [:]
         for id in order {
-            guard let raft = nodes[id]!.raft else { continue }
-            byIndex[raft.appliedIndex, default: []].append((id, nodes[id]!.state.stateDigestHex))
+            let n = nodes[id]!
+            guard n.isUp else { continue }
+            byIndex[n.raft!.appliedIndex, default: []].append((id, n.state.stateDigestHex))
         }
         for (index, replicas) in byIndex.sorted(by: { $0.key < $1.key }) where Set(replicas.map(\.1)).count > 1 {
             return fail("digests-agree", "replicas at index \(index) differ: \(replicas.map { "\($0.0)=\($0.1.prefix(12))" })")

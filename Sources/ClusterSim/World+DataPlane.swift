@@ -35,8 +35,8 @@ extension ClusterWorld {
         var best: WorldNode?
         for id in order {
             let n = nodes[id]!
-            guard let r = n.raft else { continue }
-            if best == nil || r.appliedIndex > best!.raft!.appliedIndex { best = n }
+            guard n.isUp else { continue }
+            if best == nil || n.raft!.appliedIndex > best!.raft!.appliedIndex { best = n }
         }
         return best?.state
     }

@@ -113,7 +113,7 @@ extension ClusterWorld {
 
     func handleReady(_ n: WorldNode) {
         var guardRounds = 0
-        while let raft = n.raft, raft.hasReady, guardRounds < 64 {
+        while n.hasReady, guardRounds < 64 {
             guardRounds += 1
             let rd = n.raft!.ready()
             if let why = rd.haltReason { return fail("raft-halted", "node \(n.id): \(why)") }
@@ -169,9 +169,8 @@ extension ClusterWorld {
     }
 
     func failProposalsOfOtherTerms(_ n: WorldNode) {
-        let raft = n.raft!
-        let leading = raft.role == .leader
-        for (index, p) in n.proposals.sorted(by: { $0.key < $1.key }) where index > raft.commitIndex && (!leading || p.term != raft.term) {
+        let leading = n.raft!.role == .leader, commit = n.raft!.commitIndex, term = n.raft!.term
+        for (index, p) in n.proposals.sorted(by: { $0.key < $1.key }) where index > commit && (!leading || p.term != term) {
             n.proposals.removeValue(forKey: index)
             p.resume(.failure(.outcomeUnknown(reason: "leadership of term \(p.term) lost before entry \(index) committed")))
         }
@@ -221,8 +220,8 @@ extension ClusterWorld {
     // MARK: - The node port's requests
 
     func hint(_ p: SimProcess) -> (leader: NodeID, role: Role, term: Term) {
-        guard p.alive, let raft = nodes[p.node]?.raft else { return (noNode, .follower, 0) }
-        return (raft.leader, raft.role, raft.term)
+        guard p.alive, let n = nodes[p.node], n.isUp else { return (noNode, .follower, 0) }
+        return n.withRaft { ($0.leader, $0.role, $0.term) }
     }
 
     /// A proposal (a command, or with `change` a membership change) at the process's node; its
@@ -256,11 +255,11 @@ extension ClusterWorld {
     }
 
     func status(_ p: SimProcess) -> Result<NodeStatus, ReadError> {
-        guard p.alive, let n = nodes[p.node], let raft = n.raft else { return .failure(.stopped) }
+        guard p.alive, let n = nodes[p.node], n.isUp else { return .failure(.stopped) }
         return .success(NodeStatus(
-            id: raft.id, role: raft.role, term: raft.term, leader: raft.leader, commitIndex: raft.commitIndex, appliedIndex: raft.appliedIndex,
-            firstIndex: raft.firstIndex, lastIndex: raft.lastIndex, snapshotIndex: 0, voters: raft.conf.voters.sorted(),
-            learners: raft.conf.learners.sorted(), stateDigest: "", progress: raft.progressView, lastContactMillis: [:], haltReason: nil,
+            id: n.id, role: n.raft!.role, term: n.raft!.term, leader: n.raft!.leader, commitIndex: n.raft!.commitIndex,
+            appliedIndex: n.raft!.appliedIndex, firstIndex: n.raft!.firstIndex, lastIndex: n.raft!.lastIndex, snapshotIndex: 0,
+            voters: n.raft!.conf.voters.sorted(), learners: n.raft!.conf.learners.sorted(), stateDigest: "", progress: n.raft!.progressView, lastContactMillis: [:], haltReason: nil,
             droppedMessages: 0, snapshotsInstalled: 0, tenantCount: n.state.tenantCount, instanceCount: n.state.allInstances.count))
     }
 

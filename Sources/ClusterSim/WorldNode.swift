@@ -63,6 +63,12 @@ final class WorldNode {
 
     var isUp: Bool { raft != nil }
 
+    /// Reads or changes the running node in place: reading the optional property copies the
+    /// whole node (retaining every buffer it holds). Only while up.
+    func withRaft<T>(_ body: (inout RaftNode) -> T) -> T { body(&raft!) }
+
+    var hasReady: Bool { isUp && withRaft { $0.hasReady } }
+
     init(id: NodeID, disk: MemoryStorage, skewMs: Int64, tickPhaseMs: Int64) {
         self.id = id
         self.disk = disk
