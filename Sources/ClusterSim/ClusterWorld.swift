@@ -94,14 +94,16 @@ public final class ClusterWorld: @unchecked Sendable {
                 return
             }
         }
-        if violation == nil { finalChecks() }
+        // Every replica has applied everything: every state is the same.
+        if violation == nil { checkDigests() }
     }
 
     /// One step of simulated time: timers, messages, ticks, then the loops and the nodes until
     /// both are quiet; then the workload and the faults.
     func step() {
         nowMs += Self.stepMs
-        for (_, resume) in timers.due(nowMs) { resume() }
+        let now = nowMs
+        for resume in timers.take(where: { at, _ in at <= now }) { resume() }
         deliver()
         for id in order {
             let n = nodes[id]!
@@ -180,7 +182,7 @@ public final class ClusterWorld: @unchecked Sendable {
         for id in order where nodes[id]!.process != nil { stop(nodes[id]!) }
         var left = 1_000_000
         while left > 0 && executor.runOne() { left -= 1 }
-        for (_, resume) in timers.all() { resume() }
+        for resume in timers.take(where: { _, _ in true }) { resume() }
         while left > 0 && executor.runOne() { left -= 1 }
     }
 }

@@ -198,8 +198,4 @@ extension ClusterWorld {
         }
     }
 
-    /// After settling: every replica has applied everything, so every state is the same.
-    func finalChecks() {
-        checkDigests()
-    }
 }

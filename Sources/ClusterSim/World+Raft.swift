@@ -27,12 +27,6 @@ struct Timers {
     private var byID: [UInt64: (at: Int64, process: SimProcess, resume: () -> Void)] = [:]
     private var next: UInt64 = 1
 
-    mutating func add(at: Int64, process: SimProcess, resume: @escaping () -> Void) -> UInt64 {
-        defer { next += 1 }
-        byID[next] = (at, process, resume)
-        return next
-    }
-
     mutating func allocate() -> UInt64 {
         defer { next += 1 }
         return next
@@ -42,19 +36,10 @@ struct Timers {
 
     mutating func remove(_ id: UInt64) -> (() -> Void)? { byID.removeValue(forKey: id)?.resume }
 
-    mutating func due(_ now: Int64) -> [(UInt64, () -> Void)] {
-        let ids = byID.filter { $0.value.at <= now }.keys.sorted()
-        return ids.map { ($0, byID.removeValue(forKey: $0)!.resume) }
-    }
-
-    mutating func of(_ process: SimProcess) -> [(UInt64, () -> Void)] {
-        let ids = byID.filter { $0.value.process === process }.keys.sorted()
-        return ids.map { ($0, byID.removeValue(forKey: $0)!.resume) }
-    }
-
-    mutating func all() -> [(UInt64, () -> Void)] {
-        let ids = byID.keys.sorted()
-        return ids.map { ($0, byID.removeValue(forKey: $0)!.resume) }
+    /// Removes the timers that match, in id order, and returns their resumptions.
+    mutating func take(where matches: (_ at: Int64, _ process: SimProcess) -> Bool) -> [() -> Void] {
+        let ids = byID.filter { matches($0.value.at, $0.value.process) }.keys.sorted()
+        return ids.map { byID.removeValue(forKey: $0)!.resume }
     }
 }
 
@@ -78,7 +63,7 @@ extension ClusterWorld {
         } catch {
             preconditionFailure("memory storage cannot fail: \(error)")
         }
-        let process = SimProcess(node: id, incarnation: n.incarnations)
+        let process = SimProcess(node: id)
         n.process = process
         startLoops(process)
         note("start \(id) (incarnation \(n.incarnations))")
@@ -96,7 +81,7 @@ extension ClusterWorld {
         n.reads = [:]
         for (_, pending) in proposals.sorted(by: { $0.key < $1.key }) { pending.resume(.failure(.stopped)) }
         for (_, r) in reads.sorted(by: { $0.key < $1.key }) { r.fail(.stopped) }
-        for (_, resume) in timers.of(p) { resume() }
+        for resume in timers.take(where: { $1 === p }) { resume() }
     }
 
     func crash(_ id: NodeID, why: String) {
@@ -104,8 +89,8 @@ extension ClusterWorld {
         guard n.isUp else { return }
         stop(n)
         counters.crashes += 1
-        if !n.destroyed && faults { n.startAtMs = nowMs + random(300...5_000) }
-        if !faults && !n.destroyed { n.startAtMs = nowMs + 100 }
+        // Its supervisor restarts it (at once while the world settles); a destroyed one stays down.
+        if !n.destroyed { n.startAtMs = nowMs + (faults ? random(300...5_000) : 100) }
         note("crash \(id): \(why)")
     }
 

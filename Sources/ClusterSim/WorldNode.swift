@@ -7,13 +7,11 @@ import Raft
 /// suspended tasks resume into errors and wind down.
 final class SimProcess: @unchecked Sendable {
     let node: NodeID
-    let incarnation: Int
     var alive = true
     var task: Task<Void, Never>?
 
-    init(node: NodeID, incarnation: Int) {
+    init(node: NodeID) {
         self.node = node
-        self.incarnation = incarnation
     }
 }
 
