@@ -69,6 +69,8 @@ public struct AdminServerConfiguration: Sendable {
     public var tls: APITLSFiles
     public var version: String
     public var protocolVersion: UInt32
+    /// The cluster's id (the config file's `cluster:`), written into snapshot files.
+    public var clusterID = ""
     public var pid: Int32
     public var startedAtMs: Int64
     /// SHA-256 of the admin token, if one is configured: `Authorization: Bearer <token>` is then
@@ -231,6 +233,8 @@ public final class AdminServer: Sendable {
         addInstanceRoutes(to: router)
         addFailpointRoutes(to: router)
         addBalancerRoutes(to: router)
+        addMemberRoutes(to: router)
+        addSnapshotRoutes(to: router)
         router.get("status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
         }
@@ -518,6 +522,8 @@ public final class AdminServer: Sendable {
                 throw APIError("notLeader", "\(error)", retryable: true, leader: leader == noNode ? nil : leader)
             case .notApplied:
                 throw APIError("unavailable", "\(error)", retryable: true)
+            case .refused:
+                throw APIError("conflict", "\(error)")
             case .outcomeUnknown:
                 throw APIError("outcomeUnknown", "\(error)", retryable: true, outcomeUnknown: true)
             case .stopped:

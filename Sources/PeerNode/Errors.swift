@@ -9,6 +9,10 @@ public enum ProposeError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Refused before it reached the log (queue full, uncommitted backlog full, leadership
     /// transfer in progress). Nothing was appended; retry later.
     case notApplied(reason: String)
+    /// The Raft core refused a membership change (another is pending, the learner is not caught
+    /// up, ...): nothing was appended, and the same change is refused again until the cluster
+    /// changes. Not worth a blind retry.
+    case refused(reason: String)
     /// The entry reached the log but its fate is not known here (leadership or term changed
     /// before it committed, or the wait timed out). It may still apply.
     case outcomeUnknown(reason: String)
@@ -21,6 +25,7 @@ public enum ProposeError: Error, Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .notLeader(let leader): return leader == noNode ? "not the leader (no leader known)" : "not the leader (leader is peer \(leader))"
         case .notApplied(let reason): return "not applied: \(reason)"
+        case .refused(let reason): return "refused: \(reason)"
         case .outcomeUnknown(let reason): return "outcome unknown: \(reason)"
         case .stopped: return "the peer is stopping"
         case .halted(let reason): return "the peer halted: \(reason)"
@@ -34,14 +39,14 @@ public enum ProposeError: Error, Sendable, Hashable, CustomStringConvertible {
         case .halted(let why): self = .halted(reason: why)
         case .transferInProgress(let to): self = .notApplied(reason: "leadership is being transferred to peer \(to)")
         case .uncommittedLogFull(let u, let p, let l): self = .notApplied(reason: "uncommitted log full (\(u) + \(p) bytes > \(l))")
-        case .confChangeRefused(let why): self = .notApplied(reason: "configuration change refused: \(why)")
+        case .confChangeRefused(let why): self = .refused(reason: "\(why)")
         }
     }
 
     /// True if the command certainly did not apply.
     public var certainlyNotApplied: Bool {
         switch self {
-        case .notLeader, .notApplied: return true
+        case .notLeader, .notApplied, .refused: return true
         case .outcomeUnknown, .stopped, .halted: return false
         }
     }

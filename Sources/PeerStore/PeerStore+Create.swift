@@ -37,7 +37,30 @@ extension PeerStore {
     /// Creates a new store atomically: built under a temporary name, checkpointed into one
     /// file, fsync'd, renamed into place, and the directory fsync'd. A crash during creation
     /// leaves no file at `path` (the temporary is replaced by the next attempt).
-    static func create(path: String, clusterID: String, peerID: NodeID, initialConf: ConfState) throws(PeerStoreError) {
+    /// A store that starts from a snapshot instead of an empty log (`peer snapshot restore`, `peer
+    /// recover`): its log is empty after `metadata.index`, its configuration `metadata.conf`, its
+    /// hard state `hardState` (commit at least the snapshot's index). Created atomically like an
+    /// empty one; refused if anything is at `path`.
+    public struct Seed: Sendable {
+        public var metadata: SnapshotMetadata
+        public var data: [UInt8]
+        public var hardState: HardState
+
+        public init(metadata: SnapshotMetadata, data: [UInt8], hardState: HardState) {
+            self.metadata = metadata
+            self.data = data
+            self.hardState = hardState
+        }
+    }
+
+    public static func create(path: String, clusterID: String, peerID: NodeID, seed: Seed, rowBytesMax: Int = Options().snapshotRowBytesMax) throws(PeerStoreError) {
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw PeerStoreError.cannotOpen(path: path, detail: "a store exists there already; nothing was changed")
+        }
+        try create(path: path, clusterID: clusterID, peerID: peerID, initialConf: seed.metadata.conf, seed: seed, rowBytesMax: rowBytesMax)
+    }
+
+    static func create(path: String, clusterID: String, peerID: NodeID, initialConf: ConfState, seed: Seed? = nil, rowBytesMax: Int = 1 << 20) throws(PeerStoreError) {
         let tmp = path + ".creating"
         let fm = FileManager.default
         for suffix in ["", "-wal", "-shm", "-journal"] { try? fm.removeItem(atPath: tmp + suffix) }
@@ -57,10 +80,22 @@ extension PeerStore {
                 try db.execute(
                     sql: "INSERT INTO peer_meta (id, cluster_id, peer_id, schema_version) VALUES (1, ?, ?, ?)",
                     arguments: [clusterID, peerID.sql, Schema.version])
-                try db.execute(sql: "INSERT INTO hard_state (id, term, vote, commit_index) VALUES (1, 0, 0, 0)")
+                let hs = seed?.hardState ?? HardState()
                 try db.execute(
-                    sql: "INSERT INTO snapshot (id, snap_index, snap_term, voters, learners, data, data_bytes) VALUES (1, 0, 0, ?, ?, x'', 0)",
-                    arguments: [encodeIDs(initialConf.voters), encodeIDs(initialConf.learners)])
+                    sql: "INSERT INTO hard_state (id, term, vote, commit_index) VALUES (1, ?, ?, ?)",
+                    arguments: [Int64(hs.term), hs.vote.sql, Int64(hs.commit)])
+                try db.execute(
+                    sql: "INSERT INTO snapshot (id, snap_index, snap_term, voters, learners, data, data_bytes) VALUES (1, ?, ?, ?, ?, x'', ?)",
+                    arguments: [Int64(seed?.metadata.index ?? 0), Int64(seed?.metadata.term ?? 0), encodeIDs(initialConf.voters),
+                                encodeIDs(initialConf.learners), Int64(seed?.data.count ?? 0)])
+                if let data = seed?.data {
+                    var at = 0
+                    while at < data.count {
+                        let end = min(data.count, at + rowBytesMax)
+                        try db.execute(sql: "INSERT INTO snapshot_data (byte_offset, data) VALUES (?, ?)", arguments: [Int64(at), Data(data[at..<end])])
+                        at = end
+                    }
+                }
             }
             try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
             try queue.close()

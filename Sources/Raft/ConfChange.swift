@@ -215,3 +215,19 @@ public struct ConfChangeResult: Sendable, Hashable {
         self.conf = conf
     }
 }
+
+extension ConfChangeRefusal: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .changePending(let index): "another membership change (entry \(index)) is not applied yet: one change at a time"
+        case .noCommitInTerm(let term): "the leader has not committed an entry of its term \(term) yet; retry in a moment"
+        case .learnerNotCaughtUp(let n, let match, let last, let ticks):
+            "learner \(n) is not caught up (it holds entry \(match) of \(last), last heard \(ticks) tick(s) ago)"
+        case .wouldRemoveLastVoter(let n): "peer \(n) is the last voter"
+        case .unknownNode(let n): "peer \(n) is not a member (or, to promote, not a learner)"
+        case .alreadyMember(let n): "peer \(n) is already a member"
+        case .alreadyVoter(let n): "peer \(n) is already a voter"
+        case .invalidNodeID: "node id 0 is reserved"
+        }
+    }
+}

@@ -44,13 +44,41 @@ enum BrokerFiles {
 
     /// Writes `text` to a new file, 0600, failing if it exists (never overwrites).
     static func writeNewPrivate(_ path: String, _ text: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else { throw CLIError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let bytes = Array((text + "\n").utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fchmod(fd, 0o600) == 0, fsync(fd) == 0 else {
-            throw CLIError("cannot write \(path): \(String(cString: strerror(errno)))")
+        try writeNewPrivate(path, bytes: Array((text + "\n").utf8))
+    }
+
+    /// Writes `bytes` to a new file, 0600, all or nothing: a temporary file written and fsync'd,
+    /// then linked to `path` (which fails if `path` exists: never an overwrite), the directory
+    /// fsync'd. A crash leaves either no file at `path` or the whole one.
+    static func writeNewPrivate(_ path: String, bytes: [UInt8]) throws {
+        let tmp = path + ".partial-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CLIError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            written += n
+        }
+        let ok = written == bytes.count && fchmod(fd, 0o600) == 0 && fsync(fd) == 0
+        let why = String(cString: strerror(errno))
+        close(fd)
+        guard ok else {
+            unlink(tmp)
+            throw CLIError("cannot write \(tmp): \(why)")
+        }
+        guard link(tmp, path) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(tmp)
+            throw CLIError("cannot create \(path): \(why)")
+        }
+        unlink(tmp)
+        let dir = (path as NSString).deletingLastPathComponent
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
         }
     }
 

@@ -51,7 +51,10 @@ final class MemberDirectory: Sendable {
 
     /// Takes the members from the applied state: instances not removed (their addresses), and
     /// the seeds the state does not know yet (before the registrar added them, or on a joiner
-    /// still catching up). A removed instance is gone even if it was a seed.
+    /// still catching up). A removed instance is gone even if it was a seed. For a seed the
+    /// seed's addresses win over the state's: the config file is the truth of where its own
+    /// peers listen (a cluster restored from a snapshot of another keeps the old cluster's
+    /// instances, at the old addresses, in its state).
     func follow(_ state: ClusterState) {
         var next: [NodeID: MemberEntry] = [:]
         var removed: Set<NodeID> = []
@@ -59,7 +62,7 @@ final class MemberDirectory: Sendable {
             guard let id = NodeID(instance.id) else { continue }
             if instance.state == .removed {
                 removed.insert(id)
-            } else if let entry = MemberEntry(instance) ?? seeds[id] {
+            } else if let entry = seeds[id] ?? MemberEntry(instance) {
                 next[id] = entry
             }
         }

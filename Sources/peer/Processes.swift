@@ -35,11 +35,11 @@ enum PeerProcesses {
     /// Starts `peer run --config CONFIG --id ID` in its own session (so a Ctrl-C aimed at the
     /// terminal's process group does not reach it), stdout and stderr appended to `logFile`.
     /// Returns the pid.
-    static func spawn(config: String, id: UInt64, logFile: String) throws -> pid_t {
+    static func spawn(config: String, id: UInt64, logFile: String, existing: Bool = false) throws -> pid_t {
         let exe = selfExecutable()
         do {
             return try ChildProcess.spawn(
-                [exe, "run", "--config", config, "--id", String(id)],
+                [exe, "run", "--config", config, "--id", String(id)] + (existing ? ["--existing"] : []),
                 .init(outputPath: logFile, outputMode: 0o640, grouping: .newSession, searchPath: false))
         } catch {
             throw CLIError(error.description)

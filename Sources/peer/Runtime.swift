@@ -37,6 +37,9 @@ struct RuntimeSettings: Sendable {
     /// A provisioned instance joining a running cluster: its log starts empty with no
     /// configuration, and it learns the membership from the leader (ADR 0005, 0013).
     var joining = false
+    /// A configured peer started with `--existing`: like a joining instance, an empty log starts
+    /// with no configuration (it waits to be added) instead of founding the file's cluster.
+    var existing = false
     var dataDirectory: String
     var caCertificatePath: String
     var certificatePath: String
@@ -69,8 +72,12 @@ enum PeerRuntime {
         try FileManager.default.createDirectory(atPath: s.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         // A founding member's empty log starts with the config file's peers as voters; a joining
         // instance's knows no configuration until the leader's log or snapshot tells it.
-        let voters: Set<NodeID> = s.joining ? [] : Set(s.seeds.map(\.id))
         let storePath = s.dataDirectory + "/raft.sqlite"
+        let founding = !s.joining && !s.existing
+        if founding && !FileManager.default.fileExists(atPath: storePath) {
+            try await FoundingCheck.refuseIfTheClusterRunsWithoutMe(s, logger: logger)
+        }
+        let voters: Set<NodeID> = founding ? Set(s.seeds.map(\.id)) : []
         let store = try PeerStore.open(path: storePath, clusterID: s.clusterID, peerID: s.selfID, initialConf: ConfState(voters: voters))
         logger.info("store open", metadata: ["path": "\(storePath)", "last": "\((try? store.lastIndex()) ?? 0)"])
 
@@ -129,6 +136,7 @@ enum PeerRuntime {
             pid: getpid(), startedAtMs: started
         )
         apiConfig.logger = logger
+        apiConfig.clusterID = s.clusterID
         apiConfig.member = { id in directory.entry(id)?.addresses }
         apiConfig.limits = ListenerLimits(s.config.limits.api)
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }

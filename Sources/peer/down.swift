@@ -21,12 +21,16 @@ struct DownCommand: AsyncParsableCommand {
     @Flag(help: "SIGKILL a peer that has not exited after --timeout.")
     var force = false
 
+    @Option(name: .customLong("id"), help: "Stop only this peer (repeat for several); default: every peer of the file.")
+    var ids: [UInt64] = []
+
     func run() async throws {
         guard timeout > 0 && timeout <= 3_600 else { throw ValidationError("--timeout must be 1...3600 seconds") }
         let cfg: ClusterConfig
         do { cfg = try ClusterConfig.load(path: config) } catch { throw CLIError("\(error)") }
+        for id in ids where cfg.peer(id: id) == nil { throw ValidationError("--id \(id): no such peer in \(config)") }
         var stopping: [(UInt64, pid_t)] = []
-        for p in cfg.peers {
+        for p in cfg.peers where ids.isEmpty || ids.contains(p.id) {
             let pidFile = cfg.pidFilePath(for: p.id)
             guard let pid = PeerProcesses.runningPID(pidFile: pidFile, id: p.id) else {
                 if FileManager.default.fileExists(atPath: pidFile) { try? FileManager.default.removeItem(atPath: pidFile) }

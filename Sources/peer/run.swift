@@ -38,6 +38,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "With --join: the components' host and base port.")
     var components: String?
 
+    @Flag(help: "This configured peer joins the running cluster instead of founding it: with no log in its data directory it starts with no configuration and waits to be added (`peer members add ID`). For a new host, or one whose data was lost (docs/operations.md §Recovery).")
+    var existing = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -67,6 +70,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func resolve() throws -> RuntimeSettings {
         if let join {
+            guard !existing else { throw ValidationError("--existing is for a configured peer (--config, --id); an instance started with --join always joins") }
             guard config == nil, id == nil else { throw ValidationError("--join takes the config and the id from its join files: drop --config and --id") }
             guard let data else { throw ValidationError("--join needs --data DIR (the instance's data directory)") }
             func address(_ flag: String, _ value: String?) throws -> HostPort? {
@@ -86,6 +90,8 @@ struct RunCommand: AsyncParsableCommand {
         for (flag, value) in [("data", data), ("peer", peer), ("api", api), ("router", router), ("router-control", routerControl), ("components", components)] where value != nil {
             throw ValidationError("--\(flag) is for --join; a configured peer takes its addresses from --config")
         }
-        return try ClusterContext(configPath: config).settings(for: id)
+        var settings = try ClusterContext(configPath: config).settings(for: id)
+        settings.existing = existing
+        return settings
     }
 }

@@ -30,6 +30,8 @@ struct TenantOptions: ParsableArguments {
 struct WriteClient {
     let ctx: ClusterContext
     let timeoutSeconds: Int
+    /// Another client than the context's (a larger answer, as a snapshot's).
+    var client: AdminClient? = nil
 
     static func freshClientID() -> String {
         var g = SystemRandomNumberGenerator()
@@ -45,7 +47,7 @@ struct WriteClient {
             let p = peers[attempt % peers.count]
             attempt += 1
             do {
-                let answer = try await ctx.client.request(host: p.apiAddress.host, port: Int(p.apiAddress.port), method: method, path: path, body: body, timeoutMillis: 5_000)
+                let answer = try await (client ?? ctx.client).request(host: p.apiAddress.host, port: Int(p.apiAddress.port), method: method, path: path, body: body, timeoutMillis: 5_000)
                 if (200..<300).contains(answer.status) { return answer }
                 let e = try? JSONDecoder().decode(APIError.self, from: Data(answer.body))
                 lastError = "peer \(p.id): " + ClusterContext.describe(answer)

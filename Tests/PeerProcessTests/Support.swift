@@ -30,7 +30,7 @@ final class ProcessCluster {
     /// `binary`: another `peer` binary than the one built beside the tests.
     init(
         size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, instanceLostAfterMs: Int? = nil, extraYAML: String = "",
-        dataPlane: Bool = false, binary: String? = nil
+        dataPlane: Bool = false, binary: String? = nil, cluster: String = "proc-test"
     ) throws {
         self.binary = try binary ?? Self.peerBinary()
         self.size = size
@@ -38,7 +38,7 @@ final class ProcessCluster {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let ports = try Self.freePorts(2 * size)
         var yaml = """
-        cluster: proc-test
+        cluster: \(cluster)
         dataDir: data
         tlsDir: tls
         runDir: run

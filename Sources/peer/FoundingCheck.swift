@@ -1,0 +1,48 @@
+import Foundation
+import Logging
+import PeerAPI
+import Raft
+
+/// Before a configured peer with no log founds the file's cluster (its empty log starting with
+/// every configured peer as a voter), it asks the other members whether a cluster already runs
+/// without it. If one answers with a configuration that does not hold this peer, founding would
+/// be wrong and dangerous: after `peer recover`, or once this peer was removed, the members whose
+/// data was wiped could elect an empty-log leader among themselves beside the real cluster. It
+/// refuses instead, saying how to join (`peer run --existing`, `peer members add`).
+///
+/// It protects only while a member answers; docs/operations.md §Recovery says to start every
+/// member other than the survivor with `--existing`.
+enum FoundingCheck {
+    static func refuseIfTheClusterRunsWithoutMe(_ s: RuntimeSettings, logger: Logger) async throws {
+        let others = s.seeds.filter { $0.id != s.selfID }
+        guard !others.isEmpty else { return }
+        let client: AdminClient
+        do {
+            client = try AdminClient(tls: APITLSFiles(caCertificatePath: s.caCertificatePath, certificatePath: s.certificatePath, privateKeyPath: s.privateKeyPath))
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let answers = await withTaskGroup(of: (UInt64, MemberStatus?).self) { group in
+            for p in others {
+                group.addTask {
+                    let answer = try? await client.request(
+                        host: p.apiAddress.host, port: Int(p.apiAddress.port), method: .GET, path: "/v1/status", timeoutMillis: 2_000)
+                    guard let answer, answer.status == 200 else { return (p.id, nil) }
+                    return (p.id, try? JSONDecoder().decode(MemberStatus.self, from: Data(answer.body)))
+                }
+            }
+            var out: [(UInt64, MemberStatus)] = []
+            for await (id, status) in group { if let status { out.append((id, status)) } }
+            return out.sorted { $0.0 < $1.0 }
+        }
+        for (id, status) in answers where !status.voters.isEmpty && !status.voters.contains(s.selfID) && !status.learners.contains(s.selfID) {
+            throw CLIError("""
+                peer \(s.selfID) has no log in \(s.dataDirectory), but member \(id) answers for a running cluster whose configuration \
+                does not hold it (voters \(status.voters.sorted().map(String.init).joined(separator: ", ")), term \(status.term), \
+                last index \(status.lastIndex)): founding a cluster now would split it. Start this peer with `peer run --existing` and \
+                add it with `peer members add \(s.selfID)` (docs/operations.md §Recovery)
+                """)
+        }
+        logger.info("no log yet: founding the cluster of the config file's \(s.seeds.count) peer(s)", metadata: ["answered": "\(answers.map(\.0))"])
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The operator's membership commands, backups and the way out of a lost quorum, on real
+/// clusters of `peer` processes (docs/operations.md §Membership, §Backup and restore, §Recovery).
+@Suite("Process-level: membership, snapshots, recovery", .serialized, .sharesMachine)
+struct MembershipProcessTests {
+    func membersJSON(_ c: ProcessCluster) async throws -> [String: Any] {
+        let out = try await c.must(["members", "list", "--config", c.configPath, "--output", "json"])
+        return try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], "members list printed \(out)")
+    }
+
+    func roles(_ info: [String: Any]) -> [Int: String] {
+        var out: [Int: String] = [:]
+        for m in info["members"] as? [[String: Any]] ?? [] { if let id = m["id"] as? Int, let r = m["role"] as? String { out[id] = r } }
+        return out
+    }
+
+    /// Polls `peer members list` until `done` holds (bounded).
+    @discardableResult
+    func waitForMembers(_ c: ProcessCluster, _ what: String, seconds: Double = 30, _ done: ([String: Any]) -> Bool) async throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: [String: Any] = [:]
+        while Date() < deadline {
+            if let info = try? await membersJSON(c) {
+                last = info
+                if done(info) { return info }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ProcessTestError("timed out after \(seconds) s waiting for \(what); last: \(last)")
+    }
+
+    @Test("members: the leader is not removed without a transfer; a transfer moves it; no removal leaves no answering quorum; a removed member comes back as a learner and is promoted")
+    func membershipByHand() async throws {
+        let c = try ProcessCluster(size: 3)
+        let cfg = c.configPath
+        try await c.must(["init", "--config", cfg])
+        try await c.must(["up", "--config", cfg])
+        let first = try await waitForMembers(c, "3 caught-up voters") { info in
+            roles(info).values.filter { $0 == "voter" }.count == 3
+                && (info["members"] as? [[String: Any]] ?? []).allSatisfy { $0["caughtUp"] as? Bool == true }
+        }
+        let leader = try #require(first["leader"] as? Int)
+        let followers = [1, 2, 3].filter { $0 != leader }
+
+        let removeLeader = try await c.run(["members", "remove", "\(leader)", "--config", cfg])
+        #expect(removeLeader.status != 0)
+        #expect(removeLeader.stderr.contains("leads: hand leadership to another voter first"), "\(removeLeader.stderr)")
+
+        let transfer = try await c.must(["leader", "transfer", "--to", "\(followers[0])", "--config", cfg])
+        #expect(transfer.contains("to peer \(followers[0])"), "\(transfer)")
+        let moved = try await membersJSON(c)
+        #expect(moved["leader"] as? Int == followers[0])
+        let newLeader = followers[0]
+        let y = followers[1]  // stays a follower
+        let z = leader  // the old leader, a follower now
+
+        // z stopped: removing y would leave {newLeader, z} with only the leader answering.
+        let zPID = try #require(c.pid(of: z))
+        #expect(kill(zPID, SIGKILL) == 0)
+        _ = try await waitForMembers(c, "the leader to see peer \(z) inactive", seconds: 20) { info in
+            (info["members"] as? [[String: Any]] ?? []).first { $0["id"] as? Int == z }?["recentActive"] as? Bool == false
+        }
+        let noQuorum = try await c.run(["members", "remove", "\(y)", "--config", cfg])
+        #expect(noQuorum.status != 0)
+        #expect(noQuorum.stderr.contains("fewer than the 2 a quorum needs"), "\(noQuorum.stderr)")
+        #expect(roles(try await membersJSON(c)).count == 3, "a refused removal changed the configuration")
+
+        // z back; y removed, wiped, started as an existing member, added, promoted (the
+        // provisioner keeps voters_target 3).
+        try await c.must(["up", "--config", cfg, "--id", "\(z)"])
+        _ = try await waitForMembers(c, "peer \(z) caught up again") { info in
+            (info["members"] as? [[String: Any]] ?? []).first { $0["id"] as? Int == z }?["caughtUp"] as? Bool == true
+        }
+        let removed = try await c.must(["members", "remove", "\(y)", "--config", cfg, "--output", "json"])
+        #expect(roles(try #require(try JSONSerialization.jsonObject(with: Data(removed.utf8)) as? [String: Any])) == [newLeader: "voter", z: "voter"])
+        let again = try await c.run(["members", "remove", "\(y)", "--config", cfg])
+        #expect(again.status != 0 && again.stderr.contains("is not a member"), "\(again.stderr)")
+
+        try await c.must(["down", "--config", cfg, "--id", "\(y)"])
+        try FileManager.default.moveItem(atPath: "\(c.dir)/data/\(y)", toPath: "\(c.dir)/data-\(y)-old")
+        // Without --existing, the empty peer would found a cluster; the running members'
+        // configuration does not hold it, so it refuses and says how to join.
+        let founding = try await c.run(["run", "--config", cfg, "--id", "\(y)"], timeoutSeconds: 30)
+        #expect(founding.status != 0)
+        #expect(founding.stderr.contains("founding a cluster now would split it"), "\(founding.stderr)")
+        try await c.must(["up", "--config", cfg, "--id", "\(y)", "--existing"])
+        try await c.must(["members", "add", "\(y)", "--config", cfg])
+        let twice = try await c.run(["members", "add", "\(y)", "--config", cfg])
+        #expect(twice.status != 0 && twice.stderr.contains("already a"), "\(twice.stderr)")
+        _ = try await waitForMembers(c, "peer \(y) promoted by the provisioner (voters_target 3)") { roles($0) == [newLeader: "voter", y: "voter", z: "voter"] }
+        try await c.must(["tenants", "create", "after-rejoin", "--config", cfg])
+        _ = try await c.waitForStatus("convergence") { ProcessCluster.converged($0, members: 3) }
+        try await c.must(["down", "--config", cfg])
+    }
+
+    @Test("snapshot: save from the leader, inspect, bad files refused, restore into a new cluster with the same tenants and digest")
+    func snapshotRoundTrip() async throws {
+        let a = try ProcessCluster(size: 3)
+        try await a.must(["init", "--config", a.configPath])
+        try await a.must(["up", "--config", a.configPath])
+        for i in 0..<12 { try await a.must(["tenants", "create", "s\(i)", "--config", a.configPath]) }
+        let file = a.dir + "/backup.snap"
+        let saved = try await a.must(["snapshot", "save", file, "--config", a.configPath, "--output", "json"])
+        let savedInfo = try #require(try JSONSerialization.jsonObject(with: Data(saved.utf8)) as? [String: String])
+        let digest = try #require(savedInfo["state digest"])
+        #expect(savedInfo["tenants"] == "12")
+        #expect(savedInfo["cluster"] == "proc-test")
+        let overwrite = try await a.run(["snapshot", "save", file, "--config", a.configPath])
+        #expect(overwrite.status != 0 && overwrite.stderr.contains("exists"), "\(overwrite.stderr)")
+
+        let inspected = try await a.must(["snapshot", "inspect", file, "--output", "json"])
+        let info = try #require(try JSONSerialization.jsonObject(with: Data(inspected.utf8)) as? [String: String])
+        #expect(info["state digest"] == digest && info["tenants"] == "12")
+
+        // Bad files: cut short, one byte flipped, not a snapshot at all.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        let bad = [
+            ("truncated", bytes.prefix(bytes.count - 100), "the file's SHA-256 does not match"),
+            ("cut", bytes.prefix(20), "truncated"),
+            ("flipped", { var d = bytes; d[d.count / 2] ^= 0x40; return d }(), "the file's SHA-256 does not match"),
+            ("foreign", Data("hello, not a snapshot, but long enough to be read as one maybe.......".utf8), "not a peer snapshot file"),
+        ]
+        for (name, data, why) in bad {
+            let path = a.dir + "/\(name).snap"
+            try data.write(to: URL(fileURLWithPath: path))
+            let o = try await a.run(["snapshot", "inspect", path])
+            #expect(o.status != 0 && o.stderr.contains(why), "\(name): \(o.stderr)")
+        }
+
+        // Restore: refused into the saved cluster's own id, then into a new cluster.
+        let same = try ProcessCluster(size: 3)
+        try await same.must(["init", "--config", same.configPath])
+        let sameID = try await same.run(["snapshot", "restore", file, "--config", same.configPath])
+        #expect(sameID.status != 0 && sameID.stderr.contains("give the new cluster a new `cluster:` id"), "\(sameID.stderr)")
+        let flipped = a.dir + "/flipped.snap"
+        let b = try ProcessCluster(size: 3, cluster: "proc-restored")
+        try await b.must(["init", "--config", b.configPath])
+        let corrupt = try await b.run(["snapshot", "restore", flipped, "--config", b.configPath])
+        #expect(corrupt.status != 0 && corrupt.stderr.contains("SHA-256 does not match"), "\(corrupt.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: b.dir + "/data/1/raft.sqlite"), "a refused restore wrote a store")
+        let restored = try await b.must(["snapshot", "restore", file, "--config", b.configPath])
+        #expect(restored.components(separatedBy: "digest \(digest)").count == 4, "every store must hold the saved digest: \(restored)")
+        let twice = try await b.run(["snapshot", "restore", file, "--config", b.configPath])
+        #expect(twice.status != 0 && twice.stderr.contains("never overwrites a store"), "\(twice.stderr)")
+        try await b.must(["up", "--config", b.configPath])
+        let listA = try await a.must(["tenants", "list", "--config", a.configPath, "--output", "json", "--consistent"])
+        let listB = try await b.must(["tenants", "list", "--config", b.configPath, "--output", "json", "--consistent"])
+        let ids = { (text: String) -> [String] in
+            ((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }.sorted()
+        }
+        #expect(ids(listA).count == 12 && ids(listA) == ids(listB))
+        try await b.must(["tenants", "create", "after-restore", "--config", b.configPath])
+        _ = try await b.waitForStatus("the restored cluster converges") { ProcessCluster.converged($0, members: 3) }
+        try await a.must(["down", "--config", a.configPath])
+        try await b.must(["down", "--config", b.configPath])
+    }
+
+    @Test("recover: 5 members, 3 members' data deleted; refused while a member answers; the survivor alone, then the others added back")
+    func recoverFromALostMajority() async throws {
+        let c = try ProcessCluster(size: 5)
+        let cfg = c.configPath
+        try await c.must(["init", "--config", cfg])
+        try await c.must(["up", "--config", cfg])
+        for i in 0..<8 { try await c.must(["tenants", "create", "r\(i)", "--config", cfg]) }
+        _ = try await c.waitForStatus("convergence") { ProcessCluster.converged($0, members: 5) }
+        try await c.must(["down", "--config", cfg])
+        for id in 3...5 { try FileManager.default.removeItem(atPath: "\(c.dir)/data/\(id)") }
+
+        // Peer 2 still runs (no quorum, no leader): recover refuses.
+        _ = try? await c.run(["up", "--config", cfg, "--id", "2", "--timeout", "2"])
+        let refused = try await c.run(["recover", "--config", cfg, "--id", "1"])
+        #expect(refused.status != 0 && refused.stderr.contains("member(s) 2 at"), "\(refused.stderr)")
+        let running = try await c.run(["recover", "--config", cfg, "--id", "2"])
+        #expect(running.status != 0 && running.stderr.contains("runs (pid"), "\(running.stderr)")
+        try await c.must(["down", "--config", cfg])
+
+        let recovered = try await c.must(["recover", "--config", cfg, "--id", "1"])
+        #expect(recovered.contains("recovered as the only voter"), "\(recovered)")
+        try await c.must(["up", "--config", cfg, "--id", "1"])
+        #expect(roles(try await membersJSON(c)) == [1: "voter"])
+        let list = try await c.must(["tenants", "list", "--config", cfg, "--output", "json", "--consistent"])
+        for i in 0..<8 { #expect(list.contains("\"r\(i)\"")) }
+
+        // Every other member comes back with fresh data, as an existing member, added one at a time.
+        try FileManager.default.moveItem(atPath: "\(c.dir)/data/2", toPath: "\(c.dir)/data-2-old")
+        try await c.must(["up", "--config", cfg, "--id", "2", "--id", "3", "--id", "4", "--id", "5", "--existing"])
+        for id in 2...5 {
+            try await c.must(["members", "add", "\(id)", "--config", cfg])
+            _ = try await waitForMembers(c, "peer \(id) caught up") { info in
+                (info["members"] as? [[String: Any]] ?? []).first { $0["id"] as? Int == id }?["caughtUp"] as? Bool == true
+            }
+        }
+        // The provisioner promotes up to voters_target (3); the operator promotes the rest.
+        _ = try await waitForMembers(c, "3 voters") { roles($0).values.filter { $0 == "voter" }.count == 3 }
+        for id in 2...5 where roles(try await membersJSON(c))[id] == "learner" {
+            try await c.must(["members", "promote", "\(id)", "--config", cfg])
+        }
+        #expect(roles(try await membersJSON(c)) == [1: "voter", 2: "voter", 3: "voter", 4: "voter", 5: "voter"])
+        try await c.must(["tenants", "create", "after-recovery", "--config", cfg])
+        let s = try await c.waitForStatus("all five converge") { ProcessCluster.converged($0, members: 5) }
+        #expect(s["tenants"] as? Int == 9)
+        try await c.must(["down", "--config", cfg])
+    }
+}
