@@ -44,7 +44,7 @@ extension ClusterState {
     /// The rules an event meets in apply and in a snapshot alike.
     static func validateEvent(_ e: PBEvent) throws(Rejection) {
         try Validate.id(e.id, "event id")
-        guard (1...8).contains(e.kind.rawValue) else { throw Rejection(.invalidField, "event \(Validate.quoted(e.id)) has kind \(e.kind)") }
+        guard (1...9).contains(e.kind.rawValue) else { throw Rejection(.invalidField, "event \(Validate.quoted(e.id)) has kind \(e.kind)") }
         if !e.instanceID.isEmpty { try Validate.id(e.instanceID, "event instance id") }
         if !e.newInstanceID.isEmpty { try Validate.id(e.newInstanceID, "event new instance id") }
         try Validate.text(e.reason, "event reason", max: ClusterLimits.descriptionBytesMax, required: true)

@@ -276,6 +276,7 @@ public enum Balancer {
         case .alert: "alert"
         case .paused: "paused"
         case .resumed: "resumed"
+        case .autopilot: "autopilot"
         default: "unknown"
         }
     }

@@ -44,6 +44,16 @@ public enum InstanceLifecycle {
         public var unknownSinceMs: [String: Int64]
         public var nowMs: Int64
         public var orphanGraceMs: Int64
+        /// Autopilot. Members the failure detector counts lost, and since when this leader has
+        /// seen them so (a new leader starts counting afresh).
+        public var lostSinceMs: [String: Int64] = [:]
+        /// Learners continuously caught up, and since when.
+        public var caughtUpSinceMs: [String: Int64] = [:]
+        /// A voter lost (and silent to Raft) for this long is removed, once a replacement keeps
+        /// the voters at the target (`timing.deadVoterRemoveAfterMs`); 0 never removes one.
+        public var deadVoterRemoveAfterMs: Int64 = 0
+        /// A learner is promoted only after being caught up this long (`timing.learnerStableMs`).
+        public var learnerStableMs: Int64 = 0
 
         public init(voters: Set<String>, learners: Set<String>, caughtUp: Set<String>, answering: Set<String>,
                     provided: [String: Provided]?, unknownSinceMs: [String: Int64] = [:], nowMs: Int64, orphanGraceMs: Int64 = 60_000) {
@@ -56,6 +66,20 @@ public enum InstanceLifecycle {
             self.nowMs = nowMs
             self.orphanGraceMs = orphanGraceMs
         }
+
+        /// Caught up, and for at least `learnerStableMs`.
+        func stable(_ learner: String) -> Bool {
+            guard caughtUp.contains(learner) else { return false }
+            guard learnerStableMs > 0 else { return true }
+            return nowMs - (caughtUpSinceMs[learner] ?? nowMs) >= learnerStableMs
+        }
+    }
+
+    /// What autopilot changes in the Raft configuration; the loop records an event for each
+    /// change that applied.
+    public enum AutopilotChange: Sendable, Equatable {
+        case promote(learner: String, replacing: String)
+        case removeDeadVoter(String)
     }
 
     public enum Action: Sendable, Equatable {
@@ -67,6 +91,8 @@ public enum InstanceLifecycle {
         case addLearner(instance: String, why: String)
         case promote(instance: String, why: String)
         case removeMember(instance: String, why: String)
+        /// A configuration change autopilot decided (docs/operations.md §Autopilot).
+        case autopilot(AutopilotChange, why: String)
         case destroy(instance: String, why: String)
         /// Nothing can happen for this instance now; the reason is logged when it changes.
         case waits(instance: String, why: String)
@@ -74,6 +100,7 @@ public enum InstanceLifecycle {
         public var instance: String? {
             switch self {
             case .create(let i, _), .addLearner(let i, _), .promote(let i, _), .removeMember(let i, _), .destroy(let i, _), .waits(let i, _): i
+            case .autopilot(.promote(let i, _), _), .autopilot(.removeDeadVoter(let i), _): i
             case .propose: nil
             }
         }
@@ -210,6 +237,12 @@ public enum InstanceLifecycle {
             }
         }
 
+        if inputs.deadVoterRemoveAfterMs > 0 {
+            for action in autopilot(state: state, inputs: inputs, votersTarget: votersTarget, excluding: decommissioning) {
+                if case .autopilot = action { change(action) } else { actions.append(action) }
+            }
+        }
+
         // Voters below the target: promote a caught-up, active learner.
         if inputs.voters.count < votersTarget, let learner = promotable(state: state, inputs: inputs, excluding: decommissioning) {
             change(.promote(instance: learner, why: "\(inputs.voters.count) voter(s), voters_target \(votersTarget)"))
@@ -262,11 +295,43 @@ public enum InstanceLifecycle {
         return nil
     }
 
-    /// A learner that may become a voter: caught up, active, not being removed.
+    /// A learner that may become a voter: caught up (for `learnerStableMs`), active, not being
+    /// removed.
     static func promotable(state: ClusterState, inputs: Inputs, excluding: Set<String>) -> String? {
         inputs.learners.sorted().first { l in
-            inputs.caughtUp.contains(l) && !excluding.contains(l) && state.instance(l)?.state == .active
+            inputs.stable(l) && !excluding.contains(l) && state.instance(l)?.state == .active
         }
+    }
+
+    /// Autopilot (as Consul's dead-server cleanup): a voter the failure detector has counted lost
+    /// for `deadVoterRemoveAfterMs`, and that Raft does not hear either, leaves the configuration
+    /// once that keeps the voters at the target: at once if there are more than the target,
+    /// else after a stable learner was promoted in its place. Never a change after which the
+    /// voters that answer are no quorum; one voter at a time (the lowest id first).
+    static func autopilot(state: ClusterState, inputs: Inputs, votersTarget: Int, excluding: Set<String>) -> [Action] {
+        let dead = inputs.voters.sorted().filter { x in
+            guard !inputs.caughtUp.contains(x), !excluding.contains(x), let since = inputs.lostSinceMs[x] else { return false }
+            return inputs.nowMs - since >= inputs.deadVoterRemoveAfterMs
+        }
+        guard let x = dead.first, let since = inputs.lostSinceMs[x] else { return [] }
+        let lost = "voter \(x) lost for \(inputs.nowMs - since) ms (timing.deadVoterRemoveAfterMs \(inputs.deadVoterRemoveAfterMs))"
+        func answeringQuorum(_ voters: Set<String>) -> Bool {
+            voters.intersection(inputs.caughtUp).count >= voters.count / 2 + 1
+        }
+        let others = inputs.voters.subtracting([x])
+        if others.count >= votersTarget {
+            guard answeringQuorum(others) else {
+                return [.waits(instance: x, why: "autopilot: \(lost), but the \(others.count) voters left would not have an answering quorum")]
+            }
+            return [.autopilot(.removeDeadVoter(x), why: "autopilot: \(lost); \(others.count) voter(s) remain (voters_target \(votersTarget))")]
+        }
+        guard let learner = promotable(state: state, inputs: inputs, excluding: excluding) else {
+            return [.waits(instance: x, why: "autopilot: \(lost); no caught-up, stable, active learner can take its place (add an instance: peer instances add)")]
+        }
+        guard answeringQuorum(inputs.voters.union([learner])) else {
+            return [.waits(instance: x, why: "autopilot: \(lost), but promoting learner \(learner) would leave no answering quorum")]
+        }
+        return [.autopilot(.promote(learner: learner, replacing: x), why: "autopilot: \(lost); learner \(learner) takes its place")]
     }
 
     static func resolve(_ id: String) -> PBResolveIntent {

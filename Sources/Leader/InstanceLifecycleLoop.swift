@@ -29,6 +29,12 @@ public final class InstanceLifecycleLoop: Sendable {
         /// round (an exec provider's list is a script run, a docker one an Engine call): orphans
         /// and stopped instances are found within this.
         public var idleListIntervalMs: Int64 = 10_000
+        /// Autopilot (`timing.deadVoterRemoveAfterMs`, `timing.learnerStableMs`): 0 never
+        /// removes a dead voter; learners are promoted after being caught up this long.
+        public var deadVoterRemoveAfterMs: Int64 = 0
+        public var learnerStableMs: Int64 = 0
+        /// `events.retain`, carried by autopilot's events.
+        public var eventsRetain: UInt32 = 10_000
 
         public init(clusterID: String, selfID: NodeID, version: String, protocolVersion: UInt32) {
             self.clusterID = clusterID
@@ -59,6 +65,8 @@ public final class InstanceLifecycleLoop: Sendable {
     let providers: [NamedProvider]
     let bootstrap: Bootstrap
     let answering: @Sendable (_ term: Term) -> Set<NodeID>
+    /// The failure detector's lost members (autopilot's input); none without it.
+    let lost: @Sendable (_ nowMs: Int64, _ term: Term) -> Set<String>
     let logger: Logger
     let soft = Mutex(Soft())
 
@@ -71,11 +79,17 @@ public final class InstanceLifecycleLoop: Sendable {
         var waiting: [String: String] = [:]
         /// When the providers were last listed (leader's clock).
         var listedAtMs: Int64 = 0
+        /// Since when each member has been lost, each learner caught up, without a break.
+        var lostSinceMs: [String: Int64] = [:]
+        var caughtUpSinceMs: [String: Int64] = [:]
     }
 
     public init(settings: Settings, node: any LeaderNode, providers: [NamedProvider], bootstrap: @escaping Bootstrap,
-                answering: @escaping @Sendable (_ term: Term) -> Set<NodeID>, clock: any LeaderClock = SystemClock(), logger: Logger) {
+                answering: @escaping @Sendable (_ term: Term) -> Set<NodeID>,
+                lost: @escaping @Sendable (_ nowMs: Int64, _ term: Term) -> Set<String> = { _, _ in [] },
+                clock: any LeaderClock = SystemClock(), logger: Logger) {
         self.settings = settings
+        self.lost = lost
         self.node = node
         self.clock = clock
         self.providers = providers
@@ -144,10 +158,20 @@ public final class InstanceLifecycleLoop: Sendable {
         let caughtUp = Set(status.progress.filter { p in
             InstanceLifecycle.isCaughtUp(match: p.match, lastIndex: last, recentlyActive: p.recentActive)
         }.map { "\($0.id)" })
-        let inputs = InstanceLifecycle.Inputs(
+        var inputs = InstanceLifecycle.Inputs(
             voters: Set(status.voters.map { "\($0)" }), learners: Set(status.learners.map { "\($0)" }),
             caughtUp: caughtUp.union(["\(settings.selfID)"]), answering: Set(answering(term).map { "\($0)" }).union(["\(settings.selfID)"]),
             provided: provided, unknownSinceMs: unknownSince, nowMs: now, orphanGraceMs: settings.orphanGraceMs)
+        let lostNow = lost(now, term)
+        let (lostSince, caughtUpSince) = soft.withLock { s in
+            s.lostSinceMs = Self.since(s.lostSinceMs, holding: lostNow, now: now)
+            s.caughtUpSinceMs = Self.since(s.caughtUpSinceMs, holding: inputs.caughtUp.intersection(inputs.learners), now: now)
+            return (s.lostSinceMs, s.caughtUpSinceMs)
+        }
+        inputs.lostSinceMs = lostSince
+        inputs.caughtUpSinceMs = caughtUpSince
+        inputs.deadVoterRemoveAfterMs = settings.deadVoterRemoveAfterMs
+        inputs.learnerStableMs = settings.learnerStableMs
         let actions = InstanceLifecycle.next(state: state, inputs: inputs)
         var waiting: [String: String] = [:]
         for action in actions {
@@ -165,6 +189,12 @@ public final class InstanceLifecycleLoop: Sendable {
                 _ = await change(.promote, x, why: why)
             case .removeMember(let x, let why):
                 if await change(.removeNode, x, why: why) { Failpoint.decommissionAfterMemberRemoved.hit() }
+            case .autopilot(let decision, let why):
+                let applied = switch decision {
+                case .promote(let learner, _): await change(.promote, learner, why: why)
+                case .removeDeadVoter(let x): await change(.removeNode, x, why: why)
+                }
+                if applied { await recordAutopilotEvent(decision, why: why, term: term, now: now) }
             case .destroy(let x, let why):
                 await destroy(x, why: why, state: state, holder: holder[x])
             }
@@ -257,6 +287,33 @@ public final class InstanceLifecycleLoop: Sendable {
             logger.info("instances: \(Self.describe(body)) (\(why)): \(error)")
             return false
         }
+    }
+
+    /// `since` kept for the ids still in `holding`, `now` for new ones, dropped for the rest.
+    static func since(_ since: [String: Int64], holding: Set<String>, now: Int64) -> [String: Int64] {
+        var out = since.filter { holding.contains($0.key) }
+        for x in holding where out[x] == nil { out[x] = now }
+        return out
+    }
+
+    /// Autopilot's decisions are events (`peer events`), recorded once the change applied.
+    func recordAutopilotEvent(_ decision: InstanceLifecycle.AutopilotChange, why: String, term: Term, now: Int64) async {
+        var event = PBEvent()
+        event.kind = .autopilot
+        switch decision {
+        case .promote(let learner, let replacing):
+            event.id = "autopilot-promote-\(learner)-\(now)"
+            event.instanceID = replacing
+            event.newInstanceID = learner
+        case .removeDeadVoter(let x):
+            event.id = "autopilot-remove-\(x)-\(now)"
+            event.instanceID = x
+        }
+        event.reason = String(why.utf8.prefix(Int(ClusterLimits.descriptionBytesMax))) ?? why
+        var c = PBRecordEvent()
+        c.event = event
+        c.retain = settings.eventsRetain
+        await propose(.recordEvent(c), why: why, term: term)
     }
 
     enum Change { case addLearner, promote, removeNode }

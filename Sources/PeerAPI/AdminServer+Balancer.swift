@@ -116,7 +116,7 @@ public struct EventInfo: Codable, Sendable, Hashable {
     }
 
     public var id: String
-    /// `scale-up`, `rebalance`, `scale-down`, `failover`, `replace`, `alert`, `paused`, `resumed`.
+    /// `scale-up`, `rebalance`, `scale-down`, `failover`, `replace`, `alert`, `paused`, `resumed`, `autopilot`.
     public var kind: String
     public var index: UInt64
     public var atMs: Int64

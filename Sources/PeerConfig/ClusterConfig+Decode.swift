@@ -11,7 +11,7 @@ struct ConfigDecoder {
     private(set) var lines: [String: Int] = [:]
 
     static let topKeys = ["cluster", "dataDir", "tlsDir", "runDir", "timing", "peers", "admin", "broker", "catalog", "components", "router", "limits", "providers", "balancer", "events"]
-    static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries", "instanceLostAfterMs"]
+    static let timingKeys = ["tickMs", "electionTicks", "heartbeatTicks", "snapshotEveryEntries", "instanceLostAfterMs", "deadVoterRemoveAfterMs", "learnerStableMs"]
     static let peerKeys = ["id", "peer", "api", "router", "routerControl", "components"]
     static let adminKeys = ["tokenFile"]
     /// Where pid and log files go when `runDir` is not given: inside the data directory.
@@ -87,6 +87,8 @@ struct ConfigDecoder {
         try read(map, "heartbeatTicks", T.heartbeatTicksRange, into: &timing.heartbeatTicks)
         try read(map, "snapshotEveryEntries", T.snapshotEveryEntriesRange, into: &timing.snapshotEveryEntries)
         try read(map, "instanceLostAfterMs", T.instanceLostAfterMsRange, into: &timing.instanceLostAfterMs)
+        try read(map, "deadVoterRemoveAfterMs", T.deadVoterRemoveAfterMsRange, into: &timing.deadVoterRemoveAfterMs)
+        try read(map, "learnerStableMs", T.learnerStableMsRange, into: &timing.learnerStableMs)
         return timing
     }
 

@@ -9,6 +9,7 @@ struct ConfigValidator {
         try uniquePeerIDs()
         try uniqueAddresses()
         try timingRatio()
+        try deadVoterThreshold()
         try planComponentsExist()
     }
 
@@ -91,5 +92,12 @@ struct ConfigValidator {
         guard t.electionTicks < ratio * t.heartbeatTicks else { return }
         let keyPath = lines["timing.electionTicks"] != nil ? "timing.electionTicks" : "timing.heartbeatTicks"
         throw error(keyPath, "electionTicks (\(t.electionTicks)) must be at least \(ratio) x heartbeatTicks (\(t.heartbeatTicks)), that is \(ratio * t.heartbeatTicks)")
+    }
+
+    /// Autopilot's threshold is the longer one: a voter is lost before it is dead.
+    private func deadVoterThreshold() throws(ConfigError) {
+        let t = config.timing
+        guard t.deadVoterRemoveAfterMs != 0, t.deadVoterRemoveAfterMs < t.instanceLostAfterMs else { return }
+        throw error("timing.deadVoterRemoveAfterMs", "deadVoterRemoveAfterMs (\(t.deadVoterRemoveAfterMs)) must be 0 (never) or at least instanceLostAfterMs (\(t.instanceLostAfterMs))")
     }
 }

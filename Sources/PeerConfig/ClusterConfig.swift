@@ -108,12 +108,21 @@ public struct ClusterConfig: Sendable, Hashable {
         /// The failure detector: the leader treats an instance as lost once it has had neither
         /// its data-plane report nor any answer from it for this long (ms). Default 5,000.
         public var instanceLostAfterMs: Int = 5_000
+        /// Autopilot: a voter lost for this long (ms), and silent to Raft, leaves the Raft
+        /// configuration once a replacement keeps the voters at `voters_target`. 0: never.
+        /// Default 120,000; at least `instanceLostAfterMs` when set.
+        public var deadVoterRemoveAfterMs: Int = 120_000
+        /// Autopilot: a learner is promoted only after it has been caught up this long (ms).
+        /// Default 10,000.
+        public var learnerStableMs: Int = 10_000
 
         public static let tickMsRange = 1...10_000
         public static let electionTicksRange = 3...100_000
         public static let heartbeatTicksRange = 1...10_000
         public static let snapshotEveryEntriesRange = 1...1_000_000_000
         public static let instanceLostAfterMsRange = 1_000...3_600_000
+        public static let deadVoterRemoveAfterMsRange = 0...604_800_000
+        public static let learnerStableMsRange = 0...3_600_000
         /// `electionTicks >= electionToHeartbeatRatioMin * heartbeatTicks`.
         public static let electionToHeartbeatRatioMin = 3
 

@@ -233,12 +233,16 @@ extension PeerRuntime {
         var settings = InstanceLifecycleLoop.Settings(
             clusterID: s.clusterID, selfID: s.selfID, version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion)
         settings.orphanGraceMs = Int64(s.config.timing.instanceLostAfterMs) * 12
+        settings.deadVoterRemoveAfterMs = Int64(s.config.timing.deadVoterRemoveAfterMs)
+        settings.learnerStableMs = Int64(s.config.timing.learnerStableMs)
+        settings.eventsRetain = UInt32(s.config.events.retain)
         var lifecycleLogger = logger
         lifecycleLogger[metadataKey: "part"] = "instances"
         let instances = InstanceLifecycleLoop(
             settings: settings, node: node, providers: try ProviderWiring.make(s.config, peerBinary: PeerProcesses.selfExecutable()),
             bootstrap: try ProviderWiring.bootstrap(config: s.config),
-            answering: { term in watch.answering(term: term) }, logger: lifecycleLogger)
+            answering: { term in watch.answering(term: term) },
+            lost: { now, term in Set(watch.liveness(nowMs: now, term: term).lost.keys) }, logger: lifecycleLogger)
         let waker = Waker()
         var balancer: BalancerLoop?
         if let b = s.config.balancer, b.enabled {

@@ -110,6 +110,7 @@ import Testing
         case .removeMember(let i, _): return "removeMember \(i)"
         case .destroy(let i, _): return "destroy \(i)"
         case .waits(let i, _): return "waits \(i)"
+        case .autopilot(let d, _): return "autopilot \(d)"
         case .propose(let body, _):
             switch body {
             case .setInstanceState(let c): return "propose \(stateName(c.state)) \(c.id)"
@@ -125,14 +126,14 @@ import Testing
     func why(_ action: Action) -> String {
         switch action {
         case .create(_, let why), .addLearner(_, let why), .promote(_, let why), .removeMember(_, let why),
-             .destroy(_, let why), .waits(_, let why), .propose(_, let why):
+             .destroy(_, let why), .waits(_, let why), .propose(_, let why), .autopilot(_, let why):
             return why
         }
     }
 
     func isConfChange(_ action: Action) -> Bool {
         switch action {
-        case .addLearner, .promote, .removeMember: return true
+        case .addLearner, .promote, .removeMember, .autopilot: return true
         default: return false
         }
     }

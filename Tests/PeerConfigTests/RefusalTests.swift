@@ -140,6 +140,15 @@ import Testing
         #expect(throws: Never.self) { try parse(validYAML + "\ntiming:\n  electionTicks: 6\n  heartbeatTicks: 2\n") }
     }
 
+    @Test func autopilotsDeadVoterThresholdIsTheLongerOne() throws {
+        expectRefused(validYAML + "\ntiming:\n  instanceLostAfterMs: 5000\n  deadVoterRemoveAfterMs: 4000\n", keyPath: "timing.deadVoterRemoveAfterMs",
+                      reason: "deadVoterRemoveAfterMs (4000) must be 0 (never) or at least instanceLostAfterMs (5000)", line: 20)
+        expectRefused(validYAML + "\ntiming:\n  learnerStableMs: -1\n", keyPath: "timing.learnerStableMs", reason: "-1 is out of range 0-3600000")
+        let off = try parse(validYAML + "\ntiming:\n  deadVoterRemoveAfterMs: 0\n")
+        #expect(off.timing.deadVoterRemoveAfterMs == 0 && off.timing.learnerStableMs == 10_000)
+        #expect(try parse(validYAML).timing.deadVoterRemoveAfterMs == 120_000)
+    }
+
     @Test func addressesAreCheckedWithTheirKeyPath() {
         expectRefused(validYAML(replacing: "7202", with: "70000"), keyPath: "peers[1].api",
                       reason: "port 70000 is out of range 1-65535", line: 12)

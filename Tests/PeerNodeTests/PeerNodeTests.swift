@@ -339,3 +339,46 @@ struct SlowTurnTests {
         await node.stop()
     }
 }
+
+/// Two operators' membership changes at once: the second is refused while the first is pending,
+/// as a refusal (nothing appended, not worth a blind retry), and the configuration is the
+/// first's alone (ADR 0005).
+@Suite struct MembershipChangeRefusalTests {
+    @Test func aSecondChangeWhileOneIsPendingIsRefusedAndChangesNothing() async throws {
+        let c = try LocalCluster(size: 3, checkQuorum: false)
+        let leader = try await c.waitForLeader()
+        let node = c.nodes[leader]!
+        _ = try await node.propose(createTenant("warm"))
+        let followers = c.ids.filter { $0 != leader }
+        let before = try await node.status()
+        // The followers cut off: the first change is appended but cannot commit.
+        c.network.cut.withLock { $0.formUnion(followers) }
+        let first = Task { () -> Result<Void, ProposeError> in
+            do { try await node.changeMembership(.removeNode(followers[0])); return .success(()) } catch let e as ProposeError { return .failure(e) } catch { return .failure(.stopped) }
+        }
+        var appended = false
+        for _ in 0..<2_000 where !appended {
+            appended = try await node.status().lastIndex > before.lastIndex
+            if !appended { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        #expect(appended, "the first change never reached the leader's log")
+        do {
+            try await node.changeMembership(.addLearner(4))
+            Issue.record("a second change while one was pending was accepted")
+        } catch {
+            guard case .refused(let why) = error else {
+                Issue.record("expected a refusal, got \(error)")
+                return
+            }
+            #expect(why.contains("one change at a time"), "\(why)")
+            #expect(error.certainlyNotApplied)
+        }
+        c.network.cut.withLock { $0.removeAll() }
+        let outcome = await first.value
+        #expect(throws: Never.self) { try outcome.get() }
+        let after = try await node.status()
+        #expect(Set(after.voters) == Set(c.ids).subtracting([followers[0]]))
+        #expect(after.learners.isEmpty, "the refused change applied after all")
+        await c.stopAll()
+    }
+}

@@ -36,7 +36,7 @@ struct MembershipProcessTests {
 
     @Test("members: the leader is not removed without a transfer; a transfer moves it; no removal leaves no answering quorum; a removed member comes back as a learner and is promoted")
     func membershipByHand() async throws {
-        let c = try ProcessCluster(size: 3)
+        let c = try ProcessCluster(size: 3, timing: ["learnerStableMs": 1_000])
         let cfg = c.configPath
         try await c.must(["init", "--config", cfg])
         try await c.must(["up", "--config", cfg])
@@ -162,7 +162,7 @@ struct MembershipProcessTests {
 
     @Test("recover: 5 members, 3 members' data deleted; refused while a member answers; the survivor alone, then the others added back")
     func recoverFromALostMajority() async throws {
-        let c = try ProcessCluster(size: 5)
+        let c = try ProcessCluster(size: 5, timing: ["learnerStableMs": 1_000])
         let cfg = c.configPath
         try await c.must(["init", "--config", cfg])
         try await c.must(["up", "--config", cfg])
@@ -204,6 +204,40 @@ struct MembershipProcessTests {
         try await c.must(["tenants", "create", "after-recovery", "--config", cfg])
         let s = try await c.waitForStatus("all five converge") { ProcessCluster.converged($0, members: 5) }
         #expect(s["tenants"] as? Int == 9)
+        try await c.must(["down", "--config", cfg])
+    }
+
+    @Test("autopilot: a voter that never came up is removed; a killed voter is replaced by a stable learner, then removed; both are events")
+    func autopilotReplacesADeadVoter() async throws {
+        let c = try ProcessCluster(size: 4, instanceLostAfterMs: 1_000, timing: ["deadVoterRemoveAfterMs": 3_000, "learnerStableMs": 1_000])
+        let cfg = c.configPath
+        try await c.must(["init", "--config", cfg])
+        // Four founding voters (the file's peers), one never started: beyond voters_target 3,
+        // autopilot removes it once it has been lost for 3 s.
+        try await c.must(["up", "--config", cfg, "--id", "1", "--id", "2", "--id", "3"])
+        _ = try await waitForMembers(c, "autopilot to remove the voter that never came up") { roles($0) == [1: "voter", 2: "voter", 3: "voter"] }
+
+        // Peer 4 joins as a learner (voters are at the target: it stays one).
+        try await c.must(["up", "--config", cfg, "--id", "4", "--existing"])
+        try await c.must(["members", "add", "4", "--config", cfg])
+        _ = try await waitForMembers(c, "learner 4 caught up") { info in
+            (info["members"] as? [[String: Any]] ?? []).first { $0["id"] as? Int == 4 }?["caughtUp"] as? Bool == true
+        }
+        let leader = try #require(try await membersJSON(c)["leader"] as? Int)
+        let victim = [1, 2, 3].first { $0 != leader }!
+        #expect(kill(try #require(c.pid(of: victim)), SIGKILL) == 0)
+        var expected: [Int: String] = [4: "voter"]
+        for id in [1, 2, 3] where id != victim { expected[id] = "voter" }
+        let after = try await waitForMembers(c, "autopilot to promote 4 and remove \(victim)", seconds: 40) { roles($0) == expected }
+        #expect(after["leader"] as? Int == leader)
+        try await c.must(["tenants", "create", "after-autopilot", "--config", cfg])
+
+        let events = try await c.must(["events", "--config", cfg, "--output", "json"])
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(events.utf8)) as? [[String: Any]], "\(events)")
+        let autopilot = list.filter { $0["kind"] as? String == "autopilot" }.compactMap { $0["reason"] as? String }
+        #expect(autopilot.contains { $0.contains("voter 4 lost") }, "\(autopilot)")
+        #expect(autopilot.contains { $0.contains("voter \(victim) lost") && $0.contains("learner 4 takes its place") }, "\(autopilot)")
+        #expect(autopilot.contains { $0.contains("voter \(victim) lost") && $0.contains("voter(s) remain") }, "\(autopilot)")
         try await c.must(["down", "--config", cfg])
     }
 }

@@ -30,7 +30,7 @@ final class ProcessCluster {
     /// `binary`: another `peer` binary than the one built beside the tests.
     init(
         size: Int = 3, snapshotEveryEntries: Int = 10_000, tickMs: Int = 50, instanceLostAfterMs: Int? = nil, extraYAML: String = "",
-        dataPlane: Bool = false, binary: String? = nil, cluster: String = "proc-test"
+        dataPlane: Bool = false, binary: String? = nil, cluster: String = "proc-test", timing: [String: Int] = [:]
     ) throws {
         self.binary = try binary ?? Self.peerBinary()
         self.size = size
@@ -48,6 +48,7 @@ final class ProcessCluster {
           heartbeatTicks: 1
           snapshotEveryEntries: \(snapshotEveryEntries)
         \(instanceLostAfterMs.map { "  instanceLostAfterMs: \($0)" } ?? "")
+        \(timing.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)" }.joined(separator: "\n"))
         peers:
 
         """

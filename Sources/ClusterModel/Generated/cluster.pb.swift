@@ -360,6 +360,9 @@ public nonisolated enum PBEventKind: SwiftProtobuf.Enum, Swift.CaseIterable {
 
   /// the operator resumed it
   case resumed // = 8
+
+  /// the Raft membership kept healthy: a dead voter removed, a learner promoted in its place
+  case autopilot // = 9
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -377,6 +380,7 @@ public nonisolated enum PBEventKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 6: self = .alert
     case 7: self = .paused
     case 8: self = .resumed
+    case 9: self = .autopilot
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -392,6 +396,7 @@ public nonisolated enum PBEventKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .alert: return 6
     case .paused: return 7
     case .resumed: return 8
+    case .autopilot: return 9
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -407,6 +412,7 @@ public nonisolated enum PBEventKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     .alert,
     .paused,
     .resumed,
+    .autopilot,
   ]
 
 }
@@ -1591,7 +1597,7 @@ nonisolated extension PBIntentKind: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension PBEventKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EVENT_KIND_UNSPECIFIED\0\u{1}EVENT_KIND_SCALE_UP\0\u{1}EVENT_KIND_REBALANCE\0\u{1}EVENT_KIND_SCALE_DOWN\0\u{1}EVENT_KIND_FAILOVER\0\u{1}EVENT_KIND_REPLACE\0\u{1}EVENT_KIND_ALERT\0\u{1}EVENT_KIND_PAUSED\0\u{1}EVENT_KIND_RESUMED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EVENT_KIND_UNSPECIFIED\0\u{1}EVENT_KIND_SCALE_UP\0\u{1}EVENT_KIND_REBALANCE\0\u{1}EVENT_KIND_SCALE_DOWN\0\u{1}EVENT_KIND_FAILOVER\0\u{1}EVENT_KIND_REPLACE\0\u{1}EVENT_KIND_ALERT\0\u{1}EVENT_KIND_PAUSED\0\u{1}EVENT_KIND_RESUMED\0\u{1}EVENT_KIND_AUTOPILOT\0")
 }
 
 nonisolated extension PBRequestId: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
