@@ -60,6 +60,22 @@ extension ClusterState {
         minProtocolVersion = c.protocolVersion
     }
 
+    /// `peer downgrade`: the cluster version goes down to one every replica of the lower release
+    /// can run, and what only the versions above it keep is dropped (an instance's state reason,
+    /// version 2), so the state holds nothing the lower release does not apply alike.
+    mutating func applyLowerMinVersion(_ c: PBLowerMinVersion) throws(Rejection) {
+        guard c.protocolVersion >= 1, c.protocolVersion < minProtocolVersion else {
+            throw Rejection(.invalidField, "the cluster version can go down from \(minProtocolVersion) to 1...\(max(1, minProtocolVersion) - 1), not to \(c.protocolVersion)")
+        }
+        minProtocolVersion = c.protocolVersion
+        if c.protocolVersion < 2 {
+            for (id, var instance) in instances where !instance.stateReason.isEmpty {
+                instance.stateReason = ""
+                instances[id] = instance
+            }
+        }
+    }
+
     static func validateSettings(_ s: Settings) throws(Rejection) {
         guard s.cpuHighPermille <= 1000, s.cpuLowPermille < s.cpuHighPermille else {
             throw Rejection(.invalidField, "settings: need cpu_low_permille < cpu_high_permille <= 1000, got \(s.cpuLowPermille) and \(s.cpuHighPermille)")

@@ -61,8 +61,22 @@ extension ClusterState {
                 throw Rejection(.notEmpty, "instance \(Validate.quoted(c.id)) still has \(remaining.count) placement(s); drain moves them first")
             }
         }
+        // Version 2: the reason. Before the cluster runs version 2, a replica of version 1
+        // ignores the field, so every replica ignores it.
+        if minProtocolVersion >= 2 {
+            try Validate.text(c.reason, "reason", max: ClusterLimits.descriptionBytesMax, required: false)
+        }
         instance.state = c.state
         instance.stateSinceMs = now
+        // The reason says why the instance left service: kept through the drain's own steps
+        // (draining, then drained), replaced by a new one, ended when it is active or removed.
+        if minProtocolVersion >= 2 {
+            if !c.reason.isEmpty {
+                instance.stateReason = c.reason
+            } else if c.state == .active || c.state == .removed {
+                instance.stateReason = ""
+            }
+        }
         instances[c.id] = instance
     }
 

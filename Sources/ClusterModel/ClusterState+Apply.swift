@@ -44,7 +44,12 @@ extension ClusterState {
             return .rejected(Rejection(.staleSequence, "client \(Validate.quoted(request.clientID)) sequence \(request.sequence) < last applied \(session.lastSequence)"))
         }
         let outcome: Outcome
-        if let body = command.body {
+        if let body = command.body, body.introducedInProtocolVersion > applierProtocolMax {
+            // A release before this command applied it as an unknown field: it halts.
+            throw .unsupportedCommand(index: index, fieldNumbers: [body.fieldNumber])
+        } else if case .setMinVersion(let c)? = command.body, c.protocolVersion > applierProtocolMax {
+            throw .tooOld(index: index, clusterVersion: c.protocolVersion, supported: applierProtocolMax)
+        } else if let body = command.body {
             lastLeaderTimeMs = max(lastLeaderTimeMs, command.leaderTimeMs)
             do throws(Rejection) {
                 try applyBody(body, now: lastLeaderTimeMs, index: index)
@@ -110,6 +115,7 @@ extension ClusterState {
         case .recordEvent(let c): try applyRecordEvent(c, now: now, index: index)
         case .setSettings(let c): try applySetSettings(c)
         case .setMinVersion(let c): try applySetMinVersion(c)
+        case .lowerMinVersion(let c): try applyLowerMinVersion(c)
         }
     }
 
@@ -175,7 +181,7 @@ extension Command.OneOf_Body {
              .placeTenant, .setPlacementPhase, .moveTenant, .provisionTenant, .deprovisionTenant, .changeTenantPlan:
             return true
         case .setInstanceRole, .reportInstanceVersion, .createBinding, .deleteBinding, .startOperation, .finishOperation,
-             .recordIntent, .resolveIntent, .recordEvent, .setSettings, .setMinVersion:
+             .recordIntent, .resolveIntent, .recordEvent, .setSettings, .setMinVersion, .lowerMinVersion:
             return false
         }
     }
@@ -200,6 +206,39 @@ extension Command.OneOf_Body {
         // The balancer's events (issue 21) join version 1 too: still no release of version 1.
         case .recordEvent:
             return 1
+        // `peer downgrade` (issue 23): the first command of version 2.
+        case .lowerMinVersion:
+            return 2
+        }
+    }
+
+    /// Its tag in `Command.body` (what a release that does not know it reports).
+    var fieldNumber: UInt64 {
+        switch self {
+        case .addInstance: 10
+        case .setInstanceState: 11
+        case .setInstanceRole: 12
+        case .reportInstanceVersion: 13
+        case .createTenant: 20
+        case .updateTenant: 21
+        case .setTenantState: 22
+        case .deleteTenant: 23
+        case .placeTenant: 30
+        case .setPlacementPhase: 31
+        case .moveTenant: 32
+        case .createBinding: 40
+        case .deleteBinding: 41
+        case .startOperation: 50
+        case .finishOperation: 51
+        case .provisionTenant: 52
+        case .deprovisionTenant: 53
+        case .changeTenantPlan: 54
+        case .recordIntent: 60
+        case .resolveIntent: 61
+        case .recordEvent: 62
+        case .setSettings: 70
+        case .setMinVersion: 71
+        case .lowerMinVersion: 72
         }
     }
 }

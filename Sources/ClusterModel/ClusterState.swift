@@ -29,6 +29,14 @@ public struct ClusterState: Equatable, Sendable {
     /// The gate of ARCHITECTURE §12: no instance below it may join, and a command type newer
     /// than it is refused. It only moves up.
     public internal(set) var minProtocolVersion: UInt32 = 0
+    /// The highest protocol version this build's apply knows (docs/cluster-model.md §Versioning).
+    public static let protocolVersionMax: UInt32 = 2
+    /// The highest protocol version THIS replica applies: `protocolVersionMax`, or lower when the
+    /// peer runs as an earlier release (`PEER_PROTOCOL_VERSION`, for upgrade tests built from one
+    /// tree). Below it, apply behaves as that release did: a newer command halts as an unknown
+    /// one, a newer field is ignored. Not replicated, not encoded; the peer sets it after every
+    /// restore.
+    public var applierProtocolMax: UInt32 = ClusterState.protocolVersionMax
     public internal(set) var settings: Settings = ClusterState.defaultSettings
     /// The largest leader time seen; times in the state never go backwards even when a new
     /// leader's clock is behind the old one's.

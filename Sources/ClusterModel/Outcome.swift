@@ -72,6 +72,20 @@ public enum ApplyResult: Equatable, Sendable {
 /// applying (and say this reason) until it is upgraded, never skip the entry.
 public enum ApplyHalt: Error, Equatable, Sendable {
     case unsupportedCommand(index: UInt64, fieldNumbers: [UInt64])
+    /// Entry `index` raises the cluster version above the highest this peer applies: the peer is
+    /// too old for the cluster and must be upgraded before it goes on.
+    case tooOld(index: UInt64, clusterVersion: UInt32, supported: UInt32)
+}
+
+extension ApplyHalt: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .unsupportedCommand(let index, let fields):
+            "entry \(index) holds a command this version does not know (field \(fields.map(String.init).joined(separator: ", "))): upgrade this peer"
+        case .tooOld(let index, let v, let supported):
+            "entry \(index) raises the cluster version to \(v), but this peer applies protocol versions up to \(supported): it is too old for this cluster; run a newer build on the same data"
+        }
+    }
 }
 
 extension Outcome {

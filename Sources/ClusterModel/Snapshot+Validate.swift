@@ -92,6 +92,7 @@ extension ClusterState {
         try Self.validateRole(instance.role)
         try check(instances[instance.id] == nil, "instance \(Validate.quoted(instance.id)) appears twice")
         try check((1...5).contains(instance.state.rawValue), "instance \(Validate.quoted(instance.id)) has state \(instance.state)")
+        try Validate.text(instance.stateReason, "instance state_reason", max: ClusterLimits.descriptionBytesMax, required: false)
         instances[instance.id] = instance
     }
 

@@ -65,11 +65,32 @@ public final class DataPlaneWatch: Sendable {
         }
     }
 
-    /// What a member said to a poll.
-    public enum PollAnswer: Sendable, Hashable {
-        case report(MemberReport)
-        /// It answered, but runs no data plane (no report): alive all the same.
-        case answeredWithoutReport
+    /// What a member said to a poll: its data-plane report (nil: it answered, but runs no data
+    /// plane; alive all the same) and the version it runs, if it said.
+    public struct PollAnswer: Sendable, Hashable {
+        public var report: MemberReport?
+        public var version: MemberVersion?
+
+        public init(report: MemberReport?, version: MemberVersion? = nil) {
+            self.report = report
+            self.version = version
+        }
+
+        public static func report(_ r: MemberReport) -> PollAnswer { PollAnswer(report: r) }
+        public static let answeredWithoutReport = PollAnswer(report: nil)
+    }
+
+    /// The build and the cluster-model protocol versions a member runs.
+    public struct MemberVersion: Sendable, Hashable {
+        public var build: String
+        public var protocolMin: UInt32
+        public var protocolMax: UInt32
+
+        public init(build: String, protocolMin: UInt32, protocolMax: UInt32) {
+            self.build = build
+            self.protocolMin = protocolMin
+            self.protocolMax = protocolMax
+        }
     }
 
     /// Asks one member for its report within `timeoutMillis`; nil when it does not answer (the
@@ -91,6 +112,8 @@ public final class DataPlaneWatch: Sendable {
         /// Each member's last report and when it arrived (the balancer's input: a member that
         /// misses one poll keeps its last report until it is `reportMaxAgeMs` old).
         var lastReports: [NodeID: (report: MemberReport, atMs: Int64)] = [:]
+        /// The version each member last said it runs (this term).
+        var versions: [NodeID: MemberVersion] = [:]
     }
 
     /// The members now (instances come and go while a leader leads).
@@ -149,26 +172,30 @@ public final class DataPlaneWatch: Sendable {
         state.withLock { s in
             for id in members.keys where s.firstPolledMs[id] == nil { s.firstPolledMs[id] = started }
         }
-        let (answers, heard) = await withTaskGroup(of: (NodeID, PollAnswer?, Int64).self) { group in
+        let (answered, heard) = await withTaskGroup(of: (NodeID, PollAnswer?, Int64).self) { group in
             for id in members.keys.sorted() {
                 // Stamped when its answer arrives, not when the round's slowest one does.
                 group.addTask { let answer = await pollMember(id, timeout); return (id, answer, clock.nowMs()) }
             }
             var reports: [NodeID: MemberReport] = [:]
             var heard: [NodeID: Int64] = [:]
+            var versions: [NodeID: MemberVersion] = [:]
             for await (id, answer, at) in group {
                 guard let answer else { continue }
                 heard[id] = at
-                if case .report(let report) = answer { reports[id] = report }
+                if let report = answer.report { reports[id] = report }
+                if let version = answer.version { versions[id] = version }
             }
-            return (reports, heard)
+            return ((reports, versions), heard)
         }
+        let (answers, versions) = answered
         let now = clock.nowMs()
         let routedLive = members.filter { $0.value.routed && answers[$0.key] != nil }.map(\.key)
         let minConfirmed: UInt64? = routedLive.isEmpty ? nil : routedLive.map { answers[$0]?.routerConfirmedIndex ?? 0 }.min()
         state.withLock { s in
             if s.term != term { s = State(term: term, termStartMs: started) }
             s.reports = answers
+            s.versions.merge(versions) { _, new in new }
             for (id, at) in heard { s.lastHeardMs[id] = at }
             for (id, report) in answers { s.lastReports[id] = (report, heard[id] ?? now) }
             if let m = minConfirmed, m > (s.confirmations.last?.index ?? 0) {
@@ -209,6 +236,11 @@ public final class DataPlaneWatch: Sendable {
             }
         }
         return InstanceLiveness(lost: lost)
+    }
+
+    /// The version each member said it runs, in `term` (empty in another term).
+    public func versions(term: Term) -> [NodeID: MemberVersion] {
+        state.withLock { $0.term == term ? $0.versions : [:] }
     }
 
     /// The members that answered a poll of `term` within the last `instanceLostAfterMs`.

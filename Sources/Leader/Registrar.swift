@@ -1,4 +1,5 @@
 import ClusterModel
+import Controller
 import Logging
 import PeerNode
 import Raft
@@ -34,12 +35,16 @@ public struct Registrar: Sendable {
     let version: String
     let protocolVersion: UInt32
     let intervalMillis: Int
+    /// What each member says it runs (the data-plane watch's answers), in a term.
+    let versions: @Sendable (_ term: Term) -> [String: ClusterVersion.Reported]
     let logger: Logger
 
     public init(
         node: any LeaderNode, selfID: NodeID, members: [Member], version: String, protocolVersion: UInt32, intervalMillis: Int = 500,
+        versions: @escaping @Sendable (_ term: Term) -> [String: ClusterVersion.Reported] = { _ in [:] },
         clock: any LeaderClock = SystemClock(), logger: Logger
     ) {
+        self.versions = versions
         self.node = node
         self.clock = clock
         self.selfID = selfID
@@ -88,6 +93,17 @@ public struct Registrar: Sendable {
                     active.state = .active
                     sequence += 1
                     await propose(Command(clientId: client, sequence: sequence, leaderTimeMs: nowMs(), .setInstanceState(active)))
+                }
+                // Each member's build and protocol version as it reports them now (an upgrade
+                // or a downgrade of its binary); this leader's own from what it runs.
+                var polled = versions(hint.term)
+                polled["\(selfID)"] = ClusterVersion.Reported(build: version, protocolMax: protocolVersion)
+                let reported = polled
+                let records = (try? await node.read(linearizable: false) { ClusterVersion.reports(state: $0, reported: reported) }) ?? []
+                for r in records {
+                    sequence += 1
+                    await propose(Command(clientId: "registrar-\(selfID)-\(clientTerm)", sequence: sequence, leaderTimeMs: nowMs(), .reportInstanceVersion(r)))
+                    logger.notice("instance \(r.id) runs \(r.version) (protocol version \(r.protocolVersion)): recorded")
                 }
             }
             await clock.sleep(millis: intervalMillis)

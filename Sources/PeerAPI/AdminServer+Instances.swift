@@ -224,6 +224,13 @@ extension AdminServer {
         var c = PBSetInstanceState()
         c.id = id
         c.state = state
+        if let reason = req.reason, !reason.isEmpty {
+            // A field of protocol version 2: set only once every member applies it (before, a
+            // member of version 1 would ignore it and the replicas would differ).
+            let version: UInt32
+            do { version = try await node.read(linearizable: false) { max(1, $0.minProtocolVersion) } } catch { throw Self.apiError(error) }
+            if version >= 2 { c.reason = reason }
+        }
         let (result, info) = try await propose(.setInstanceState(c), clientId: req.clientId, sequence: req.sequence) { s in
             s.instance(id).map { InstanceInfo($0, state: s, active: s.activeTenantCountsByInstance) }
         }
@@ -252,6 +259,8 @@ extension InstanceInfo {
         routerAddress = instance.routerAddress.isEmpty ? nil : instance.routerAddress
         componentsAddress = instance.componentsAddress.isEmpty ? nil : instance.componentsAddress
         provider = instance.provider.isEmpty ? nil : instance.provider
+        stateReason = instance.stateReason.isEmpty ? nil : instance.stateReason
+        protocolVersion = instance.protocolVersion
         if let intent = state.allIntents.first(where: { $0.instanceID == instance.id }) {
             self.intent = intent.kind == .provision ? "provision" : "decommission"
             intentDeadlineMs = intent.deadlineMs

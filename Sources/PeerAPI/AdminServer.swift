@@ -71,6 +71,8 @@ public struct AdminServerConfiguration: Sendable {
     public var protocolVersion: UInt32
     /// The cluster's id (the config file's `cluster:`), written into snapshot files.
     public var clusterID = ""
+    /// The lowest cluster-model protocol version this build runs (`protocolVersion` the highest).
+    public var protocolVersionMin: UInt32 = 1
     public var pid: Int32
     public var startedAtMs: Int64
     /// SHA-256 of the admin token, if one is configured: `Authorization: Bearer <token>` is then
@@ -235,6 +237,7 @@ public final class AdminServer: Sendable {
         addBalancerRoutes(to: router)
         addMemberRoutes(to: router)
         addSnapshotRoutes(to: router)
+        addVersionRoutes(to: router)
         router.get("status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
         }
@@ -254,12 +257,15 @@ public final class AdminServer: Sendable {
             }
         }
         router.get("dataplane") { _, _ in
-            await self.respond { () async throws(APIError) -> DataPlaneReport in
+            var response = await self.respond { () async throws(APIError) -> DataPlaneReport in
                 guard let report = self.config.dataPlane?() else {
                     throw APIError("notFound", "this peer runs no agent and no router")
                 }
                 return report
             }
+            // The leader's poll learns the version each member runs from every answer.
+            response.headers[VersionHeader.name] = VersionHeader.value(build: self.config.version, min: self.config.protocolVersionMin, max: self.config.protocolVersion)
+            return response
         }
         router.get("operations/:id") { request, context in
             let id = Self.pathSegment(context, "id")
@@ -383,7 +389,7 @@ public final class AdminServer: Sendable {
         let me = config.addresses(of: config.selfID)
         let dataPlane = config.dataPlane?()
         let role = s.voters.contains(s.id) ? "voter" : s.learners.contains(s.id) ? "learner" : "none"
-        return MemberStatus(
+        var member = MemberStatus(
             id: s.id, address: me?.peer ?? "", apiAddress: me?.api ?? "", role: role, state: s.role.rawValue,
             term: s.term, leader: s.leader == noNode ? nil : s.leader,
             commitIndex: s.commitIndex, appliedIndex: s.appliedIndex, firstIndex: s.firstIndex, lastIndex: s.lastIndex,
@@ -397,6 +403,8 @@ public final class AdminServer: Sendable {
             source: consistent ? "linearizable" : "local", instances: summary.instances,
             routerURL: dataPlane?.routerURL, dataPlane: dataPlane, balancer: summary.balancer
         )
+        member.versionChangeIndex = s.versionChangeIndex
+        return member
     }
 
     func listTenants(consistent: Bool) async throws(APIError) -> [TenantInfo] {

@@ -43,6 +43,10 @@ public struct MemberStatus: Codable, Sendable, Hashable {
     public var droppedMessages: Int
     /// Snapshots received from a leader and installed since this process started.
     public var snapshotsInstalled: Int
+    /// The last applied entry that changed the cluster version (0: none since this member's
+    /// snapshot). A binary of an older release may replace this member's once `snapshotIndex`
+    /// is at least this: it then never replays an entry of the newer version.
+    public var versionChangeIndex: UInt64? = nil
     /// How this report was read: `local` (this member's applied state, possibly stale) or
     /// `linearizable` (after a ReadIndex round through the leader).
     public var source: String
@@ -88,6 +92,10 @@ public struct InstanceInfo: Codable, Sendable, Hashable {
     public var provider: String?
     /// When that intent gives up (an add) or is due (leader's clock, Unix ms).
     public var intentDeadlineMs: Int64?
+    /// Why it is in its state, when the operator said (cluster version 2).
+    public var stateReason: String?
+    /// The cluster-model protocol version it last reported.
+    public var protocolVersion: UInt32?
 
     public init(id: String, address: String, role: String, state: String, version: String, activeTenants: Int, placements: Int? = nil, stateSinceMs: Int64? = nil) {
         self.id = id
@@ -133,10 +141,13 @@ public struct InstanceChangeRequest: Codable, Sendable, Hashable {
 public struct InstanceStateRequest: Codable, Sendable, Hashable {
     public var clientId: String?
     public var sequence: UInt64?
+    /// Why (e.g. "upgrade to 0.2.0"): recorded once the cluster version is 2, dropped before.
+    public var reason: String?
 
-    public init(clientId: String? = nil, sequence: UInt64? = nil) {
+    public init(clientId: String? = nil, sequence: UInt64? = nil, reason: String? = nil) {
         self.clientId = clientId
         self.sequence = sequence
+        self.reason = reason
     }
 }
 

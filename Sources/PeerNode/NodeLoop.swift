@@ -23,6 +23,8 @@ final class NodeLoop {
         var written = 0
     }
     var compaction: Compaction?
+    /// The last applied entry that changed the cluster version (`NodeStatus.versionChangeIndex`).
+    var versionChangeIndex: LogIndex = 0
     var haltReason: String?
     var stopping = false
 
@@ -80,6 +82,12 @@ final class NodeLoop {
             }
         } else {
             state = ClusterState()
+        }
+        state.applierProtocolMax = options.protocolVersionMax
+        let clusterVersion = max(1, state.minProtocolVersion)
+        guard (options.protocolVersionMin...options.protocolVersionMax).contains(clusterVersion) else {
+            let which = clusterVersion > options.protocolVersionMax ? "too old" : "too new"
+            throw .config("the cluster version in this peer's data is \(clusterVersion), but this build runs protocol versions \(options.protocolVersionMin)...\(options.protocolVersionMax): it is \(which) for this cluster (docs/operations.md §Upgrades)")
         }
         snapshotIndex = snap.index
         lastSnapshotBytes = snap.index > 0 ? UInt64(data.count) : 0
@@ -257,10 +265,16 @@ final class NodeLoop {
         if entry.kind == .confChange {
             result = .applied  // the core applied it; Ready.confChanges says how
         } else if entry.kind == .normal && !entry.data.isEmpty {
+            let versionBefore = state.minProtocolVersion
+            defer { if state.minProtocolVersion != versionBefore { versionChangeIndex = entry.index } }
             do {
                 result = try state.apply(entry.data, at: entry.index)
             } catch {
-                halt("entry \(entry.index) cannot be applied by this version: \(error); upgrade this peer")
+                halt("entry \(entry.index) cannot be applied by this version: \(error)")
+                return
+            }
+            if max(1, state.minProtocolVersion) < options.protocolVersionMin {
+                halt("entry \(entry.index) lowers the cluster version to \(state.minProtocolVersion), but this build runs protocol versions from \(options.protocolVersionMin): it is too new for this cluster; run an older build on the same data")
                 return
             }
         }
@@ -279,6 +293,11 @@ final class NodeLoop {
         do {
             let data = try store.currentSnapshotData()
             state = try ClusterState(snapshot: data)
+            state.applierProtocolMax = options.protocolVersionMax
+            if state.minProtocolVersion > options.protocolVersionMax {
+                halt("the snapshot at \(metadata.index) is of a cluster at version \(state.minProtocolVersion), but this peer applies protocol versions up to \(options.protocolVersionMax): it is too old for this cluster; run a newer build on the same data")
+                return
+            }
             snapshotIndex = metadata.index
             lastSnapshotBytes = UInt64(data.count)
             logBytesSinceSnapshot = 0
@@ -427,8 +446,12 @@ final class NodeLoop {
         guard haltReason == nil, snapshotEncoding == nil, compaction == nil else { return }
         let applied = raft.appliedIndex
         let policy = SnapshotPolicy(everyEntries: options.snapshotEveryEntries, logBytesRatio: options.snapshotLogBytesRatio)
+        // A cluster version change is snapshotted at once: a peer of the previous release,
+        // restarted on this data after a downgrade, starts from the snapshot and never replays
+        // the entries of the newer version.
+        let versionChanged = versionChangeIndex > snapshotIndex
         guard applied > snapshotIndex,
-              policy.isDue(entries: applied - snapshotIndex, logBytes: logBytesSinceSnapshot, lastSnapshotBytes: lastSnapshotBytes)
+              versionChanged || policy.isDue(entries: applied - snapshotIndex, logBytes: logBytesSinceSnapshot, lastSnapshotBytes: lastSnapshotBytes)
         else { return }
         logBytesSinceSnapshot = 0
         precondition(state.appliedIndex <= applied, "state applied \(state.appliedIndex) beyond the core's \(applied)")
@@ -497,7 +520,7 @@ final class NodeLoop {
     // MARK: - Status, halt, stop
 
     func currentStatus(now: UInt64) -> NodeStatus {
-        NodeStatus(
+        var status = NodeStatus(
             id: raft.id, role: raft.role, term: raft.term, leader: raft.leader,
             commitIndex: raft.commitIndex, appliedIndex: raft.appliedIndex,
             firstIndex: raft.firstIndex, lastIndex: raft.lastIndex, snapshotIndex: snapshotIndex,
@@ -508,6 +531,8 @@ final class NodeLoop {
             snapshotsInstalled: raft.counters.snapshotsInstalled,
             tenantCount: state.tenantCount, instanceCount: state.allInstances.count
         )
+        status.versionChangeIndex = versionChangeIndex
+        return status
     }
 
     func halt(_ why: String) {

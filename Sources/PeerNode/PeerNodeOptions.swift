@@ -1,3 +1,4 @@
+import ClusterModel
 import Raft
 
 /// How one node runs. Timing comes from the cluster configuration file.
@@ -27,6 +28,10 @@ public struct PeerNodeOptions: Sendable {
     public var readTimeoutMillis: Int = 5_000
     /// Proposals appended per loop iteration (one durable write): the group-commit batch.
     public var proposalBatchMax = 4_096
+    /// The highest cluster-model protocol version this peer applies (`ClusterState.applierProtocolMax`).
+    public var protocolVersionMax: UInt32 = ClusterState.protocolVersionMax
+    /// The lowest cluster version this peer runs in: a cluster below it is too old for it.
+    public var protocolVersionMin: UInt32 = 1
 
     public init(raft: RaftConfig) {
         self.raft = raft
@@ -71,6 +76,10 @@ public struct NodeStatus: Sendable, Hashable {
     public var droppedMessages: Int
     /// Snapshots received from a leader and installed since this process started.
     public var snapshotsInstalled: Int
+    /// The index of the last applied entry that changed the cluster version (0: none since the
+    /// snapshot this node started or installed from). The node takes a snapshot at once after
+    /// one, so a binary of the previous release restarted on this data never replays it.
+    public var versionChangeIndex: LogIndex = 0
     public var tenantCount: Int
     public var instanceCount: Int
 

@@ -35,8 +35,8 @@ enum PeerProcesses {
     /// Starts `peer run --config CONFIG --id ID` in its own session (so a Ctrl-C aimed at the
     /// terminal's process group does not reach it), stdout and stderr appended to `logFile`.
     /// Returns the pid.
-    static func spawn(config: String, id: UInt64, logFile: String, existing: Bool = false) throws -> pid_t {
-        let exe = selfExecutable()
+    static func spawn(config: String, id: UInt64, logFile: String, existing: Bool = false, executable: String? = nil) throws -> pid_t {
+        let exe = executable ?? selfExecutable()
         do {
             return try ChildProcess.spawn(
                 [exe, "run", "--config", config, "--id", String(id)] + (existing ? ["--existing"] : []),
@@ -47,6 +47,18 @@ enum PeerProcesses {
     }
 
     static func alive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+
+    /// SIGTERM to peer `id` at `pid`, then waits up to `timeoutSeconds` for it to exit (checked
+    /// against /proc, so a reused pid does not count as the peer). True once it is gone.
+    static func stop(id: UInt64, pid: pid_t, timeoutSeconds: Int) async -> Bool {
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
+        while isPeer(pid: pid, id: id) && alive(pid) {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
 
     /// The last `lines` lines of a log file (for "why did it not start").
     static func tail(_ path: String, lines: Int = 15) -> String {

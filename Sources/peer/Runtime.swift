@@ -13,10 +13,34 @@ import Raft
 import ServiceLifecycle
 
 /// This build's identity, shown by `peer status`.
+/// This build's version and the cluster-model protocol versions it runs (docs/cluster-model.md
+/// §Versioning). `PEER_PROTOCOL_VERSION=N` (or `MIN-MAX`) makes the peer run as the release of
+/// that protocol version, so upgrade tests get two versions from one tree: the build string
+/// follows (protocol 1: 0.1.0-dev), apply ignores what came later (`ClusterState.applierProtocolMax`).
+/// For tests; an operator never sets it.
 enum PeerVersion {
-    static let build = "0.1.0-dev"
-    /// The highest cluster-model protocol version this build applies (ClusterModel §Versioning).
-    static let protocolVersion: UInt32 = 1
+    static let environmentVariable = "PEER_PROTOCOL_VERSION"
+
+    /// The versions this process runs, or why the environment's setting is refused.
+    static let range: Result<ClosedRange<UInt32>, CLIError> = {
+        let all: ClosedRange<UInt32> = 1...ClusterState.protocolVersionMax
+        guard let text = ProcessInfo.processInfo.environment[environmentVariable] else { return .success(all) }
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { UInt32($0) }
+        let r: ClosedRange<UInt32>?
+        switch parts.count {
+        case 1: r = parts[0].map { 1...$0 }
+        case 2: r = parts[0].flatMap { lo in parts[1].flatMap { hi in lo <= hi ? lo...hi : nil } }
+        default: r = nil
+        }
+        guard let r, all.contains(r.lowerBound), all.contains(r.upperBound) else {
+            return .failure(CLIError("\(environmentVariable)=\(text): give a protocol version (or MIN-MAX) within \(all.lowerBound)...\(all.upperBound)"))
+        }
+        return .success(r)
+    }()
+
+    static var protocolVersion: UInt32 { (try? range.get())?.upperBound ?? ClusterState.protocolVersionMax }
+    static var protocolVersionMin: UInt32 { (try? range.get())?.lowerBound ?? 1 }
+    static var build: String { "0.\(protocolVersion).0-dev" }
 }
 
 /// The durable log of a real peer: SQLite through PeerStore.
@@ -100,6 +124,8 @@ enum PeerRuntime {
         raft.electionTimeoutTicks = s.electionTicks
         raft.heartbeatTimeoutTicks = s.heartbeatTicks
         var options = PeerNodeOptions(raft: raft)
+        options.protocolVersionMin = PeerVersion.protocolVersionMin
+        options.protocolVersionMax = PeerVersion.protocolVersion
         options.tickMillis = s.tickMillis
         options.snapshotEveryEntries = s.snapshotEveryEntries
         let node = try PeerNode(options: options, store: store, send: { m in _ = transport.send(m) })
@@ -137,6 +163,7 @@ enum PeerRuntime {
         )
         apiConfig.logger = logger
         apiConfig.clusterID = s.clusterID
+        apiConfig.protocolVersionMin = PeerVersion.protocolVersionMin
         apiConfig.member = { id in directory.entry(id)?.addresses }
         apiConfig.limits = ListenerLimits(s.config.limits.api)
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
@@ -213,10 +240,12 @@ extension PeerRuntime {
                       let answer = try? await client.request(host: api.host, port: Int(api.port), method: .GET, path: "/v1/dataplane", timeoutMillis: timeoutMillis)
                 else { return nil }
                 // Any answer means the member is alive; a 404 means it runs no data plane.
+                let version = answer.headers.first { $0.0.caseInsensitiveCompare(VersionHeader.nameText) == .orderedSame }.flatMap { VersionHeader.parse($0.1) }
+                    .map { DataPlaneWatch.MemberVersion(build: $0.build, protocolMin: $0.min, protocolMax: $0.max) }
                 guard answer.status == 200, let report = try? JSONDecoder().decode(DataPlaneReport.self, from: Data(answer.body)) else {
-                    return .answeredWithoutReport
+                    return DataPlaneWatch.PollAnswer(report: nil, version: version)
                 }
-                return .report(DataPlaneWatch.MemberReport(report))
+                return DataPlaneWatch.PollAnswer(report: DataPlaneWatch.MemberReport(report), version: version)
             },
             instanceLostAfterMs: Int64(s.config.timing.instanceLostAfterMs),
             logger: logger)
@@ -229,7 +258,11 @@ extension PeerRuntime {
                     id: $0.id, peerAddress: $0.peerAddress.description, apiAddress: $0.apiAddress.description,
                     routerAddress: $0.routerAddress?.description ?? "", componentsAddress: $0.componentAddress?.description ?? "")
             },
-            version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion, logger: logger)
+            version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion,
+            versions: { term in
+                Dictionary(uniqueKeysWithValues: watch.versions(term: term).map { ("\($0.key)", ClusterVersion.Reported(build: $0.value.build, protocolMax: $0.value.protocolMax)) })
+            },
+            logger: logger)
         var settings = InstanceLifecycleLoop.Settings(
             clusterID: s.clusterID, selfID: s.selfID, version: PeerVersion.build, protocolVersion: PeerVersion.protocolVersion)
         settings.orphanGraceMs = Int64(s.config.timing.instanceLostAfterMs) * 12

@@ -36,11 +36,11 @@ struct InstancesList: AsyncParsableCommand {
 
 enum InstancesTable {
     static func render(_ instances: [InstanceInfo]) -> String {
-        var rows = [["INSTANCE", "ADDRESS", "ROLE", "STATE", "VERSION", "SERVING", "PLACED", "PROVIDER", "INTENT"]]
+        var rows = [["INSTANCE", "ADDRESS", "ROLE", "STATE", "VERSION", "SERVING", "PLACED", "PROVIDER", "INTENT", "REASON"]]
         for i in instances {
             rows.append([
                 i.id, i.address, i.role, i.state, i.version, String(i.activeTenants), i.placements.map(String.init) ?? "-",
-                i.provider ?? "-", i.intent ?? "-",
+                i.provider ?? "-", i.intent ?? "-", i.stateReason ?? "-",
             ])
         }
         return Table.render(rows) + "\(instances.count) instance(s)\n"
@@ -64,12 +64,21 @@ struct InstancesDrain: AsyncParsableCommand {
     @Option(help: "Give up waiting after this many seconds (the drain goes on; `peer instances list` shows it).")
     var wait: Int = 300
 
+    @Option(help: "Why (shown by `peer instances list`; recorded once the cluster version is 2).")
+    var reason: String?
+
     func run() async throws {
-        let info = try await InstanceStateChange.send(id: id, verb: "drain", options: options)
+        let drained = try await Self.drainAndWait(id: id, reason: reason, options: options, waitSeconds: wait)
+        if options.output == .json { print(String(decoding: try JSONEncoder().encode(drained), as: UTF8.self)) }
+    }
+
+    /// Drains instance `id` and waits until it is drained, printing progress (table output).
+    static func drainAndWait(id: String, reason: String?, options: TenantOptions, waitSeconds: Int) async throws -> InstanceInfo {
+        let info = try await InstanceStateChange.send(id: id, verb: "drain", options: options, reason: reason)
         let ctx = try ClusterContext(configPath: options.config)
         let reader = WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
         let started = ContinuousClock.now
-        let deadline = started + .seconds(wait)
+        let deadline = started + .seconds(waitSeconds)
         var last = ""
         var current = info
         while true {
@@ -79,15 +88,12 @@ struct InstancesDrain: AsyncParsableCommand {
                 print(String(format: "%7.3f s  ", Double(t.seconds) + Double(t.attoseconds) / 1e18) + "instance \(id) " + line)
                 last = line
             }
-            if current.state == "drained" {
-                if options.output == .json { print(String(decoding: try JSONEncoder().encode(current), as: UTF8.self)) }
-                return
-            }
+            if current.state == "drained" { return current }
             guard current.state == "draining" else {
                 throw CLIError("instance \(id) is \(current.state) now: the drain was cancelled (`peer instances activate`) or the instance changed state")
             }
             guard ContinuousClock.now < deadline else {
-                throw CLIError("instance \(id) still draining after \(wait) s (\(line)); the leader's log says why it waits")
+                throw CLIError("instance \(id) still draining after \(waitSeconds) s (\(line)); the leader's log says why it waits")
             }
             try await Task.sleep(for: .milliseconds(200))
             let answer = try await reader.send(method: .GET, path: "/v1/instances/\(id)?consistent=true", body: nil)
@@ -117,10 +123,10 @@ struct InstancesActivate: AsyncParsableCommand {
 
 enum InstanceStateChange {
     /// `POST /v1/instances/ID/VERB` with a fresh client session (retries apply once).
-    static func send(id: String, verb: String, options: TenantOptions) async throws -> InstanceInfo {
+    static func send(id: String, verb: String, options: TenantOptions, reason: String? = nil) async throws -> InstanceInfo {
         try checkID(id)
         let ctx = try ClusterContext(configPath: options.config)
-        let body = try JSONEncoder().encode(InstanceStateRequest(clientId: WriteClient.freshClientID(), sequence: 1))
+        let body = try JSONEncoder().encode(InstanceStateRequest(clientId: WriteClient.freshClientID(), sequence: 1, reason: reason))
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .POST, path: "/v1/instances/\(id)/\(verb)", body: Array(body))
         return try JSONDecoder().decode(InstanceInfo.self, from: Data(answer.body))
     }

@@ -51,6 +51,7 @@ struct RunCommand: AsyncParsableCommand {
         if let unknown = Failpoint.unknownSetting {
             throw ValidationError("\(Failpoint.environmentVariable)=\(unknown) names no failpoint; `peer failpoints` lists them")
         }
+        if case .failure(let e) = PeerVersion.range { throw ValidationError(e.description) }
         let settings = try resolve()
         let id = settings.selfID
         LoggingSystem.bootstrap { label in

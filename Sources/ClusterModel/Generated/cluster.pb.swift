@@ -650,6 +650,15 @@ public nonisolated struct PBCommand: @unchecked Sendable {
     set {_uniqueStorage()._body = .setMinVersion(newValue)}
   }
 
+  /// protocol version 2
+  public var lowerMinVersion: PBLowerMinVersion {
+    get {
+      if case .lowerMinVersion(let v)? = _storage._body {return v}
+      return PBLowerMinVersion()
+    }
+    set {_uniqueStorage()._body = .lowerMinVersion(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -676,6 +685,8 @@ public nonisolated struct PBCommand: @unchecked Sendable {
     case recordEvent(PBRecordEvent)
     case setSettings(PBSetSettings)
     case setMinVersion(PBSetMinVersion)
+    /// protocol version 2
+    case lowerMinVersion(PBLowerMinVersion)
 
   }
 
@@ -742,6 +753,11 @@ public nonisolated struct PBSetInstanceState: Sendable {
   public var id: String = String()
 
   public var state: PBInstanceState = .unspecified
+
+  /// Protocol version 2: why (e.g. "upgrade to 0.2.0"), kept on the instance until its next
+  /// state change. Set by a leader only once the cluster version is 2; ignored before (as a
+  /// version-1 peer ignores the unknown field), so every replica applies the same.
+  public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1264,6 +1280,20 @@ public nonisolated struct PBSetMinVersion: Sendable {
   public init() {}
 }
 
+/// `peer downgrade`: the cluster version goes down (SetMinVersion only raises it), and what the
+/// versions above it keep in the state is dropped, so peers of the lower version can run again.
+public nonisolated struct PBLowerMinVersion: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var protocolVersion: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct PBOutcome: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1305,6 +1335,9 @@ public nonisolated struct PBInstance: Sendable {
   public var componentsAddress: String = String()
 
   public var provider: String = String()
+
+  /// protocol version 2: why it is in its state (SetInstanceState.reason)
+  public var stateReason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1637,7 +1670,7 @@ nonisolated extension PBRequestId: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{3}leader_time_ms\0\u{3}skippable_if_unknown\0\u{4}\u{7}add_instance\0\u{3}set_instance_state\0\u{3}set_instance_role\0\u{3}report_instance_version\0\u{4}\u{7}create_tenant\0\u{3}update_tenant\0\u{3}set_tenant_state\0\u{3}delete_tenant\0\u{4}\u{7}place_tenant\0\u{3}set_placement_phase\0\u{3}move_tenant\0\u{4}\u{8}create_binding\0\u{3}delete_binding\0\u{4}\u{9}start_operation\0\u{3}finish_operation\0\u{3}provision_tenant\0\u{3}deprovision_tenant\0\u{3}change_tenant_plan\0\u{4}\u{6}record_intent\0\u{3}resolve_intent\0\u{3}record_event\0\u{4}\u{8}set_settings\0\u{3}set_min_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0\u{3}leader_time_ms\0\u{3}skippable_if_unknown\0\u{4}\u{7}add_instance\0\u{3}set_instance_state\0\u{3}set_instance_role\0\u{3}report_instance_version\0\u{4}\u{7}create_tenant\0\u{3}update_tenant\0\u{3}set_tenant_state\0\u{3}delete_tenant\0\u{4}\u{7}place_tenant\0\u{3}set_placement_phase\0\u{3}move_tenant\0\u{4}\u{8}create_binding\0\u{3}delete_binding\0\u{4}\u{9}start_operation\0\u{3}finish_operation\0\u{3}provision_tenant\0\u{3}deprovision_tenant\0\u{3}change_tenant_plan\0\u{4}\u{6}record_intent\0\u{3}resolve_intent\0\u{3}record_event\0\u{4}\u{8}set_settings\0\u{3}set_min_version\0\u{3}lower_min_version\0")
 
   fileprivate class _StorageClass {
     var _request: PBRequestId? = nil
@@ -1978,6 +2011,19 @@ nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
             _storage._body = .setMinVersion(v)
           }
         }()
+        case 72: try {
+          var v: PBLowerMinVersion?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .lowerMinVersion(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .lowerMinVersion(v)
+          }
+        }()
         default: break
         }
       }
@@ -2091,6 +2137,10 @@ nonisolated extension PBCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
       case .setMinVersion?: try {
         guard case .setMinVersion(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
+      }()
+      case .lowerMinVersion?: try {
+        guard case .lowerMinVersion(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 72)
       }()
       case nil: break
       }
@@ -2223,7 +2273,7 @@ nonisolated extension PBAddInstance: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension PBSetInstanceState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SetInstanceState"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}state\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}state\0\u{1}reason\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2233,6 +2283,7 @@ nonisolated extension PBSetInstanceState: SwiftProtobuf.Message, SwiftProtobuf._
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       default: break
       }
     }
@@ -2245,12 +2296,16 @@ nonisolated extension PBSetInstanceState: SwiftProtobuf.Message, SwiftProtobuf._
     if self.state != .unspecified {
       try visitor.visitSingularEnumField(value: self.state, fieldNumber: 2)
     }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: PBSetInstanceState, rhs: PBSetInstanceState) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.state != rhs.state {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3320,6 +3375,36 @@ nonisolated extension PBSetMinVersion: SwiftProtobuf.Message, SwiftProtobuf._Mes
   }
 }
 
+nonisolated extension PBLowerMinVersion: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LowerMinVersion"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.protocolVersion != 0 {
+      try visitor.visitSingularUInt32Field(value: self.protocolVersion, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: PBLowerMinVersion, rhs: PBLowerMinVersion) -> Bool {
+    if lhs.protocolVersion != rhs.protocolVersion {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension PBOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Outcome"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}detail\0")
@@ -3357,7 +3442,7 @@ nonisolated extension PBOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
 
 nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Instance"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{1}state\0\u{3}state_since_ms\0\u{3}api_address\0\u{3}router_address\0\u{3}components_address\0\u{1}provider\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}address\0\u{1}role\0\u{1}version\0\u{3}protocol_version\0\u{1}state\0\u{3}state_since_ms\0\u{3}api_address\0\u{3}router_address\0\u{3}components_address\0\u{1}provider\0\u{3}state_reason\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3376,6 +3461,7 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       case 9: try { try decoder.decodeSingularStringField(value: &self.routerAddress) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.componentsAddress) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.stateReason) }()
       default: break
       }
     }
@@ -3415,6 +3501,9 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if !self.provider.isEmpty {
       try visitor.visitSingularStringField(value: self.provider, fieldNumber: 11)
     }
+    if !self.stateReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.stateReason, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3430,6 +3519,7 @@ nonisolated extension PBInstance: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if lhs.routerAddress != rhs.routerAddress {return false}
     if lhs.componentsAddress != rhs.componentsAddress {return false}
     if lhs.provider != rhs.provider {return false}
+    if lhs.stateReason != rhs.stateReason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
