@@ -21,6 +21,9 @@ DEMO_FAILPOINTS ?= drain.after-move-started move.before-placement-gone provision
 # The balancer's runs in the demo: both seed scenarios without a kill (`none`), then with the
 # leader killed right after the scale-up decision; `make soak` runs every step.
 DEMO_BALANCER_FAILPOINTS ?= none balancer.after-decision
+# The rolling upgrade's stream of tenant writes in the demo (each tenant lengthens every drain:
+# 4 moves per 6 s); `make soak` writes 100.
+DEMO_UPGRADE_WRITES ?= 20
 JOBS ?= $(shell nproc)
 # debug or release: the build configuration of `make build`, the chaos scripts and the binaries
 # the demo runs.
@@ -57,7 +60,8 @@ build:
 ## (chaos/move-under-load.sh), and drains, instance adds and removals with the leader killed at
 ## DEMO_FAILPOINTS (chaos/instance-lifecycle.sh), then both seed scenarios played by the balancer
 ## alone under load, with a timeline, at DEMO_BALANCER_FAILPOINTS (chaos/balancer-failover.sh), and
-## once more with the docker provider (a Docker Engine the script starts).
+## once more with the docker provider (a Docker Engine the script starts); then five members
+## upgraded, downgraded and upgraded again under load (chaos/rolling-upgrade.sh).
 ## CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
 demo: deps
 	$(call build-products,release,peer-sim)
@@ -70,6 +74,7 @@ demo: deps
 	$(STAGE) demo-instance-lifecycle env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_FAILPOINTS)" bash chaos/instance-lifecycle.sh
 	$(STAGE) demo-balancer env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_BALANCER_FAILPOINTS)" bash chaos/balancer-failover.sh
 	$(STAGE) demo-balancer-docker env BUILD=$(CONFIG) PROVIDER=docker FAILPOINTS=none bash chaos/balancer-failover.sh
+	$(STAGE) demo-rolling-upgrade env BUILD=$(CONFIG) WRITES=$(DEMO_UPGRADE_WRITES) bash chaos/rolling-upgrade.sh
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
 test: deps check-imports sim unit check-docs
@@ -118,6 +123,7 @@ soak: deps
 	$(STAGE) soak-chaos bash -c 'for i in $$(seq 1 $(SOAK_ROUNDS)); do echo "== soak round $$i of $(SOAK_ROUNDS)"; BUILD=$(CONFIG) bash chaos/kill-leader.sh && BUILD=$(CONFIG) MOVES=10 bash chaos/move-under-load.sh || exit 1; done'
 	$(STAGE) soak-instance-lifecycle env BUILD=$(CONFIG) bash chaos/instance-lifecycle.sh
 	$(STAGE) soak-balancer env BUILD=$(CONFIG) bash chaos/balancer-failover.sh
+	$(STAGE) soak-rolling-upgrade env BUILD=$(CONFIG) WRITES=100 bash chaos/rolling-upgrade.sh
 
 ## bench: the core's benchmarks (results are recorded in docs/benchmarks.md).
 bench: deps

@@ -28,7 +28,8 @@ cleanup() {
   [[ -f $work/lb/nginx.pid ]] && kill -QUIT "$(cat "$work/lb/nginx.pid")" 2>/dev/null || true
   for p in ${bg_pids:-}; do kill "$p" 2>/dev/null || true; done
   "$PEER" down --config "$CONFIG" --force --timeout 10 >/dev/null 2>&1 || true
-  rm -rf "$work"
+  # KEEP=1 keeps the directory (the peers' logs) to look at after a failure.
+  if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -143,14 +144,14 @@ bg_pids="$!"
 
 # The writes: tenants created one after another through the CLI (which retries with the same
 # request id through a leader change), one every WRITE_PAUSE s; each acknowledged one is
-# recorded. Bounded: WRITES at most (each takes a unit of the instances' capacity, and a drain
-# needs room on the others).
+# recorded. Bounded: WRITES at most (each takes its plan's weight, 2 units, of the instances'
+# capacity, 100 each, and a drain needs room on the other four).
 WRITES=${WRITES:-100}
 WRITE_PAUSE=${WRITE_PAUSE:-0.5}
 (
   for i in $(seq 1 "$WRITES"); do
     [[ -f $work/stop-writes ]] && break
-    if "$PEER" tenants create "w$i" --config "$CONFIG" --timeout 30 >/dev/null 2>>"$work/writes.err"; then echo "w$i" >> "$work/acked"; fi
+    if "$PEER" tenants create "w$i" --plan deployment --config "$CONFIG" --timeout 30 >/dev/null 2>>"$work/writes.err"; then echo "w$i" >> "$work/acked"; fi
     sleep "$WRITE_PAUSE"
   done
 ) &
@@ -164,7 +165,7 @@ phase() {  # name binary [--no-finish]
   local t0 t1
   t0=$(date +%s.%N)
   echo "== $1"
-  "$PEER" upgrade --binary "$2" --config "$CONFIG" --timeout 30 "${@:3}" | tee "$work/$1.out" | sed 's/^/  /'
+  stdbuf -oL "$PEER" upgrade --binary "$2" --config "$CONFIG" --timeout 30 "${@:3}" | tee "$work/$1.out" | sed -u 's/^/  /'
   t1=$(date +%s.%N)
   python3 -c "print('  %s: %.1f s' % ('$1', $t1 - $t0))"
   "$PEER" version --config "$CONFIG" | sed 's/^/  /'
@@ -211,13 +212,17 @@ echo "digests: $digests"
 [[ $digests != *" "* && $digests != "?" ]] || { echo "FAIL: the members do not agree on one digest" >&2; fail=1; }
 
 read -r leaderless polls < "$work/leaderless"
-python3 - "$began" "$ended" "$leaderless" "$polls" "$(p99 "$work/before.out")" "$(p99 "$work/during.out")" <<'PY'
+# The leadership transfers (one per phase: the leader's own step hands it over) as the steps
+# timed them: from the request to a new leader known.
+transfers=$(cat "$work"/0.*.out | awk '/leadership handed to peer/{s += $(NF-1)} END{print s + 0}')
+python3 - "$began" "$ended" "$leaderless" "$polls" "$(p99 "$work/before.out")" "$(p99 "$work/during.out")" "${transfers:-0}" <<'PY'
 import sys
 began, ended, leaderless, polls = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def ms(t):
     return float(t[:-2]) if t.endswith("ms") else float(t[:-2]) / 1000 if t.endswith("us") else float(t[:-1]) * 1000
-print("rolling upgrade of 5 members, three times (15 steps): %.1f s in all; without a leader: %d ms (%d polls of 100 ms); request p99 before %.2f ms, during %.2f ms"
-      % (ended - began, leaderless, polls, ms(sys.argv[5]), ms(sys.argv[6])))
+print("rolling upgrade of 5 members, three times (15 steps): %.1f s in all; without a leader: %d ms seen by %d polls 100 ms apart, "
+      "%s ms summed over the 3 leadership transfers; request p99 before %.2f ms, during %.2f ms"
+      % (ended - began, leaderless, polls, sys.argv[7], ms(sys.argv[5]), ms(sys.argv[6])))
 PY
 "$PEER" status --config "$CONFIG"
 [[ $fail == 0 ]] || exit 1

@@ -129,11 +129,11 @@ extension AgentThread {
         }
     }
 
-    private func rotateLogIfLarge(_ path: String) {
-        var info = stat()
-        guard stat(path, &info) == 0, Int64(info.st_size) > Self.logBytesMax else { return }
-        if rename(path, path + ".1") != 0 {
-            logger.warning("cannot rotate \(path): \(String(cString: strerror(errno)))")
+    /// A component's log is kept under `logBytesMax` (and one previous `.1` file): checked when
+    /// it starts and on every health round while it runs (copy, then truncate: it writes on).
+    func rotateLogIfLarge(_ path: String) {
+        if let why = LogRotation.copyTruncateIfLarger(path: path, maxBytes: Self.logBytesMax) {
+            logger.warning("cannot rotate \(path): \(why)")
         }
     }
 

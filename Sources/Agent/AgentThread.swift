@@ -94,6 +94,7 @@ final class AgentThread {
         retryTenantFiles()
         if now >= nextHealthRound {
             healthRound(now)
+            for name in records.keys.sorted() where records[name]?.process != nil { rotateLogIfLarge(configuration.logFilePath(name)) }
             nextHealthRound = ContinuousClock.now + configuration.healthInterval
         }
         if stateFileDirty { writeStateFile() }

@@ -73,6 +73,8 @@ public struct AdminServerConfiguration: Sendable {
     public var clusterID = ""
     /// The lowest cluster-model protocol version this build runs (`protocolVersion` the highest).
     public var protocolVersionMin: UInt32 = 1
+    /// This peer's data directory, whose size `GET /v1/status` reports; nil reports none.
+    public var dataDirectory: String?
     public var pid: Int32
     public var startedAtMs: Int64
     /// SHA-256 of the admin token, if one is configured: `Authorization: Bearer <token>` is then
@@ -404,6 +406,7 @@ public final class AdminServer: Sendable {
             routerURL: dataPlane?.routerURL, dataPlane: dataPlane, balancer: summary.balancer
         )
         member.versionChangeIndex = s.versionChangeIndex
+        member.dataBytes = config.dataDirectory.map(Self.directoryBytes)
         return member
     }
 
@@ -612,6 +615,21 @@ public final class AdminServer: Sendable {
     }
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// The bytes of every regular file under `path` (symbolic links not followed). Bounded: at
+    /// most 100,000 entries are looked at.
+    static func directoryBytes(_ path: String) -> UInt64 {
+        guard let walker = FileManager.default.enumerator(at: URL(fileURLWithPath: path), includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey]) else { return 0 }
+        var total: UInt64 = 0
+        var seen = 0
+        for case let url as URL in walker {
+            seen += 1
+            if seen > 100_000 { break }
+            guard let v = try? url.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey]), v.isRegularFile == true else { continue }
+            total += UInt64(v.fileSize ?? 0)
+        }
+        return total
+    }
 
     static func freshClientID() -> String {
         var g = SystemRandomNumberGenerator()

@@ -47,6 +47,8 @@ public struct MemberStatus: Codable, Sendable, Hashable {
     /// snapshot). A binary of an older release may replace this member's once `snapshotIndex`
     /// is at least this: it then never replays an entry of the newer version.
     public var versionChangeIndex: UInt64? = nil
+    /// Bytes this member's data directory holds (store, WAL, the agent's files and logs).
+    public var dataBytes: UInt64? = nil
     /// How this report was read: `local` (this member's applied state, possibly stale) or
     /// `linearizable` (after a ReadIndex round through the leader).
     public var source: String

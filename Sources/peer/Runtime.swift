@@ -64,6 +64,9 @@ struct RuntimeSettings: Sendable {
     /// A configured peer started with `--existing`: like a joining instance, an empty log starts
     /// with no configuration (it waits to be added) instead of founding the file's cluster.
     var existing = false
+    /// This peer's log (stderr, when it is a file) is kept under this many bytes (`peer run
+    /// --log-max-mb`); 0 never rotates it.
+    var logBytesMax: Int64 = 64 << 20
     var dataDirectory: String
     var caCertificatePath: String
     var certificatePath: String
@@ -164,6 +167,7 @@ enum PeerRuntime {
         apiConfig.logger = logger
         apiConfig.clusterID = s.clusterID
         apiConfig.protocolVersionMin = PeerVersion.protocolVersionMin
+        apiConfig.dataDirectory = s.dataDirectory
         apiConfig.member = { id in directory.entry(id)?.addresses }
         apiConfig.limits = ListenerLimits(s.config.limits.api)
         if let path = s.adminTokenFile { apiConfig.adminTokenSHA256 = try AdminToken.load(path: path) }
@@ -203,6 +207,7 @@ enum PeerRuntime {
             TransportService(transport: transport, node: node, logger: logger), NodeService(node: node, logger: logger),
             DataPlaneService(dataPlane: dataPlane, node: node, logger: logger), LeaderService(leader: leader, logger: logger),
             APIService(api: api, address: s.me.apiAddress.description, logger: logger),
+            LogBoundService(maxBytes: s.logBytesMax, logger: logger),
         ]
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },

@@ -1,3 +1,4 @@
+import ChildProcesses
 import Leader
 import Logging
 import PeerAPI
@@ -100,5 +101,26 @@ struct APIService: Service, CustomStringConvertible {
             throw CLIError("the admin API cannot serve on \(address) (the config's api address): \(error)")
         }
         logger.info("stopped: admin API")
+    }
+}
+
+/// Keeps this peer's own log bounded when stderr is a file (`peer up` appends each peer's
+/// output to `runDir/peer-ID.log`): every 10 s, past `maxBytes` it is copied to `.1` and
+/// truncated. Under systemd stderr is the journal's pipe and this does nothing.
+struct LogBoundService: Service, CustomStringConvertible {
+    let maxBytes: Int64
+    let logger: Logger
+    var description: String { "log bound" }
+
+    func run() async throws {
+        guard maxBytes > 0, let path = LogRotation.regularFile(ofDescriptor: 2) else { return }
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                if let why = LogRotation.copyTruncateIfLarger(path: path, maxBytes: maxBytes) {
+                    logger.warning("cannot rotate this peer's log \(path): \(why)")
+                }
+                try? await Task.sleep(for: .seconds(10))
+            }
+        }
     }
 }

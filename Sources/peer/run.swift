@@ -41,6 +41,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "This configured peer joins the running cluster instead of founding it: with no log in its data directory it starts with no configuration and waits to be added (`peer members add ID`). For a new host, or one whose data was lost (docs/operations.md §Recovery).")
     var existing = false
 
+    @Option(help: "When stderr is a file (`peer up` appends to runDir/peer-ID.log), keep it under this many MiB: copied to .1 and truncated (0: never).")
+    var logMaxMb: Int = 64
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -52,7 +55,9 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("\(Failpoint.environmentVariable)=\(unknown) names no failpoint; `peer failpoints` lists them")
         }
         if case .failure(let e) = PeerVersion.range { throw ValidationError(e.description) }
-        let settings = try resolve()
+        guard (0...65_536).contains(logMaxMb) else { throw ValidationError("--log-max-mb must be 0...65536, got \(logMaxMb)") }
+        var settings = try resolve()
+        settings.logBytesMax = Int64(logMaxMb) << 20
         let id = settings.selfID
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)

@@ -35,6 +35,8 @@ struct ClusterStatus: Codable {
         var routerURL: String?
         /// Its agent's components, the tenants they serve, its router's confirmed config, load.
         var dataPlane: DataPlaneReport?
+        /// Bytes its data directory holds (the store, its WAL, the agent's files and logs).
+        var dataBytes: UInt64? = nil
     }
 
     var cluster: String
@@ -109,7 +111,7 @@ struct StatusCommand: AsyncParsableCommand {
                                      commitIndex: s.commitIndex, appliedIndex: s.appliedIndex,
                                      snapshotIndex: s.snapshotIndex, snapshotsInstalled: s.snapshotsInstalled, trailsLeaderBy: trails,
                                      lastContactMs: contact, version: s.version, stateDigest: s.stateDigest, pid: s.pid, haltReason: s.haltReason, error: nil,
-                                     routerURL: s.routerURL, dataPlane: s.dataPlane))
+                                     routerURL: s.routerURL, dataPlane: s.dataPlane, dataBytes: s.dataBytes))
             case .failure(let e):
                 let role = voters.contains(p.id) ? "voter" : "learner"
                 members.append(.init(id: p.id, address: p.peerAddress.description, apiAddress: p.apiAddress.description, role: role, state: "unreachable",
@@ -141,7 +143,7 @@ struct StatusCommand: AsyncParsableCommand {
         out += "cluster \(s.cluster): \(s.healthy ? "healthy" : "UNHEALTHY"), failure tolerance \(s.failureTolerance), "
         out += "leader \(s.leader.map { "peer \($0)" } ?? "none"), term \(s.term.map(String.init) ?? "-")\n"
         out += "source: \(source), at \(when)\n\n"
-        var rows = [["ID", "ADDRESS", "ROLE", "STATE", "TERM", "COMMIT", "APPLIED", "TRAILS", "CONTACT", "VERSION", "DIGEST", "PID"]]
+        var rows = [["ID", "ADDRESS", "ROLE", "STATE", "TERM", "COMMIT", "APPLIED", "TRAILS", "CONTACT", "VERSION", "DIGEST", "PID", "DATA"]]
         for m in s.members {
             var row: [String] = [String(m.id), m.address, m.role, m.state]
             row.append(Self.cell(m.term))
@@ -152,6 +154,7 @@ struct StatusCommand: AsyncParsableCommand {
             row.append(m.version ?? "-")
             row.append(m.stateDigest.map { String($0.prefix(12)) } ?? "-")
             row.append(Self.cell(m.pid))
+            row.append(m.dataBytes.map { Table.bytes($0) } ?? "-")
             rows.append(row)
         }
         out += Table.render(rows)
@@ -218,4 +221,5 @@ struct StatusCommand: AsyncParsableCommand {
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json
+
 }

@@ -179,3 +179,27 @@ struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+/// Output files stay bounded while their writer goes on (copy to `.1`, truncate): the writer's
+/// next O_APPEND write lands at the start of the emptied file, and the copy holds what was there.
+@Suite struct LogRotationTests {
+    @Test func aFileOverTheBoundIsCopiedAndTruncatedAndItsWriterGoesOn() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("logrot-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/c.log"
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o640)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        let first = Array(repeating: UInt8(ascii: "a"), count: 3 << 20) + Array("end of first\n".utf8)  // > one copy buffer
+        #expect(first.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == first.count)
+        #expect(LogRotation.copyTruncateIfLarger(path: path, maxBytes: 10 << 20) == nil)
+        #expect(!FileManager.default.fileExists(atPath: path + ".1"), "a file under the bound was rotated")
+        #expect(LogRotation.copyTruncateIfLarger(path: path, maxBytes: 1 << 20) == nil)
+        #expect(FileManager.default.contents(atPath: path + ".1").map(Array.init) == first)
+        let next = Array("after the rotation\n".utf8)
+        #expect(next.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == next.count)
+        #expect(FileManager.default.contents(atPath: path).map(Array.init) == next, "the writer did not go on at the start")
+        #expect(LogRotation.regularFile(ofDescriptor: fd) == path)
+    }
+}

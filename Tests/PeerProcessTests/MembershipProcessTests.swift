@@ -155,7 +155,10 @@ struct MembershipProcessTests {
         }
         #expect(ids(listA).count == 12 && ids(listA) == ids(listB))
         try await b.must(["tenants", "create", "after-restore", "--config", b.configPath])
-        _ = try await b.waitForStatus("the restored cluster converges") { ProcessCluster.converged($0, members: 3) }
+        let restoredStatus = try await b.waitForStatus("the restored cluster converges") { ProcessCluster.converged($0, members: 3) }
+        // Each member reports its data directory's size: at least the restored store.
+        let storeBytes = try FileManager.default.attributesOfItem(atPath: b.dir + "/data/1/raft.sqlite")[.size] as? Int ?? 0
+        for m in b.members(restoredStatus) { #expect((m["dataBytes"] as? Int ?? 0) >= storeBytes / 2 && storeBytes > 0, "\(m)") }
         try await a.must(["down", "--config", a.configPath])
         try await b.must(["down", "--config", b.configPath])
     }
