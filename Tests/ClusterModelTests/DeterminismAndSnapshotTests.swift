@@ -9,7 +9,7 @@ struct DeterminismAndSnapshotTests {
     /// every rejection path is reached too.
     static func randomBody(_ rng: inout SeededGenerator, now: Int64) -> Command.OneOf_Body {
         func pick(_ prefix: String, _ count: Int) -> String { "\(prefix)\(Int.random(in: 0..<count, using: &rng))" }
-        switch Int.random(in: 0..<21, using: &rng) {
+        switch Int.random(in: 0..<25, using: &rng) {
         case 0: return Make.addInstance(pick("i", 6), port: Int.random(in: 7000..<7008, using: &rng))
         case 1, 2: return Make.instanceState(pick("i", 6), [.active, .draining, .drained, .removed].randomElement(using: &rng)!)
         case 3: return Make.createTenant(pick("t", 12), components: [["dfc"], ["dfx-dev", "dfc"], ["dfx-dep"]].randomElement(using: &rng)!)
@@ -27,6 +27,12 @@ struct DeterminismAndSnapshotTests {
         case 18: return BrokerCommandTests.change(pick("t", 12), op: pick("op", 10))
         case 19: return EventTests.record(pick("e", 8), [.rebalance, .alert, .paused, .resumed].randomElement(using: &rng)!, retain: 3)
         case 20: return EventTests.scaleUp(pick("e", 8), newInstance: pick("i", 8), intent: pick("n", 4), deadlineMs: now + 1_000, retain: 3)
+        // The cluster version and version 2's state reason (issue 23): raised and lowered at
+        // random (most raises are refused while an instance reports version 1), reasons set.
+        case 21: return ClusterVersionTests.reportVersion(pick("i", 6), [1, 2].randomElement(using: &rng)!)
+        case 22: return Make.minVersion([1, 2].randomElement(using: &rng)!)
+        case 23: return ClusterVersionTests.lower(1)
+        case 24: return ClusterVersionTests.drain(pick("i", 6), [.draining, .active].randomElement(using: &rng)!, reason: pick("why", 3))
         case 14: return Make.intent(pick("n", 4), [.provision, .decommission].randomElement(using: &rng)!, instance: pick("i", 8), deadlineMs: now + 1_000)
         default: return Make.resolve(pick("n", 4))
         }
