@@ -140,6 +140,8 @@ struct MembershipProcessTests {
         let flipped = a.dir + "/flipped.snap"
         let b = try ProcessCluster(size: 3, cluster: "proc-restored")
         try await b.must(["init", "--config", b.configPath])
+        let foreign = try await b.run(["snapshot", "restore", file, "--config", b.configPath, "--keep-cluster-id"])
+        #expect(foreign.status != 0 && foreign.stderr.contains("is a snapshot of cluster 'proc-test', but"), "\(foreign.stderr)")
         let corrupt = try await b.run(["snapshot", "restore", flipped, "--config", b.configPath])
         #expect(corrupt.status != 0 && corrupt.stderr.contains("SHA-256 does not match"), "\(corrupt.stderr)")
         #expect(!FileManager.default.fileExists(atPath: b.dir + "/data/1/raft.sqlite"), "a refused restore wrote a store")
