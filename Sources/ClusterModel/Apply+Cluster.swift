@@ -51,13 +51,19 @@ extension ClusterState {
 
     /// The gate only moves up, and never above a live member's protocol version.
     mutating func applySetMinVersion(_ c: PBSetMinVersion) throws(Rejection) {
+        if let refusal = setMinVersionRefusal(c) { throw refusal }
+        minProtocolVersion = c.protocolVersion
+    }
+
+    /// Why `SetMinVersion` would be refused here, or nil if it would apply.
+    func setMinVersionRefusal(_ c: PBSetMinVersion) -> Rejection? {
         guard c.protocolVersion >= minProtocolVersion else {
-            throw Rejection(.belowMinVersion, "min protocol version cannot go down from \(minProtocolVersion) to \(c.protocolVersion)")
+            return Rejection(.belowMinVersion, "min protocol version cannot go down from \(minProtocolVersion) to \(c.protocolVersion)")
         }
         if let behind = instances.values.sorted(by: { $0.id < $1.id }).first(where: { $0.state != .removed && $0.protocolVersion < c.protocolVersion }) {
-            throw Rejection(.belowMinVersion, "instance \(Validate.quoted(behind.id)) speaks protocol version \(behind.protocolVersion) < \(c.protocolVersion)")
+            return Rejection(.belowMinVersion, "instance \(Validate.quoted(behind.id)) speaks protocol version \(behind.protocolVersion) < \(c.protocolVersion)")
         }
-        minProtocolVersion = c.protocolVersion
+        return nil
     }
 
     /// `peer downgrade`: the cluster version goes down to one every replica of the lower release
@@ -73,6 +79,9 @@ extension ClusterState {
                 instance.stateReason = ""
                 instances[id] = instance
             }
+            // Version 2's event kind goes too.
+            for e in events where e.kind == .autopilot { eventIds.remove(e.id) }
+            events.removeAll { $0.kind == .autopilot }
         }
     }
 

@@ -6,7 +6,7 @@
 extension ClusterState {
     mutating func applyRecordEvent(_ c: PBRecordEvent, now: Int64, index: UInt64) throws(Rejection) {
         guard c.hasEvent else { throw Rejection(.invalidField, "event is required") }
-        try Self.validateEvent(c.event)
+        try Self.validateEvent(c.event, minProtocolVersion: minProtocolVersion)
         guard (1...ClusterLimits.eventsMax).contains(Int(c.retain)) else {
             throw Rejection(.invalidField, "retain must be 1...\(ClusterLimits.eventsMax), got \(c.retain)")
         }
@@ -42,9 +42,12 @@ extension ClusterState {
     }
 
     /// The rules an event meets in apply and in a snapshot alike.
-    static func validateEvent(_ e: PBEvent) throws(Rejection) {
+    static func validateEvent(_ e: PBEvent, minProtocolVersion: UInt32) throws(Rejection) {
         try Validate.id(e.id, "event id")
-        guard (1...9).contains(e.kind.rawValue) else { throw Rejection(.invalidField, "event \(Validate.quoted(e.id)) has kind \(e.kind)") }
+        // `autopilot` (9) is a kind of protocol version 2: a replica of version 1 refuses it, so
+        // every replica does until the cluster runs version 2.
+        let kinds = minProtocolVersion >= 2 ? 1...9 : 1...8
+        guard kinds.contains(e.kind.rawValue) else { throw Rejection(.invalidField, "event \(Validate.quoted(e.id)) has kind \(e.kind)") }
         if !e.instanceID.isEmpty { try Validate.id(e.instanceID, "event instance id") }
         if !e.newInstanceID.isEmpty { try Validate.id(e.newInstanceID, "event new instance id") }
         try Validate.text(e.reason, "event reason", max: ClusterLimits.descriptionBytesMax, required: true)

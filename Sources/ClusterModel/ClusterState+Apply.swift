@@ -47,7 +47,9 @@ extension ClusterState {
         if let body = command.body, body.introducedInProtocolVersion > applierProtocolMax {
             // A release before this command applied it as an unknown field: it halts.
             throw .unsupportedCommand(index: index, fieldNumbers: [body.fieldNumber])
-        } else if case .setMinVersion(let c)? = command.body, c.protocolVersion > applierProtocolMax {
+        } else if case .setMinVersion(let c)? = command.body, c.protocolVersion > applierProtocolMax, setMinVersionRefusal(c) == nil {
+            // A raise every replica applies and this one cannot run in: it stops here. (One the
+            // state refuses is refused here as everywhere.)
             throw .tooOld(index: index, clusterVersion: c.protocolVersion, supported: applierProtocolMax)
         } else if let body = command.body {
             lastLeaderTimeMs = max(lastLeaderTimeMs, command.leaderTimeMs)

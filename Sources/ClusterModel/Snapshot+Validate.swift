@@ -73,7 +73,7 @@ extension ClusterState {
         try check(wire.events.count <= ClusterLimits.eventsMax, "too many events: \(wire.events.count)")
         var previousIndex: UInt64 = 0
         for event in wire.events {
-            try Self.validateEvent(event)
+            try Self.validateEvent(event, minProtocolVersion: minProtocolVersion)
             try check(!eventIds.contains(event.id), "event \(Validate.quoted(event.id)) appears twice")
             try check(event.index > previousIndex && event.index <= appliedIndex, "event \(Validate.quoted(event.id)) has index \(event.index), not after \(previousIndex) and at most \(appliedIndex)")
             if !event.intentID.isEmpty { try Validate.id(event.intentID, "event intent id") }

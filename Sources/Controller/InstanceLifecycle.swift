@@ -54,6 +54,11 @@ public enum InstanceLifecycle {
         public var deadVoterRemoveAfterMs: Int64 = 0
         /// A learner is promoted only after being caught up this long (`timing.learnerStableMs`).
         public var learnerStableMs: Int64 = 0
+        /// Members the leader's Raft heard from in its last check-quorum round (nil: take
+        /// `caughtUp`). A voter Raft hears is alive, however far behind: autopilot never removes it.
+        public var raftHeard: Set<String>?
+
+        var heard: Set<String> { raftHeard ?? caughtUp }
 
         public init(voters: Set<String>, learners: Set<String>, caughtUp: Set<String>, answering: Set<String>,
                     provided: [String: Provided]?, unknownSinceMs: [String: Int64] = [:], nowMs: Int64, orphanGraceMs: Int64 = 60_000) {
@@ -310,13 +315,13 @@ public enum InstanceLifecycle {
     /// voters that answer are no quorum; one voter at a time (the lowest id first).
     static func autopilot(state: ClusterState, inputs: Inputs, votersTarget: Int, excluding: Set<String>) -> [Action] {
         let dead = inputs.voters.sorted().filter { x in
-            guard !inputs.caughtUp.contains(x), !excluding.contains(x), let since = inputs.lostSinceMs[x] else { return false }
+            guard !inputs.heard.contains(x), !excluding.contains(x), let since = inputs.lostSinceMs[x] else { return false }
             return inputs.nowMs - since >= inputs.deadVoterRemoveAfterMs
         }
         guard let x = dead.first, let since = inputs.lostSinceMs[x] else { return [] }
         let lost = "voter \(x) lost for \(inputs.nowMs - since) ms (timing.deadVoterRemoveAfterMs \(inputs.deadVoterRemoveAfterMs))"
         func answeringQuorum(_ voters: Set<String>) -> Bool {
-            voters.intersection(inputs.caughtUp).count >= voters.count / 2 + 1
+            voters.intersection(inputs.heard).count >= voters.count / 2 + 1
         }
         let others = inputs.voters.subtracting([x])
         if others.count >= votersTarget {

@@ -170,6 +170,7 @@ public final class InstanceLifecycleLoop: Sendable {
         }
         inputs.lostSinceMs = lostSince
         inputs.caughtUpSinceMs = caughtUpSince
+        inputs.raftHeard = Set(status.progress.filter(\.recentActive).map { "\($0.id)" }).union(["\(settings.selfID)"])
         inputs.deadVoterRemoveAfterMs = settings.deadVoterRemoveAfterMs
         inputs.learnerStableMs = settings.learnerStableMs
         let actions = InstanceLifecycle.next(state: state, inputs: inputs)
@@ -194,7 +195,8 @@ public final class InstanceLifecycleLoop: Sendable {
                 case .promote(let learner, _): await change(.promote, learner, why: why)
                 case .removeDeadVoter(let x): await change(.removeNode, x, why: why)
                 }
-                if applied { await recordAutopilotEvent(decision, why: why, term: term, now: now) }
+                // The event kind is version 2's: below it the decision is in the log only.
+                if applied && state.minProtocolVersion >= 2 { await recordAutopilotEvent(decision, why: why, term: term, now: now) }
             case .destroy(let x, let why):
                 await destroy(x, why: why, state: state, holder: holder[x])
             }

@@ -14,20 +14,18 @@ extension AdminServer {
         router.get("version") { request, _ in
             await self.respond { () async throws(APIError) -> VersionInfo in try await self.versionInfo(consistent: Self.flag(request, "consistent")) }
         }
-        router.post("version/raise") { request, _ in
-            var request = request
-            return await self.write(request: &request) { (_: [UInt8]) async throws(APIError) -> (VersionInfo, HTTPResponse.Status) in
-                (try await self.raiseClusterVersion(), .ok)
-            }
-        }
-        router.post("version/lower") { request, _ in
-            var request = request
-            return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (VersionInfo, HTTPResponse.Status) in
-                let req: VersionLowerRequest
-                do { req = try JSONDecoder().decode(VersionLowerRequest.self, from: Data(body)) } catch {
-                    throw APIError("badRequest", "the body is not a lower request ({\"to\": 1}): \(error)")
+        for verb in ["raise", "lower"] {
+            router.post("version/\(verb)") { request, _ in
+                var request = request
+                return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (VersionInfo, HTTPResponse.Status) in
+                    let req: VersionRequest
+                    do { req = body.isEmpty ? VersionRequest() : try JSONDecoder().decode(VersionRequest.self, from: Data(body)) } catch {
+                        throw APIError("badRequest", "the body is not a version request ({\"to\": 1, \"clientId\": ..., \"sequence\": ...}): \(error)")
+                    }
+                    if verb == "raise" { return (try await self.raiseClusterVersion(req), .ok) }
+                    guard let to = req.to else { throw APIError("badRequest", "give the version to lower to: {\"to\": 1}") }
+                    return (try await self.lowerClusterVersion(to: to, req), .ok)
                 }
-                return (try await self.lowerClusterVersion(to: req.to), .ok)
             }
         }
     }
@@ -47,31 +45,43 @@ extension AdminServer {
         }
     }
 
-    func raiseClusterVersion() async throws(APIError) -> VersionInfo {
+    /// A retry (the same client and sequence, after an answer was lost) is answered by the log
+    /// as a duplicate: never a second raise or lower, and never a refusal of the state the first
+    /// one made (a second `LowerMinVersion` in the log would halt a replica of the lower release).
+    func raiseClusterVersion(_ req: VersionRequest) async throws(APIError) -> VersionInfo {
+        let client = req.clientId ?? Self.freshClientID()
+        let sequence = req.sequence ?? 1
         let s: NodeStatus
         do { s = try await node.status() } catch { throw Self.apiError(error) }
         let members = Set((s.voters + s.learners).map { "\($0)" })
-        let target: Result<UInt32, ClusterVersion.Refusal>
-        do { target = try await node.read(linearizable: true) { ClusterVersion.raiseTarget(state: $0, members: members) } } catch { throw Self.apiError(error) }
-        switch target {
-        case .failure(let refusal): throw APIError("conflict", refusal.description)
-        case .success(let v):
-            var c = PBSetMinVersion()
-            c.protocolVersion = v
-            let result = try await propose(.setMinVersion(c), clientId: nil, sequence: nil)
-            guard case .applied = result else { throw Self.apiError(result) }
+        let target: Result<UInt32, ClusterVersion.Refusal>?
+        do {
+            target = try await node.read(linearizable: true) { state in
+                if let last = state.lastSequence(ofClient: client), last >= sequence { return nil }
+                return ClusterVersion.raiseTarget(state: state, members: members)
+            }
+        } catch {
+            throw Self.apiError(error)
         }
-        return try await versionInfo(consistent: false)
+        var c = PBSetMinVersion()
+        switch target {
+        case .failure(let refusal)?: throw APIError("conflict", refusal.description)
+        case .success(let v)?: c.protocolVersion = v
+        case nil: break  // a retry: the log answers it
+        }
+        let result = try await propose(.setMinVersion(c), clientId: client, sequence: sequence)
+        switch result {
+        case .applied, .duplicate(.applied): return try await versionInfo(consistent: false)
+        default: throw Self.apiError(result)
+        }
     }
 
-    func lowerClusterVersion(to: UInt32) async throws(APIError) -> VersionInfo {
+    func lowerClusterVersion(to: UInt32, _ req: VersionRequest) async throws(APIError) -> VersionInfo {
         var c = PBLowerMinVersion()
         c.protocolVersion = to
-        let result = try await propose(.lowerMinVersion(c), clientId: nil, sequence: nil)
+        let result = try await propose(.lowerMinVersion(c), clientId: req.clientId, sequence: req.sequence)
         switch result {
-        case .applied: return try await versionInfo(consistent: false)
-        case .rejected(let r) where r.code == .commandGated:
-            throw APIError("conflict", "the cluster version is 1: there is nothing to lower (\(r.detail))")
+        case .applied, .duplicate(.applied): return try await versionInfo(consistent: false)
         default: throw Self.apiError(result)
         }
     }
@@ -95,7 +105,15 @@ public struct VersionInfo: Codable, Sendable, Hashable {
     public var instances: [Member]
 }
 
-public struct VersionLowerRequest: Codable, Sendable, Hashable {
-    public var to: UInt32
-    public init(to: UInt32) { self.to = to }
+/// `POST /v1/version/raise` (no `to`) and `/lower`; the client session makes a retry apply once.
+public struct VersionRequest: Codable, Sendable, Hashable {
+    public var to: UInt32?
+    public var clientId: String?
+    public var sequence: UInt64?
+
+    public init(to: UInt32? = nil, clientId: String? = nil, sequence: UInt64? = nil) {
+        self.to = to
+        self.clientId = clientId
+        self.sequence = sequence
+    }
 }

@@ -118,6 +118,8 @@ public final class AdminServer: Sendable {
     /// The API listener's open connections, refusals and timeouts.
     let connections: ConnectionRegistry
     let running = Mutex(Running())
+    /// The data directory's size and when it was measured (`GET /v1/status`).
+    let directorySize = Mutex<(ContinuousClock.Instant, UInt64)?>(nil)
 
     struct Running: Sendable {
         var group: ServiceGroup?
@@ -406,7 +408,14 @@ public final class AdminServer: Sendable {
             routerURL: dataPlane?.routerURL, dataPlane: dataPlane, balancer: summary.balancer
         )
         member.versionChangeIndex = s.versionChangeIndex
-        member.dataBytes = config.dataDirectory.map(Self.directoryBytes)
+        member.dataBytes = config.dataDirectory.map { dir in directorySize.withLock { c in
+            // Walked at most once a second, however often status is asked.
+            let now = ContinuousClock.now
+            if let (at, bytes) = c, now - at < .seconds(1) { return bytes }
+            let bytes = Self.directoryBytes(dir)
+            c = (now, bytes)
+            return bytes
+        } }
         return member
     }
 

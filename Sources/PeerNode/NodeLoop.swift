@@ -294,8 +294,10 @@ final class NodeLoop {
             let data = try store.currentSnapshotData()
             state = try ClusterState(snapshot: data)
             state.applierProtocolMax = options.protocolVersionMax
-            if state.minProtocolVersion > options.protocolVersionMax {
-                halt("the snapshot at \(metadata.index) is of a cluster at version \(state.minProtocolVersion), but this peer applies protocol versions up to \(options.protocolVersionMax): it is too old for this cluster; run a newer build on the same data")
+            let version = max(1, state.minProtocolVersion)
+            if !(options.protocolVersionMin...options.protocolVersionMax).contains(version) {
+                let which = version > options.protocolVersionMax ? "too old" : "too new"
+                halt("the snapshot at \(metadata.index) is of a cluster at version \(version), but this peer runs protocol versions \(options.protocolVersionMin)...\(options.protocolVersionMax): it is \(which) for this cluster; run a build of that version on the same data")
                 return
             }
             snapshotIndex = metadata.index

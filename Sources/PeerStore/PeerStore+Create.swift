@@ -103,9 +103,14 @@ extension PeerStore {
             throw PeerStoreError.from(error, path: path)
         }
         try fsyncPath(tmp, path: path)
-        guard rename(tmp, path) == 0 else {
-            throw PeerStoreError.cannotOpen(path: path, detail: "rename from \(tmp): \(String(cString: strerror(errno)))")
+        // link + unlink, not rename: a store that appeared at `path` meanwhile (another process
+        // creating it) is never replaced; link fails with EEXIST instead.
+        guard link(tmp, path) == 0 else {
+            let why = String(cString: strerror(errno))
+            try? fm.removeItem(atPath: tmp)
+            throw PeerStoreError.cannotOpen(path: path, detail: "link from \(tmp): \(why)")
         }
+        _ = unlink(tmp)
         try fsyncPath((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, path: path)
         for suffix in ["-wal", "-shm"] { try? fm.removeItem(atPath: tmp + suffix) }
     }

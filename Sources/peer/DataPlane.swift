@@ -414,8 +414,10 @@ struct RoutingInputs: Sendable {
     /// Tenants placed on this instance in any phase (preparing, active, draining) and the
     /// components they need: this agent runs them.
     var neededHere: [String: [String]]
-    /// Where each instance's components listen (base address), from the replicated state (an
-    /// instance added at run time) or, for an instance registered without it, the config file.
+    /// Where each instance's components listen (base address): the config file's for its own
+    /// peers (the file is the truth of where they listen, as in `MemberDirectory`: a cluster
+    /// restored from another's snapshot keeps the old instances' addresses in its state), the
+    /// replicated state's for instances added at run time.
     var componentAddresses: [String: HostPort]
 
     init(_ state: ClusterState, selfID: String, config: ClusterConfig) {
@@ -424,13 +426,13 @@ struct RoutingInputs: Sendable {
         routed = []
         neededHere = [:]
         componentAddresses = [:]
-        for p in config.peers { if let base = p.componentAddress { componentAddresses["\(p.id)"] = base } }
         // Upstreams are route-table entries (NginxRoutes: instance/component@address), so an
         // instance added or removed never reloads NGINX. A removed one's are kept: no tenant
         // routes there any more.
         for i in state.allInstances {
             if let base = HostPort(i.componentsAddress) { componentAddresses[i.id] = base }
         }
+        for p in config.peers { if let base = p.componentAddress { componentAddresses["\(p.id)"] = base } }
         for placement in state.placements(onInstance: selfID) {
             if let t = state.tenant(placement.tenantID) { neededHere[t.id] = t.components }
         }

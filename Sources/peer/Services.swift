@@ -113,7 +113,12 @@ struct LogBoundService: Service, CustomStringConvertible {
     var description: String { "log bound" }
 
     func run() async throws {
-        guard maxBytes > 0, let path = LogRotation.regularFile(ofDescriptor: 2) else { return }
+        // A service that returns stops the whole group (ServiceGroup's default): with nothing
+        // to bound (stderr a pipe or a terminal, or no bound), it waits for the shutdown.
+        guard maxBytes > 0, let path = LogRotation.regularFile(ofDescriptor: 2) else {
+            try? await gracefulShutdown()
+            return
+        }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 if let why = LogRotation.copyTruncateIfLarger(path: path, maxBytes: maxBytes) {

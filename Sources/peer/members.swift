@@ -93,7 +93,9 @@ enum MembersRequest {
     /// configuration it answers with.
     static func send(_ method: HTTPMethod, _ path: String, body: [UInt8]?, options: TenantOptions) async throws {
         let ctx = try ClusterContext(configPath: options.config)
-        let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: method, path: path, body: body)
+        // A change answers once it applied (up to the 10 s proposal deadline): one attempt may
+        // take that long, so a slow change is not sent again.
+        let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout, attemptTimeoutMillis: 12_000).send(method: method, path: path, body: body)
         switch options.output {
         case .json: print(String(decoding: answer.body, as: UTF8.self))
         case .table: print(render(try JSONDecoder().decode(MembersInfo.self, from: Data(answer.body))), terminator: "")
@@ -132,7 +134,7 @@ struct LeaderTransfer: AsyncParsableCommand {
     func run() async throws {
         let ctx = try ClusterContext(configPath: options.config)
         let body = try JSONEncoder().encode(LeaderTransferRequest(to: to))
-        let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .POST, path: "/v1/leader/transfer", body: Array(body))
+        let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout, attemptTimeoutMillis: 12_000).send(method: .POST, path: "/v1/leader/transfer", body: Array(body))
         let info = try JSONDecoder().decode(LeaderTransferInfo.self, from: Data(answer.body))
         switch options.output {
         case .json: print(String(decoding: answer.body, as: UTF8.self))

@@ -40,6 +40,11 @@ struct RecoverCommand: AsyncParsableCommand {
         guard FileManager.default.fileExists(atPath: path) else { throw CLIError("peer \(id) has no store at \(path): nothing to recover from") }
 
         let old = try Self.replay(path: path, cluster: cfg.cluster, id: id)
+        // A learner's or a removed member's log may lack committed entries: only a voter's
+        // holds every one (it took part in committing them, or learnt them from who did).
+        guard old.conf.voters.contains(id) else {
+            throw CLIError("peer \(id) is not a voter of the configuration in its data (voters \(old.conf.voters.sorted().map(String.init).joined(separator: ", "))): its log may lack committed entries; recover from a voter; nothing was changed")
+        }
 
         // Every other member the config file or the state names must be silent.
         var others: [(UInt64, String, Int)] = cfg.peers.filter { $0.id != id }.map { ($0.id, $0.apiAddress.host, Int($0.apiAddress.port)) }
@@ -47,20 +52,7 @@ struct RecoverCommand: AsyncParsableCommand {
             guard let n = UInt64(i.id), n != id, !others.contains(where: { $0.0 == n }), let api = HostPort(i.apiAddress) else { continue }
             others.append((n, api.host, Int(api.port)))
         }
-        let answering = await withTaskGroup(of: (UInt64, String?).self) { group in
-            for (n, host, port) in others {
-                group.addTask {
-                    guard let answer = try? await ctx.client.request(host: host, port: port, method: .GET, path: "/v1/status", timeoutMillis: probeTimeoutMs) else {
-                        return (n, nil)
-                    }
-                    let s = try? JSONDecoder().decode(MemberStatus.self, from: Data(answer.body))
-                    return (n, "\(host):\(port)" + (s.map { " (\($0.state), term \($0.term))" } ?? " (HTTP \(answer.status))"))
-                }
-            }
-            var out: [(UInt64, String)] = []
-            for await (n, what) in group { if let what { out.append((n, what)) } }
-            return out.sorted { $0.0 < $1.0 }
-        }
+        let answering = await Self.answering(others, ctx: ctx, timeoutMillis: probeTimeoutMs)
         guard answering.isEmpty else {
             throw CLIError("""
                 member(s) \(answering.map { "\($0.0) at \($0.1)" }.joined(separator: ", ")) answer: peer recover is only for a majority \
@@ -100,6 +92,25 @@ struct RecoverCommand: AsyncParsableCommand {
             next: `peer up --config \(config) --id \(id)`; then for every other member: move its data directory away, \
             `peer up --config \(config) --id N --existing`, `peer members add N --config \(config)`
             """)
+    }
+
+    /// The members of `targets` (id, API host, port) that answer `GET /v1/status` within
+    /// `timeoutMillis`, each with where and what it answered. Asked all at once.
+    static func answering(_ targets: [(UInt64, String, Int)], ctx: ClusterContext, timeoutMillis: Int) async -> [(UInt64, String)] {
+        await withTaskGroup(of: (UInt64, String?).self) { group in
+            for (n, host, port) in targets {
+                group.addTask {
+                    guard let answer = try? await ctx.client.request(host: host, port: port, method: .GET, path: "/v1/status", timeoutMillis: timeoutMillis) else {
+                        return (n, nil)
+                    }
+                    let s = try? JSONDecoder().decode(MemberStatus.self, from: Data(answer.body))
+                    return (n, "\(host):\(port)" + (s.map { " (\($0.state), term \($0.term))" } ?? " (HTTP \(answer.status))"))
+                }
+            }
+            var out: [(UInt64, String)] = []
+            for await (n, what) in group { if let what { out.append((n, what)) } }
+            return out.sorted { $0.0 < $1.0 }
+        }
     }
 
     struct Replayed {

@@ -73,7 +73,10 @@ struct SnapshotSave: AsyncParsableCommand {
             throw CLIError("\(error)")
         }
         let began = ContinuousClock.now
-        let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout, client: client).send(method: .GET, path: "/v1/snapshot", body: nil)
+        // One attempt may take the whole --timeout: a large state takes a while to encode and
+        // send, and every retry would make the leader encode it again.
+        let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout, client: client, attemptTimeoutMillis: options.timeout * 1000)
+            .send(method: .GET, path: "/v1/snapshot", body: nil)
         let decoded: SnapshotFile
         let state: ClusterState
         do {
@@ -157,6 +160,22 @@ struct SnapshotRestore: AsyncParsableCommand {
         }
         for id in ids where cfg.peer(id: id) == nil { throw ValidationError("--id \(id): no such peer in \(config)") }
         let peers = cfg.peers.filter { ids.isEmpty || ids.contains($0.id) }
+        // Ids are never reused: a peer whose id the saved state holds as removed could never be
+        // dialled (the members follow the state), so the new cluster would elect no leader.
+        let removed = cfg.peers.filter { state.instance("\($0.id)")?.state == .removed }.map(\.id)
+        guard removed.isEmpty else {
+            throw CLIError("\(config) has peer(s) \(removed.map(String.init).joined(separator: ", ")) whose id the saved state holds as a removed instance (ids are never reused): give the new cluster's peers other ids; nothing was changed")
+        }
+        if keepClusterId {
+            // The same cluster: refused while any of its members runs (a restored voter with an
+            // old log and no vote beside running ones could vote twice and lose acknowledged writes).
+            let ctx = try ClusterContext(configPath: config)
+            let targets = cfg.peers.map { ($0.id, $0.apiAddress.host, Int($0.apiAddress.port)) }
+            let answering = await RecoverCommand.answering(targets, ctx: ctx, timeoutMillis: 2_000)
+            guard answering.isEmpty else {
+                throw CLIError("member(s) \(answering.map { "\($0.0) at \($0.1)" }.joined(separator: ", ")) of cluster '\(cfg.cluster)' answer: a restore with --keep-cluster-id is for a cluster whose every member is stopped (`peer down`); nothing was changed")
+            }
+        }
         // Every target checked before anything is written: all or nothing.
         for p in peers {
             let dir = cfg.dataDirectory(for: p.id)

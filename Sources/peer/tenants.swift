@@ -32,6 +32,10 @@ struct WriteClient {
     let timeoutSeconds: Int
     /// Another client than the context's (a larger answer, as a snapshot's).
     var client: AdminClient? = nil
+    /// How long one attempt may take before the next member is tried (the same request). A
+    /// request the server works on for long (a leadership transfer waits up to 10 s, a
+    /// membership change until it applied, a snapshot of a large state) gets more.
+    var attemptTimeoutMillis = 5_000
 
     static func freshClientID() -> String {
         var g = SystemRandomNumberGenerator()
@@ -47,7 +51,7 @@ struct WriteClient {
             let p = peers[attempt % peers.count]
             attempt += 1
             do {
-                let answer = try await (client ?? ctx.client).request(host: p.apiAddress.host, port: Int(p.apiAddress.port), method: method, path: path, body: body, timeoutMillis: 5_000)
+                let answer = try await (client ?? ctx.client).request(host: p.apiAddress.host, port: Int(p.apiAddress.port), method: method, path: path, body: body, timeoutMillis: attemptTimeoutMillis)
                 if (200..<300).contains(answer.status) { return answer }
                 let e = try? JSONDecoder().decode(APIError.self, from: Data(answer.body))
                 lastError = "peer \(p.id): " + ClusterContext.describe(answer)

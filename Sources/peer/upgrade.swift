@@ -131,7 +131,7 @@ struct DowngradeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try ClusterContext(configPath: options.config)
-        let body = try JSONEncoder().encode(VersionLowerRequest(to: to))
+        let body = try JSONEncoder().encode(VersionRequest(to: to, clientId: WriteClient.freshClientID(), sequence: 1))
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .POST, path: "/v1/version/lower", body: Array(body))
         let info = try JSONDecoder().decode(VersionInfo.self, from: Data(answer.body))
         switch options.output {
@@ -224,7 +224,7 @@ enum Upgrade {
         print("peer \(id): upgrading to \(target.build)")
         var members = try await members(ctx: ctx, options: options)
         if members.leader == id {
-            let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
+            let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout, attemptTimeoutMillis: 12_000)
                 .send(method: .POST, path: "/v1/leader/transfer", body: Array(try JSONEncoder().encode(LeaderTransferRequest())))
             let moved = try JSONDecoder().decode(LeaderTransferInfo.self, from: Data(answer.body))
             print("peer \(id): leadership handed to peer \(moved.to) in \(moved.millis) ms")
@@ -287,7 +287,8 @@ enum Upgrade {
     static func finish(ctx: ClusterContext, options: TenantOptions, quietIfCurrent: Bool) async throws {
         let client = WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
         do {
-            let answer = try await client.send(method: .POST, path: "/v1/version/raise", body: nil)
+            let body = try JSONEncoder().encode(VersionRequest(clientId: WriteClient.freshClientID(), sequence: 1))
+            let answer = try await client.send(method: .POST, path: "/v1/version/raise", body: Array(body))
             let info = try JSONDecoder().decode(VersionInfo.self, from: Data(answer.body))
             print("cluster version raised to \(info.clusterVersion)")
         } catch let e as CLIError where quietIfCurrent && e.description.contains("run no higher protocol version") {

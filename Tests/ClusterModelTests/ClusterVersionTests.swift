@@ -83,8 +83,12 @@ struct ClusterVersionTests {
         index += 1
         _ = try old.apply(bytes(Make.addInstance("1", port: 7101), 1), at: index)
         #expect(throws: ApplyHalt.unsupportedCommand(index: 2, fieldNumbers: [72])) { try old.apply(bytes(Self.lower(1), 2), at: 2) }
-        #expect(throws: ApplyHalt.tooOld(index: 2, clusterVersion: 2, supported: 1)) { try old.apply(bytes(Make.minVersion(2), 2), at: 2) }
-        #expect(old.appliedIndex == 1, "a halted entry is not applied")
+        // A raise the state refuses (instance 1 reports version 1) is refused here as on every
+        // replica; one that applies stops this replica: it cannot run in the raised cluster.
+        #expect(try old.apply(bytes(Make.minVersion(2), 2), at: 2) == .rejected(Rejection(.belowMinVersion, "instance \"1\" speaks protocol version 1 < 2")))
+        _ = try old.apply(bytes(Self.reportVersion("1", 2), 3), at: 3)
+        #expect(throws: ApplyHalt.tooOld(index: 4, clusterVersion: 2, supported: 1)) { try old.apply(bytes(Make.minVersion(2), 4), at: 4) }
+        #expect(old.appliedIndex == 3, "a halted entry is not applied")
     }
 
     @Test func aSnapshotKeepsTheReasonAndTheVersion() throws {
@@ -94,5 +98,18 @@ struct ClusterVersionTests {
         let back = try ClusterState(snapshot: r.state.encodeSnapshot())
         #expect(back == r.state)
         #expect(back.instance("1")?.stateReason == "disk swap" && back.minProtocolVersion == 2)
+    }
+
+    /// Autopilot's event kind is version 2's: a replica of version 1 refuses it, so every
+    /// replica does until the cluster runs version 2; the lower drops those kept.
+    @Test func theAutopilotEventKindIsVersionTwos() {
+        var r = cluster()
+        r.expectRejected(EventTests.record("a1", .autopilot, retain: 10), .invalidField)
+        #expect(r.run(Make.minVersion(2)) == .applied)
+        #expect(r.run(EventTests.record("a1", .autopilot, retain: 10)) == .applied)
+        #expect(r.run(EventTests.record("p1", .paused, retain: 10)) == .applied)
+        #expect(r.run(Self.lower(1)) == .applied)
+        #expect(r.state.allEvents.map(\.id) == ["p1"])
+        #expect(r.run(EventTests.record("a1", .autopilot, retain: 10)) != .applied, "the dropped id must not be usable at version 1 either")
     }
 }

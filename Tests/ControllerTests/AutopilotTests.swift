@@ -84,6 +84,12 @@ import Testing
         var i = inputs(voters: ["1", "2", "3", "4"], dead: ["3"])
         i.caughtUp.insert("3")
         #expect(autopilot(InstanceLifecycle.next(state: s, inputs: i)).isEmpty)
+        // Far behind (not caught up) but heard by Raft: alive, not removed.
+        var lagging = inputs(voters: ["1", "2", "3", "4"], dead: ["3"])
+        lagging.raftHeard = ["1", "2", "3", "4"]
+        #expect(autopilot(InstanceLifecycle.next(state: s, inputs: lagging)).isEmpty)
+        lagging.raftHeard = ["1", "2", "4"]
+        #expect(decisions(InstanceLifecycle.next(state: s, inputs: lagging)) == [.removeDeadVoter("3")])
     }
 
     /// Never a change after which the answering voters are no quorum: with two of five voters

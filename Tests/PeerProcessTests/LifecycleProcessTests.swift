@@ -115,4 +115,20 @@ import Glibc
         let found = positions.compactMap { $0 }
         #expect(found == found.sorted(), "stopped out of order:\n\(log.suffix(3000))")
     }
+
+    /// The log bound has nothing to do when stderr is not a file (a terminal, journald's pipe) or
+    /// the bound is 0: the peer runs on all the same (a part that returned used to stop the whole
+    /// group), and SIGTERM still stops it cleanly.
+    @Test func aPeerWithNoLogToBoundRunsUntilStopped() async throws {
+        let c = try ProcessCluster(size: 1)
+        try await c.must(["init", "--config", c.configPath])
+        let run = try c.spawn(["run", "--config", c.configPath, "--id", "1", "--log-max-mb", "0"])
+        _ = try await c.waitForStatus("the peer leads") { $0["leader"] as? Int == 1 }
+        // Still there a few status rounds later (it used to exit right after "peer running").
+        for _ in 0..<3 { _ = try await c.waitForStatus("the peer still leads") { $0["leader"] as? Int == 1 } }
+        #expect(kill(run.pid, SIGTERM) == 0)
+        #expect(try await c.waitProgram(run.pid, timeoutSeconds: 30) == 0)
+        let err = (try? String(contentsOfFile: run.err, encoding: .utf8)) ?? ""
+        #expect(err.contains("peer stopped") && !err.contains("finished unexpectedly"), "\(err.suffix(2000))")
+    }
 }
