@@ -22,19 +22,8 @@ enum FoundingCheck {
         } catch {
             throw CLIError("\(error)")
         }
-        let answers = await withTaskGroup(of: (UInt64, MemberStatus?).self) { group in
-            for p in others {
-                group.addTask {
-                    let answer = try? await client.request(
-                        host: p.apiAddress.host, port: Int(p.apiAddress.port), method: .GET, path: "/v1/status", timeoutMillis: 2_000)
-                    guard let answer, answer.status == 200 else { return (p.id, nil) }
-                    return (p.id, try? JSONDecoder().decode(MemberStatus.self, from: Data(answer.body)))
-                }
-            }
-            var out: [(UInt64, MemberStatus)] = []
-            for await (id, status) in group { if let status { out.append((id, status)) } }
-            return out.sorted { $0.0 < $1.0 }
-        }
+        let targets = others.map { ($0.id, $0.apiAddress.host, Int($0.apiAddress.port)) }
+        let answers = await MemberProbe.answering(targets, client: client, timeoutMillis: 2_000).compactMap { a in a.status.map { (a.id, $0) } }
         for (id, status) in answers where !status.voters.isEmpty && !status.voters.contains(s.selfID) && !status.learners.contains(s.selfID) {
             throw CLIError("""
                 peer \(s.selfID) has no log in \(s.dataDirectory), but member \(id) answers for a running cluster whose configuration \

@@ -52,10 +52,10 @@ struct RecoverCommand: AsyncParsableCommand {
             guard let n = UInt64(i.id), n != id, !others.contains(where: { $0.0 == n }), let api = HostPort(i.apiAddress) else { continue }
             others.append((n, api.host, Int(api.port)))
         }
-        let answering = await Self.answering(others, ctx: ctx, timeoutMillis: probeTimeoutMs)
+        let answering = await MemberProbe.answering(others, client: ctx.client, timeoutMillis: probeTimeoutMs)
         guard answering.isEmpty else {
             throw CLIError("""
-                member(s) \(answering.map { "\($0.0) at \($0.1)" }.joined(separator: ", ")) answer: peer recover is only for a majority \
+                member(s) \(answering.map { "\($0.id) at \($0.description)" }.joined(separator: ", ")) answer: peer recover is only for a majority \
                 lost for good, and every other member must be stopped (`peer down`) first; nothing was changed
                 """)
         }
@@ -92,25 +92,6 @@ struct RecoverCommand: AsyncParsableCommand {
             next: `peer up --config \(config) --id \(id)`; then for every other member: move its data directory away, \
             `peer up --config \(config) --id N --existing`, `peer members add N --config \(config)`
             """)
-    }
-
-    /// The members of `targets` (id, API host, port) that answer `GET /v1/status` within
-    /// `timeoutMillis`, each with where and what it answered. Asked all at once.
-    static func answering(_ targets: [(UInt64, String, Int)], ctx: ClusterContext, timeoutMillis: Int) async -> [(UInt64, String)] {
-        await withTaskGroup(of: (UInt64, String?).self) { group in
-            for (n, host, port) in targets {
-                group.addTask {
-                    guard let answer = try? await ctx.client.request(host: host, port: port, method: .GET, path: "/v1/status", timeoutMillis: timeoutMillis) else {
-                        return (n, nil)
-                    }
-                    let s = try? JSONDecoder().decode(MemberStatus.self, from: Data(answer.body))
-                    return (n, "\(host):\(port)" + (s.map { " (\($0.state), term \($0.term))" } ?? " (HTTP \(answer.status))"))
-                }
-            }
-            var out: [(UInt64, String)] = []
-            for await (n, what) in group { if let what { out.append((n, what)) } }
-            return out.sorted { $0.0 < $1.0 }
-        }
     }
 
     struct Replayed {

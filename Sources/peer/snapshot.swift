@@ -171,9 +171,9 @@ struct SnapshotRestore: AsyncParsableCommand {
             // old log and no vote beside running ones could vote twice and lose acknowledged writes).
             let ctx = try ClusterContext(configPath: config)
             let targets = cfg.peers.map { ($0.id, $0.apiAddress.host, Int($0.apiAddress.port)) }
-            let answering = await RecoverCommand.answering(targets, ctx: ctx, timeoutMillis: 2_000)
+            let answering = await MemberProbe.answering(targets, client: ctx.client, timeoutMillis: 2_000)
             guard answering.isEmpty else {
-                throw CLIError("member(s) \(answering.map { "\($0.0) at \($0.1)" }.joined(separator: ", ")) of cluster '\(cfg.cluster)' answer: a restore with --keep-cluster-id is for a cluster whose every member is stopped (`peer down`); nothing was changed")
+                throw CLIError("member(s) \(answering.map { "\($0.id) at \($0.description)" }.joined(separator: ", ")) of cluster '\(cfg.cluster)' answer: a restore with --keep-cluster-id is for a cluster whose every member is stopped (`peer down`); nothing was changed")
             }
         }
         // Every target checked before anything is written: all or nothing.
