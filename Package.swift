@@ -148,7 +148,8 @@ let package = Package(
         .target(
             name: "PeerAPI",
             dependencies: nio + [
-                "PeerNode", "ClusterModel", "Controller", "Raft", "Failpoints", logging,
+                "PeerNode", "ClusterModel", "Controller", "Raft", "Failpoints", "PeerCerts", logging,
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

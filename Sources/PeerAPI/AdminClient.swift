@@ -53,6 +53,16 @@ public struct HTTPAnswer: Sendable {
 public final class AdminClient: Sendable {
     let http: HTTPClient
     public let responseBytesMax: Int
+    /// A peer's own client: every request takes the TLS configuration `tls` holds at that
+    /// moment (a reload applies to the next connection; pooled ones with the old finish).
+    let reloadable: APITLS?
+
+    /// A peer's client, whose certificate and trust follow `tls` (reloaded in place).
+    public convenience init(tls: APITLS, responseBytesMax: Int = 16 << 20, connectionsPerHostMax: Int = 64, idleSeconds: Int64 = 30) {
+        self.init(
+            tlsConfiguration: tls.clientConfiguration, reloadable: tls, responseBytesMax: responseBytesMax,
+            connectionsPerHostMax: connectionsPerHostMax, idleSeconds: idleSeconds)
+    }
 
     public convenience init(tls: APITLSFiles, responseBytesMax: Int = 16 << 20, connectionsPerHostMax: Int = 64, idleSeconds: Int64 = 30) throws(AdminClientError) {
         try self.init(
@@ -62,22 +72,40 @@ public final class AdminClient: Sendable {
 
     /// `identity` nil: no client certificate (a platform's broker client, which authenticates
     /// with basic auth over server-authenticated TLS).
-    public init(
+    public convenience init(
         caCertificatePath: String, identity: (certificatePath: String, privateKeyPath: String)?,
         responseBytesMax: Int = 16 << 20, connectionsPerHostMax: Int = 64, idleSeconds: Int64 = 30
     ) throws(AdminClientError) {
+        let cas = try Self.read("CA certificate", caCertificatePath) { try NIOSSLCertificate.fromPEMFile($0) }
+        var pair: ([NIOSSLCertificate], NIOSSLPrivateKey)?
+        if let identity {
+            pair = (
+                try Self.read("certificate", identity.certificatePath) { try NIOSSLCertificate.fromPEMFile($0) },
+                try Self.read("private key", identity.privateKeyPath) { try NIOSSLPrivateKey(file: $0, format: .pem) })
+        }
+        self.init(
+            tlsConfiguration: Self.clientConfiguration(cas: cas, identity: pair), reloadable: nil,
+            responseBytesMax: responseBytesMax, connectionsPerHostMax: connectionsPerHostMax, idleSeconds: idleSeconds)
+    }
+
+    /// Mutual TLS 1.3 with the cluster CAs as the only trust roots.
+    static func clientConfiguration(cas: [NIOSSLCertificate], identity: ([NIOSSLCertificate], NIOSSLPrivateKey)?) -> TLSConfiguration {
         var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
         tlsConfiguration.minimumTLSVersion = .tlsv13
-        tlsConfiguration.trustRoots = .certificates(try Self.read("CA certificate", caCertificatePath) { try NIOSSLCertificate.fromPEMFile($0) })
-        if let identity {
-            tlsConfiguration.certificateChain = try Self.read("certificate", identity.certificatePath) {
-                try NIOSSLCertificate.fromPEMFile($0).map { .certificate($0) }
-            }
-            tlsConfiguration.privateKey = .privateKey(try Self.read("private key", identity.privateKeyPath) { try NIOSSLPrivateKey(file: $0, format: .pem) })
+        tlsConfiguration.trustRoots = .certificates(cas)
+        if let (chain, key) = identity {
+            tlsConfiguration.certificateChain = chain.map { .certificate($0) }
+            tlsConfiguration.privateKey = .privateKey(key)
         }
         // The cluster CA is the only trust root and it signs only this cluster's members, so
         // the chain proves membership; names are not checked (peers are addressed by IP).
         tlsConfiguration.certificateVerification = .noHostnameVerification
+        return tlsConfiguration
+    }
+
+    private init(
+        tlsConfiguration: TLSConfiguration, reloadable: APITLS?, responseBytesMax: Int, connectionsPerHostMax: Int, idleSeconds: Int64
+    ) {
         var configuration = HTTPClient.Configuration(
             tlsConfiguration: tlsConfiguration, redirectConfiguration: .disallow,
             timeout: .init(connect: .seconds(3)),
@@ -88,6 +116,7 @@ public final class AdminClient: Sendable {
         configuration.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
         self.responseBytesMax = responseBytesMax
+        self.reloadable = reloadable
     }
 
     /// Loads one PEM file; a failure names the file and what it should have held.
@@ -112,6 +141,8 @@ public final class AdminClient: Sendable {
         let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         var request = HTTPClientRequest(url: "https://\(address)\(path)")
         request.method = method
+        // The pool keys connections by TLS configuration: after a reload, new connections.
+        if let reloadable { request.tlsConfiguration = reloadable.clientConfiguration }
         request.headers.add(name: "Accept", value: "application/json")
         for (n, v) in headers { request.headers.add(name: n, value: v) }
         if let body {

@@ -3,7 +3,6 @@ import Failpoints
 import Foundation
 import Hummingbird
 import HummingbirdCore
-import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -89,6 +88,10 @@ public struct AdminServerConfiguration: Sendable {
     /// This member's agent and router report (`GET /v1/dataplane`, `peer status`); nil when the
     /// peer runs neither.
     public var dataPlane: (@Sendable () -> DataPlaneReport)?
+    /// This peer's TLS as it runs (`GET /v1/tls`) and the reload of its files (`POST
+    /// /v1/tls/reload`, the same as SIGHUP); nil serves neither.
+    public var tlsReport: (@Sendable () -> TLSReport)?
+    public var tlsReload: (@Sendable () async -> Result<TLSReport, APIError>)?
     /// This peer's cluster file has an enabled `balancer:` section (`GET /v1/balancer` says so).
     public var balancerEnabled = false
     /// `events.retain`: carried by the events the API commits (pause, resume).
@@ -113,6 +116,8 @@ public final class AdminServer: Sendable {
     let config: AdminServerConfiguration
     let node: PeerNode
     let forwarder: AdminClient
+    /// The listener's certificate and trust, and the forwarder's (reloaded in place).
+    public let tls: APITLS
     let wakeLeader: @Sendable () -> Void
     let broker: Broker?
     /// The API listener's open connections, refusals and timeouts.
@@ -129,8 +134,11 @@ public final class AdminServer: Sendable {
     /// - Parameters:
     ///   - wakeLeader: called when an admin or broker request started an operation, so the
     ///     leader's operation driver takes it up at once (the `peer` executable passes `Leader.wake`).
-    public init(configuration: AdminServerConfiguration, node: PeerNode, wakeLeader: @escaping @Sendable () -> Void = {}) throws(AdminClientError) {
+    ///   - tls: the API's TLS, shared with the peer's other admin clients so one reload
+    ///     reaches them all; nil reads `configuration.tls`.
+    public init(configuration: AdminServerConfiguration, node: PeerNode, tls: APITLS? = nil, wakeLeader: @escaping @Sendable () -> Void = {}) throws(AdminClientError) {
         config = configuration
+        if let tls { self.tls = tls } else { self.tls = try APITLS(files: configuration.tls) }
         self.node = node
         self.wakeLeader = wakeLeader
         let address = configuration.members[configuration.selfID]?.api ?? "?"
@@ -138,7 +146,7 @@ public final class AdminServer: Sendable {
         connections = ConnectionRegistry(
             name: "admin API \(address)", limits: configuration.limits, memberHosts: memberHosts.sorted(),
             memberCount: configuration.members.count, logger: configuration.logger)
-        let forwarder = try AdminClient(tls: configuration.tls)
+        let forwarder = AdminClient(tls: self.tls)
         self.forwarder = forwarder
         broker = configuration.broker.map {
             Broker(config: $0, node: node, serverConfig: configuration, forwarder: forwarder, wakeLeader: wakeLeader, logger: configuration.logger)
@@ -147,25 +155,6 @@ public final class AdminServer: Sendable {
 
     /// How long closing a connection waits for the client's TLS close_notify.
     static let tlsShutdownTimeoutMillis = 500
-
-    func serverTLS() throws -> TLSConfiguration {
-        let chain = try AdminClient.read("certificate", config.tls.certificatePath) {
-            try NIOSSLCertificate.fromPEMFile($0).map { NIOSSLCertificateSource.certificate($0) }
-        }
-        let key = try AdminClient.read("private key", config.tls.privateKeyPath) { try NIOSSLPrivateKey(file: $0, format: .pem) }
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        tls.minimumTLSVersion = .tlsv13
-        tls.trustRoots = .certificates(try AdminClient.read("CA certificate", config.tls.caCertificatePath) { try NIOSSLCertificate.fromPEMFile($0) })
-        // A client certificate, when offered, must chain to the cluster CA (the only trust root).
-        // Whether one was offered is checked per request (`authorize`): a request with neither a
-        // certificate nor the admin token gets a clear 401, not a failed handshake.
-        tls.certificateVerification = .optionalVerification
-        // A graceful stop closes the idle keep-alive connections (other members' pooled admin
-        // clients) with a TLS close_notify; a pooled client that is not reading does not answer
-        // it, and NIOSSL's default wait for that answer (5 s) would hold every stop that long.
-        tls.shutdownTimeout = .milliseconds(Int64(Self.tlsShutdownTimeoutMillis))
-        return tls
-    }
 
     /// Serves until `shutdown()`. `onListening` gets the bound port.
     public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
@@ -179,7 +168,7 @@ public final class AdminServer: Sendable {
         TokenCheck(node: node).addRoutes(to: router)
         broker?.addRoutes(to: router)
         let limits = config.limits
-        let tlsConfiguration = try serverTLS()
+        let tls = self.tls
         let http1 = HTTP1Channel.Configuration(
             idleTimeout: nil,  // ConnectionDeadlines times every phase, the idle wait included
             httpDecoderConfiguration: .init(maxHeaderFieldSize: limits.headerBytesMax, maxHeaderListSize: limits.headerBytesMax))
@@ -188,7 +177,7 @@ public final class AdminServer: Sendable {
             router: router,
             server: HTTPServerBuilder { responder in
                 GuardedChannel(
-                    base: try TLSChannel(HTTP1Channel(responder: responder, configuration: http1), tlsConfiguration: tlsConfiguration),
+                    base: ReloadableTLSChannel(base: HTTP1Channel(responder: responder, configuration: http1), tls: tls),
                     registry: connections, tls: true)
             },
             configuration: .init(address: .hostname(me.apiHost, port: me.apiPort), serverName: "peer/\(config.version)"),
@@ -242,6 +231,7 @@ public final class AdminServer: Sendable {
         addMemberRoutes(to: router)
         addSnapshotRoutes(to: router)
         addVersionRoutes(to: router)
+        addTLSRoutes(to: router)
         router.get("status") { request, _ in
             await self.respond { () async throws(APIError) -> MemberStatus in try await self.status(consistent: Self.flag(request, "consistent")) }
         }
@@ -604,6 +594,7 @@ public final class AdminServer: Sendable {
         case "notFound": return .notFound
         case "conflict", "limitReached": return .conflict
         case "forbidden": return .forbidden
+        case "unprocessable": return .unprocessableContent
         case "tooLarge": return .contentTooLarge
         case "halted": return .internalServerError
         default: return .serviceUnavailable

@@ -39,17 +39,27 @@ public struct CertificateAuthority: Sendable {
     public static func create(
         directory: String, clusterID: String, validity: Validity = .days(Validity.caDaysDefault)
     ) throws -> CertificateAuthority {
+        try create(directory: directory, clusterID: clusterID, validity: validity,
+                   commonName: "peer cluster CA \(clusterID)",
+                   certificateFile: CertificateFiles.caCertificate, keyFile: CertificateFiles.caPrivateKey)
+    }
+
+    /// `commonName` differs between a cluster's successive CAs (`CARotation` names the new one
+    /// after its creation time), so a trust bundle never holds two CAs of one name.
+    static func create(
+        directory: String, clusterID: String, validity: Validity, commonName: String, certificateFile: String, keyFile: String
+    ) throws -> CertificateAuthority {
         guard PeerIdentity.isValidName(clusterID) else { throw CertsError.invalidClusterID(clusterID) }
         try validity.check()
         try CertificateFiles.ensureDirectory(directory)
-        let certPath = CertificateFiles.join(directory, CertificateFiles.caCertificate)
-        let keyPath = CertificateFiles.join(directory, CertificateFiles.caPrivateKey)
+        let certPath = CertificateFiles.join(directory, certificateFile)
+        let keyPath = CertificateFiles.join(directory, keyFile)
         for path in [certPath, keyPath] where CertificateFiles.exists(path) {
             throw CertsError.caAlreadyExists(path: path)
         }
         let key = P256.Signing.PrivateKey()
         let name = try DistinguishedName {
-            CommonName("peer cluster CA \(clusterID)")
+            CommonName(commonName)
             OrganizationName(clusterID)
         }
         let publicKey = Certificate.PublicKey(key.publicKey)
@@ -78,7 +88,12 @@ public struct CertificateAuthority: Sendable {
         guard CertificateFiles.exists(certPath), CertificateFiles.exists(keyPath) else {
             throw CertsError.caNotFound(directory: directory)
         }
-        let cert = try loadCertificate(path: certPath)
+        return try load(directory: directory, certificatePath: certPath, keyPath: keyPath)
+    }
+
+    /// Loads a CA from a key and the bundle holding its certificate (`ca.pem` may hold two CAs
+    /// during a rotation: the key says which one signs).
+    static func load(directory: String, certificatePath certPath: String, keyPath: String) throws -> CertificateAuthority {
         let key: P256.Signing.PrivateKey
         do {
             key = try P256.Signing.PrivateKey(pemRepresentation: try CertificateFiles.read(keyPath))
@@ -87,7 +102,7 @@ public struct CertificateAuthority: Sendable {
         } catch {
             throw CertsError.malformedPrivateKey(path: keyPath, reason: "\(error)")
         }
-        guard cert.publicKey == Certificate.PublicKey(key.publicKey) else {
+        guard let cert = try loadCertificates(path: certPath).first(where: { $0.publicKey == Certificate.PublicKey(key.publicKey) }) else {
             throw CertsError.caKeyMismatch(directory: directory)
         }
         guard let clusterID = organizationName(of: cert), PeerIdentity.isValidName(clusterID) else {
@@ -154,9 +169,22 @@ public struct CertificateAuthority: Sendable {
         return IssuedPEM(certificatePEM: try cert.serializeAsPEM().pemString, privateKeyPEM: key.pemRepresentation, certificate: cert)
     }
 
-    /// The CA certificate as PEM, for the instances that must trust it.
+    /// The CA certificate as PEM.
     public var certificatePEM: String {
         get throws { try certificate.serializeAsPEM().pemString }
+    }
+
+    /// What an instance this CA provisions must trust: `ca.pem` as it is, both CAs during a
+    /// rotation (`CARotation`).
+    public var trustBundlePEM: String {
+        get throws { try CertificateFiles.read(certificatePath) }
+    }
+
+    /// A client certificate and its new key, in memory (`CARotation.renewLeaves`).
+    public func issueClientPEM(name: String, validity: Validity = .days(Validity.leafDaysDefault)) throws -> IssuedPEM {
+        let (key, cert) = try makeLeaf(
+            commonName: name, names: try Self.clientNames(clusterID: clusterID, name: name), usages: [.clientAuth], validity: validity)
+        return IssuedPEM(certificatePEM: try cert.serializeAsPEM().pemString, privateKeyPEM: key.pemRepresentation, certificate: cert)
     }
 
     private func issue(

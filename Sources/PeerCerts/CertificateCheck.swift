@@ -29,9 +29,18 @@ public func checkPeerPair(
     certificatePath: String, privateKeyPath: String, caCertificate: Certificate, clusterID: String,
     nodeID: UInt64, ipAddresses: [String] = [], dnsNames: [String] = [], now: Date = Date()
 ) throws {
+    try checkPeerPair(certificatePath: certificatePath, privateKeyPath: privateKeyPath, trustedCAs: [caCertificate],
+                      clusterID: clusterID, nodeID: nodeID, ipAddresses: ipAddresses, dnsNames: dnsNames, now: now)
+}
+
+/// The same, against a trust bundle (`ca.pem` during a CA rotation holds two CAs).
+public func checkPeerPair(
+    certificatePath: String, privateKeyPath: String, trustedCAs: [Certificate], clusterID: String,
+    nodeID: UInt64, ipAddresses: [String] = [], dnsNames: [String] = [], now: Date = Date()
+) throws {
     let expected = try CertificateAuthority.peerNames(
         clusterID: clusterID, nodeID: nodeID, ipAddresses: ipAddresses, dnsNames: dnsNames)
-    try checkPair(certificatePath: certificatePath, privateKeyPath: privateKeyPath, caCertificate: caCertificate,
+    try checkPair(certificatePath: certificatePath, privateKeyPath: privateKeyPath, trustedCAs: trustedCAs,
                   expectedNames: expected, now: now)
 }
 
@@ -40,13 +49,22 @@ public func checkClientPair(
     certificatePath: String, privateKeyPath: String, caCertificate: Certificate, clusterID: String,
     name: String, now: Date = Date()
 ) throws {
+    try checkClientPair(certificatePath: certificatePath, privateKeyPath: privateKeyPath, trustedCAs: [caCertificate],
+                        clusterID: clusterID, name: name, now: now)
+}
+
+/// The same, against a trust bundle.
+public func checkClientPair(
+    certificatePath: String, privateKeyPath: String, trustedCAs: [Certificate], clusterID: String,
+    name: String, now: Date = Date()
+) throws {
     let expected = try CertificateAuthority.clientNames(clusterID: clusterID, name: name)
-    try checkPair(certificatePath: certificatePath, privateKeyPath: privateKeyPath, caCertificate: caCertificate,
+    try checkPair(certificatePath: certificatePath, privateKeyPath: privateKeyPath, trustedCAs: trustedCAs,
                   expectedNames: expected, now: now)
 }
 
 private func checkPair(
-    certificatePath: String, privateKeyPath: String, caCertificate: Certificate, expectedNames: [GeneralName], now: Date
+    certificatePath: String, privateKeyPath: String, trustedCAs: [Certificate], expectedNames: [GeneralName], now: Date
 ) throws {
     let cert = try loadCertificate(path: certificatePath)
     let key: P256.Signing.PrivateKey
@@ -61,8 +79,8 @@ private func checkPair(
     guard cert.publicKey == Certificate.PublicKey(key.publicKey) else {
         throw mismatch("its key is not \(privateKeyPath)")
     }
-    guard cert.issuer == caCertificate.subject else {
-        throw mismatch("it is not signed by this cluster's CA: it was issued by \(cert.issuer), the CA is \(caCertificate.subject)")
+    guard let caCertificate = trustedCAs.first(where: { $0.subject == cert.issuer }) else {
+        throw mismatch("it is not signed by this cluster's CA: it was issued by \(cert.issuer), the CA is \(trustedCAs.map { "\($0.subject)" }.joined(separator: " or "))")
     }
     guard caCertificate.publicKey.isValidSignature(cert.signature, for: cert) else {
         throw mismatch("it is not signed by this cluster's CA: its issuer has the CA's name but another key (a CA made again for the same cluster?)")

@@ -50,6 +50,32 @@ public enum CertificateFiles {
         }
     }
 
+    /// Replaces `path` with `contents` atomically: a temporary file beside it (created with
+    /// `writeNew`, so fsynced and of `mode`), renamed over it, and the directory fsynced. A
+    /// reader sees the old file or the new one, never a part of either. Only certificate
+    /// rotation replaces files (`CARotation`); everything else is written once.
+    static func replace(_ contents: String, at path: String, mode: mode_t) throws {
+        let temporary = path + ".tmp-\(getpid())"
+        if exists(temporary) { unlink(temporary) }
+        try writeNew(contents, to: temporary, mode: mode)
+        try renameDurably(temporary, to: path)
+    }
+
+    /// `rename(2)` and an fsync of the directory, so the new name survives a crash.
+    static func renameDurably(_ from: String, to path: String) throws {
+        guard rename(from, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(from)
+            throw CertsError.unwritableFile(path: path, reason: reason)
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+    }
+
     static func read(_ path: String) throws -> String {
         do {
             return try String(contentsOfFile: path, encoding: .utf8)
@@ -62,7 +88,7 @@ public enum CertificateFiles {
         FileManager.default.fileExists(atPath: path)
     }
 
-    static func join(_ directory: String, _ name: String) -> String {
+    public static func join(_ directory: String, _ name: String) -> String {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
 

@@ -25,9 +25,12 @@ public func listCertificates(directory: String) throws -> [CertificateSummary] {
     } catch {
         throw CertsError.unreadableFile(path: directory, reason: "\(error.localizedDescription)")
     }
-    return try names.filter { $0.hasSuffix(".pem") }.sorted().map { name in
-        let cert = try loadCertificate(path: CertificateFiles.join(directory, name))
-        return CertificateSummary(
+    // A bundle (`ca.pem` during a CA rotation) shows each of its certificates as `FILE#N`.
+    return try names.filter { $0.hasSuffix(".pem") }.sorted().flatMap { name in
+        let certificates = try loadCertificates(path: CertificateFiles.join(directory, name))
+        return certificates.enumerated().map { (i, cert) in (certificates.count == 1 ? name : "\(name)#\(i + 1)", cert) }
+    }.map { name, cert in
+        CertificateSummary(
             file: name, subject: cert.subject.description,
             subjectAlternativeNames: (try? cert.extensions.subjectAlternativeNames)??.map(describeName) ?? [],
             notBefore: cert.notValidBefore, notAfter: cert.notValidAfter,

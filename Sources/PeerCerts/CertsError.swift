@@ -23,6 +23,12 @@ public enum CertsError: Error, Sendable, Equatable, CustomStringConvertible {
     case certificateMismatch(path: String, reason: String)
     /// One file of a certificate/key pair exists without the other.
     case incompletePair(present: String, missing: String)
+    /// `peer certs rotate --ca` found a new CA being introduced already (`ca-next.*`).
+    case rotationInProgress(directory: String)
+    /// The finishing phase of a CA rotation with no rotation to finish.
+    case noRotationInProgress(directory: String)
+    /// A CA rotation cannot drop the old CA while this certificate is still its.
+    case issuedByOldCA(path: String)
 
     public var description: String {
         switch self {
@@ -43,6 +49,10 @@ public enum CertsError: Error, Sendable, Equatable, CustomStringConvertible {
         case .malformedPrivateKey(let p, let r): return "\(p) is not a PEM P-256 private key: \(r)"
         case .caKeyMismatch(let d): return "ca.pem and ca.key in \(d) do not belong together"
         case .certificateMismatch(let p, let r): return "\(p) does not fit: \(r)"
+        case .rotationInProgress(let d):
+            return "a CA rotation is in progress in \(d) (ca-next.pem/ca-next.key exist but do not belong together); restore or remove them"
+        case .noRotationInProgress(let d): return "no CA rotation is in progress in \(d) (no ca-next.pem): nothing to finish"
+        case .issuedByOldCA(let p): return "\(p) is still issued by the old CA: renew it first (peer certs rotate --phase leaves)"
         case .incompletePair(let present, let missing):
             return "\(present) exists but \(missing) does not; restore it, or move \(present) away to issue a new pair"
         }

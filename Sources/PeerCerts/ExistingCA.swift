@@ -4,6 +4,8 @@ import X509
 /// is there too (an operator may keep the key elsewhere once everything is issued, docs/tls.md).
 public struct ExistingCA: Sendable {
     public let certificate: Certificate
+    /// Every CA `ca.pem` holds: `certificate` alone, or the old and the new one during a rotation.
+    public let trusted: [Certificate]
     /// The cluster the CA was made for (its certificate's Organization).
     public let clusterID: String
     /// The CA able to issue; nil when only `ca.pem` is in the directory.
@@ -20,14 +22,17 @@ public struct ExistingCA: Sendable {
             return nil
         case .present:
             let authority = try CertificateAuthority.load(directory: directory)
-            return ExistingCA(certificate: authority.certificate, clusterID: authority.clusterID, authority: authority)
+            return ExistingCA(
+                certificate: authority.certificate, trusted: try loadCertificates(path: certPath), clusterID: authority.clusterID,
+                authority: authority)
         case .incomplete(let present, let missing):
             guard present == certPath else { throw CertsError.incompletePair(present: present, missing: missing) }
-            let certificate = try loadCertificate(path: certPath)
+            let trusted = try loadCertificates(path: certPath)
+            let certificate = trusted[trusted.count - 1]
             guard let clusterID = CertificateAuthority.clusterID(ofCA: certificate) else {
                 throw CertsError.malformedCertificate(path: certPath, reason: "no cluster id in its Organization")
             }
-            return ExistingCA(certificate: certificate, clusterID: clusterID, authority: nil)
+            return ExistingCA(certificate: certificate, trusted: trusted, clusterID: clusterID, authority: nil)
         }
     }
 }

@@ -43,6 +43,12 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
+    /// The client name, if this identity is an operator's or a tool's.
+    public var clientName: String? {
+        if case .client(let name) = role { return name }
+        return nil
+    }
+
     /// Parses a SAN URI; nil when it is not a `peer://` identity URI (other URIs are ignored).
     public init?(uri: String) {
         let prefix = "\(Self.uriScheme)://"

@@ -132,6 +132,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
             timeout?.cancel()
             write(.hello(answer), context: context)
             core.logger.info("inbound peer connected", metadata: ["peer": "\(peer)", "version": "\(version)", "remote": "\(remote)"])
+            core.established.withLockedValue { $0 += 1 }
             core.events.yield(.inboundEstablished(peer, protocolVersion: version))
         case .deliver(let m):
             core.deliver(m)

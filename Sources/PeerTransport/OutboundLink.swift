@@ -215,6 +215,7 @@ final class OutboundLink: Sendable {
             channel.close(promise: nil)
             return
         }
+        core.established.withLockedValue { $0 += 1 }
         core.events.yield(.peerConnected(peer, protocolVersion: version))
         flushOnLoop()
     }

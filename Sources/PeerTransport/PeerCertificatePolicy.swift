@@ -12,7 +12,8 @@ import X509
 /// Trust model (docs/transport.md §Identity): one cluster CA signs every leaf directly (the CA's
 /// path length is 0), so a valid chain is exactly: leaf signed by the CA's key, both within their
 /// validity windows, leaf not a CA, leaf's extended key usage allowing the role it plays, and one
-/// `peer://<cluster>/node/<id>` URI in the leaf's SAN naming an acceptable peer.
+/// `peer://<cluster>/node/<id>` URI in the leaf's SAN naming an acceptable peer. During a CA
+/// rotation two CAs are trusted; the one whose name and key signed the leaf is its CA.
 public struct PeerCertificatePolicy: Sendable {
     /// Who is acceptable at the other end.
     public enum Expectation: Sendable, Hashable {
@@ -22,12 +23,17 @@ public struct PeerCertificatePolicy: Sendable {
         case exactly(NodeID)
     }
 
-    public var clusterCA: Certificate
+    /// The cluster's CAs: one, or two while `peer certs rotate --ca` replaces it (docs/tls.md).
+    public var trustedCAs: [Certificate]
     public var clusterID: String
 
-    public init(clusterCA: Certificate, clusterID: String) {
-        self.clusterCA = clusterCA
+    public init(trustedCAs: [Certificate], clusterID: String) {
+        self.trustedCAs = trustedCAs
         self.clusterID = clusterID
+    }
+
+    public init(clusterCA: Certificate, clusterID: String) {
+        self.init(trustedCAs: [clusterCA], clusterID: clusterID)
     }
 
     /// The verdict: the verified peer, or the reason to refuse.
@@ -40,9 +46,7 @@ public struct PeerCertificatePolicy: Sendable {
     /// it dialled us, `.serverAuth` when we dialled it.
     public func verify(chain: [Certificate], expecting: Expectation, usage: ExtendedKeyUsage.Usage, now: Date) -> Verdict {
         guard let leaf = chain.first else { return .rejected(.noClientCertificate, "no certificate presented") }
-        guard leaf.issuer == clusterCA.subject,
-              clusterCA.publicKey.isValidSignature(leaf.signature, for: leaf)
-        else {
+        guard let clusterCA = issuingCA(of: leaf, among: trustedCAs) else {
             return .rejected(.certificateNotFromClusterCA, "\(leaf.subject) issued by \(leaf.issuer), not by this cluster's CA")
         }
         if now < leaf.notValidBefore {

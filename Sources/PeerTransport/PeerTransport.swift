@@ -124,6 +124,28 @@ public final class PeerTransport: Sendable {
         ])
     }
 
+    /// Reads and checks the TLS files again (as at start: this node's certificate, issued by a
+    /// CA of the bundle, for both usages) without using them yet. Throws what start would.
+    public func loadTLS() throws -> LoadedTLS {
+        guard case .mutualTLS(let files) = core.config.security else { throw TransportSetupError.plaintext }
+        return LoadedTLS(material: try TLSMaterial(files: files, clusterID: core.config.clusterID, nodeID: core.config.nodeID))
+    }
+
+    /// Every connection from now on, dialled or accepted, uses `loaded`; the open ones keep the
+    /// keys they agreed on and stay open (no message is lost to a certificate rotation).
+    public func installTLS(_ loaded: LoadedTLS) {
+        core.replaceTLS(loaded.material)
+        core.logger.notice("peer transport TLS reloaded", metadata: [
+            "certificate": "\(loaded.certificate.serial)", "trusted": "\(loaded.trusted.map(\.subject))",
+        ])
+    }
+
+    /// The certificate and the CAs new connections use.
+    public var currentTLS: LoadedTLS? { core.tls.map(LoadedTLS.init(material:)) }
+
+    /// Connections that completed TLS and hello since start, inbound and outbound.
+    public var connectionsEstablished: UInt64 { core.established.withLockedValue { $0 } }
+
     /// The port actually bound (useful with port 0).
     public var listeningPort: Int? { server.withLockedValue { $0?.localAddress?.port } }
 

@@ -11,32 +11,54 @@ public enum TransportSetupError: Error, Sendable, CustomStringConvertible {
     case unreadablePEM(path: String, reason: String)
     case certificateDoesNotNameThisNode(path: String, detail: String)
     case bindFailed(PeerAddress, reason: String)
+    case plaintext
 
     public var description: String {
         switch self {
         case .unreadablePEM(let p, let r): return "cannot use \(p): \(r)"
         case .certificateDoesNotNameThisNode(let p, let d): return "\(p) is not this node's certificate: \(d)"
         case .bindFailed(let a, let r): return "cannot listen on \(a): \(r)"
+        case .plaintext: return "the transport runs without TLS: there is nothing to reload"
         }
     }
 }
 
-/// TLS material loaded once at start: two NIOSSL contexts and the identity policy.
+/// The TLS files as loaded and checked, ready for `PeerTransport.installTLS`.
+public struct LoadedTLS: Sendable {
+    let material: TLSMaterial
+    /// This node's certificate.
+    public var certificate: CertificateInfo { CertificateInfo(material.certificate) }
+    /// The CAs whose peers it accepts, in `ca.pem`'s order.
+    public var trusted: [CertificateInfo] { material.policy.trustedCAs.map(CertificateInfo.init) }
+}
+
+/// TLS material: two NIOSSL contexts and the identity policy, loaded at start and again at each
+/// reload (`PeerTransport.loadTLS`).
 struct TLSMaterial: Sendable {
     let serverContext: NIOSSLContext
     let clientContext: NIOSSLContext
     let policy: PeerCertificatePolicy
+    let certificate: Certificate
 
     init(files: TLSFiles, clusterID: String, nodeID: NodeID) throws {
         func load<T>(_ path: String, _ body: () throws -> T) throws -> T {
             do { return try body() } catch { throw TransportSetupError.unreadablePEM(path: path, reason: "\(error)") }
         }
-        let ca = try load(files.caCertificatePath) { try NIOSSLCertificate(file: files.caCertificatePath, format: .pem) }
+        // `ca.pem` is a bundle: one CA, or the old and the new one during a CA rotation.
+        let cas = try load(files.caCertificatePath) { try NIOSSLCertificate.fromPEMFile(files.caCertificatePath) }
         let chain = try load(files.certificatePath) { try NIOSSLCertificate.fromPEMFile(files.certificatePath) }
         let key = try load(files.privateKeyPath) { try NIOSSLPrivateKey(file: files.privateKeyPath, format: .pem) }
-        let caX509 = try load(files.caCertificatePath) { try loadCertificate(path: files.caCertificatePath) }
+        let caX509 = try load(files.caCertificatePath) { try loadCertificates(path: files.caCertificatePath) }
         let ownX509 = try load(files.certificatePath) { try loadCertificate(path: files.certificatePath) }
-        let policy = PeerCertificatePolicy(clusterCA: caX509, clusterID: clusterID)
+        let policy = PeerCertificatePolicy(trustedCAs: caX509, clusterID: clusterID)
+        // A certificate and a key of different pairs (a rotation half-written) would fail every
+        // handshake: refuse them here, keeping what runs.
+        let keyMatches = try load(files.privateKeyPath) {
+            try Certificate.PrivateKey(pemEncoded: try String(contentsOfFile: files.privateKeyPath, encoding: .utf8)).publicKey == ownX509.publicKey
+        }
+        guard keyMatches else {
+            throw TransportSetupError.unreadablePEM(path: files.privateKeyPath, reason: "it is not the key of \(files.certificatePath)")
+        }
 
         // Refuse to start with a certificate that peers would refuse: fail here, loudly, rather
         // than as a stream of handshake errors on every other node.
@@ -54,22 +76,23 @@ struct TLSMaterial: Sendable {
         var client = TLSConfiguration.makeClientConfiguration()
         client.certificateChain = chain.map { .certificate($0) }
         client.privateKey = .privateKey(key)
-        server = Self.harden(server, ca: ca)
-        client = Self.harden(client, ca: ca)
+        server = Self.harden(server, cas: cas)
+        client = Self.harden(client, cas: cas)
         self.serverContext = try NIOSSLContext(configuration: server)
         self.clientContext = try NIOSSLContext(configuration: client)
         self.policy = policy
+        self.certificate = ownX509
     }
 
     /// TLS 1.3 only; a certificate is required from the other side (`.noHostnameVerification`
     /// maps to SSL_VERIFY_FAIL_IF_NO_PEER_CERT); the identity is checked by our own callback
     /// against the SAN URI, not by host name.
-    private static func harden(_ base: TLSConfiguration, ca: NIOSSLCertificate) -> TLSConfiguration {
+    private static func harden(_ base: TLSConfiguration, cas: [NIOSSLCertificate]) -> TLSConfiguration {
         var c = base
         c.minimumTLSVersion = .tlsv13
         c.maximumTLSVersion = .tlsv13
         c.certificateVerification = .noHostnameVerification
-        c.trustRoots = .certificates([ca])
+        c.trustRoots = .certificates(cas)
         return c
     }
 

@@ -8,7 +8,13 @@ import Raft
 /// membership, and the two output streams.
 final class TransportCore: Sendable {
     let config: TransportConfiguration
-    let tls: TLSMaterial?
+    /// The TLS material every new connection takes (nil: plaintext, tests only). Replaced whole
+    /// by `PeerTransport.installTLS`; a connection keeps the material it started with.
+    private let tlsBox: NIOLockedValueBox<TLSMaterial>?
+    var tls: TLSMaterial? { tlsBox?.withLockedValue { $0 } }
+    func replaceTLS(_ material: TLSMaterial) { tlsBox?.withLockedValue { $0 = material } }
+    /// Connections that completed TLS and hello, inbound and outbound, since start.
+    let established = NIOLockedValueBox<UInt64>(0)
     let events: AsyncStream<TransportEvent>.Continuation
     let incoming: AsyncStream<Message>.Continuation
     /// Membership and the established inbound connections by peer, under one lock: a connection
@@ -39,7 +45,7 @@ final class TransportCore: Sendable {
     init(config: TransportConfiguration, tls: TLSMaterial?,
          events: AsyncStream<TransportEvent>.Continuation, incoming: AsyncStream<Message>.Continuation) {
         self.config = config
-        self.tls = tls
+        self.tlsBox = tls.map { NIOLockedValueBox($0) }
         self.events = events
         self.incoming = incoming
     }

@@ -127,6 +127,7 @@ extension NginxConfig {
         // The peer's API speaks TLS 1.3 only; nginx 1.22 offers up to 1.2 unless told.
         out.line("proxy_ssl_protocols TLSv1.3;")
         out.line("proxy_ssl_verify_depth 3;")
+        if let version = auth.caVersion { out.line("# the CA bundle's sha256: \(version)") }
         out.line("proxy_ssl_trusted_certificate \(auth.caFile);")
         out.line("proxy_connect_timeout 2s;")
         out.line("proxy_read_timeout 5s;")

@@ -14,6 +14,9 @@ struct AuthTarget: Equatable {
     let serverName: String
     let caFile: String
     let cacheSeconds: Int
+    /// The bundle's digest, rendered as a comment: when it changes, so does the config, and
+    /// NGINX reloads and reads the file again.
+    let caVersion: String?
 }
 
 extension RouterSpec {
@@ -137,6 +140,9 @@ extension RouterSpec {
             throw RouterSpecError(field: "authCacheSeconds", reason: "must be 1...\(RouterLimits.authCacheSecondsMax), got \(authCacheSeconds)")
         }
         if let authCAFile { try SpecCheck.absolutePath(authCAFile, field: "authCAFile") }
+        if let authCAVersion, authCAVersion.isEmpty || authCAVersion.count > 64 || !authCAVersion.allSatisfy({ $0.isHexDigit && $0.isASCII }) {
+            throw RouterSpecError(field: "authCAVersion", reason: "must be 1-64 hex digits, got \"\(authCAVersion.prefix(80))\"")
+        }
         if let authServerName { try SpecCheck.host(authServerName, field: "authServerName") }
         var target: (address: String, host: String)?
         if let authURL { target = try SpecCheck.httpsURL(authURL, field: "authURL") }
@@ -149,7 +155,7 @@ extension RouterSpec {
         guard let authCAFile else {
             throw RouterSpecError(field: "authCAFile", reason: "required with authURL (the peer's certificate is verified)")
         }
-        return AuthTarget(address: target.address, serverName: authServerName ?? target.host, caFile: authCAFile, cacheSeconds: authCacheSeconds)
+        return AuthTarget(address: target.address, serverName: authServerName ?? target.host, caFile: authCAFile, cacheSeconds: authCacheSeconds, caVersion: authCAVersion)
     }
 }
 

@@ -38,6 +38,10 @@ public struct RouterSpec: Sendable, Hashable {
     /// Absolute path of the cluster CA (PEM) that verifies the peer's certificate. Required
     /// with `authURL`.
     public var authCAFile: String?
+    /// Names the contents of `authCAFile` (its SHA-256 in hex): NGINX reads that file only when
+    /// it starts or reloads, so a new value, written into the config, makes it reload and trust
+    /// the CAs the file holds now (a CA rotation, docs/tls.md).
+    public var authCAVersion: String?
     /// The name the peer's certificate is verified against (and sent as SNI); nil means the
     /// host of `authURL`. nginx checks DNS names only, so set this when `authURL` is an IP.
     public var authServerName: String?

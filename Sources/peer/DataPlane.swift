@@ -1,5 +1,6 @@
 import Agent
 import ClusterModel
+import Crypto
 import Foundation
 import Logging
 import PeerAPI
@@ -42,6 +43,9 @@ final class DataPlane: Sendable {
         /// tenant → components it needs on this instance (for `servingTenants`).
         var neededHere: [String: [String]] = [:]
         var retryAt: ContinuousClock.Instant?
+        /// The SHA-256 of `caCertificatePath` as last read (at start, at each TLS reload): the
+        /// router spec carries it, so NGINX reloads and reads the bundle again when it changes.
+        var trustSHA256: String?
     }
 
     let settings: Settings
@@ -107,9 +111,48 @@ final class DataPlane: Sendable {
             router = nil
             stats = nil
         }
+        state.withLock { $0.trustSHA256 = Self.sha256Hex(ofFile: settings.caCertificatePath) }
     }
 
     var isEmpty: Bool { agent == nil && router == nil }
+
+    /// The CA bundle's digest in the config NGINX runs (nil: no router, or no token checks).
+    var routerTrustSHA256: String? { state.withLock { $0.lastSpec?.authCAVersion } }
+
+    static func sha256Hex(ofFile path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// After a TLS reload: the router's token checks verify this peer's API certificate with the
+    /// CA bundle, which NGINX reads only when it starts or reloads. Reads the bundle's digest
+    /// again and, when it changed, makes the loop apply a config naming it (NGINX reloads), and
+    /// waits up to `timeout` for that config to run. Returns the digest NGINX runs with (nil:
+    /// no router, or no token checks), or why it does not run the new one.
+    func reloadTrust(timeout: Duration = .seconds(15)) async -> Result<String?, CLIError> {
+        guard router != nil else { return .success(nil) }
+        let digest = Self.sha256Hex(ofFile: settings.caCertificatePath)
+        let changed = state.withLock { s -> Bool in
+            // Unchanged, and running (or nothing to run): done. A failed apply is tried again.
+            let running = s.lastSpec.map { $0.authCAFile == nil || $0.authCAVersion == digest } ?? true
+            guard s.trustSHA256 != digest || !running else { return false }
+            s.trustSHA256 = digest
+            s.handledRoutingIndex = .max  // the next turn builds and applies a spec
+            s.retryAt = nil
+            return true
+        }
+        if !changed { return .success(state.withLock { $0.lastSpec?.authCAVersion }) }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let (spec, handled, error) = state.withLock { ($0.lastSpec, $0.handledRoutingIndex, $0.routerError) }
+            if handled != .max {
+                if let error { return .failure(CLIError("NGINX did not take the new CA bundle: \(error)")) }
+                if spec?.authCAFile == nil || spec?.authCAVersion == digest { return .success(spec?.authCAVersion) }
+            }
+            try? await Task.sleep(for: .milliseconds(settings.pollMillis))
+        }
+        return .failure(CLIError("NGINX did not run a config with the new CA bundle within \(timeout)"))
+    }
 
     func start() async throws {
         if let stats {
@@ -338,6 +381,7 @@ final class DataPlane: Sendable {
             // NGINX verifies DNS names only: a loopback API's certificate also names localhost.
             authServerName: api.isLoopback ? "localhost" : (api.kind == .dnsName ? api.host : nil),
             authCacheSeconds: config.router.authCacheSeconds)
+        if tokens { spec.authCAVersion = state.withLock { $0.trustSHA256 } }
         spec.clientKeepaliveSeconds = config.router.clientKeepaliveSeconds
         spec.controlTimeoutMs = config.limits.routerControl.timeoutMs
         spec.routeTableMiB = config.router.routeTableMiB

@@ -58,7 +58,7 @@ enum JoinFiles {
         var files: [String: String] = [
             Self.join: String(decoding: try encoder.encode(join), as: UTF8.self),
             Self.config: configText,
-            Self.caCertificate: try authority.certificatePEM,
+            Self.caCertificate: try authority.trustBundlePEM,
             Self.certificate: issued.certificatePEM,
             Self.privateKey: issued.privateKeyPEM,
             Self.brokerPasswordHash: try BrokerFiles.readPrivate(config.broker.passwordHashFile, what: "broker.passwordHashFile") + "\n",
@@ -193,7 +193,8 @@ enum ProviderWiring {
         return { id, state in
             let authority: CertificateAuthority
             do {
-                authority = try CertificateAuthority.load(directory: config.tlsDir)
+                // During a CA rotation, the new CA once every member trusts it (`CARotation`).
+                authority = try CARotation.signing(directory: config.tlsDir)
             } catch {
                 throw CLIError("instance \(id): this leader cannot issue its certificate: \(error) (the leader signs new instances' certificates with \(config.caPrivateKeyPath))")
             }

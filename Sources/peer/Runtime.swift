@@ -190,8 +190,16 @@ enum PeerRuntime {
         if !dataPlane.isEmpty { apiConfig.dataPlane = { dataPlane.report() } }
         // The leader's loops (registrar, operation driver, data-plane watch): they act while
         // this peer leads; the API wakes the driver when it starts an operation.
-        let leader = try Self.leader(s, node: node, directory: directory, brokerConfig: brokerConfig, tls: apiConfig.tls, logger: logger)
-        let api = try AdminServer(configuration: apiConfig, node: node, wakeLeader: { leader.wake() })
+        // One API TLS for the listener, the forwarder and the leader's client: one reload
+        // (SIGHUP, `POST /v1/tls/reload`) reaches them all, and the transport (TLSReload.swift).
+        let apiTLS = try APITLS(files: apiConfig.tls)
+        let reloader = TLSReloader(selfID: s.selfID, transport: transport, api: apiTLS, dataPlane: dataPlane, logger: logger)
+        apiConfig.tlsReport = { reloader.report() }
+        apiConfig.tlsReload = { await reloader.reload() }
+        let leader = try Self.leader(s, node: node, directory: directory, brokerConfig: brokerConfig, tls: apiTLS, logger: logger)
+        let api = try AdminServer(configuration: apiConfig, node: node, tls: apiTLS, wakeLeader: { leader.wake() })
+        let hangup = reloader.reloadOnHangup()
+        defer { hangup.cancel() }
 
         // Raft messages go from the transport's event loop straight into the node's mailbox.
         transport.deliverDirectly { m in node.receive(m) }
@@ -234,8 +242,8 @@ extension PeerRuntime {
     /// The leader's loops for this peer, wired to the configuration: every configured member is
     /// registered, tenants are placed with the broker's numbers, and the data-plane watch asks
     /// each member's admin API (`GET /v1/dataplane`) for what the move driver needs.
-    static func leader(_ s: RuntimeSettings, node: PeerNode, directory: MemberDirectory, brokerConfig: BrokerConfiguration, tls: APITLSFiles, logger: Logger) throws -> Leader {
-        let client = try AdminClient(tls: tls)
+    static func leader(_ s: RuntimeSettings, node: PeerNode, directory: MemberDirectory, brokerConfig: BrokerConfiguration, tls: APITLS, logger: Logger) throws -> Leader {
+        let client = AdminClient(tls: tls)
         let watch = DataPlaneWatch(
             members: {
                 directory.all.mapValues { m in DataPlaneWatch.Member(supervised: m.components != nil, routed: m.router != nil) }

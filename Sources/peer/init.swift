@@ -141,12 +141,12 @@ struct InitPlan {
             switch pair.holder {
             case .peer(let peer):
                 try checkPeerPair(
-                    certificatePath: pair.certificatePath, privateKeyPath: pair.privateKeyPath, caCertificate: ca.certificate,
+                    certificatePath: pair.certificatePath, privateKeyPath: pair.privateKeyPath, trustedCAs: ca.trusted,
                     clusterID: config.cluster, nodeID: peer.id,
                     ipAddresses: peer.certificateIPAddresses, dnsNames: peer.certificateDNSNames)
             case .client(let name):
                 try checkClientPair(
-                    certificatePath: pair.certificatePath, privateKeyPath: pair.privateKeyPath, caCertificate: ca.certificate,
+                    certificatePath: pair.certificatePath, privateKeyPath: pair.privateKeyPath, trustedCAs: ca.trusted,
                     clusterID: config.cluster, name: name)
             }
             return true
