@@ -59,11 +59,14 @@ public enum CARotation {
         return try CertificateAuthority.load(directory: directory)
     }
 
-    /// Phase 1. Refused while a rotation is in progress (finish it first).
+    /// Phase 1. Needs `ca.pem`, not the old `ca.key`. Run again after a crash, it completes
+    /// the bundle with the same new CA; refused when `ca-next.*` are there but do not belong
+    /// together.
     @discardableResult
     public static func trust(directory: String, validity: Validity = .days(Validity.caDaysDefault)) throws -> Certificate {
         let p = paths(directory)
-        let current = try CertificateAuthority.load(directory: directory)
+        // The old CA's key is not needed (it may be lost): the new CA signs everything after.
+        guard let current = try ExistingCA.find(directory: directory) else { throw CertsError.caNotFound(directory: directory) }
         if CertificateFiles.exists(p.next) || CertificateFiles.exists(p.nextKey) {
             // A crash after making the new CA and before the bundle: write the bundle again.
             if let next = try? CertificateAuthority.load(directory: directory, certificatePath: p.next, keyPath: p.nextKey) {
