@@ -76,6 +76,19 @@ import X509
         #expect(try CertificateAuthority.load(directory: dir).certificate == next)
     }
 
+    @Test func aCAWhoseKeyIsLostIsReplacedAllTheSame() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let old = try CertificateAuthority.create(directory: dir, clusterID: "c-1")
+        _ = try old.issuePeer(nodeID: 1)
+        try FileManager.default.removeItem(atPath: dir + "/ca.key")
+        #expect(throws: CertsError.caNotFound(directory: dir)) { try CARotation.renewLeaves(directory: dir) }
+        let next = try CARotation.trust(directory: dir)
+        #expect(try CARotation.renewLeaves(directory: dir).map(\.file) == ["peer-1.pem"])
+        #expect(try CARotation.finish(directory: dir) == next)
+        #expect(try CertificateAuthority.load(directory: dir).certificate == next)
+    }
+
     @Test func aBundleWithSomethingElseThanCertificatesIsRefusedNamingTheBlock() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
