@@ -208,6 +208,39 @@ public final class InstanceLifecycleLoop: Sendable {
         for (x, why) in changed.sorted(by: { $0.key < $1.key }) { logger.info("instance \(x) waits: \(why)") }
     }
 
+    /// Why an instance cannot be restarted (`restart`).
+    public struct RestartRefused: Error, Sendable, CustomStringConvertible {
+        public var description: String
+        /// Nothing was asked of a provider (a bad id, no provider): the request is at fault.
+        public var beforeProvider: Bool
+    }
+
+    /// Has the provider holding instance `x` stop it and start it again on the same data with
+    /// `executable` (`peer upgrade` of an instance a provider made). The caller (the API, on
+    /// the leader) waits for the answer; the instance then catches up like any restarted member.
+    public func restart(_ x: String, executable: String) async throws(RestartRefused) -> ProvidedInstance {
+        let state: ClusterState
+        do { state = try await node.read(linearizable: true) { $0 } } catch {
+            throw RestartRefused(description: "the state cannot be read: \(error)", beforeProvider: true)
+        }
+        guard let instance = state.instance(x), instance.state != .removed else {
+            throw RestartRefused(description: "instance \(x) is not in the state (or removed)", beforeProvider: true)
+        }
+        guard !instance.provider.isEmpty else {
+            throw RestartRefused(description: "instance \(x) is a member of the cluster file, not made by a provider: `peer upgrade step \(x) --binary ...` on its host restarts it", beforeProvider: true)
+        }
+        guard let named = provider(for: x, state: state, holder: nil) else {
+            throw RestartRefused(description: "instance \(x)'s provider \(instance.provider) is not in this leader's cluster file", beforeProvider: true)
+        }
+        do {
+            let provided = try await named.provider.restart(clusterID: settings.clusterID, instanceID: x, executable: executable)
+            logger.notice("instance \(x): the \(named.provider.kind) provider \(named.name) restarted it with \(executable) (\(provided.handle))")
+            return provided
+        } catch {
+            throw RestartRefused(description: "\(error)", beforeProvider: false)
+        }
+    }
+
     /// The provider for instance `x`: the one that holds it, else the one its intent or its
     /// record names, else the first.
     func provider(for x: String, state: ClusterState, holder: String?) -> NamedProvider? {

@@ -19,7 +19,7 @@ public final class Leader: Sendable {
     let waker: Waker
     /// The provisioner: instances added and removed through the providers, learners promoted
     /// (nil: not wired, in tests of the other loops).
-    let instances: InstanceLifecycleLoop?
+    public let instances: InstanceLifecycleLoop?
     /// The balancer (nil: the cluster file's `balancer.enabled` is false, or tests of the other loops).
     let balancer: BalancerLoop?
 

@@ -37,6 +37,21 @@ extension AdminServer {
                 try await self.removeInstance(try id.get(), try Self.changeRequest(body))
             }
         }
+        router.post("instances/:id/restart") { request, context in
+            var request = request
+            let id = Self.pathSegment(context, "id")
+            return await self.write(request: &request) { (body: [UInt8]) async throws(APIError) -> (InstanceRestarted, HTTPResponse.Status) in
+                let req: InstanceRestartRequest
+                do { req = try JSONDecoder().decode(InstanceRestartRequest.self, from: Data(body)) } catch {
+                    throw APIError("badRequest", "the body is not a restart request ({\"binary\": \"/absolute/path/of/peer\"}): \(error)")
+                }
+                guard req.binary.hasPrefix("/"), req.binary.utf8.count <= 4096, !req.binary.contains("\0") else {
+                    throw APIError("badRequest", "binary must be an absolute path on the provider's host, got \(req.binary.prefix(100).debugDescription)")
+                }
+                guard let restart = self.config.restartInstance else { throw APIError("notFound", "this peer runs no provisioner") }
+                return (try await restart(try id.get(), req.binary).get(), .ok)
+            }
+        }
         for (verb, state) in [("drain", PBInstanceState.draining), ("activate", .active)] {
             router.post("instances/:id/\(verb)") { request, context in
                 var request = request

@@ -88,6 +88,9 @@ public struct AdminServerConfiguration: Sendable {
     /// This member's agent and router report (`GET /v1/dataplane`, `peer status`); nil when the
     /// peer runs neither.
     public var dataPlane: (@Sendable () -> DataPlaneReport)?
+    /// Restarts an instance a provider made with another binary on the same data (`POST
+    /// /v1/instances/{id}/restart`, served by the leader); nil: this peer has no provisioner.
+    public var restartInstance: (@Sendable (_ id: String, _ binary: String) async -> Result<InstanceRestarted, APIError>)?
     /// This peer's TLS as it runs (`GET /v1/tls`) and the reload of its files (`POST
     /// /v1/tls/reload`, the same as SIGHUP); nil serves neither.
     public var tlsReport: (@Sendable () -> TLSReport)?

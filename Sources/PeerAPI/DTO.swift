@@ -248,3 +248,22 @@ enum Names {
         }
     }
 }
+
+/// `POST /v1/instances/{id}/restart`: the program the instance runs from now on, a path on the
+/// provider's host (`peer upgrade` of an instance a provider made).
+public struct InstanceRestartRequest: Codable, Sendable, Hashable {
+    public var binary: String
+    public init(binary: String) { self.binary = binary }
+}
+
+/// The answer: the instance runs again, with `binary`, as `handle` (e.g. `pid 4242`).
+public struct InstanceRestarted: Codable, Sendable, Hashable {
+    public var id: String
+    public var binary: String
+    public var handle: String
+    public init(id: String, binary: String, handle: String) {
+        self.id = id
+        self.binary = binary
+        self.handle = handle
+    }
+}

@@ -48,6 +48,9 @@ public struct ProcessProvider: InstanceProvider {
         /// 0 until the process is spawned.
         var pid: Int32
         var startTimeTicks: UInt64
+        /// The program the instance runs instead of its command's first word, once `restart`
+        /// gave it one (nil: the command's); every later start uses it too.
+        var executable: String?
     }
 
     public func create(_ request: ProvisionRequest) async throws(ProviderError) -> ProvidedInstance {
@@ -68,26 +71,64 @@ public struct ProcessProvider: InstanceProvider {
             try writeRecord(record, dir: dir)
         }
         try writeBootstrap(request.bootstrap, dir: dir, instance: request.instanceID)
-        let argv = settings.command.argv(
+        try spawn(&record, dir: dir, operation: "create")
+        return provided(record, running: true)
+    }
+
+    public func restart(clusterID: String, instanceID: String, executable: String) async throws(ProviderError) -> ProvidedInstance {
+        try Bootstrap.validateIDs(clusterID: clusterID, instanceID: instanceID, provider: kind, operation: "restart")
+        guard executable.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: executable) else {
+            throw ProviderError(kind, "restart", instance: instanceID, .invalidRequest, "\(executable) is not an executable file named by its absolute path on this host")
+        }
+        let lock = try await lockCluster(clusterID, operation: "restart", instance: instanceID)
+        defer { lock.release() }
+        let dir = instanceDirectory(clusterID, instanceID)
+        guard var record = try readRecord(dir, operation: "restart", instance: instanceID) else {
+            throw ProviderError(kind, "restart", instance: instanceID, .refused, "this provider holds no instance \(instanceID) (no \(dir)/record.json)")
+        }
+        try await stop(record, operation: "restart")
+        record.executable = executable
+        record.pid = 0
+        record.startTimeTicks = 0
+        try writeRecord(record, dir: dir)
+        try spawn(&record, dir: dir, operation: "restart")
+        return provided(record, running: true)
+    }
+
+    /// Starts the record's command (with its executable, if it has one) and records the pid.
+    private func spawn(_ record: inout Record, dir: String, operation: String) throws(ProviderError) {
+        var argv = settings.command.argv(
             cluster: record.clusterID, id: record.instanceID, bootstrap: dir + "/bootstrap", dir: dir, host: settings.ports.host, addresses: record.addresses)
+        if let executable = record.executable { argv[0] = executable }
         let pid: pid_t
         do {
             var options = ChildProcess.Options(outputPath: dir + "/output.log", outputMode: 0o600, environment: environment(), grouping: .newSession)
             options.searchPath = !argv[0].contains("/")
             pid = try ChildProcess.spawn(argv, options)
         } catch {
-            throw ProviderError(kind, "create", instance: request.instanceID, .unavailable, "\(error)")
+            throw ProviderError(kind, operation, instance: record.instanceID, .unavailable, "\(error)")
         }
         guard let stat = ProcFS.stat(pid: pid) else {
             // Ended before we could read its start time: record it as stopped (a retry restarts it).
             _ = ChildProcess.reapIfExited(pid)
-            throw ProviderError(kind, "create", instance: request.instanceID, .refused,
+            throw ProviderError(kind, operation, instance: record.instanceID, .refused,
                                 "\(argv[0]) exited at once; its output is in \(dir)/output.log")
         }
         record.pid = pid
         record.startTimeTicks = stat.startTimeTicks
         try writeRecord(record, dir: dir)
-        return provided(record, running: true)
+    }
+
+    /// SIGTERM to the instance's process group, SIGKILL after `stopTimeout`; returns once it is gone.
+    private func stop(_ record: Record, operation: String) async throws(ProviderError) {
+        guard Self.isRunning(record) else { return }
+        ChildProcess.signalGroup(record.pid, SIGTERM)
+        if await !Self.waitUntilGone(record, within: settings.stopTimeout) {
+            ChildProcess.signalGroup(record.pid, SIGKILL)
+            guard await Self.waitUntilGone(record, within: .seconds(5)) else {
+                throw ProviderError(kind, operation, instance: record.instanceID, .refused, "pid \(record.pid) still runs 5 s after SIGKILL (uninterruptible sleep?)")
+            }
+        }
     }
 
     public func destroy(clusterID: String, instanceID: String) async throws(ProviderError) {
@@ -99,15 +140,7 @@ public struct ProcessProvider: InstanceProvider {
             try removeDirectory(dir, instance: instanceID)
             return
         }
-        if Self.isRunning(record) {
-            ChildProcess.signalGroup(record.pid, SIGTERM)
-            if await !Self.waitUntilGone(record, within: settings.stopTimeout) {
-                ChildProcess.signalGroup(record.pid, SIGKILL)
-                guard await Self.waitUntilGone(record, within: .seconds(5)) else {
-                    throw ProviderError(kind, "destroy", instance: instanceID, .refused, "pid \(record.pid) still runs 5 s after SIGKILL (uninterruptible sleep?)")
-                }
-            }
-        }
+        try await stop(record, operation: "destroy")
         try removeDirectory(dir, instance: instanceID)
     }
 

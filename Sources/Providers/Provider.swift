@@ -19,6 +19,21 @@ public protocol InstanceProvider: Sendable {
 
     /// Every instance this provider holds for the cluster, running or stopped, sorted by id.
     func list(clusterID: String) async throws(ProviderError) -> [ProvidedInstance]
+
+    /// Stops the instance gracefully and starts it again on the same data and addresses, with
+    /// `executable` as its command's program from now on (a rolling upgrade, `peer upgrade`).
+    /// Providers that cannot keep an instance's data across a new program refuse (the default).
+    func restart(clusterID: String, instanceID: String, executable: String) async throws(ProviderError) -> ProvidedInstance
+}
+
+extension InstanceProvider {
+    public func restart(clusterID: String, instanceID: String, executable: String) async throws(ProviderError) -> ProvidedInstance {
+        let why = kind == "docker"
+            ? "an instance's data lives in its container, so another image is another instance"
+            : "it has no way to start an instance again with another program"
+        throw ProviderError(kind, "restart", instance: instanceID, .refused,
+                            "the \(kind) provider cannot upgrade an instance in place: \(why); replace it instead (peer instances add, then peer instances remove the old one)")
+    }
 }
 
 /// What a new instance is started with.

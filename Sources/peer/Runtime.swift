@@ -197,6 +197,16 @@ enum PeerRuntime {
         apiConfig.tlsReport = { reloader.report() }
         apiConfig.tlsReload = { await reloader.reload() }
         let leader = try Self.leader(s, node: node, directory: directory, brokerConfig: brokerConfig, tls: apiTLS, logger: logger)
+        if let instances = leader.instances {
+            apiConfig.restartInstance = { id, binary in
+                do throws(InstanceLifecycleLoop.RestartRefused) {
+                    let provided = try await instances.restart(id, executable: binary)
+                    return .success(InstanceRestarted(id: id, binary: binary, handle: provided.handle))
+                } catch {
+                    return .failure(APIError(error.beforeProvider ? "conflict" : "unavailable", error.description))
+                }
+            }
+        }
         let api = try AdminServer(configuration: apiConfig, node: node, tls: apiTLS, wakeLeader: { leader.wake() })
         let hangup = reloader.reloadOnHangup()
         defer { hangup.cancel() }

@@ -37,8 +37,9 @@ struct VersionCommand: AsyncParsableCommand {
     }
 }
 
-/// `peer upgrade --binary PATH`: a rolling upgrade of the config file's peers on this host,
-/// followers first and the leader last; `peer upgrade step ID --binary PATH` one peer;
+/// `peer upgrade --binary PATH`: a rolling upgrade of the config file's peers on this host and
+/// of the instances providers made (restarted by their provider), followers first and the
+/// leader last; `peer upgrade step ID --binary PATH` one peer;
 /// `peer upgrade finish` raises the cluster version once every member runs the new one.
 struct UpgradeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -77,9 +78,11 @@ struct UpgradeAll: AsyncParsableCommand {
         let began = ContinuousClock.now
         let target = try await Upgrade.binaryVersion(upgrade.binary)
         let members = try await Upgrade.members(ctx: ctx, options: options)
-        let order = ctx.config.peers.map(\.id).filter { $0 != members.leader } + [members.leader]
+        // The cluster file's peers and the instances providers made, followers first.
+        let ids = (ctx.config.peers.map(\.id) + members.members.map(\.id)).reduce(into: [UInt64]()) { if !$0.contains($1) { $0.append($1) } }
+        let order = ids.filter { $0 != members.leader } + [members.leader]
         print("upgrading \(order.count) peer(s) to \(target.build) (protocol \(target.min)-\(target.max)), in the order \(order.map(String.init).joined(separator: ", "))")
-        for id in order where ctx.config.peer(id: id) != nil {
+        for id in order {
             try await Upgrade.step(id: id, upgrade: upgrade, target: target, ctx: ctx, options: options)
         }
         if !noFinish {
@@ -91,7 +94,7 @@ struct UpgradeAll: AsyncParsableCommand {
 
 struct UpgradeStep: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "step", abstract: "Upgrade one peer: leadership handed away if it leads, drain, stop, start the new binary, wait until caught up, activate.")
+        commandName: "step", abstract: "Upgrade one peer (of the cluster file, or an instance a provider made): leadership handed away if it leads, drain, stop, start the new binary, wait until caught up, activate.")
 
     @Argument(help: "The peer's id.")
     var id: UInt64
@@ -101,7 +104,6 @@ struct UpgradeStep: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = try ClusterContext(configPath: options.config)
-        guard ctx.config.peer(id: id) != nil else { throw ValidationError("peer \(id) is not in \(options.config)") }
         try await Upgrade.step(id: id, upgrade: upgrade, target: try await Upgrade.binaryVersion(upgrade.binary), ctx: ctx, options: options)
     }
 }
@@ -218,11 +220,28 @@ enum Upgrade {
             let hint = version.clusterVersion > target.max ? " (`peer downgrade --to \(target.max)` first to go back)" : ""
             throw CLIError("\(upgrade.binary) runs protocol versions \(target.min)-\(target.max), but the cluster version is \(version.clusterVersion): it is \(which) for this cluster\(hint); nothing was changed")
         }
-        guard let pid = PeerProcesses.runningPID(pidFile: cfg.pidFilePath(for: id), id: id) else {
-            throw CLIError("peer \(id) is not running from this host's pid file \(cfg.pidFilePath(for: id)); nothing was changed")
+        var members = try await members(ctx: ctx, options: options)
+        // A peer of the cluster file runs from this host's pid file; an instance a provider made
+        // is restarted by its provider, through the leader.
+        var pid: pid_t?
+        if cfg.peer(id: id) != nil {
+            guard let running = PeerProcesses.runningPID(pidFile: cfg.pidFilePath(for: id), id: id) else {
+                throw CLIError("peer \(id) is not running from this host's pid file \(cfg.pidFilePath(for: id)); nothing was changed")
+            }
+            pid = running
+        } else if !members.members.contains(where: { $0.id == id }) || !version.instances.contains(where: { $0.id == "\(id)" }) {
+            throw CLIError("peer \(id) is neither in \(options.config) nor a member made by a provider; nothing was changed")
+        }
+        let api: HostPort
+        if let peer = cfg.peer(id: id) {
+            api = peer.apiAddress
+        } else {
+            guard let address = members.members.first(where: { $0.id == id }).flatMap({ HostPort($0.apiAddress) }) else {
+                throw CLIError("member \(id) has no API address in the state; nothing was changed")
+            }
+            api = address
         }
         print("peer \(id): upgrading to \(target.build)")
-        var members = try await members(ctx: ctx, options: options)
         if members.leader == id {
             let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout, attemptTimeoutMillis: 12_000)
                 .send(method: .POST, path: "/v1/leader/transfer", body: Array(try JSONEncoder().encode(LeaderTransferRequest())))
@@ -240,7 +259,6 @@ enum Upgrade {
         }
         // Its data must not hold an entry the new binary cannot replay: a cluster version change
         // is snapshotted at once; wait until this member's is on disk.
-        let api = cfg.peer(id: id)!.apiAddress
         let snapshotted = ContinuousClock.now + .seconds(30)
         while true {
             let s = try? await ctx.fetchStatus(host: api.host, port: Int(api.port), consistent: false, timeoutMillis: 2_000).get()
@@ -251,19 +269,31 @@ enum Upgrade {
             try await Task.sleep(for: .milliseconds(100))
         }
         let stopping = ContinuousClock.now
-        guard await PeerProcesses.stop(id: id, pid: pid, timeoutSeconds: 30) else {
-            throw CLIError("peer \(id) (pid \(pid)) did not stop within 30 s of SIGTERM; it is still drained: `peer instances activate \(id)` undoes that")
+        var newPID: pid_t?
+        if let pid {
+            guard await PeerProcesses.stop(id: id, pid: pid, timeoutSeconds: 30) else {
+                throw CLIError("peer \(id) (pid \(pid)) did not stop within 30 s of SIGTERM; it is still drained: `peer instances activate \(id)` undoes that")
+            }
+            let started = try PeerProcesses.spawn(config: URL(fileURLWithPath: options.config).standardizedFileURL.path, id: id, logFile: cfg.logFilePath(for: id), executable: upgrade.binary)
+            try "\(started)\n".write(toFile: cfg.pidFilePath(for: id), atomically: true, encoding: .utf8)
+            newPID = started
+            print("peer \(id): stopped and started with \(upgrade.binary) (pid \(started)) in \(seconds(since: stopping))")
+        } else {
+            // The provider's host runs the binary: the same path there (docs/operations.md §Upgrades).
+            let binary = URL(fileURLWithPath: upgrade.binary).standardizedFileURL.path
+            let body = try JSONEncoder().encode(InstanceRestartRequest(binary: binary))
+            let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout + 60, attemptTimeoutMillis: 60_000)
+                .send(method: .POST, path: "/v1/instances/\(id)/restart", body: Array(body))
+            let restarted = try JSONDecoder().decode(InstanceRestarted.self, from: Data(answer.body))
+            print("peer \(id): restarted by its provider with \(binary) (\(restarted.handle)) in \(seconds(since: stopping))")
         }
-        let newPID = try PeerProcesses.spawn(config: URL(fileURLWithPath: options.config).standardizedFileURL.path, id: id, logFile: cfg.logFilePath(for: id), executable: upgrade.binary)
-        try "\(newPID)\n".write(toFile: cfg.pidFilePath(for: id), atomically: true, encoding: .utf8)
-        print("peer \(id): stopped and started with \(upgrade.binary) (pid \(newPID)) in \(seconds(since: stopping))")
 
         // Ready: caught up with the leader's log, and the leader has recorded the version it runs.
         let waiting = ContinuousClock.now
         let deadline = waiting + .seconds(upgrade.readyWait)
         var last = "no answer yet"
         while true {
-            if let how = ChildProcess.reapIfExited(newPID), how != .unknown {
+            if let newPID, let how = ChildProcess.reapIfExited(newPID), how != .unknown {
                 throw CLIError("peer \(id) exited (\(how)) after the upgrade; its log ends:\n\(PeerProcesses.tail(cfg.logFilePath(for: id)))")
             }
             if let m = try? await self.members(ctx: ctx, options: options), let me = m.members.first(where: { $0.id == id }),
@@ -272,7 +302,7 @@ enum Upgrade {
                 if me.caughtUp && me.recentActive && recorded.version == target.build { break }
             }
             guard ContinuousClock.now < deadline else {
-                throw CLIError("peer \(id) not ready \(upgrade.readyWait) s after its restart (\(last)); its log: \(cfg.logFilePath(for: id))")
+                throw CLIError("peer \(id) not ready \(upgrade.readyWait) s after its restart (\(last)); its log: \(pid == nil ? "the provider's (process: output.log in its instance directory)" : cfg.logFilePath(for: id))")
             }
             try await Task.sleep(for: .milliseconds(200))
         }

@@ -132,4 +132,43 @@ struct UpgradeProcessTests {
         #expect(end["tenants"] as? Int == 8)
         try await c.must(["down", "--config", cfg])
     }
+    @Test("an instance a provider made is upgraded by its provider, through the leader: the same data and addresses, the new build; the rest as before, the leader last")
+    func providerMadeInstanceIsUpgradedInPlace() async throws {
+        let base = try ProcessCluster.freeRange(21, avoiding: [])
+        let provider = "providers:\n  - kind: process\n    ports: \(base)-\(base + 20)\n    addTimeoutMs: 120000\n"
+        let c = try ProcessCluster(size: 3, extraYAML: provider)
+        let records = "\(c.dir)/data/instances/process/proc-test"
+        defer { DataPlaneProcessTests.InstanceLifecycleProcessTests.killProvided(records: records) }
+        c.environment = ["PEER_PROTOCOL_VERSION": "1"]  // the old release, and so the instances it provisions
+        let new = try Self.release(c, "peer-0.2", protocol: nil)
+        let cfg = c.configPath
+        try await c.must(["init", "--config", cfg])
+        try await c.must(["up", "--config", cfg])
+        let added = try await c.must(["instances", "add", "--config", cfg, "--wait", "90"], timeoutSeconds: 100)
+        #expect(added.contains("instance 4 active"), "\(added)")
+        try await waitForBuilds(c, ["1": "0.1.0-dev", "2": "0.1.0-dev", "3": "0.1.0-dev", "4": "0.1.0-dev"])
+        for i in 0..<4 { try await c.must(["tenants", "create", "t\(i)", "--config", cfg]) }
+        func record() throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(records)/4/record.json"))) as? [String: Any] ?? [:]
+        }
+        let before = try record()
+
+        let leaderBefore = try await leader(c)
+        let rolled = try await c.must(["upgrade", "--binary", new, "--config", cfg], timeoutSeconds: 400)
+        #expect(rolled.contains("peer 4: restarted by its provider with \(new)"), "\(rolled)")
+        let order = rolled.split(separator: "\n").filter { $0.hasSuffix(": upgrading to 0.2.0-dev") }.map { String($0.split(separator: ":")[0]) }
+        #expect(Set(order) == ["peer 1", "peer 2", "peer 3", "peer 4"] && order.last == "peer \(leaderBefore)", "\(order)")
+        #expect(rolled.contains("cluster version raised to 2"), "\(rolled)")
+        try await waitForBuilds(c, ["1": "0.2.0-dev", "2": "0.2.0-dev", "3": "0.2.0-dev", "4": "0.2.0-dev"])
+
+        // The same instance: its directory, addresses and data; another process, of the new program.
+        let after = try record()
+        #expect(after["executable"] as? String == new && after["pid"] as? Int != before["pid"] as? Int, "\(before) -> \(after)")
+        #expect(after["addresses"] as? [String: String] == before["addresses"] as? [String: String])
+        try await c.must(["tenants", "create", "after-upgrade", "--config", cfg])
+        let end = try await c.waitForStatus("4 members converge on 5 tenants") { ProcessCluster.converged($0, members: 4) && $0["tenants"] as? Int == 5 }
+        #expect(end["tenants"] as? Int == 5)
+        try await c.must(["instances", "remove", "4", "--config", cfg, "--wait", "60"], timeoutSeconds: 70)
+        try await c.must(["down", "--config", cfg])
+    }
 }

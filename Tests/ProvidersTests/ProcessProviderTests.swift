@@ -65,6 +65,42 @@ import Glibc
         #expect(try await provider.list(clusterID: "missing").isEmpty)
     }
 
+    @Test func aRestartRunsAnotherProgramOnTheSameDirectoryAndAddressesAndLaterStartsKeepIt() async throws {
+        let dir = try Paths.temporaryDirectory("process-restart")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let provider = try Self.provider(directory: dir, range: 32260...32279)
+        let first = try await provider.create(ProvisionRequest(clusterID: "up", instanceID: "1", bootstrap: ["tenants": "acme\n"]))
+        try await Workload.waitServing(first, tenant: "acme")
+        // "The new release": a program that notes its arguments, then runs the same workload.
+        let marker = dir + "/new-release-ran"
+        let newRelease = dir + "/new-release"
+        try "#!/bin/sh\necho \"$@\" > \(marker)\nexec \(try Paths.productDirectory())/tenant-app \"$@\"\n".write(toFile: newRelease, atomically: true, encoding: .utf8)
+        chmod(newRelease, 0o755)
+
+        let second = try await provider.restart(clusterID: "up", instanceID: "1", executable: newRelease)
+        #expect(second.addresses == first.addresses && second.handle != first.handle, "\(first.handle) -> \(second.handle)")
+        let oldPID = try #require(Int32(first.handle.dropFirst("pid ".count)))
+        #expect(kill(oldPID, 0) != 0, "the old process is gone")
+        try await Workload.waitServing(second, tenant: "acme")
+        #expect(FileManager.default.fileExists(atPath: marker), "the new program ran")
+
+        // Killed, it is started again by create (as the provisioner does) with the new program.
+        try FileManager.default.removeItem(atPath: marker)
+        ChildProcess.signalProcess(try #require(Int32(second.handle.dropFirst("pid ".count))), SIGKILL)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await provider.list(clusterID: "up").first?.state != .stopped, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let third = try await provider.create(ProvisionRequest(clusterID: "up", instanceID: "1", bootstrap: ["tenants": "acme\n"]))
+        try await Workload.waitServing(third, tenant: "acme")
+        #expect(FileManager.default.fileExists(atPath: marker), "a later start keeps the new program")
+
+        for (executable, id, reason) in [("new-release", "1", ProviderError.Reason.invalidRequest), (newRelease, "2", .refused)] {
+            let error = await #expect(throws: ProviderError.self) { try await provider.restart(clusterID: "up", instanceID: id, executable: executable) }
+            #expect(error?.reason == reason, "\(executable) \(id): \(String(describing: error))")
+        }
+        try await provider.destroy(clusterID: "up", instanceID: "1")
+        try await Workload.waitGone(third)
+    }
+
     @Test func badRequestsAreRefusedBeforeAnythingHappens() async throws {
         let dir = try Paths.temporaryDirectory("process-bad")
         defer { try? FileManager.default.removeItem(atPath: dir) }
