@@ -149,4 +149,12 @@ import Glibc
         let listError = await #expect(throws: ProviderError.self) { try await duplicate.list(clusterID: "c") }
         #expect(listError?.description.contains(#"listed instance "1" twice"#) == true, "\(String(describing: listError))")
     }
+    @Test func anUpgradeInPlaceIsRefusedNamingTheReplacement() async throws {
+        let dir = try Paths.temporaryDirectory("exec-restart")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let provider = ExecProvider(.init(create: ["/bin/true"], destroy: ["/bin/true"], list: ["/bin/true"], workDirectory: dir + "/work"))
+        let error = await #expect(throws: ProviderError.self) { try await provider.restart(clusterID: "c", instanceID: "1", executable: "/bin/true") }
+        #expect(error?.reason == .refused && error?.description.contains("replace it instead (peer instances add, then peer instances remove the old one)") == true,
+                "\(String(describing: error))")
+    }
 }
