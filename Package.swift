@@ -56,6 +56,8 @@ let package = Package(
 
         // The consensus core: tick/step/propose in, Ready out. The Swift standard library only.
         .target(name: "Raft", swiftSettings: swiftSettings),
+        // Histories of concurrent clients and their linearizability check. The standard library only.
+        .target(name: "History", swiftSettings: swiftSettings),
         // The replicated state machine: protobuf commands, deterministic apply, snapshots.
         .target(
             name: "ClusterModel",
@@ -170,7 +172,7 @@ let package = Package(
             name: "peer",
             dependencies: [
                 "PeerCerts", "PeerConfig", "PeerStore", "PeerTransport", "PeerNode", "PeerAPI", "ClusterModel", "Raft",
-                "Agent", "Router", "Leader", "ChildProcesses", "Failpoints", "Providers", argumentParser, logging,
+                "Agent", "Router", "Leader", "ChildProcesses", "Failpoints", "Providers", "History", argumentParser, logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -244,6 +246,7 @@ let package = Package(
         // MARK: Tests (Tests/<Module>Tests).
 
         .testTarget(name: "RaftTests", dependencies: ["Raft"], swiftSettings: swiftSettings),
+        .testTarget(name: "HistoryTests", dependencies: ["History"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "ClusterSim", "Controller", "Raft"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ClusterModelTests",

@@ -10,6 +10,7 @@ struct PeerCommand: AsyncParsableCommand {
             Init.self, RunCommand.self, UpCommand.self, DownCommand.self, StatusCommand.self, TenantsCommand.self, CertsCommand.self,
             BrokerCommand.self, ConfigCommand.self, BenchCommand.self, InstancesCommand.self, FailpointsCommand.self, EventsCommand.self,
             BalancerCommand.self, MembersCommand.self, LeaderCommand.self, SnapshotCommand.self, RecoverCommand.self, VersionCommand.self, UpgradeCommand.self, DowngradeCommand.self,
+            HistoryCommand.self,
         ]
     )
 }

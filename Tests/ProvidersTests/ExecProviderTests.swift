@@ -116,6 +116,11 @@ import Glibc
         #expect(error?.reason == .timedOut)
         #expect(error?.description.contains("did not finish within 0.5 seconds; its process group was killed") == true, "\(String(describing: error))")
         let child = try #require(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        // SIGKILL is delivered when the child is next scheduled, which on a loaded machine is not
+        // at once (seen in a full run: still "S" right after the group was killed): wait for it
+        // to be gone or a zombie, bounded well below the 60 s it would sleep by itself.
+        let gone = ContinuousClock.now + .seconds(10)
+        while let stat = ProcFS.stat(pid: child), stat.state != "Z", ContinuousClock.now < gone { try await Task.sleep(for: .milliseconds(10)) }
         #expect(ProcFS.stat(pid: child).map { $0.state == "Z" } ?? true, "the script's own child was killed with it")
     }
 
