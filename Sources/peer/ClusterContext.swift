@@ -7,6 +7,8 @@ import Raft
 struct ClusterContext {
     let config: ClusterConfig
     let client: AdminClient
+    /// `--endpoint`: the API addresses requests go to instead of the configuration's members.
+    var endpoints: [HostPort] = []
 
     init(configPath: String) throws {
         do {

@@ -27,7 +27,7 @@ struct EventsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let client = WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
         let answer = try await client.send(method: .GET, path: "/v1/events?limit=\(limit)", body: nil)
         let events = try JSONDecoder().decode([EventInfo].self, from: Data(answer.body))
@@ -99,7 +99,7 @@ struct BalancerStatus: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .GET, path: "/v1/balancer?consistent=true", body: nil)
         let info = try JSONDecoder().decode(BalancerInfo.self, from: Data(answer.body))
         switch options.output {
@@ -133,7 +133,7 @@ struct BalancerResume: AsyncParsableCommand {
 
 enum BalancerChange {
     static func send(_ verb: String, reason: String?, options: TenantOptions) async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let body = try JSONEncoder().encode(BalancerPauseRequest(reason: reason, clientId: WriteClient.freshClientID(), sequence: 1))
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .POST, path: "/v1/balancer/\(verb)", body: Array(body))
         let info = try JSONDecoder().decode(BalancerInfo.self, from: Data(answer.body))

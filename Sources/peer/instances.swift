@@ -23,7 +23,7 @@ struct InstancesList: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
             .send(method: .GET, path: "/v1/instances" + (consistent ? "?consistent=true" : ""), body: nil)
         let instances = try JSONDecoder().decode([InstanceInfo].self, from: Data(answer.body))
@@ -75,7 +75,7 @@ struct InstancesDrain: AsyncParsableCommand {
     /// Drains instance `id` and waits until it is drained, printing progress (table output).
     static func drainAndWait(id: String, reason: String?, options: TenantOptions, waitSeconds: Int) async throws -> InstanceInfo {
         let info = try await InstanceStateChange.send(id: id, verb: "drain", options: options, reason: reason)
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let reader = WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
         let started = ContinuousClock.now
         let deadline = started + .seconds(waitSeconds)
@@ -125,7 +125,7 @@ enum InstanceStateChange {
     /// `POST /v1/instances/ID/VERB` with a fresh client session (retries apply once).
     static func send(id: String, verb: String, options: TenantOptions, reason: String? = nil) async throws -> InstanceInfo {
         try checkID(id)
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let body = try JSONEncoder().encode(InstanceStateRequest(clientId: WriteClient.freshClientID(), sequence: 1, reason: reason))
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .POST, path: "/v1/instances/\(id)/\(verb)", body: Array(body))
         return try JSONDecoder().decode(InstanceInfo.self, from: Data(answer.body))

@@ -25,7 +25,7 @@ struct InstancesAdd: AsyncParsableCommand {
     func run() async throws {
         let request = InstanceChangeRequest(
             clientId: WriteClient.freshClientID(), sequence: 1, timeoutMs: addTimeout.map { Int64($0) * 1000 }, provider: provider)
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let client = WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
         let answer = try await client.send(method: .POST, path: "/v1/instances", body: Array(try JSONEncoder().encode(request)))
         let info = try JSONDecoder().decode(InstanceInfo.self, from: Data(answer.body))
@@ -69,7 +69,7 @@ struct InstancesRemove: AsyncParsableCommand {
     func run() async throws {
         try InstanceStateChange.checkID(id)
         let request = InstanceChangeRequest(clientId: WriteClient.freshClientID(), sequence: 1)
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let client = WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
         let answer = try await client.send(method: .DELETE, path: "/v1/instances/\(id)", body: Array(try JSONEncoder().encode(request)))
         let info = try JSONDecoder().decode(InstanceInfo.self, from: Data(answer.body))

@@ -92,7 +92,7 @@ enum MembersRequest {
     /// Sends the request (retried across members while the answer is retryable) and prints the
     /// configuration it answers with.
     static func send(_ method: HTTPMethod, _ path: String, body: [UInt8]?, options: TenantOptions) async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         // A change answers once it applied (up to the 10 s proposal deadline): one attempt may
         // take that long, so a slow change is not sent again.
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout, attemptTimeoutMillis: 12_000).send(method: method, path: path, body: body)
@@ -132,7 +132,7 @@ struct LeaderTransfer: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let body = try JSONEncoder().encode(LeaderTransferRequest(to: to))
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout, attemptTimeoutMillis: 12_000).send(method: .POST, path: "/v1/leader/transfer", body: Array(body))
         let info = try JSONDecoder().decode(LeaderTransferInfo.self, from: Data(answer.body))

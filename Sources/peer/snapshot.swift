@@ -62,7 +62,7 @@ struct SnapshotSave: AsyncParsableCommand {
 
     func run() async throws {
         guard !FileManager.default.fileExists(atPath: file) else { throw CLIError("\(file) exists; nothing was written (choose a new name)") }
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         // A client of its own: the state may be larger than the admin client's 16 MiB default.
         let client: AdminClient
         do {

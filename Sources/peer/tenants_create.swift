@@ -19,7 +19,7 @@ struct TenantsCreate: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let client = WriteClient.freshClientID()
         let body = try JSONEncoder().encode(CreateTenantRequest(id: id, plan: plan, clientId: client, sequence: 1))
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .POST, path: "/v1/tenants", body: Array(body))

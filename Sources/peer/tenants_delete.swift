@@ -14,7 +14,7 @@ struct TenantsDelete: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         guard let escaped = id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_."))) else {
             throw ValidationError("tenant id \(id) cannot be put in a URL")
         }

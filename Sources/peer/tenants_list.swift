@@ -13,7 +13,7 @@ struct TenantsList: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout)
             .send(method: .GET, path: "/v1/tenants" + (consistent ? "?consistent=true" : ""), body: nil)
         let tenants = try JSONDecoder().decode([TenantInfo].self, from: Data(answer.body))

@@ -74,7 +74,7 @@ struct UpgradeAll: AsyncParsableCommand {
     var noFinish = false
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let began = ContinuousClock.now
         let target = try await Upgrade.binaryVersion(upgrade.binary)
         let members = try await Upgrade.members(ctx: ctx, options: options)
@@ -103,7 +103,7 @@ struct UpgradeStep: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         try await Upgrade.step(id: id, upgrade: upgrade, target: try await Upgrade.binaryVersion(upgrade.binary), ctx: ctx, options: options)
     }
 }
@@ -115,7 +115,7 @@ struct UpgradeFinish: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        try await Upgrade.finish(ctx: try ClusterContext(configPath: options.config), options: options, quietIfCurrent: false)
+        try await Upgrade.finish(ctx: try options.context(), options: options, quietIfCurrent: false)
     }
 }
 
@@ -132,7 +132,7 @@ struct DowngradeCommand: AsyncParsableCommand {
     @OptionGroup var options: TenantOptions
 
     func run() async throws {
-        let ctx = try ClusterContext(configPath: options.config)
+        let ctx = try options.context()
         let body = try JSONEncoder().encode(VersionRequest(to: to, clientId: WriteClient.freshClientID(), sequence: 1))
         let answer = try await WriteClient(ctx: ctx, timeoutSeconds: options.timeout).send(method: .POST, path: "/v1/version/lower", body: Array(body))
         let info = try JSONDecoder().decode(VersionInfo.self, from: Data(answer.body))
