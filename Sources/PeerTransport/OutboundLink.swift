@@ -182,6 +182,7 @@ final class OutboundLink: Sendable {
                            value: .init(low: config.writeBufferLowWaterBytes, high: config.writeBufferHighWaterBytes))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try core.boundSilence(of: channel)
                     let sync = channel.pipeline.syncOperations
                     var box: VerdictBox?
                     if let tls = core.tls {

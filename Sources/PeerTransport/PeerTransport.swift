@@ -89,6 +89,7 @@ public final class PeerTransport: Sendable {
                         return
                     }
                     do {
+                        try core.boundSilence(of: channel)
                         let sync = channel.pipeline.syncOperations
                         var box: VerdictBox?
                         if let tls = core.tls {

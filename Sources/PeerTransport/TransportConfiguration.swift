@@ -77,6 +77,12 @@ public struct TransportConfiguration: Sendable {
     /// closed and the peer reported unreachable.
     public var writeStallMsMax: Int64 = 30_000
     public var backoff = Backoff()
+    /// How long sent data may stay unacknowledged, and an idle connection silent to keepalive
+    /// probes, before the kernel drops the connection (TCP_USER_TIMEOUT; keepalive probes every
+    /// third of it): a partition that drops packets sends no reset, and a connection left to
+    /// TCP's retransmission backoff would wait up to minutes after the heal. The link then
+    /// dials again. 0 keeps the kernel's defaults. `peer` sets twice the election timeout.
+    public var unacknowledgedTimeoutMs: Int64 = 0
     public var protocolVersionMin = ProtocolVersion.min
     public var protocolVersionMax = ProtocolVersion.max
     public var logger = Logger(label: "peer.transport")

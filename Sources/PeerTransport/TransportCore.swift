@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -51,6 +54,20 @@ final class TransportCore: Sendable {
     }
 
     var logger: Logger { config.logger }
+
+    /// Bounds how long a connection outlives a peer that went silent (see
+    /// `TransportConfiguration.unacknowledgedTimeoutMs`), on dialled and accepted sockets alike.
+    func boundSilence(of channel: any Channel) throws {
+        let ms = config.unacknowledgedTimeoutMs
+        guard ms > 0, let options = channel.syncOptions else { return }
+        #if os(Linux)
+        let probe = Int(max(1, ms / 3_000))
+        try options.setOption(ChannelOptions.tcpOption(.init(rawValue: CInt(TCP_USER_TIMEOUT))), value: Int(ms))
+        try options.setOption(ChannelOptions.tcpOption(.init(rawValue: CInt(TCP_KEEPIDLE))), value: probe)
+        try options.setOption(ChannelOptions.tcpOption(.init(rawValue: CInt(TCP_KEEPINTVL))), value: probe)
+        try options.setOption(ChannelOptions.tcpOption(.init(rawValue: CInt(TCP_KEEPCNT))), value: 3)
+        #endif
+    }
 
     /// Peers allowed to dial us: every peer with an address, never ourselves.
     var members: Set<NodeID> { peersBox.withLockedValue { $0.members } }

@@ -119,6 +119,14 @@ enum PeerRuntime {
         tconf.handshakingPerAddressMax = transportLimits.handshakingPerAddressMax
         tconf.helloTimeoutMs = Int64(transportLimits.helloTimeoutMs)
         tconf.inboundConnectionsPerPeerMax = transportLimits.inboundConnectionsPerPeerMax
+        // A partition that drops packets sends no reset: a connection is dropped after twice
+        // the election timeout without acknowledgements, and dialled again at most an election
+        // timeout apart, each attempt bounded by one, so a member cut off for any length
+        // catches up within a few election timeouts of the heal (chaos/partition.sh).
+        let electionMs = Int64(s.tickMillis * s.electionTicks)
+        tconf.unacknowledgedTimeoutMs = max(2_000, 2 * electionMs)
+        tconf.connectTimeoutMs = max(500, min(tconf.connectTimeoutMs, electionMs))
+        tconf.backoff = Backoff(initialMs: min(100, max(20, electionMs / 10)), maxMs: max(500, electionMs))
         let transport = try PeerTransport(configuration: tconf)
         let directory = MemberDirectory(seeds: s.seedEntries)
         let dialled = TransportPeers(transport: transport, selfID: s.selfID, directory: directory, logger: logger)

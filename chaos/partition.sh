@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Partitions that send no reset (issue 24): three peers, each in a network namespace of its own
+# on a bridge this script creates and deletes, none on loopback. One member at a time is cut off
+# by taking its link down (its packets vanish: no RST, no ICMP) for CUTS seconds each, while a
+# writer keeps committing through the majority; then the link comes back and the script measures
+# how long the cut-off member takes to catch up (its applied index reaches what the leader had
+# committed at the heal) and the cluster to converge (one applied index and digest everywhere).
+# Follower and leader are each cut. Root only. Stops only the peers it started, by their pids.
+#   CUTS="5 30"   cut lengths in seconds (make demo: 5; make soak: 5 30 60 120)
+#   BOUND_MS=5000 the heal must be caught up and converged within this, at every length (two
+#                 election timeouts, 2 s, plus sending what was missed and this script's polling)
+#   KEEP=1        keep the work directory (logs, data) afterwards
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-debug}
+CUTS=${CUTS:-5 30}
+BOUND_MS=${BOUND_MS:-5000}
+[[ $(id -u) == 0 ]] || { echo "partition.sh: needs root (network namespaces)" >&2; exit 1; }
+if [[ -z ${PEER:-} ]]; then
+  make --no-print-directory -s build CONFIG="$BUILD"
+  PEER=$PWD/.build/$BUILD/peer
+fi
+tag=p$$
+net=$(( $$ % 200 + 20 ))
+work=$(mktemp -d /tmp/peer-partition-XXXXXX)
+CONFIG=$work/cluster.yaml
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do [[ -n $p ]] && kill -9 "$p" 2>/dev/null || true; done
+  for i in 1 2 3; do ip netns del "$tag-$i" 2>/dev/null || true; done
+  ip link del "br-$tag" 2>/dev/null || true
+  if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; else echo "kept $work"; fi
+}
+trap cleanup EXIT
+
+# The bridge (10.77.NET.254 in this namespace, so the CLI reaches every member) and one
+# namespace per peer at 10.77.NET.<id>.
+ip link add "br-$tag" type bridge
+ip addr add "10.77.$net.254/24" dev "br-$tag"
+ip link set "br-$tag" up
+for i in 1 2 3; do
+  ip netns add "$tag-$i"
+  ip link add "v$tag-$i" type veth peer name eth0 netns "$tag-$i"
+  ip link set "v$tag-$i" master "br-$tag" up
+  ip -n "$tag-$i" addr add "10.77.$net.$i/24" dev eth0
+  ip -n "$tag-$i" link set eth0 up
+  ip -n "$tag-$i" link set lo up
+done
+
+cat >"$CONFIG" <<YAML
+cluster: partition
+dataDir: data
+tlsDir: tls
+runDir: run
+timing:
+  tickMs: 100
+  electionTicks: 10
+  heartbeatTicks: 1
+peers:
+  - {id: 1, peer: 10.77.$net.1:7101, api: 10.77.$net.1:7201}
+  - {id: 2, peer: 10.77.$net.2:7101, api: 10.77.$net.2:7201}
+  - {id: 3, peer: 10.77.$net.3:7101, api: 10.77.$net.3:7201}
+YAML
+"$PEER" init --config "$CONFIG" >/dev/null
+for i in 1 2 3; do
+  ip netns exec "$tag-$i" "$PEER" run --config "$CONFIG" --id "$i" >"$work/peer-$i.log" 2>&1 &
+  pids+=($!)
+done
+
+status() { "$PEER" status --config "$CONFIG" --output json "$@" 2>/dev/null || true; }
+field() { python3 -c "import json,sys
+try: s=json.load(sys.stdin)
+except Exception: s={}
+print($1)"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+wait_for() {  # wait_for SECONDS DESCRIPTION PYTHON-EXPR-ON-STATUS [status args]
+  local limit=$1 what=$2 expr=$3; shift 3
+  local until=$(( $(now_ms) + limit * 1000 ))
+  while (( $(now_ms) < until )); do
+    [[ $(status "$@" | field "$expr" 2>/dev/null) == True ]] && return 0
+    sleep 0.05
+  done
+  echo "FAIL: $what within $limit s" >&2; return 1
+}
+converged='len(s.get("members",[]))==3 and all(m["state"]!="unreachable" for m in s["members"]) and len({m.get("stateDigest") for m in s["members"]})==1 and len({m.get("appliedIndex") for m in s["members"]})==1'
+wait_for 30 "a leader and three converged members" "s.get(\"leader\") is not None and $converged"
+
+writes=0
+writer() {  # writes tenants through whoever leads until the stop file appears
+  local n=0
+  while [[ ! -e $work/stop-writer ]]; do
+    n=$((n + 1))
+    "$PEER" tenants create "w-$1-$n" --config "$CONFIG" --timeout 10 >/dev/null 2>>"$work/writer.err" || echo "write w-$1-$n failed" >>"$work/writer.err"
+  done
+}
+
+report=()
+slow=()
+for role in follower leader; do
+  for cut in $CUTS; do
+    leader=$(status | field 's.get("leader")')
+    if [[ $role == leader ]]; then target=$leader; else target=$(( leader % 3 + 1 )); fi
+    rm -f "$work/stop-writer"
+    writer "$role-$cut" &
+    wpid=$!
+    echo "== $role $target cut off for $cut s (leader $leader)"
+    ip link set "v$tag-$target" down
+    sleep "$cut"
+    # What the majority committed by the heal: the isolated member must reach it.
+    committed=$(status | field 'max([m.get("commitIndex") or 0 for m in s.get("members",[]) if m["id"]!='"$target"' and m["state"]!="unreachable"] or [0])')
+    ip link set "v$tag-$target" up
+    healed=$(now_ms)
+    wait_for 300 "peer $target caught up to index $committed" \
+      "any(m['id']==$target and m['state']!='unreachable' and (m.get('appliedIndex') or 0)>=$committed for m in s.get('members',[]))" \
+      --endpoint "10.77.$net.$target:7201"
+    caught=$(( $(now_ms) - healed ))
+    touch "$work/stop-writer"; wait "$wpid" || true
+    wait_for 300 "the cluster converged after the heal" "s.get(\"leader\") is not None and $converged"
+    converged_ms=$(( $(now_ms) - healed ))
+    line="heal: $role isolated ${cut} s: caught up ${caught} ms after healing (to index $committed), converged ${converged_ms} ms"
+    echo "$line"; report+=("$line")
+    (( converged_ms <= BOUND_MS )) || slow+=("$line")
+  done
+done
+failed=$(grep -c "failed" "$work/writer.err" 2>/dev/null || true)
+echo "== summary (writes that failed while a member was cut off: ${failed:-0})"
+printf '%s\n' "${report[@]}"
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+pids=()
+if (( ${#slow[@]} > 0 )); then
+  echo "FAIL: converged later than ${BOUND_MS} ms after the heal:" >&2
+  printf '  %s\n' "${slow[@]}" >&2
+  exit 1
+fi
