@@ -5,7 +5,9 @@
 # writer keeps committing through the majority; then the link comes back and the script measures
 # how long the cut-off member takes to catch up (its applied index reaches what the leader had
 # committed at the heal) and the cluster to converge (one applied index and digest everywhere).
-# Follower and leader are each cut. Root only. Stops only the peers it started, by their pids.
+# Follower and leader are each cut. Meanwhile three clients, one through each member, create,
+# delete and read tenants, recording every call (`peer history record`); the history must be
+# linearizable (`peer history check`). Root only. Stops only the peers it started, by their pids.
 #   CUTS="5 30"   cut lengths in seconds (make demo: 5; make soak: 5 30 60 120)
 #   BOUND_MS=5000 the heal must be caught up and converged within this, at every length (two
 #                 election timeouts, 2 s, plus sending what was missed and this script's polling)
@@ -85,6 +87,13 @@ wait_for() {  # wait_for SECONDS DESCRIPTION PYTHON-EXPR-ON-STATUS [status args]
 converged='len(s.get("members",[]))==3 and all(m["state"]!="unreachable" for m in s["members"]) and len({m.get("stateDigest") for m in s["members"]})==1 and len({m.get("appliedIndex") for m in s["members"]})==1'
 wait_for 30 "a leader and three converged members" "s.get(\"leader\") is not None and $converged"
 
+# Concurrent clients, one through each member (the cut-off one's calls fail or end unknown),
+# recording every call for the linearizability check at the end.
+"$PEER" history record --config "$CONFIG" --out "$work/history.jsonl" --clients 3 --keys 6 --duration 86400 \
+  --stop-file "$work/stop-history" >"$work/history.out" 2>&1 &
+hpid=$!
+pids+=("$hpid")
+
 writes=0
 writer() {  # writes tenants through whoever leads until the stop file appears
   local n=0
@@ -122,6 +131,11 @@ for role in follower leader; do
     (( converged_ms <= BOUND_MS )) || slow+=("$line")
   done
 done
+touch "$work/stop-history"; wait "$hpid" || { cat "$work/history.out" >&2; exit 1; }
+cat "$work/history.out"
+checked=$("$PEER" history check "$work/history.jsonl" 2>&1) || { echo "$checked" >&2; echo "FAIL: the history is not linearizable; kept in $work/history.jsonl" >&2; KEEP=1; exit 1; }
+echo "$checked"
+report+=("history: $(head -1 <<<"$checked")")
 failed=$(grep -c "failed" "$work/writer.err" 2>/dev/null || true)
 echo "== summary (writes that failed while a member was cut off: ${failed:-0})"
 printf '%s\n' "${report[@]}"

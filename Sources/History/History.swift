@@ -9,6 +9,7 @@
 /// | `create(v)` | absent | holds v | `applied`, or `rejected` (it existed) |
 /// | `update(v)` | present | holds v | `applied`, or `rejected` (it did not exist) |
 /// | `delete` | present | absent | `applied`, or `rejected` (it did not exist) |
+/// | `delete(v)` | holds v | absent | `applied`, or `rejected` (it did not hold v) |
 /// | `read` | - | - | the value, or nil (absent) |
 public struct HistoryOperation: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable, CaseIterable { case create, update, delete, read }
@@ -34,7 +35,8 @@ public struct HistoryOperation: Sendable, Hashable {
     public var client: Int
     public var kind: Kind
     public var key: String
-    /// What `create` and `update` write; ignored for `delete` and `read`.
+    /// What `create` and `update` write; for `delete`, the only value it removes (nil: any);
+    /// ignored for `read`.
     public var value: String?
     /// Monotonic times (any unit, one clock for the whole history): invoked, and completed
     /// (ignored for `unknown`, which may take effect up to the end of the history).
@@ -135,7 +137,9 @@ public enum Linearizability {
             case .read: return [state]
             case .create: return state == nil ? [op.value, state] : [state]
             case .update: return state != nil ? [op.value, state] : [state]
-            case .delete: return state != nil ? [nil, state] : [state]
+            case .delete:
+                if let only = op.value { return state == only ? [nil, state] : [state] }
+                return state != nil ? [nil, state] : [state]
             }
         case .ok(let output):
             switch (op.kind, output) {
@@ -143,6 +147,8 @@ public enum Linearizability {
             case (.create, .applied): return state == nil ? [op.value] : []
             case (.create, .rejected): return state != nil ? [state] : []
             case (.update, .applied): return state != nil ? [op.value] : []
+            case (.delete, .applied) where op.value != nil: return state == op.value ? [nil] : []
+            case (.delete, .rejected) where op.value != nil: return state != op.value ? [state] : []
             case (.update, .rejected), (.delete, .rejected): return state == nil ? [state] : []
             case (.delete, .applied): return state != nil ? [nil] : []
             default: return []

@@ -4,10 +4,10 @@ import History
 
 /// `peer history check FILE`: is a recorded history of tenant operations linearizable
 /// (docs/testing.md §Histories)? The chaos workload writes such files; anyone can write one.
-struct HistoryCommand: ParsableCommand {
+struct HistoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "history", abstract: "Check a recorded history of concurrent clients for linearizability.",
-        subcommands: [HistoryCheck.self])
+        commandName: "history", abstract: "Record the history of concurrent clients, and check a history for linearizability.",
+        subcommands: [HistoryCheck.self, HistoryRecord.self])
 }
 
 struct HistoryCheck: ParsableCommand {

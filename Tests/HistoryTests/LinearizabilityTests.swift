@@ -73,6 +73,23 @@ import Testing
         #expect(!(try verdict(flapping)).isLinearizable)
     }
 
+    @Test func aRemovalThatMayComeLaterRemovesOnlyWhatItWasFor() throws {
+        // A tenant deleted (it shows "deleting"), removed later by the leader: fine.
+        let deleted = [
+            op(1, .create, "t", "plan", 0, 10, .ok(.applied)),
+            op(2, .update, "t", "deleting", 20, 30, .ok(.applied)),
+            op(9, .delete, "t", "deleting", 20, 20, .unknown),
+            op(3, .read, "t", nil, 31, 32, .ok(.value("deleting"))),
+            op(3, .read, "t", nil, 40, 41, .ok(.value(nil))),
+            op(1, .create, "t", "plan2", 50, 60, .ok(.applied)),
+            op(3, .read, "t", nil, 61, 62, .ok(.value("plan2"))),
+        ]
+        #expect(try verdict(deleted) == .linearizable)
+        // The removal cannot explain a re-created tenant that vanished: that write was lost.
+        let lost = deleted + [op(3, .read, "t", nil, 70, 71, .ok(.value(nil)))]
+        #expect(!(try verdict(lost)).isLinearizable)
+    }
+
     @Test func aFailedWriteIsLeftOutAndItsValueMustNeverBeSeen() throws {
         let failed = op(1, .create, "t", "v", 0, 5, .failed)
         #expect(try verdict([failed, op(2, .read, "t", nil, 10, 11, .ok(.value(nil)))]) == .linearizable)
@@ -127,7 +144,8 @@ import Testing
                 case .delete: outcome = .ok(state != nil ? .applied : .rejected); state = nil
                 }
                 let at = t + 10
-                history.append(op(Int(rng.next() % 5), kind, "t", value, at - Int64(rng.next() % 8), at + Int64(rng.next() % 8), outcome))
+                let written = kind == .create || kind == .update ? value : nil
+                history.append(op(Int(rng.next() % 5), kind, "t", written, at - Int64(rng.next() % 8), at + Int64(rng.next() % 8), outcome))
                 t = at
             }
             #expect(try verdict(history) == .linearizable, "round \(round)")
