@@ -9,6 +9,12 @@
 # delete and read tenants, recording every call (`peer history record`); the history must be
 # linearizable (`peer history check`). Root only. Stops only the peers it started, by their pids.
 #   CUTS="5 30"   cut lengths in seconds (make demo: 5; make soak: 5 30 60 120)
+#   ROLES="follower leader"  the faults, each with every cut length:
+#                 follower     a follower's link down (its packets vanish both ways)
+#                 leader       the leader's link down
+#                 pause        the leader stopped with SIGSTOP, then SIGCONT (no reset either)
+#                 deaf-leader  the leader receives nothing but still sends (nftables in its namespace)
+#                 mute-leader  the leader sends nothing but still receives
 #   BOUND_MS=5000 the heal must be caught up and converged within this, at every length (two
 #                 election timeouts, 2 s, plus sending what was missed and this script's polling)
 #   KEEP=1        keep the work directory (logs, data) afterwards
@@ -16,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-debug}
 CUTS=${CUTS:-5 30}
+ROLES=${ROLES:-follower leader}
 BOUND_MS=${BOUND_MS:-5000}
 [[ $(id -u) == 0 ]] || { echo "partition.sh: needs root (network namespaces)" >&2; exit 1; }
 if [[ -z ${PEER:-} ]]; then
@@ -103,21 +110,43 @@ writer() {  # writes tenants through whoever leads until the stop file appears
   done
 }
 
+# The fault on member $2 of kind $1, and its end.
+fault() {
+  case $1 in
+    follower|leader) ip link set "v$tag-$2" down ;;
+    pause) kill -STOP "${pids[$2 - 1]}" ;;
+    deaf-leader|mute-leader)
+      local hook=input dir=iifname
+      [[ $1 == mute-leader ]] && { hook=output; dir=oifname; }
+      printf 'table inet chaos {\n  chain cut {\n    type filter hook %s priority 0; policy accept;\n    %s "eth0" drop\n  }\n}\n' "$hook" "$dir" \
+        | ip netns exec "$tag-$2" nft -f -
+      ;;
+    *) echo "partition.sh: unknown role $1 (follower leader pause deaf-leader mute-leader)" >&2; exit 2 ;;
+  esac
+}
+heal() {
+  case $1 in
+    follower|leader) ip link set "v$tag-$2" up ;;
+    pause) kill -CONT "${pids[$2 - 1]}" ;;
+    deaf-leader|mute-leader) ip netns exec "$tag-$2" nft delete table inet chaos ;;
+  esac
+}
+
 report=()
 slow=()
-for role in follower leader; do
+for role in $ROLES; do
   for cut in $CUTS; do
     leader=$(status | field 's.get("leader")')
-    if [[ $role == leader ]]; then target=$leader; else target=$(( leader % 3 + 1 )); fi
+    if [[ $role == follower ]]; then target=$(( leader % 3 + 1 )); else target=$leader; fi
     rm -f "$work/stop-writer"
     writer "$role-$cut" &
     wpid=$!
-    echo "== $role $target cut off for $cut s (leader $leader)"
-    ip link set "v$tag-$target" down
+    echo "== $role: peer $target for $cut s (leader $leader)"
+    fault "$role" "$target"
     sleep "$cut"
     # What the majority committed by the heal: the isolated member must reach it.
     committed=$(status | field 'max([m.get("commitIndex") or 0 for m in s.get("members",[]) if m["id"]!='"$target"' and m["state"]!="unreachable"] or [0])')
-    ip link set "v$tag-$target" up
+    heal "$role" "$target"
     healed=$(now_ms)
     wait_for 300 "peer $target caught up to index $committed" \
       "any(m['id']==$target and m['state']!='unreachable' and (m.get('appliedIndex') or 0)>=$committed for m in s.get('members',[]))" \
@@ -126,7 +155,7 @@ for role in follower leader; do
     touch "$work/stop-writer"; wait "$wpid" || true
     wait_for 300 "the cluster converged after the heal" "s.get(\"leader\") is not None and $converged"
     converged_ms=$(( $(now_ms) - healed ))
-    line="heal: $role isolated ${cut} s: caught up ${caught} ms after healing (to index $committed), converged ${converged_ms} ms"
+    line="heal: $role ${cut} s: peer $target caught up ${caught} ms after healing (to index $committed), converged ${converged_ms} ms"
     echo "$line"; report+=("$line")
     (( converged_ms <= BOUND_MS )) || slow+=("$line")
   done
