@@ -13,6 +13,9 @@ import X509
 public final class APITLS: Sendable {
     public let files: APITLSFiles
     private let current: Mutex<Loaded>
+    /// Installs since start: 0 means the clients' own configuration (made from the same files
+    /// at start) is still current, so a request need not carry one.
+    private let installs = Atomic<Int>(0)
 
     /// One reading of the files, checked.
     public struct Loaded: Sendable {
@@ -67,7 +70,12 @@ public final class APITLS: Sendable {
     }
 
     /// New connections and requests use `loaded` from now on.
-    public func install(_ loaded: Loaded) { current.withLock { $0 = loaded } }
+    public func install(_ loaded: Loaded) {
+        current.withLock { $0 = loaded }
+        installs.add(1, ordering: .releasing)
+    }
+
+    var reloaded: Bool { installs.load(ordering: .acquiring) > 0 }
 
     public var loaded: Loaded { current.withLock { $0 } }
     var serverContext: NIOSSLContext { current.withLock { $0.serverContext } }

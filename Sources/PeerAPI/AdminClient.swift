@@ -142,7 +142,9 @@ public final class AdminClient: Sendable {
         var request = HTTPClientRequest(url: "https://\(address)\(path)")
         request.method = method
         // The pool keys connections by TLS configuration: after a reload, new connections.
-        if let reloadable { request.tlsConfiguration = reloadable.clientConfiguration }
+        // Before any reload the client's own configuration is the current one (no per-request
+        // hashing of it on the forwarded-write path).
+        if let reloadable, reloadable.reloaded { request.tlsConfiguration = reloadable.clientConfiguration }
         request.headers.add(name: "Accept", value: "application/json")
         for (n, v) in headers { request.headers.add(name: n, value: v) }
         if let body {
