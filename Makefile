@@ -62,8 +62,8 @@ build:
 ## alone under load, with a timeline, at DEMO_BALANCER_FAILPOINTS (chaos/balancer-failover.sh), and
 ## once more with the docker provider (a Docker Engine the script starts); then five members
 ## upgraded, downgraded and upgraded again under load (chaos/rolling-upgrade.sh); then, in
-## network namespaces, a follower and the leader cut off, the leader paused, deaf and mute for
-## 5 s each, the catch-up after each heal measured and the clients' history checked for
+## network namespaces, a follower and the leader cut off, the leader paused, deaf, mute and
+## killed (restarted on its data) for 5 s each, the catch-up after each heal measured and the clients' history checked for
 ## linearizability (chaos/partition.sh).
 ## CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
 demo: deps
@@ -78,7 +78,7 @@ demo: deps
 	$(STAGE) demo-balancer env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_BALANCER_FAILPOINTS)" bash chaos/balancer-failover.sh
 	$(STAGE) demo-balancer-docker env BUILD=$(CONFIG) PROVIDER=docker FAILPOINTS=none bash chaos/balancer-failover.sh
 	$(STAGE) demo-rolling-upgrade env BUILD=$(CONFIG) WRITES=$(DEMO_UPGRADE_WRITES) bash chaos/rolling-upgrade.sh
-	$(STAGE) demo-partition env BUILD=$(CONFIG) CUTS=5 ROLES="follower leader pause deaf-leader mute-leader" bash chaos/partition.sh
+	$(STAGE) demo-partition env BUILD=$(CONFIG) CUTS=5 ROLES="follower leader pause deaf-leader mute-leader crash" bash chaos/partition.sh
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
 test: deps check-imports sim unit check-docs
@@ -128,7 +128,7 @@ soak: deps
 	$(STAGE) soak-instance-lifecycle env BUILD=$(CONFIG) bash chaos/instance-lifecycle.sh
 	$(STAGE) soak-balancer env BUILD=$(CONFIG) bash chaos/balancer-failover.sh
 	$(STAGE) soak-rolling-upgrade env BUILD=$(CONFIG) WRITES=100 bash chaos/rolling-upgrade.sh
-	$(STAGE) soak-partition env BUILD=$(CONFIG) CUTS="5 30 60 120" ROLES="follower leader pause deaf-leader mute-leader" bash chaos/partition.sh
+	$(STAGE) soak-partition env BUILD=$(CONFIG) CUTS="5 30 60 120" ROLES="follower leader pause deaf-leader mute-leader crash" bash chaos/partition.sh
 
 ## bench: the core's benchmarks (results are recorded in docs/benchmarks.md).
 bench: deps

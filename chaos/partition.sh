@@ -15,6 +15,7 @@
 #                 pause        the leader stopped with SIGSTOP, then SIGCONT (no reset either)
 #                 deaf-leader  the leader receives nothing but still sends (nftables in its namespace)
 #                 mute-leader  the leader sends nothing but still receives
+#                 crash        the leader killed with SIGKILL, restarted on its data at the heal
 #   BOUND_MS=5000 the heal must be caught up and converged within this, at every length (two
 #                 election timeouts, 2 s, plus sending what was missed and this script's polling)
 #   KEEP=1        keep the work directory (logs, data) afterwards
@@ -71,10 +72,11 @@ peers:
   - {id: 3, peer: 10.77.$net.3:7101, api: 10.77.$net.3:7201}
 YAML
 "$PEER" init --config "$CONFIG" >/dev/null
-for i in 1 2 3; do
-  ip netns exec "$tag-$i" "$PEER" run --config "$CONFIG" --id "$i" >"$work/peer-$i.log" 2>&1 &
-  pids+=($!)
-done
+start_peer() {  # start_peer ID: peer ID in its namespace, its pid at pids[ID-1]
+  ip netns exec "$tag-$1" "$PEER" run --config "$CONFIG" --id "$1" >>"$work/peer-$1.log" 2>&1 &
+  pids[$1 - 1]=$!
+}
+for i in 1 2 3; do start_peer "$i"; done
 
 status() { "$PEER" status --config "$CONFIG" --output json "$@" 2>/dev/null || true; }
 field() { python3 -c "import json,sys
@@ -115,19 +117,21 @@ fault() {
   case $1 in
     follower|leader) ip link set "v$tag-$2" down ;;
     pause) kill -STOP "${pids[$2 - 1]}" ;;
+    crash) kill -KILL "${pids[$2 - 1]}"; wait "${pids[$2 - 1]}" 2>/dev/null || true ;;
     deaf-leader|mute-leader)
       local hook=input dir=iifname
       [[ $1 == mute-leader ]] && { hook=output; dir=oifname; }
       printf 'table inet chaos {\n  chain cut {\n    type filter hook %s priority 0; policy accept;\n    %s "eth0" drop\n  }\n}\n' "$hook" "$dir" \
         | ip netns exec "$tag-$2" nft -f -
       ;;
-    *) echo "partition.sh: unknown role $1 (follower leader pause deaf-leader mute-leader)" >&2; exit 2 ;;
+    *) echo "partition.sh: unknown role $1 (follower leader pause deaf-leader mute-leader crash)" >&2; exit 2 ;;
   esac
 }
 heal() {
   case $1 in
     follower|leader) ip link set "v$tag-$2" up ;;
     pause) kill -CONT "${pids[$2 - 1]}" ;;
+    crash) start_peer "$2" ;;
     deaf-leader|mute-leader) ip netns exec "$tag-$2" nft delete table inet chaos ;;
   esac
 }
