@@ -3,6 +3,7 @@ import Foundation
 import NIOHTTP1
 import PeerAPI
 import PeerConfig
+import Synchronization
 
 /// `peer tenants create|delete|list`: admin convenience over `/v1/tenants`.
 struct TenantsCommand: AsyncParsableCommand {
@@ -50,6 +51,18 @@ struct WriteClient {
     /// request the server works on for long (a leadership transfer waits up to 10 s, a
     /// membership change until it applied, a snapshot of a large state) gets more.
     var attemptTimeoutMillis = 5_000
+    /// The order that last worked (the member that answered first): a client reused in a loop
+    /// (`--wait`, `events --follow`, the upgrade's waits) probes the members only again after a
+    /// request to it failed.
+    let remembered = Remembered()
+
+    final class Remembered: Sendable {
+        private let value = Mutex<[Target]?>(nil)
+        var order: [Target]? {
+            get { value.withLock { $0 } }
+            set { value.withLock { $0 = newValue } }
+        }
+    }
 
     /// Where a request can go: a member of the configuration (its id known) or an `--endpoint`.
     struct Target: Sendable {
@@ -99,7 +112,8 @@ struct WriteClient {
 
     func send(method: HTTPMethod, path: String, body: [UInt8]?) async throws -> HTTPAnswer {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
-        var order = await ranked()
+        var order: [Target]
+        if let known = remembered.order { order = known } else { order = await ranked() }
         var attempt = 0
         var lastError = "no member answered"
         while ContinuousClock.now < deadline {
@@ -112,7 +126,12 @@ struct WriteClient {
                 let answer = try await (client ?? ctx.client).request(
                     host: p.address.host, port: Int(p.address.port), method: method, path: path, body: body,
                     timeoutMillis: max(100, min(attemptTimeoutMillis, leftMillis)))
-                if (200..<300).contains(answer.status) { return answer }
+                if (200..<300).contains(answer.status) {
+                    order.insert(order.remove(at: (attempt - 1) % order.count), at: 0)
+                    remembered.order = order
+                    return answer
+                }
+                remembered.order = nil  // the next request asks every member again
                 let e = try? JSONDecoder().decode(APIError.self, from: Data(answer.body))
                 lastError = "\(p.name): " + ClusterContext.describe(answer)
                 guard e?.retryable == true else { throw CLIError(lastError) }
@@ -124,6 +143,7 @@ struct WriteClient {
                 }
             } catch let e as AdminClientError {
                 lastError = "\(p.name): \(e)"
+                remembered.order = nil
             }
             if attempt % order.count == 0 { try await Task.sleep(for: .milliseconds(100)) }
         }
