@@ -30,70 +30,19 @@ if [[ -z ${PEER:-} ]]; then
   make --no-print-directory -s build CONFIG="$BUILD"
   PEER=$PWD/.build/$BUILD/peer
 fi
-tag=p$$
-net=$(( $$ % 200 + 20 ))
 work=$(mktemp -d /tmp/peer-partition-XXXXXX)
 CONFIG=$work/cluster.yaml
-pids=()
+# shellcheck source=chaos/netns.sh
+source chaos/netns.sh
 cleanup() {
-  for p in "${pids[@]:-}"; do [[ -n $p ]] && kill -9 "$p" 2>/dev/null || true; done
-  for i in 1 2 3; do ip netns del "$tag-$i" 2>/dev/null || true; done
-  ip link del "br-$tag" 2>/dev/null || true
+  hosts_cleanup
   if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; else echo "kept $work"; fi
 }
 trap cleanup EXIT
 
-# The bridge (10.77.NET.254 in this namespace, so the CLI reaches every member) and one
-# namespace per peer at 10.77.NET.<id>.
-ip link add "br-$tag" type bridge
-ip addr add "10.77.$net.254/24" dev "br-$tag"
-ip link set "br-$tag" up
-for i in 1 2 3; do
-  ip netns add "$tag-$i"
-  ip link add "v$tag-$i" type veth peer name eth0 netns "$tag-$i"
-  ip link set "v$tag-$i" master "br-$tag" up
-  ip -n "$tag-$i" addr add "10.77.$net.$i/24" dev eth0
-  ip -n "$tag-$i" link set eth0 up
-  ip -n "$tag-$i" link set lo up
-done
-
-cat >"$CONFIG" <<YAML
-cluster: partition
-dataDir: data
-tlsDir: tls
-runDir: run
-timing:
-  tickMs: 100
-  electionTicks: 10
-  heartbeatTicks: 1
-peers:
-  - {id: 1, peer: 10.77.$net.1:7101, api: 10.77.$net.1:7201}
-  - {id: 2, peer: 10.77.$net.2:7101, api: 10.77.$net.2:7201}
-  - {id: 3, peer: 10.77.$net.3:7101, api: 10.77.$net.3:7201}
-YAML
-"$PEER" init --config "$CONFIG" >/dev/null
-start_peer() {  # start_peer ID: peer ID in its namespace, its pid at pids[ID-1]
-  ip netns exec "$tag-$1" "$PEER" run --config "$CONFIG" --id "$1" >>"$work/peer-$1.log" 2>&1 &
-  pids[$1 - 1]=$!
-}
+hosts_up 3 partition
 for i in 1 2 3; do start_peer "$i"; done
-
-status() { "$PEER" status --config "$CONFIG" --output json "$@" 2>/dev/null || true; }
-field() { python3 -c "import json,sys
-try: s=json.load(sys.stdin)
-except Exception: s={}
-print($1)"; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-wait_for() {  # wait_for SECONDS DESCRIPTION PYTHON-EXPR-ON-STATUS [status args]
-  local limit=$1 what=$2 expr=$3; shift 3
-  local until=$(( $(now_ms) + limit * 1000 ))
-  while (( $(now_ms) < until )); do
-    [[ $(status "$@" | field "$expr" 2>/dev/null) == True ]] && return 0
-    sleep 0.05
-  done
-  echo "FAIL: $what within $limit s" >&2; return 1
-}
-converged='len(s.get("members",[]))==3 and all(m["state"]!="unreachable" for m in s["members"]) and len({m.get("stateDigest") for m in s["members"]})==1 and len({m.get("appliedIndex") for m in s["members"]})==1'
+converged=$(converged_expr 3)
 wait_for 30 "a leader and three converged members" "s.get(\"leader\") is not None and $converged"
 
 # Concurrent clients, one through each member (the cut-off one's calls fail or end unknown),

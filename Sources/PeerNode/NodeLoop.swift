@@ -55,6 +55,9 @@ final class NodeLoop {
     var membershipChanged: (@Sendable (MembershipUpdate) -> Void)?
     /// Told about every turn of the loop slower than `options.slowTurnMillis`.
     var slowTurn: (@Sendable (SlowTurn) -> Void)?
+    /// Told when this node's role, term or known leader changed (after the turn that changed it).
+    var leadershipChanged: (@Sendable (Leadership) -> Void)?
+    var lastLeadership: Leadership?
     /// Time spent in the current turn's phases (nanoseconds), for `SlowTurn`.
     var turnPersistNanos: UInt64 = 0
     var turnApplyNanos: UInt64 = 0
@@ -178,6 +181,11 @@ final class NodeLoop {
 
     func publishNow() {
         publish?(PeerNode.Published(leader: raft.leader, role: raft.role, term: raft.term, appliedIndex: raft.appliedIndex, haltReason: haltReason))
+        let now = Leadership(role: raft.role, term: raft.term, leader: raft.leader)
+        if now != lastLeadership {
+            lastLeadership = now
+            leadershipChanged?(now)
+        }
     }
 
     // MARK: - Ready: persist, then send, then apply, then advance

@@ -77,6 +77,14 @@ public final class PeerNode: Sendable {
         loop.value.slowTurn = observer
     }
 
+    /// Calls `observer` on the node's thread with this node's role, term and known leader: at
+    /// the first turn, then after every turn that changed one of them (an election won or lost,
+    /// a new term, a leader learned). Set it before `start()`; it must not block. The log line it
+    /// feeds is how the chaos checker proves at most one leader per term (docs/testing.md).
+    public func onLeadership(_ observer: @escaping @Sendable (Leadership) -> Void) {
+        loop.value.leadershipChanged = observer
+    }
+
     /// Starts the node's thread.
     public func start() {
         let box = loop

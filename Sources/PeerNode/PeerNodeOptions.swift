@@ -129,6 +129,14 @@ public struct SlowTurn: Sendable, Hashable {
     public var appliedEntries: Int = 0
 }
 
+/// This node's place in the election: its role, its term and the leader it knows of
+/// (`noNode` while none), reported to `PeerNode.onLeadership` when one of them changes.
+public struct Leadership: Sendable, Hashable {
+    public var role: Role
+    public var term: Term
+    public var leader: NodeID
+}
+
 /// When the node snapshots its state and compacts the log. A pure decision (no clock, no I/O).
 ///
 /// A snapshot encodes and writes the whole state: its cost grows with the state, while what it

@@ -147,6 +147,12 @@ enum PeerRuntime {
                 "applied": "\(t.appliedEntries)",
             ])
         }
+        // Every change of role, term or leader, at notice: the history of elections an operator
+        // reads after a failover, and what chaos/run.sh checks (one leader per term).
+        node.onLeadership { l in
+            let what = l.role == .leader ? "this peer leads" : l.leader == noNode ? "no leader known" : "peer \(l.leader) leads"
+            logger.notice("raft: \(what) at term \(l.term)", metadata: ["role": "\(l.role)", "term": "\(l.term)", "leader": "\(l.leader)"])
+        }
         // Membership follows the replicated configuration and state (ADR 0005, 0013): the
         // directory learns each instance's addresses, the transport dials the configuration's
         // nodes (a joiner that knows no configuration yet dials its seeds).
