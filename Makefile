@@ -24,6 +24,11 @@ DEMO_BALANCER_FAILPOINTS ?= none balancer.after-decision
 # The rolling upgrade's stream of tenant writes in the demo (each tenant lengthens every drain:
 # 4 moves per 6 s); `make soak` writes 100.
 DEMO_UPGRADE_WRITES ?= 20
+# chaos/run.sh: mixed faults on 5 hosts in network namespaces, CHAOS_DURATION seconds from
+# CHAOS_SEED in the demo (so CI), SOAK_CHAOS_DURATION in `make soak`.
+CHAOS_SEED ?= 1
+CHAOS_DURATION ?= 60
+SOAK_CHAOS_DURATION ?= 1800
 JOBS ?= $(shell nproc)
 # debug or release: the build configuration of `make build`, the chaos scripts and the binaries
 # the demo runs.
@@ -62,9 +67,11 @@ build:
 ## alone under load, with a timeline, at DEMO_BALANCER_FAILPOINTS (chaos/balancer-failover.sh), and
 ## once more with the docker provider (a Docker Engine the script starts); then five members
 ## upgraded, downgraded and upgraded again under load (chaos/rolling-upgrade.sh); then, in
-## network namespaces, a follower and the leader cut off, the leader paused, deaf, mute and
-## killed (restarted on its data) for 5 s each, the catch-up after each heal measured and the clients' history checked for
-## linearizability (chaos/partition.sh).
+## network namespaces, a follower and the leader cut off and the leader deaf for 5 s each, the
+## catch-up after each heal measured and the clients' history checked for linearizability
+## (chaos/partition.sh); then five hosts under mixed faults from a seed for CHAOS_DURATION seconds
+## (kills, restarts, pauses, isolation, splits, one-way cuts, loss, delay; chaos/run.sh), checked
+## for linearizability, lost writes, one leader per term and convergence after every heal.
 ## CI runs it with fewer seeds (DEMO_SEEDS, DEMO_SEEDS_5).
 demo: deps
 	$(call build-products,release,peer-sim)
@@ -78,7 +85,8 @@ demo: deps
 	$(STAGE) demo-balancer env BUILD=$(CONFIG) FAILPOINTS="$(DEMO_BALANCER_FAILPOINTS)" bash chaos/balancer-failover.sh
 	$(STAGE) demo-balancer-docker env BUILD=$(CONFIG) PROVIDER=docker FAILPOINTS=none bash chaos/balancer-failover.sh
 	$(STAGE) demo-rolling-upgrade env BUILD=$(CONFIG) WRITES=$(DEMO_UPGRADE_WRITES) bash chaos/rolling-upgrade.sh
-	$(STAGE) demo-partition env BUILD=$(CONFIG) CUTS=5 ROLES="follower leader pause deaf-leader mute-leader crash" bash chaos/partition.sh
+	$(STAGE) demo-partition env BUILD=$(CONFIG) CUTS=5 ROLES="follower leader deaf-leader" bash chaos/partition.sh
+	$(STAGE) demo-chaos env BUILD=$(CONFIG) bash chaos/run.sh --seed $(CHAOS_SEED) --duration $(CHAOS_DURATION) --hosts 5
 
 ## test: import rules, simulator seeds (release build), then every unit and integration test.
 test: deps check-imports sim unit check-docs
@@ -120,7 +128,8 @@ unit:
 ## soak: the long sweeps, run by hand and reported in docs/benchmarks.md: SOAK_SEEDS and
 ## SOAK_SEEDS_5 simulator seeds, SOAK_CLUSTER_SEEDS and SOAK_CLUSTER_SEEDS_5 cluster-world seeds, SOAK_ROUNDS rounds of both chaos scenarios, then a drain with
 ## the leader killed at every failpoint, then the balancer's scenarios with the leader killed at
-## each of their steps.
+## each of their steps, the rolling upgrade with 100 writes, partitions of 5-120 s, and
+## SOAK_CHAOS_DURATION seconds of mixed faults on 5 hosts (chaos/run.sh).
 soak: deps
 	$(call build-products,release,peer-sim)
 	$(STAGE) soak-sim-3 .build/release/peer-sim --seed 1 --seeds $(SOAK_SEEDS) --nodes 3 --steps $(SIM_STEPS) --jobs $(JOBS)
@@ -133,6 +142,7 @@ soak: deps
 	$(STAGE) soak-balancer env BUILD=$(CONFIG) bash chaos/balancer-failover.sh
 	$(STAGE) soak-rolling-upgrade env BUILD=$(CONFIG) WRITES=100 bash chaos/rolling-upgrade.sh
 	$(STAGE) soak-partition env BUILD=$(CONFIG) CUTS="5 30 60 120" ROLES="follower leader pause deaf-leader mute-leader crash" bash chaos/partition.sh
+	$(STAGE) soak-chaos-mixed env BUILD=$(CONFIG) bash chaos/run.sh --seed $(CHAOS_SEED) --duration $(SOAK_CHAOS_DURATION) --hosts 5
 
 ## bench: the core's benchmarks (results are recorded in docs/benchmarks.md).
 bench: deps

@@ -401,6 +401,7 @@ public final class AdminServer: Sendable {
             routerURL: dataPlane?.routerURL, dataPlane: dataPlane, balancer: summary.balancer
         )
         member.versionChangeIndex = s.versionChangeIndex
+        member.witnessed = s.witnessed.sorted { $0.key < $1.key }.map { WitnessedState(id: $0.key, term: $0.value.term, ackTerm: $0.value.ackTerm, ackIndex: $0.value.ackIndex) }
         member.dataBytes = config.dataDirectory.map { dir in directorySize.withLock { c in
             // Walked at most once a second, however often status is asked.
             let now = ContinuousClock.now

@@ -59,6 +59,27 @@ public struct MemberStatus: Codable, Sendable, Hashable {
     public var dataPlane: DataPlaneReport?
     /// The balancer as this member's state has it: paused or not, and its last event.
     public var balancer: BalancerInfo?
+    /// What each other member's messages proved to this one about its durable state since this
+    /// member's process started: a member restarting on an older data dir reads it here and
+    /// refuses to start (docs/operations.md §A data dir older than the cluster remembers).
+    public var witnessed: [WitnessedState]? = nil
+}
+
+/// One member's durable state as another member saw it (`PeerNode.Witnessed`).
+public struct WitnessedState: Codable, Sendable, Hashable {
+    public var id: UInt64
+    /// The highest term the member sent.
+    public var term: UInt64
+    /// The last append it acknowledged: its index, and the term it was in.
+    public var ackTerm: UInt64
+    public var ackIndex: UInt64
+
+    public init(id: UInt64, term: UInt64, ackTerm: UInt64, ackIndex: UInt64) {
+        self.id = id
+        self.term = term
+        self.ackTerm = ackTerm
+        self.ackIndex = ackIndex
+    }
 }
 
 public struct FollowerProgress: Codable, Sendable, Hashable {

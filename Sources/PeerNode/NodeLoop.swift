@@ -48,6 +48,9 @@ final class NodeLoop {
 
     /// Monotonic nanos of the last message from each peer.
     var lastContact: [NodeID: UInt64] = [:]
+    /// What each member of the configuration has shown this node of its durable state
+    /// (`Witnessed`): a member that restarts on an older copy of its data is told by it.
+    var witnessed: [NodeID: Witnessed] = [:]
     var softState: SoftState
     var publish: (@Sendable (PeerNode.Published) -> Void)?
     var onExit: (@Sendable () -> Void)?
@@ -116,6 +119,7 @@ final class NodeLoop {
             if haltReason == nil {
                 for m in messages {
                     lastContact[m.from] = now
+                    witness(m)
                     raft.step(m)
                 }
             }
@@ -226,6 +230,9 @@ final class NodeLoop {
             turnApplyNanos += MonotonicTime.nanos() - applyStart
             turnAppliedEntries += rd.committedEntries.count
             if !rd.confChanges.isEmpty || rd.snapshot != nil {
+                // A removed member may come back later as a new one, with an empty data dir.
+                let members = raft.conf.voters.union(raft.conf.learners)
+                witnessed = witnessed.filter { members.contains($0.key) }
                 membershipChanged?(MembershipUpdate(conf: raft.conf, changes: rd.confChanges, state: state))
             }
             if let ss = rd.softState { softStateChanged(to: ss) }
@@ -527,6 +534,24 @@ final class NodeLoop {
         }
     }
 
+    /// Records what `m` proves of its sender's durable state. A node persists its term (and
+    /// vote) before it sends a message of that term, and the entries it accepts before it
+    /// answers an append (Ready: persist, then send); so the sender's data dir holds at least
+    /// this term, and, while still in the answer's term, at least the acknowledged index.
+    /// Pre-votes carry a term nobody persisted (thesis §9.6) and prove nothing; members outside
+    /// the configuration are not recorded.
+    func witness(_ m: Message) {
+        guard m.term > 0, m.kind != .preVote, m.kind != .preVoteResponse,
+              raft.conf.voters.contains(m.from) || raft.conf.learners.contains(m.from) else { return }
+        var w = witnessed[m.from] ?? Witnessed()
+        w.term = max(w.term, m.term)
+        if m.kind == .appendResponse && !m.reject && (m.term, m.index) > (w.ackTerm, w.ackIndex) {
+            w.ackTerm = m.term
+            w.ackIndex = m.index
+        }
+        witnessed[m.from] = w
+    }
+
     // MARK: - Status, halt, stop
 
     func currentStatus(now: UInt64) -> NodeStatus {
@@ -542,6 +567,7 @@ final class NodeLoop {
             tenantCount: state.tenantCount, instanceCount: state.allInstances.count
         )
         status.versionChangeIndex = versionChangeIndex
+        status.witnessed = witnessed
         return status
     }
 

@@ -82,6 +82,9 @@ public struct NodeStatus: Sendable, Hashable {
     public var versionChangeIndex: LogIndex = 0
     public var tenantCount: Int
     public var instanceCount: Int
+    /// What each member of the configuration has shown this node of its durable state since
+    /// this process started (`Witnessed`).
+    public var witnessed: [NodeID: Witnessed] = [:]
 
     public init(
         id: NodeID, role: Role, term: Term, leader: NodeID, commitIndex: LogIndex, appliedIndex: LogIndex, firstIndex: LogIndex,
@@ -127,6 +130,35 @@ public struct SlowTurn: Sendable, Hashable {
     public var requests: Int
     /// Committed entries applied in the turn.
     public var appliedEntries: Int = 0
+}
+
+/// What one member's messages proved to this node about that member's durable state: the
+/// highest term it sent (it persisted that term, and any vote in it, first), and the last
+/// append it acknowledged (`ackIndex`, stored by it while its term was `ackTerm`). A member
+/// whose data dir holds less was restored from an older copy or wiped (docs/operations.md
+/// §A data dir older than the cluster remembers).
+public struct Witnessed: Sendable, Hashable {
+    public var term: Term = 0
+    public var ackTerm: Term = 0
+    public var ackIndex: LogIndex = 0
+
+    public init(term: Term = 0, ackTerm: Term = 0, ackIndex: LogIndex = 0) {
+        self.term = term
+        self.ackTerm = ackTerm
+        self.ackIndex = ackIndex
+    }
+
+    /// Why a member whose data dir holds `term` and `lastIndex` must not start on it, or nil:
+    /// its term is below one it sent, or, still in the term of an acknowledged append, its log
+    /// ends before what it acknowledged. (A later term may have truncated entries it
+    /// acknowledged to an earlier leader; those were not committed by its acknowledgement.)
+    public func staleness(term: Term, lastIndex: LogIndex) -> String? {
+        if term < self.term { return "term \(self.term) was sent from it, its data dir holds term \(term)" }
+        if term == ackTerm && lastIndex < ackIndex {
+            return "it acknowledged log index \(ackIndex) in term \(ackTerm), its data dir's log ends at \(lastIndex) in that term"
+        }
+        return nil
+    }
 }
 
 /// This node's place in the election: its role, its term and the leader it knows of

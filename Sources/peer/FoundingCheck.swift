@@ -14,16 +14,7 @@ import Raft
 /// member other than the survivor with `--existing`.
 enum FoundingCheck {
     static func refuseIfTheClusterRunsWithoutMe(_ s: RuntimeSettings, logger: Logger) async throws {
-        let others = s.seeds.filter { $0.id != s.selfID }
-        guard !others.isEmpty else { return }
-        let client: AdminClient
-        do {
-            client = try AdminClient(tls: APITLSFiles(caCertificatePath: s.caCertificatePath, certificatePath: s.certificatePath, privateKeyPath: s.privateKeyPath))
-        } catch {
-            throw CLIError("\(error)")
-        }
-        let targets = others.map { ($0.id, $0.apiAddress.host, Int($0.apiAddress.port)) }
-        let answers = await MemberProbe.answering(targets, client: client, timeoutMillis: 2_000).compactMap { a in a.status.map { (a.id, $0) } }
+        let answers = try await MemberProbe.others(s, timeoutMillis: 2_000).compactMap { a in a.status.map { (a.id, $0) } }
         for (id, status) in answers where !status.voters.isEmpty && !status.voters.contains(s.selfID) && !status.learners.contains(s.selfID) {
             throw CLIError("""
                 peer \(s.selfID) has no log in \(s.dataDirectory), but member \(id) answers for a running cluster whose configuration \

@@ -13,6 +13,20 @@ enum MemberProbe {
         var status: MemberStatus?
     }
 
+    /// The configuration file's other peers that answer within `timeoutMillis`, asked with this
+    /// peer's own client certificate (FoundingCheck, StaleDataCheck).
+    static func others(_ s: RuntimeSettings, timeoutMillis: Int) async throws -> [Answer] {
+        let others = s.seeds.filter { $0.id != s.selfID }
+        guard !others.isEmpty else { return [] }
+        let client: AdminClient
+        do {
+            client = try AdminClient(tls: APITLSFiles(caCertificatePath: s.caCertificatePath, certificatePath: s.certificatePath, privateKeyPath: s.privateKeyPath))
+        } catch {
+            throw CLIError("\(error)")
+        }
+        return await answering(others.map { ($0.id, $0.apiAddress.host, Int($0.apiAddress.port)) }, client: client, timeoutMillis: timeoutMillis)
+    }
+
     /// Every member of `targets` (id, API host, port) that gives any HTTP answer within
     /// `timeoutMillis`, by id.
     static func answering(_ targets: [(UInt64, String, Int)], client: AdminClient, timeoutMillis: Int) async -> [Answer] {

@@ -107,6 +107,12 @@ enum PeerRuntime {
         let voters: Set<NodeID> = founding ? Set(s.seeds.map(\.id)) : []
         let store = try PeerStore.open(path: storePath, clusterID: s.clusterID, peerID: s.selfID, initialConf: ConfState(voters: voters))
         logger.info("store open", metadata: ["path": "\(storePath)", "last": "\((try? store.lastIndex()) ?? 0)"])
+        do {
+            let (hard, _) = try store.initialState()
+            try await StaleDataCheck.refuseIfOlderThanTheClusterRemembers(s, term: hard.term, lastIndex: try store.lastIndex(), logger: logger)
+        } catch let e as StorageError {
+            throw CLIError("reading \(storePath): \(e)")
+        }
 
         var tconf = TransportConfiguration(
             clusterID: s.clusterID, nodeID: s.selfID,

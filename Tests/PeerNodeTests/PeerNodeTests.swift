@@ -27,6 +27,39 @@ struct PeerNodeTests {
         await c.stopAll()
     }
 
+    @Test("the leader witnesses each follower's term and acknowledged index, never more than the follower holds")
+    func leaderWitnessesFollowersDurableState() async throws {
+        let c = try LocalCluster(size: 3)
+        let leader = try await c.waitForLeader()
+        for i in 0..<5 { _ = try await c.nodes[leader]!.propose(createTenant("w\(i)")) }
+        let index = try await c.nodes[leader]!.status().appliedIndex
+        try await c.waitForApplied(index)
+        let seen = try await c.nodes[leader]!.status().witnessed
+        for id in c.ids where id != leader {
+            let s = try await c.nodes[id]!.status()
+            let w = try #require(seen[id], "the leader recorded nothing of \(id)")
+            #expect(w.term == s.term && w.ackTerm == s.term)
+            #expect(w.ackIndex >= index && w.ackIndex <= s.lastIndex)
+            #expect(w.staleness(term: s.term, lastIndex: s.lastIndex) == nil)
+            // The same follower on an older copy of its data is told apart.
+            #expect(w.staleness(term: s.term, lastIndex: w.ackIndex - 1) != nil)
+            #expect(w.staleness(term: s.term - 1, lastIndex: s.lastIndex) != nil)
+        }
+        #expect(seen[leader] == nil)
+        await c.stopAll()
+    }
+
+    @Test("staleness: a lower term, or a shorter log in the acknowledged term, is stale; a later term that truncated is not")
+    func stalenessRules() {
+        let w = Witnessed(term: 7, ackTerm: 6, ackIndex: 100)
+        #expect(w.staleness(term: 7, lastIndex: 100) == nil)
+        #expect(w.staleness(term: 8, lastIndex: 40) == nil)     // a later leader truncated what 6's leader had
+        #expect(w.staleness(term: 6, lastIndex: 100)?.contains("term 7 was sent") == true)
+        #expect(Witnessed(term: 6, ackTerm: 6, ackIndex: 100).staleness(term: 6, lastIndex: 99)?.contains("acknowledged log index 100") == true)
+        #expect(Witnessed(term: 3).staleness(term: 0, lastIndex: 0) != nil)  // an emptied data dir
+        #expect(Witnessed().staleness(term: 0, lastIndex: 0) == nil)
+    }
+
     @Test("a follower refuses a proposal and names the leader (ADR 0002)")
     func followerRefuses() async throws {
         let c = try LocalCluster(size: 3)

@@ -165,6 +165,54 @@ struct MembershipProcessTests {
         try await b.must(["down", "--config", b.configPath])
     }
 
+    @Test("stale data dir (issue 24): a member restarted on an older copy of its data, or on an emptied one, refuses to start and names what the others saw; on its own data it starts and catches up")
+    func staleDataDirIsRefused() async throws {
+        let c = try ProcessCluster(size: 3)
+        let cfg = c.configPath
+        try await c.must(["init", "--config", cfg])
+        try await c.must(["up", "--config", cfg])
+        for i in 0..<3 { try await c.must(["tenants", "create", "before-\(i)", "--config", cfg]) }
+        _ = try await c.waitForStatus("convergence") { ProcessCluster.converged($0, members: 3) }
+        // The copy: peer 3's data dir while it is stopped, as a backup of the host would take it.
+        try await c.must(["down", "--config", cfg, "--id", "3"])
+        let data = "\(c.dir)/data/3", copy = "\(c.dir)/data-3-copy", current = "\(c.dir)/data-3-current"
+        try FileManager.default.copyItem(atPath: data, toPath: copy)
+        try await c.must(["up", "--config", cfg, "--id", "3"])
+        for i in 0..<5 { try await c.must(["tenants", "create", "after-\(i)", "--config", cfg]) }
+        // A new term with peer 3 voting or hearing of it: the copy's term is behind.
+        let leader = try #require(try await c.statusJSON()["leader"] as? Int)
+        try await c.must(["leader", "transfer", "--to", "\([1, 2, 3].first { $0 != leader }!)", "--config", cfg])
+        _ = try await c.waitForStatus("convergence after the transfer") { ProcessCluster.converged($0, members: 3) }
+        try await c.must(["down", "--config", cfg, "--id", "3"])
+
+        try FileManager.default.moveItem(atPath: data, toPath: current)
+        try FileManager.default.moveItem(atPath: copy, toPath: data)
+        let stale = try await c.run(["run", "--config", cfg, "--id", "3"], timeoutSeconds: 30)
+        #expect(stale.status != 0)
+        // Whichever member answers first names what it saw: a later term (a follower that heard
+        // peer 3 in the new term), or an acknowledged append past the copy's log (the leader of
+        // the copy's term).
+        #expect(stale.stderr.contains("is older than what member"), "\(stale.stderr)")
+        #expect(stale.stderr.contains("its data dir holds term") || stale.stderr.contains("its data dir's log ends at"), "\(stale.stderr)")
+        #expect(stale.stderr.contains("peer members remove 3"), "\(stale.stderr)")
+
+        // Emptied (a wiped disk, the config file unchanged): refused too, not founded anew.
+        try FileManager.default.removeItem(atPath: data)
+        let empty = try await c.run(["run", "--config", cfg, "--id", "3"], timeoutSeconds: 30)
+        #expect(empty.status != 0)
+        #expect(empty.stderr.contains("its data dir holds term 0"), "\(empty.stderr)")
+        // The two others kept serving: writes commit with peer 3 away.
+        try await c.must(["tenants", "create", "while-refused", "--config", cfg])
+
+        // Its own, newest data: it starts and catches up (no false alarm on a plain restart).
+        if FileManager.default.fileExists(atPath: data) { try FileManager.default.removeItem(atPath: data) }
+        try FileManager.default.moveItem(atPath: current, toPath: data)
+        try await c.must(["up", "--config", cfg, "--id", "3"])
+        let s = try await c.waitForStatus("convergence with peer 3 back") { ProcessCluster.converged($0, members: 3) }
+        #expect(s["tenants"] as? Int == 9)
+        try await c.must(["down", "--config", cfg])
+    }
+
     @Test("recover: 5 members, 3 members' data deleted; refused while a member answers; the survivor alone, then the others added back")
     func recoverFromALostMajority() async throws {
         let c = try ProcessCluster(size: 5, timing: ["learnerStableMs": 1_000])

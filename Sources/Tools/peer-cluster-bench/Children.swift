@@ -87,6 +87,16 @@ final class Children: Sendable {
         }
     }
 
+    /// Runs a short command to completion, blocking this thread (cleanup in the signal
+    /// handler); nil if it could not start.
+    @discardableResult
+    func runNow(_ executable: String, _ arguments: [String], logFile: String) -> ChildExit? {
+        guard let pid = try? spawn(executable, arguments, logFile: logFile, label: URL(fileURLWithPath: executable).lastPathComponent) else { return nil }
+        let exit = ChildProcess.reapBlocking(pid)
+        live.withLock { _ = $0.removeValue(forKey: pid) }
+        return exit
+    }
+
     /// Runs a command to completion (bounded by `timeoutSeconds`), output captured in `logFile`.
     func run(_ executable: String, _ arguments: [String], logFile: String, timeoutSeconds: Double) async throws -> (status: ChildExit, output: String) {
         let pid = try spawn(executable, arguments, logFile: logFile, label: URL(fileURLWithPath: executable).lastPathComponent)

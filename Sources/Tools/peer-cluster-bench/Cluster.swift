@@ -137,8 +137,8 @@ extension BenchCluster {
 }
 
 /// The cluster CA and certificates, made once with `peer certs` and used by both systems:
-/// ECDSA P-256, each member's certificate with IP SAN 127.0.0.1 and both server and client
-/// auth (etcd uses it for its peer and client listeners alike).
+/// ECDSA P-256, each member's certificate with IP SAN 127.0.0.1 (and its namespace address, if
+/// any) and both server and client auth (etcd uses it for its peer and client listeners alike).
 struct BenchCertificates: Sendable {
     let dir: String
     var ca: String { dir + "/ca.pem" }
@@ -147,11 +147,14 @@ struct BenchCertificates: Sendable {
     var clientCert: String { dir + "/client-admin.pem" }
     var clientKey: String { dir + "/client-admin.key" }
 
-    static func make(peerBinary: String, dir: String, clusterID: String, members: Int, logFile: String) async throws -> BenchCertificates {
+    static func make(peerBinary: String, dir: String, clusterID: String, hosts: MemberHosts, logFile: String) async throws -> BenchCertificates {
         var steps: [[String]] = [["certs", "init", "--dir", dir, "--cluster-id", clusterID]]
         // DNS:localhost too: `peer init` requires it of peers whose API is on loopback (the local
         // NGINX verifies the token check by DNS name).
-        for id in 1...members { steps.append(["certs", "issue-peer", "--dir", dir, "--node-id", "\(id)", "--ip", "127.0.0.1", "--dns", "localhost"]) }
+        for (i, address) in hosts.addresses.enumerated() {
+            let extra = address == "127.0.0.1" ? [] : ["--ip", address]
+            steps.append(["certs", "issue-peer", "--dir", dir, "--node-id", "\(i + 1)", "--ip", "127.0.0.1"] + extra + ["--dns", "localhost"])
+        }
         steps.append(["certs", "issue-client", "--dir", dir, "--name", "admin"])
         for args in steps {
             let (status, output) = try await Children.shared.run(peerBinary, args, logFile: logFile, timeoutSeconds: 60)

@@ -48,8 +48,14 @@ struct ClusterBench: AsyncParsableCommand {
     @Option(help: "Quiet seconds before reading idle memory.")
     var quiet = 10
 
-    @Option(help: "Leader kills per system; 0 skips failover.")
+    @Option(help: "Leader faults per system and fault kind; 0 skips failover.")
     var failoverRuns = 10
+
+    @Option(help: "Failover faults, comma-separated: kill (kill -9), isolate (the leader's link down; needs --network namespaces), pause (SIGSTOP).")
+    var faults = "kill"
+
+    @Option(help: "loopback, or namespaces: each member in a network namespace of its own on a bridge (root; a partition or a pause sends no reset).")
+    var network = "loopback"
 
     @Option(help: "Milliseconds between failover write probes.")
     var probeIntervalMs = 10
@@ -81,7 +87,15 @@ struct ClusterBench: AsyncParsableCommand {
         for c in levels where !(1...1_000).contains(c) { throw ValidationError("connections must be 1...1000, got \(c)") }
         for s in systemList where s != "etcd" && s != "peer" { throw ValidationError("unknown system \(s): etcd or peer") }
         guard target == "leader" || target == "follower" else { throw ValidationError("--target leader or follower, got \(target)") }
+        guard network == "loopback" || network == "namespaces" else { throw ValidationError("--network loopback or namespaces, got \(network)") }
+        for f in faults.split(separator: ",") where FailoverFault(rawValue: f.trimmingCharacters(in: .whitespaces)) == nil {
+            throw ValidationError("unknown fault \(f): kill, isolate or pause")
+        }
+        guard !faultList.isEmpty else { throw ValidationError("--faults is empty") }
+        guard network == "namespaces" || !faultList.contains(.isolate) else { throw ValidationError("--faults isolate needs --network namespaces") }
     }
+
+    var faultList: [FailoverFault] { faults.split(separator: ",").compactMap { FailoverFault(rawValue: $0.trimmingCharacters(in: .whitespaces)) } }
 
     var levels: [Int] { connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
     var systemList: [String] { systems.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
@@ -102,9 +116,12 @@ struct ClusterBench: AsyncParsableCommand {
             dir = String(cString: p)
         }
         let removeAtEnd = !keep && workDir == nil
-        let signals = installSignalHandlers(dir: dir, remove: removeAtEnd)
+        let namespaces = network == "namespaces" ? try await NamespaceHosts(size: 3, logFile: dir + "/ip.log") : nil
+        let hosts = namespaces?.members ?? .loopback(3)
+        let signals = installSignalHandlers(dir: dir, remove: removeAtEnd, namespaces: namespaces)
         defer {
             Children.shared.stopAllNow()
+            namespaces?.remove()
             if removeAtEnd { try? FileManager.default.removeItem(atPath: dir) }
             withExtendedLifetime(signals) {}
         }
@@ -124,16 +141,18 @@ struct ClusterBench: AsyncParsableCommand {
         report.probeIntervalMs = probeIntervalMs
         report.etcdClientCertAuth = etcdClientCertAuth
         report.peerSnapshotEntries = peerSnapshotEntries
+        report.failoverFaults = faultList
+        report.network = network
 
         say("work dir \(dir); peer \(peerBin); \(report.etcdVersion); \(report.wrkVersion)")
-        let certs = try await BenchCertificates.make(peerBinary: peerBin, dir: dir + "/tls", clusterID: "bench", members: 3, logFile: dir + "/certs.log")
+        let certs = try await BenchCertificates.make(peerBinary: peerBin, dir: dir + "/tls", clusterID: "bench", hosts: hosts, logFile: dir + "/certs.log")
         let tokenFile = dir + "/admin-token"
         _ = FileManager.default.createFile(atPath: tokenFile, contents: Data((Machine.randomHex(24) + "\n").utf8), attributes: [.posixPermissions: 0o600])
 
         func makeCluster(_ system: String, _ name: String) throws -> any BenchCluster {
             switch system {
-            case "etcd": return try EtcdCluster(binary: etcdBin, dir: "\(dir)/\(name)", certs: certs, clientCertAuth: etcdClientCertAuth)
-            default: return try PeerCluster(binary: peerBin, dir: "\(dir)/\(name)", certs: certs, tokenFile: tokenFile, snapshotEveryEntries: peerSnapshotEntries)
+            case "etcd": return try EtcdCluster(binary: etcdBin, dir: "\(dir)/\(name)", certs: certs, clientCertAuth: etcdClientCertAuth, hosts: hosts)
+            default: return try PeerCluster(binary: peerBin, dir: "\(dir)/\(name)", certs: certs, tokenFile: tokenFile, hosts: hosts, snapshotEveryEntries: peerSnapshotEntries)
             }
         }
 
@@ -185,18 +204,21 @@ struct ClusterBench: AsyncParsableCommand {
                     }
                 }
             }
-            // Failover: one fresh cluster per system, `failoverRuns` kills of its leader.
+            // Failover: per fault kind, one fresh cluster per system, `failoverRuns` faults of its
+            // leader; the systems alternate which goes first, as the load rounds do.
             if failoverRuns > 0 {
-                for system in systemList {
-                    let cluster = try makeCluster(system, "\(system)-failover")
-                    try await cluster.start()
-                    if report.idleRSS[system] == nil {
-                        try await Task.sleep(for: .seconds(quiet))
-                        report.idleRSS[system] = cluster.rss()
+                for (fi, fault) in faultList.enumerated() {
+                    for system in fi % 2 == 0 ? systemList : systemList.reversed() {
+                        let cluster = try makeCluster(system, "\(system)-failover-\(fault.rawValue)")
+                        try await cluster.start()
+                        if report.idleRSS[system] == nil {
+                            try await Task.sleep(for: .seconds(quiet))
+                            report.idleRSS[system] = cluster.rss()
+                        }
+                        let samples = try await Failover.run(cluster, fault: fault, hosts: namespaces, repetitions: failoverRuns, intervalMillis: probeIntervalMs, log: say)
+                        report.failover["\(system) \(fault.rawValue)"] = samples
+                        await cluster.stopAll()
                     }
-                    let samples = try await Failover.run(cluster, repetitions: failoverRuns, intervalMillis: probeIntervalMs, log: say)
-                    report.failover[system] = samples
-                    await cluster.stopAll()
                 }
             }
         } catch {
@@ -217,14 +239,16 @@ struct ClusterBench: AsyncParsableCommand {
         return path
     }
 
-    /// SIGINT/SIGTERM: stop every child by pid, remove the work dir (unless kept), exit 130.
-    func installSignalHandlers(dir: String, remove: Bool) -> [any DispatchSourceSignal] {
+    /// SIGINT/SIGTERM: stop every child by pid, delete the namespaces, remove the work dir
+    /// (unless kept), exit 130.
+    func installSignalHandlers(dir: String, remove: Bool, namespaces: NamespaceHosts?) -> [any DispatchSourceSignal] {
         ([SIGINT, SIGTERM] as [Int32]).map { sig -> any DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
                 FileHandle.standardError.write(Data("\npeer-cluster-bench: signal \(sig), stopping \(Children.shared.running.count) process(es)\n".utf8))
                 Children.shared.stopAllNow()
+                namespaces?.remove()
                 if remove { try? FileManager.default.removeItem(atPath: dir) }
                 Glibc.exit(130)
             }

@@ -5,7 +5,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// Three `etcd` members (Debian's etcd-server, 3.4) on loopback. Peer-to-peer traffic is
+/// Three `etcd` members (Debian's etcd-server, 3.4), on loopback or in network namespaces
+/// (`MemberHosts`). Peer-to-peer traffic is
 /// mutual TLS (`--peer-client-cert-auth`); the client listener is TLS, and requires a client
 /// certificate only with `clientCertAuth` (wrk cannot present one). Default timings, spelled out:
 /// heartbeat 100 ms, election timeout 1000 ms. The JSON gateway (`/v3/...`) serves on the
@@ -21,6 +22,7 @@ final class EtcdCluster: BenchCluster {
     let client: AdminClient
     let certs: BenchCertificates
     let clientCertAuth: Bool
+    let hosts: MemberHosts
     let clusterToken = "bench-" + Machine.randomHex(4)
     private let running: Mutex<[pid_t?]>
     /// Member id (decimal, as the gateway prints uint64) -> index, learned from status answers.
@@ -28,8 +30,9 @@ final class EtcdCluster: BenchCluster {
 
     var pids: [pid_t?] { running.withLock { $0 } }
 
-    init(binary: String, dir: String, certs: BenchCertificates, clientCertAuth: Bool, size: Int = 3) throws {
+    init(binary: String, dir: String, certs: BenchCertificates, clientCertAuth: Bool, hosts: MemberHosts, size: Int = 3) throws {
         self.binary = binary
+        self.hosts = hosts
         self.dir = dir
         self.size = size
         self.certs = certs
@@ -37,7 +40,7 @@ final class EtcdCluster: BenchCluster {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let ports = try Machine.freePorts(2 * size)
         peerPorts = (0..<size).map { ports[2 * $0] }
-        endpoints = (0..<size).map { Endpoint(port: ports[2 * $0 + 1]) }
+        endpoints = (0..<size).map { Endpoint(host: hosts.addresses[$0], port: ports[2 * $0 + 1]) }
         logFiles = (0..<size).map { "\(dir)/etcd-\($0 + 1).log" }
         do {
             client = try AdminClient(tls: APITLSFiles(caCertificatePath: certs.ca, certificatePath: certs.clientCert, privateKeyPath: certs.clientKey))
@@ -48,8 +51,8 @@ final class EtcdCluster: BenchCluster {
     }
 
     func arguments(_ i: Int) -> [String] {
-        let peerURL = "https://127.0.0.1:\(peerPorts[i])"
-        let initial = (0..<size).map { "m\($0 + 1)=https://127.0.0.1:\(peerPorts[$0])" }.joined(separator: ",")
+        let peerURL = "https://\(hosts.addresses[i]):\(peerPorts[i])"
+        let initial = (0..<size).map { "m\($0 + 1)=https://\(hosts.addresses[$0]):\(peerPorts[$0])" }.joined(separator: ",")
         var args = [
             "--name", "m\(i + 1)", "--data-dir", "\(dir)/data-\(i + 1)",
             "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
@@ -66,7 +69,8 @@ final class EtcdCluster: BenchCluster {
     }
 
     func startMember(_ i: Int) throws {
-        let pid = try Children.shared.spawn(binary, arguments(i), logFile: logFiles[i], label: "etcd m\(i + 1)")
+        let (executable, args) = hosts.command(binary, arguments(i), member: i)
+        let pid = try Children.shared.spawn(executable, args, logFile: logFiles[i], label: "etcd m\(i + 1)")
         running.withLock { $0[i] = pid }
     }
 

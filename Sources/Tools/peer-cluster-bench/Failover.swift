@@ -1,8 +1,26 @@
 import Foundation
 import PeerAPI
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// One kill of the leader and what followed.
+/// What happens to the leader: killed (on loopback the kernel resets its connections at once),
+/// isolated (its link down in its namespace: its packets vanish), or paused (SIGSTOP: its
+/// sockets stay open and silent). Only the first sends the others a reset.
+enum FailoverFault: String, CaseIterable, Sendable {
+    case kill, isolate, pause
+
+    var describe: String {
+        switch self {
+        case .kill: "`kill -9` of the leader"
+        case .isolate: "the leader's link down (a partition: no reset)"
+        case .pause: "SIGSTOP of the leader (a paused process: no reset)"
+        }
+    }
+}
+
+/// One fault of the leader and what followed.
 struct FailoverSample: Sendable {
     var millis: Double
     var killed: Int
@@ -11,14 +29,15 @@ struct FailoverSample: Sendable {
 }
 
 enum Failover {
-    /// `kill -9` of the leader, then a write probe every `intervalMillis` (each one a new
+    /// `fault` of the leader, then a write probe every `intervalMillis` (each one a new
     /// request over the admin client's pooled mutual-TLS connections, a new connection when none
     /// to that survivor is open, alternating between the survivors, each with a
-    /// `probeTimeoutMillis` deadline, not waiting for earlier ones): the time from the kill to
-    /// the first answer that accepts a write. Then the killed member is restarted and the
-    /// cluster must converge (every member at one commit = applied index) before the next kill.
+    /// `probeTimeoutMillis` deadline, not waiting for earlier ones): the time from the fault to
+    /// the first answer that accepts a write. Then the fault ends (the killed member restarted,
+    /// the link up, SIGCONT) and the cluster must converge (every member at one commit = applied
+    /// index) before the next. `isolate` needs `hosts`.
     static func run(
-        _ cluster: any BenchCluster, repetitions: Int, intervalMillis: Int, probeTimeoutMillis: Int = 3_000,
+        _ cluster: any BenchCluster, fault: FailoverFault = .kill, hosts: NamespaceHosts? = nil, repetitions: Int, intervalMillis: Int, probeTimeoutMillis: Int = 3_000,
         giveUpSeconds: Double = 20, settleSeconds: Double = 2, log: (String) -> Void
     ) async throws -> [FailoverSample] {
         var samples: [FailoverSample] = []
@@ -31,9 +50,21 @@ enum Failover {
             let first = FirstAccept()
 
             guard let victim = cluster.pids[leader] else { throw BenchError("\(cluster.system): leader \(leader + 1) is not running") }
-            let killedAt = ContinuousClock.now
-            Children.shared.sendKill(victim)
-            cluster.markKilled(leader)
+            let killedAt: ContinuousClock.Instant
+            switch fault {
+            case .kill:
+                killedAt = ContinuousClock.now
+                Children.shared.sendKill(victim)
+                cluster.markKilled(leader)
+            case .pause:
+                killedAt = ContinuousClock.now
+                kill(victim, SIGSTOP)
+            case .isolate:
+                guard let hosts else { throw BenchError("isolate needs --network namespaces") }
+                // From the moment the link is down (the command's own time is not counted).
+                try await hosts.setLink(leader, up: false)
+                killedAt = ContinuousClock.now
+            }
             var sent = 0
             await withTaskGroup(of: Void.self) { group in
                 let giveUp = killedAt + .milliseconds(Int(giveUpSeconds * 1000))
@@ -56,14 +87,22 @@ enum Failover {
                 }
                 await group.waitForAll()
             }
-            guard await Children.shared.waitExit(victim, seconds: 10) else { throw BenchError("\(cluster.system) member \(leader + 1) (pid \(victim)) survived SIGKILL") }
+            // The fault ends before anything can throw, so no member is left stopped or cut off.
+            switch fault {
+            case .kill:
+                guard await Children.shared.waitExit(victim, seconds: 10) else { throw BenchError("\(cluster.system) member \(leader + 1) (pid \(victim)) survived SIGKILL") }
+            case .pause:
+                kill(victim, SIGCONT)
+            case .isolate:
+                try await hosts?.setLink(leader, up: true)
+            }
             guard let (elapsed, by) = first.value else {
-                throw BenchError("\(cluster.system): no write accepted within \(Int(giveUpSeconds)) s after killing member \(leader + 1) (repetition \(rep))")
+                throw BenchError("\(cluster.system): no write accepted within \(Int(giveUpSeconds)) s after \(fault.rawValue) of member \(leader + 1) (repetition \(rep))")
             }
             let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
             samples.append(FailoverSample(millis: ms, killed: leader, acceptedBy: by, probesSent: sent))
-            log("\(cluster.system) failover \(rep)/\(repetitions): killed member \(leader + 1), write accepted through member \(by + 1) after \(String(format: "%.0f", ms)) ms (\(sent) probes; load \(Machine.load1()))")
-            try cluster.startMember(leader)
+            log("\(cluster.system) failover \(rep)/\(repetitions): \(fault.rawValue) of member \(leader + 1), write accepted through member \(by + 1) after \(String(format: "%.0f", ms)) ms (\(sent) probes; load \(Machine.load1()))")
+            if fault == .kill { try cluster.startMember(leader) }
             try await cluster.waitConverged(timeoutSeconds: 90)
         }
         return samples

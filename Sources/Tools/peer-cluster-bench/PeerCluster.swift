@@ -6,7 +6,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// Three `peer run` processes on loopback, configured by a YAML file in `dir`, started and
+/// Three `peer run` processes, on loopback or in network namespaces (`MemberHosts`), configured by a YAML file in `dir`, started and
 /// stopped by pid (not `peer up/down`, so the benchmark holds every pid it may kill).
 final class PeerCluster: BenchCluster {
     let system = "peer"
@@ -18,18 +18,20 @@ final class PeerCluster: BenchCluster {
     let logFiles: [String]
     let client: AdminClient
     let token: String
+    let hosts: MemberHosts
     private let running: Mutex<[pid_t?]>
 
     var pids: [pid_t?] { running.withLock { $0 } }
 
     /// `tokenFile`: the admin bearer token (wrk cannot present a client certificate).
-    init(binary: String, dir: String, certs: BenchCertificates, tokenFile: String, snapshotEveryEntries: Int? = nil, size: Int = 3) throws {
+    init(binary: String, dir: String, certs: BenchCertificates, tokenFile: String, hosts: MemberHosts, snapshotEveryEntries: Int? = nil, size: Int = 3) throws {
         self.binary = binary
+        self.hosts = hosts
         self.dir = dir
         self.size = size
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let ports = try Machine.freePorts(2 * size)
-        endpoints = (0..<size).map { Endpoint(port: ports[2 * $0 + 1]) }
+        endpoints = (0..<size).map { Endpoint(host: hosts.addresses[$0], port: ports[2 * $0 + 1]) }
         logFiles = (0..<size).map { "\(dir)/peer-\($0 + 1).log" }
         token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         // The timing defaults, spelled out: the same 100 ms heartbeat / 1 s election timeout as
@@ -51,7 +53,7 @@ final class PeerCluster: BenchCluster {
 
         """
         for i in 0..<size {
-            yaml += "  - id: \(i + 1)\n    peer: 127.0.0.1:\(ports[2 * i])\n    api: 127.0.0.1:\(ports[2 * i + 1])\n"
+            yaml += "  - id: \(i + 1)\n    peer: \(hosts.addresses[i]):\(ports[2 * i])\n    api: \(hosts.addresses[i]):\(ports[2 * i + 1])\n"
         }
         configPath = dir + "/cluster.yaml"
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -71,7 +73,8 @@ final class PeerCluster: BenchCluster {
     }
 
     func startMember(_ i: Int) throws {
-        let pid = try Children.shared.spawn(binary, ["run", "--config", configPath, "--id", "\(i + 1)", "--log-level", "warning"], logFile: logFiles[i], label: "peer \(i + 1)")
+        let (executable, args) = hosts.command(binary, ["run", "--config", configPath, "--id", "\(i + 1)", "--log-level", "warning"], member: i)
+        let pid = try Children.shared.spawn(executable, args, logFile: logFiles[i], label: "peer \(i + 1)")
         running.withLock { $0[i] = pid }
     }
 
