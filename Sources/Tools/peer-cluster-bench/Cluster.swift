@@ -167,6 +167,12 @@ struct BenchCertificates: Sendable {
 /// 256 bytes of printable filler whose base64 is computed once (the value of every etcd put).
 enum Payload {
     static let valueBytes = 256
+    /// Connections the benchmark's client opens per member at most. Failover probes go out
+    /// every 10 ms and those sent to a follower wait on its leader until their 3 s deadline when
+    /// the leader is paused or cut off; with AsyncHTTPClient's 64 per host, probes then queued
+    /// for a connection, on HTTP/1.1 (peer) but not on a multiplexed HTTP/2 one (etcd's gateway
+    /// negotiates it): a client limit, not the system's, so both get room for every probe.
+    static let probeConnectionsMax = 1_024
 
     static func value() -> [UInt8] {
         (0..<valueBytes).map { UInt8(0x61 + ($0 * 7) % 26) }

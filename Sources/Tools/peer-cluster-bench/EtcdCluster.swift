@@ -43,7 +43,7 @@ final class EtcdCluster: BenchCluster {
         endpoints = (0..<size).map { Endpoint(host: hosts.addresses[$0], port: ports[2 * $0 + 1]) }
         logFiles = (0..<size).map { "\(dir)/etcd-\($0 + 1).log" }
         do {
-            client = try AdminClient(tls: APITLSFiles(caCertificatePath: certs.ca, certificatePath: certs.clientCert, privateKeyPath: certs.clientKey))
+            client = try AdminClient(tls: APITLSFiles(caCertificatePath: certs.ca, certificatePath: certs.clientCert, privateKeyPath: certs.clientKey), connectionsPerHostMax: Payload.probeConnectionsMax)
         } catch {
             throw BenchError("client: \(error)")
         }

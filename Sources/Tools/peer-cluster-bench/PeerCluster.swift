@@ -58,7 +58,7 @@ final class PeerCluster: BenchCluster {
         configPath = dir + "/cluster.yaml"
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         do {
-            client = try AdminClient(tls: APITLSFiles(caCertificatePath: certs.ca, certificatePath: certs.clientCert, privateKeyPath: certs.clientKey))
+            client = try AdminClient(tls: APITLSFiles(caCertificatePath: certs.ca, certificatePath: certs.clientCert, privateKeyPath: certs.clientKey), connectionsPerHostMax: Payload.probeConnectionsMax)
         } catch {
             throw BenchError("admin client: \(error)")
         }

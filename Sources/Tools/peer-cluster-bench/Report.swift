@@ -186,7 +186,7 @@ struct Report {
             let where_ = network == "namespaces"
                 ? "each member in a network namespace of its own on a bridge (10.78.x.1-3), the benchmark's clients in the root namespace"
                 : "every member on loopback"
-            out += "\nFailover (\(where_)): the fault, then a write probe every \(probeIntervalMs) ms through the other members (alternating; each probe a request over the client's pooled mutual-TLS connections, the same client for both systems, deadline 3 s); "
+            out += "\nFailover (\(where_)): the fault, then a write probe every \(probeIntervalMs) ms through the other members (alternating; each probe a request over the client's pooled mutual-TLS connections, up to \(Payload.probeConnectionsMax) per member, the same client for both systems, deadline 3 s); "
             out += "time from the fault to the first accepted write. Then the fault ends (the killed member restarted, the link up, SIGCONT) and every member catches up (one commit = applied index) before the next. Heartbeat 100 ms, election timeout 1000 ms on both: each system's default, so one row per fault is both \"equal timings\" and \"each at its defaults\".\n\n"
             out += "| fault | system | runs | median ms | p90 ms | min ms | max ms | every run (ms) |\n|---|---|---:|---:|---:|---:|---:|---|\n"
             for fault in failoverFaults {
