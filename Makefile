@@ -44,7 +44,7 @@ define build-products
 	@for p in $(2); do echo "swift build -c $(1) --product $$p"; swift build -c $(1) --product $$p || exit 1; done
 endef
 
-.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-router bench-instances bench-balancer image image-load clean
+.PHONY: help deps build demo test check-imports check-docs sim unit soak bench bench-cluster bench-failover bench-router bench-instances bench-balancer image image-load clean
 
 ## help: list the targets.
 help:
@@ -161,6 +161,16 @@ bench-cluster:
 	$(MAKE) --no-print-directory build CONFIG=release
 	$(call build-products,release,peer-cluster-bench)
 	.build/release/peer bench $(BENCH_CLUSTER_ARGS)
+
+## bench-failover: failover without a reset, peer vs etcd 3.4 on the same hosts in network
+## namespaces (root): the leader isolated (link down), paused (SIGSTOP) and killed, FAILOVER_RUNS
+## times each, time to the first write the majority accepts (docs/benchmarks.md).
+FAILOVER_RUNS ?= 20
+bench-failover:
+	@bash .ci/install-deps etcd-server etcd-client
+	$(MAKE) --no-print-directory build CONFIG=release
+	$(call build-products,release,peer-cluster-bench)
+	.build/release/peer bench --network namespaces --faults isolate,pause,kill --failover-runs $(FAILOVER_RUNS) --connections "" $(BENCH_CLUSTER_ARGS)
 
 ## bench-router: wrk straight to tenant-app vs through NGINX (same run), and
 ## move completion times under load (docs/benchmarks.md). Release builds.

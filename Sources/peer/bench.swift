@@ -10,7 +10,7 @@ import Glibc
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmark a 3-member peer cluster against etcd 3.4 on loopback (docs/benchmarks.md).",
+        abstract: "Benchmark a 3-member peer cluster against etcd 3.4, on loopback or in network namespaces (docs/benchmarks.md).",
         discussion: "Runs `peer-cluster-bench` from the directory of this `peer` binary with the same arguments: build both in release mode (`make bench-cluster` does, and installs etcd and wrk).")
 
     @Argument(parsing: .captureForPassthrough, help: "Arguments for peer-cluster-bench (try --help).")

@@ -12,7 +12,7 @@ import Glibc
 struct ClusterBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "peer-cluster-bench",
-        abstract: "peer vs etcd 3.4: 3-member clusters on loopback, writes/s and latency (wrk), idle memory, failover.",
+        abstract: "peer vs etcd 3.4: 3-member clusters on loopback or in network namespaces, writes/s and latency (wrk), idle memory, failover (kill, partition, pause).",
         discussion: "Starts every cluster itself, in a temporary directory, on free loopback ports, and stops every process it started (by pid) before it exits, also on Ctrl-C. Needs `peer` (release build), `etcd` (Debian's etcd-server) and `wrk`. Prints a markdown report (docs/benchmarks.md).")
 
     @Option(help: "The peer binary (default: `peer` beside this executable).")
