@@ -168,10 +168,11 @@ struct BenchCertificates: Sendable {
 enum Payload {
     static let valueBytes = 256
     /// Connections the benchmark's client opens per member at most. Failover probes go out
-    /// every 10 ms and those sent to a follower wait on its leader until their 3 s deadline when
-    /// the leader is paused or cut off; with AsyncHTTPClient's 64 per host, probes then queued
-    /// for a connection, on HTTP/1.1 (peer) but not on a multiplexed HTTP/2 one (etcd's gateway
-    /// negotiates it): a client limit, not the system's, so both get room for every probe.
+    /// every 10 ms and those sent to one of peer's followers wait on the leader it forwards to
+    /// until their 3 s deadline when that leader is paused or cut off; with the admin client's
+    /// 64 per host, later probes then queued for a connection (one run of four: 3,249 ms). etcd
+    /// did not run out in the same runs (why was not analysed). A limit of the client, not of
+    /// either system, so both get room for every probe.
     static let probeConnectionsMax = 1_024
 
     static func value() -> [UInt8] {
