@@ -13,8 +13,10 @@ import Raft
 /// It protects only while a member answers; docs/operations.md §Recovery says to start every
 /// member other than the survivor with `--existing`.
 enum FoundingCheck {
-    static func refuseIfTheClusterRunsWithoutMe(_ s: RuntimeSettings, logger: Logger) async throws {
-        let answers = try await MemberProbe.others(s, timeoutMillis: 2_000).compactMap { a in a.status.map { (a.id, $0) } }
+    /// `probed`: the other members' answers (`MemberProbe.others`), asked once for this check
+    /// and StaleDataCheck.
+    static func refuseIfTheClusterRunsWithoutMe(_ s: RuntimeSettings, probed: [MemberProbe.Answer], logger: Logger) throws {
+        let answers = probed.compactMap { a in a.status.map { (a.id, $0) } }
         for (id, status) in answers where !status.voters.isEmpty && !status.voters.contains(s.selfID) && !status.learners.contains(s.selfID) {
             throw CLIError("""
                 peer \(s.selfID) has no log in \(s.dataDirectory), but member \(id) answers for a running cluster whose configuration \

@@ -101,15 +101,18 @@ enum PeerRuntime {
         // instance's knows no configuration until the leader's log or snapshot tells it.
         let storePath = s.dataDirectory + "/raft.sqlite"
         let founding = !s.joining && !s.existing
+        // What the other members answer (2 s), asked once: whether a cluster runs without this
+        // peer (FoundingCheck), and what they saw of its data (StaleDataCheck).
+        let probed = try await MemberProbe.others(s, timeoutMillis: 2_000)
         if founding && !FileManager.default.fileExists(atPath: storePath) {
-            try await FoundingCheck.refuseIfTheClusterRunsWithoutMe(s, logger: logger)
+            try FoundingCheck.refuseIfTheClusterRunsWithoutMe(s, probed: probed, logger: logger)
         }
         let voters: Set<NodeID> = founding ? Set(s.seeds.map(\.id)) : []
         let store = try PeerStore.open(path: storePath, clusterID: s.clusterID, peerID: s.selfID, initialConf: ConfState(voters: voters))
         logger.info("store open", metadata: ["path": "\(storePath)", "last": "\((try? store.lastIndex()) ?? 0)"])
         do {
             let (hard, _) = try store.initialState()
-            try await StaleDataCheck.refuseIfOlderThanTheClusterRemembers(s, term: hard.term, lastIndex: try store.lastIndex(), logger: logger)
+            try StaleDataCheck.refuseIfOlderThanTheClusterRemembers(s, answers: probed, term: hard.term, lastIndex: try store.lastIndex(), logger: logger)
         } catch let e as StorageError {
             throw CLIError("reading \(storePath): \(e)")
         }

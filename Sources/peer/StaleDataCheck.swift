@@ -14,8 +14,9 @@ import Raft
 /// their own process started); with none answering it starts (docs/operations.md §A data dir
 /// older than the cluster remembers).
 enum StaleDataCheck {
-    static func refuseIfOlderThanTheClusterRemembers(_ s: RuntimeSettings, term: Term, lastIndex: LogIndex, logger: Logger) async throws {
-        let answers = try await MemberProbe.others(s, timeoutMillis: 2_000)
+    /// `answers`: the other members' (`MemberProbe.others`), asked once for this check and
+    /// FoundingCheck.
+    static func refuseIfOlderThanTheClusterRemembers(_ s: RuntimeSettings, answers: [MemberProbe.Answer], term: Term, lastIndex: LogIndex, logger: Logger) throws {
         for answer in answers {
             guard let w = answer.status?.witnessed?.first(where: { $0.id == s.selfID }) else { continue }
             let seen = Witnessed(term: w.term, ackTerm: w.ackTerm, ackIndex: w.ackIndex)
